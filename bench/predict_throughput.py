@@ -1,0 +1,79 @@
+"""Images/s of `predict` on ONNX Runtime vs the same model in torch eager, batch 1.
+
+Both paths decode the JPEG, letterbox and normalise each image (the same code), then run
+the network on one image at a time; only the runtime differs. Both use all cores.
+
+    python bench/predict_throughput.py --model dso --data ../shared/data/hubble-dso --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="dso")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/hubble-dso"))
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import torch
+
+    from astroclassify.imaging.transforms import to_tensor_layout
+    from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.models import create_model
+
+    pred = OnnxPredictor(args.model)
+    b = pred.bundle
+    files = sorted(p for p in Path(args.data).rglob("*.jpg"))[: args.n]
+    if not files:
+        sys.exit(f"no .jpg files under {args.data}")
+
+    # The torch model with the bundle's own weights: read them back from the ONNX file is not
+    # possible for every op, so re-create the architecture and load checkpoint weights.
+    ckpt = b.path / "checkpoint.pt"
+    model = create_model(b.arch, num_classes=len(b.labels))
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["best"]["state"] or state["model"])
+    model = model.eval().to(memory_format=torch.channels_last)
+
+    def run_onnx(path: Path) -> np.ndarray:
+        return pred.predict_proba(pred.prepare(path)[None], tta="none")
+
+    @torch.inference_mode()
+    def run_torch(path: Path) -> np.ndarray:
+        x = torch.from_numpy(to_tensor_layout(pred.prepare(path)[None], b.mean, b.std))
+        return torch.softmax(model(x.contiguous(memory_format=torch.channels_last)) / b.temperature, 1).numpy()
+
+    decode_only = lambda path: pred.prepare(path)  # noqa: E731
+    results = {}
+    for name, fn in (("decode+resize only", decode_only), ("onnxruntime", run_onnx), ("torch eager", run_torch)):
+        for f in files[:5]:
+            fn(f)  # warm-up
+        best = float("inf")
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for f in files:
+                fn(f)
+            best = min(best, time.perf_counter() - t0)
+        results[name] = len(files) / best
+        print(
+            f"{name:>20}: {results[name]:7.1f} images/s  ({1000 * best / len(files):.1f} ms/image, best of {args.repeats})"
+        )
+    print(
+        f"speed-up onnxruntime / torch eager: {results['onnxruntime'] / results['torch eager']:.2f}x "
+        f"(model {b.name} {b.version}, {b.arch} @ {b.image_size}px, {len(files)} JPEGs from {args.data}, torch threads {torch.get_num_threads()})"
+    )
+    print("reproduce: python bench/predict_throughput.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The estimator-style public API: ``astroclassify.load("dso").predict(["m51.jpg"])``."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astroclassify.errors import DataError, ImageDecodeError, NotFittedError
+
+__all__ = ["Classifier", "Prediction", "load"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's calibrated prediction."""
+
+    source: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.source,
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+        }
+
+
+class Classifier:
+    """Train or load an image classifier and predict with calibrated confidence.
+
+    Parameters
+    ----------
+    model : str, default="efficientnet_lite0"
+        Registry architecture used by ``fit``.
+    taxonomy : str, optional
+        Reserved for label-mapping files (galaxy morphology taxonomies).
+    **train_options
+        Any ``TrainConfig`` field, e.g. ``epochs=5``.
+
+    Examples
+    --------
+    >>> import astroclassify
+    >>> clf = astroclassify.load("dso")
+    >>> clf.classes_
+    ('galaxy', 'nebula', 'planet')
+    """
+
+    def __init__(self, *, model: str = "efficientnet_lite0", taxonomy: str | None = None, **train_options: Any) -> None:
+        self.model = model
+        self.taxonomy = taxonomy
+        self.train_options = train_options
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "dso") -> Classifier:
+        """A fitted classifier from a bundled model name or a model folder."""
+        from astroclassify.inference.predictor import OnnxPredictor
+
+        predictor = OnnxPredictor(name_or_path)
+        clf = cls(model=predictor.bundle.arch)
+        clf._set_fitted(predictor)
+        return clf
+
+    def _set_fitted(self, predictor) -> None:
+        self.predictor_ = predictor
+        self.bundle_ = predictor.bundle
+        self.classes_ = predictor.labels
+
+    def fit(self, X: Sequence[str | Path], y: Sequence[str], *, out: str | Path | None = None) -> Classifier:
+        """Train on image paths ``X`` with labels ``y`` (needs the ``train`` extra)."""
+        from astroclassify.inference.predictor import OnnxPredictor
+        from astroclassify.training.config import TrainConfig
+        from astroclassify.training.train import train
+
+        if len(X) != len(y):
+            raise DataError(f"X has {len(X)} items but y has {len(y)} labels")
+        with tempfile.TemporaryDirectory(prefix="astroclassify-fit-") as tmp:
+            root = Path(tmp) / "data"
+            (root / "img").mkdir(parents=True)
+            lines = ["file,label"]
+            for i, (path, label) in enumerate(zip(X, y, strict=True)):
+                link = root / "img" / f"{i:06d}{Path(path).suffix.lower()}"
+                link.symlink_to(Path(path).resolve())
+                lines.append(f"img/{link.name},{label}")
+            (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+            out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="astroclassify-model-"))
+            cfg = TrainConfig(data=(str(root),), out=str(out_dir), model=self.model, **self.train_options)
+            train(cfg)
+        self._set_fitted(OnnxPredictor(out_dir))
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "predictor_"):
+            raise NotFittedError("this Classifier is not fitted; call fit(X, y) or Classifier.load(name)")
+
+    def predict_proba(self, X: Sequence[str | Path | bytes | np.ndarray], *, tta: str | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        self._check_fitted()
+        batch = np.stack([self.predictor_.prepare(x) for x in X])
+        return self.predictor_.predict_proba(batch, tta)
+
+    def predict(self, X: Sequence[str | Path | bytes | np.ndarray], *, tta: str | None = None) -> list[Prediction]:
+        """Typed predictions, one per input. Raises ``ImageDecodeError`` on an unreadable input."""
+        self._check_fitted()
+        results = []
+        for outcome in self.predictor_.run(X, tta=tta):
+            if outcome.error is not None:
+                raise ImageDecodeError(f"{outcome.source}: {outcome.error}")
+            results.append(to_prediction(outcome.source, outcome.probabilities, self.classes_))
+        return results
+
+
+def to_prediction(source: str, probs: np.ndarray, labels: Sequence[str]) -> Prediction:
+    best = int(np.argmax(probs))
+    return Prediction(
+        source=source,
+        label=labels[best],
+        confidence=float(probs[best]),
+        probabilities={label: float(p) for label, p in zip(labels, probs, strict=True)},
+    )
+
+
+def load(name_or_path: str | Path = "dso") -> Classifier:
+    """Load a bundled model by name (``"dso"``) or a model folder: ``Classifier.load``."""
+    return Classifier.load(name_or_path)

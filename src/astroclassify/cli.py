@@ -1,0 +1,427 @@
+"""The ``astroclassify`` command: parse, call, print. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from astroclassify.errors import AstroClassifyError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Classify astronomical images.")
+data_app = typer.Typer(no_args_is_help=True, help="Check, fetch and split datasets.")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("astroclassify")
+
+
+def _error(message: str) -> None:
+    """One line on stderr, never wrapped (scripts grep these)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+class _Bars:
+    """Rich progress bars behind the library's ``progress(description, total)`` hook."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not enabled,
+        )
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, description: str, total: int):
+        task = self.progress.add_task(description, total=total)
+        return lambda n=1: self.progress.advance(task, n)
+
+
+def _image_files(inputs: list[Path]) -> list[Path]:
+    from astroclassify.data.dataset import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(item)  # missing or odd files are reported by the decoder, per file
+    return files
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    tta: Annotated[
+        str | None, typer.Option(help="Test-time augmentation: none, rot4, rot4flip (default: the model's).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
+) -> None:
+    """Classify images with calibrated confidence (ONNX Runtime; no torch needed)."""
+    from astroclassify.classifier import to_prediction
+    from astroclassify.config import get_settings
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    predictor = OnnxPredictor(model or get_settings().default_model)
+    files = _image_files(inputs)
+    if not files:
+        raise AstroClassifyError("no image files found in the given folders")
+    failures = 0
+    table = Table("file", "label", "confidence", *predictor.labels, box=None)
+    for outcome in predictor.run(files, batch_size=batch_size, tta=tta):
+        if outcome.error is not None:
+            failures += 1
+            _error(f"{outcome.source}: {outcome.error}")
+            if as_json:
+                print(json.dumps({"file": outcome.source, "error": outcome.error}), flush=True)
+            continue
+        pred = to_prediction(outcome.source, outcome.probabilities, predictor.labels)
+        if as_json:
+            print(json.dumps(pred.to_dict()), flush=True)
+        else:
+            table.add_row(
+                pred.source, pred.label, f"{pred.confidence:.3f}", *(f"{p:.3f}" for p in pred.probabilities.values())
+            )
+    if not as_json and table.row_count:
+        out.print(table)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")],
+    data: Annotated[list[str], typer.Option("--data", "-d", help="Dataset folder or collection name (repeatable).")],
+    split: Annotated[
+        str, typer.Option(help="auto: only images the model never trained on; or test, val, train, all.")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    tta: Annotated[str | None, typer.Option(help="Override the model's test-time augmentation.")] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where to write report.html and plots (default: the model folder, or ./<model>-report)."),
+    ] = None,
+) -> None:
+    """Score a model: accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE."""
+    from astroclassify.evaluation.evaluate import evaluate as run_evaluation
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    predictor = OnnxPredictor(model)
+    with _Bars(enabled=not as_json) as bars:
+        result = run_evaluation(predictor, data, split=split, tta=tta, progress=bars)
+    m = result.metrics
+    if m["n"] == 0:
+        raise AstroClassifyError(
+            f"no images to score (excluded as seen in training: {m['excluded_seen_in_training']}, unknown labels: {m['unknown_labels']}, failed: {len(m['failed'])})"
+        )
+    for line in m["failed"]:
+        _error(line)
+    if as_json:
+        print(json.dumps(m))
+        return
+    from astroclassify.evaluation.report import write_html_report
+
+    target = report_dir or (
+        predictor.bundle.path if os.access(predictor.bundle.path, os.W_OK) else Path(f"{predictor.bundle.name}-report")
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    title = f"{predictor.bundle.name} on {', '.join(data)} ({split} split)"
+    report = write_html_report(m, result.keys, result.y_true, result.probs, target, title=title)
+    out.print(
+        f"[bold]{title}[/]: n={m['n']}  accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+        f"ECE {m['ece']:.3f} (uncalibrated {m['ece_uncalibrated']:.3f})"
+    )
+    t = Table("class", "precision", "recall", "F1", "support")
+    for label, c in m["per_class"].items():
+        t.add_row(label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    out.print(t)
+    cm = Table("true \\ predicted", *m["confusion_matrix"]["labels"])
+    for label, row in zip(m["confusion_matrix"]["labels"], m["confusion_matrix"]["matrix"], strict=True):
+        cm.add_row(label, *map(str, row))
+    out.print(cm)
+    for what, value in (
+        ("not scored, seen in training", m["excluded_seen_in_training"]),
+        ("not scored, unknown labels", m["unknown_labels"]),
+    ):
+        if value:
+            out.print(f"{what}: {value}")
+    out.print(f"report: {report}")
+
+
+@app.command()
+def train(
+    data: Annotated[
+        list[str],
+        typer.Option("--data", "-d", help="Dataset folder or collection name (repeatable; labels merge by name)."),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Architecture (see `astroclassify models`).")
+    ] = "efficientnet_lite0",
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    image_size: Annotated[int | None, typer.Option(min=32, max=1024)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option(help="Model name shown to users.")] = None,
+    cv: Annotated[int, typer.Option(help="Run K-fold grouped cross-validation instead (writes cv.json).")] = 0,
+    fresh: Annotated[bool, typer.Option(help="Ignore an existing checkpoint instead of resuming.")] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("--set", help="Any training option as key=value (repeatable).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+) -> None:
+    """Train a model; resumes from OUT/checkpoint.pt when one exists."""
+    from astroclassify.config import tcmalloc_env
+
+    env = tcmalloc_env()
+    if env is not None:  # restart once with tcmalloc preloaded (faster torch on CPU)
+        os.execve(sys.executable, [sys.executable, "-m", "astroclassify.cli", *sys.argv[1:]], env)
+    _setup_logging(verbose)
+    import dataclasses
+
+    from astroclassify.training.config import TrainConfig, apply_overrides
+
+    overrides = {
+        k: v
+        for k, v in {"epochs": epochs, "image_size": image_size, "seed": seed, "name": name}.items()
+        if v is not None
+    }
+    command = "astroclassify " + shlex.join(sys.argv[1:])
+    cfg = TrainConfig(data=tuple(data), out=str(out_dir), model=model, extra={"command": command}, **overrides)
+    cfg = apply_overrides(cfg, option or [])
+    if cfg.tta not in ("none", "rot4", "rot4flip"):
+        raise AstroClassifyError(f"tta must be none, rot4 or rot4flip; got {cfg.tta!r}")
+    from astroclassify.models import get_pretrained_cfg
+
+    get_pretrained_cfg(cfg.model)  # unknown architecture: fail before decoding anything
+    if fresh and (out_dir / "checkpoint.pt").exists():
+        (out_dir / "checkpoint.pt").unlink()
+    if cv:
+        _cross_validate(dataclasses.replace(cfg, folds=cv), out_dir, command)
+        return
+    from astroclassify.training.train import train as run_training
+
+    with _Bars() as bars:
+        folder = run_training(cfg, progress=bars)
+    meta = json.loads((folder / "model.json").read_text())
+    for scope, m in meta.get("metrics", {}).get("test", {}).items():
+        out.print(
+            f"test \\[{scope}]: n={m['n']} accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ECE {m['ece']:.3f}"
+        )
+    out.print(f"model written to {folder} ({meta['training']['seconds']} s)")
+
+
+def _cross_validate(cfg, out_dir: Path, command: str) -> None:
+    import numpy as np
+
+    from astroclassify.training.train import cross_validate
+
+    with _Bars() as bars:
+        res = cross_validate(cfg, progress=bars)
+    folds = res["folds"]
+    acc = np.array([f["accuracy"] for f in folds])
+    f1 = np.array([f["macro_f1"] for f in folds])
+    pool, oof, y, labels, keys = res["pool"], res["oof"], res["y"], res["labels"], res["keys"]
+    threshold = 0.2
+    suspects = []
+    for i in pool:
+        p_label = float(oof[i, y[i]])
+        if p_label < threshold:
+            j = int(np.argmax(oof[i]))
+            suspects.append(
+                {
+                    "key": keys[i],
+                    "label": labels[y[i]],
+                    "predicted": labels[j],
+                    "confidence": float(oof[i, j]),
+                    "p_label": p_label,
+                }
+            )
+    suspects.sort(key=lambda s: s["p_label"])
+    summary = {
+        "command": command,
+        "folds": folds,
+        "accuracy_mean": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "macro_f1_mean": float(f1.mean()),
+        "macro_f1_std": float(f1.std()),
+        "suspect_threshold": threshold,
+        "suspected_label_errors": suspects,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "cv.json").write_text(json.dumps(summary, indent=1) + "\n")
+    out.print(
+        f"{len(folds)}-fold grouped CV: accuracy {acc.mean():.3f} ± {acc.std():.3f}, macro-F1 {f1.mean():.3f} ± {f1.std():.3f}; "
+        f"{len(suspects)} suspected label errors; written to {out_dir / 'cv.json'}"
+    )
+    if (out_dir / "model.json").is_file():
+        from astroclassify.evaluation.report import write_model_card
+        from astroclassify.inference.bundle import load_bundle
+
+        write_model_card(load_bundle(out_dir))
+
+
+@app.command()
+def models() -> None:
+    """List bundled and user models, and the trainable architectures."""
+    from astroclassify.config import get_settings
+    from astroclassify.inference.bundle import bundled_names, load_bundle
+
+    t = Table("model", "where", "classes", "test accuracy", box=None)
+    user_dir = get_settings().models_dir
+    names = [(n, "bundled") for n in bundled_names()]
+    if user_dir.is_dir():
+        names += [(p.name, str(p)) for p in sorted(user_dir.iterdir()) if (p / "model.json").is_file()]
+    for n, where in names:
+        b = load_bundle(n if where == "bundled" else where)
+        acc = b.meta.get("metrics", {}).get("test", {}).get("all", {}).get("accuracy")
+        t.add_row(n, where, ", ".join(b.labels), f"{acc:.3f}" if acc is not None else "-")
+    out.print(t)
+    try:
+        from astroclassify.models import list_models
+
+        out.print("architectures: " + ", ".join(list_models()))
+    except ImportError:
+        out.print("architectures: install the 'train' extra (torch) to train models")
+
+
+@data_app.command("check")
+def data_check(
+    folder: Annotated[str, typer.Argument(help="Dataset folder or collection name.")],
+    labels: Annotated[str | None, typer.Option(help="Comma-separated allowed labels.")] = None,
+    decode: Annotated[bool, typer.Option(help="Decode every image (slower, finds corrupt files).")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate a dataset: files, checksums, duplicates, labels, class counts."""
+    from astroclassify.data.collections import resolve_data
+    from astroclassify.data.dataset import check_dataset, load_dataset
+
+    root = resolve_data(folder)
+    allowed = {s.strip() for s in labels.split(",")} if labels else None
+    total = len(load_dataset(root).samples)
+    with _Bars(enabled=not as_json) as bars:
+        report = check_dataset(root, labels=allowed, decode=decode, progress=bars("checking", total))
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "n": len(report.dataset.samples),
+                    "classes": report.dataset.class_counts(),
+                    "errors": report.errors,
+                    "warnings": report.warnings,
+                }
+            )
+        )
+    else:
+        t = Table("label", "images", box=None)
+        for label, n in report.dataset.class_counts().items():
+            t.add_row(label, str(n))
+        out.print(f"[bold]{root}[/]: {len(report.dataset.samples)} images")
+        out.print(t)
+        for w in report.warnings:
+            out.print(f"warning: {w}", markup=False, highlight=False)
+        for e in report.errors:
+            _error(e)
+        out.print("[green]ok[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    source: Annotated[str, typer.Argument(help="Collection name, folder, archive or http(s) URL of an archive.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.")],
+) -> None:
+    """Copy or download a dataset and verify every file's SHA-256 against its manifest."""
+    from astroclassify.data.collections import fetch
+
+    with _Bars() as bars:
+        n = fetch(source, out_dir, progress=bars("verifying", 0))
+    out.print(f"{n} files verified into {out_dir}")
+
+
+@data_app.command("split")
+def data_split(
+    data: Annotated[list[str], typer.Argument(help="Dataset folders or collection names.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="splits.csv to write.")],
+    seed: int = 0,
+    test_frac: float = 0.2,
+    val_frac: float = 0.15,
+    folds: int = 5,
+    image_size: int = 64,
+) -> None:
+    """Write grouped, stratified, seeded train/val/test splits (and CV folds) to a CSV."""
+    from astroclassify.data.splits import SplitAssignment, write_splits
+    from astroclassify.training.config import TrainConfig
+    from astroclassify.training.table import prepare_data
+
+    cfg = TrainConfig(
+        data=tuple(data), seed=seed, test_frac=test_frac, val_frac=val_frac, folds=folds, image_size=image_size
+    )
+    with _Bars() as bars:
+        prep = prepare_data(cfg, bars)
+    rows = [
+        SplitAssignment(s.key, h, s.label, g, str(sp), int(f))
+        for s, h, g, sp, f in zip(
+            prep.table.samples, prep.table.sha256, prep.groups, prep.split, prep.fold, strict=True
+        )
+    ]
+    write_splits(out_file, rows)
+    counts = {sp: int((prep.split == sp).sum()) for sp in ("train", "val", "test")}
+    out.print(
+        f"{out_file}: {counts}, {len(set(prep.groups))} groups, {len(prep.near_duplicates)} near-duplicate pairs, "
+        f"{len(prep.label_conflicts)} label conflicts"
+    )
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)  # without standalone mode, Exit codes are returned
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except AstroClassifyError as exc:
+        _error(str(exc).replace("\n", " "))
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except __import__("click").ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

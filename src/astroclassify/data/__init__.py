@@ -1,0 +1,1 @@
+"""Datasets, labels, named collections and seeded splits; no network except ``fetch``."""

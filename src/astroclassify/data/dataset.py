@@ -1,0 +1,197 @@
+"""A dataset is a folder with ``manifest.csv`` (``file,label`` + metadata) or one sub-folder per label."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from astroclassify.errors import DataError, ImageDecodeError
+
+__all__ = ["IMAGE_SUFFIXES", "CheckReport", "Dataset", "Sample", "check_dataset", "load_dataset"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".fits", ".fit", ".fts"})
+REQUIRED_COLUMNS = ("file", "label")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image; ``meta`` keeps the manifest's extra columns."""
+
+    path: Path
+    label: str
+    dataset: str
+    meta: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Dataset-qualified relative file name, stable across machines."""
+        return f"{self.dataset}/{self.meta.get('file', self.path.name)}"
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    samples: list[Sample]
+    extra_columns: list[str]
+    problems: list[str]  # rows skipped while loading, one line each
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({s.label for s in self.samples})
+
+    def class_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(s.label for s in self.samples).items()))
+
+
+def load_dataset(root: str | Path, name: str | None = None) -> Dataset:
+    """Read a dataset folder; rows that cannot be used are listed in ``problems``, not raised.
+
+    Raises
+    ------
+    DataError
+        The folder is missing, or the manifest is unreadable / lacks ``file`` or ``label``,
+        or no usable image remains.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    name = name or root.resolve().name
+    manifest = root / "manifest.csv"
+    ds = _from_manifest(root, name, manifest) if manifest.is_file() else _from_folders(root, name)
+    if not ds.samples:
+        detail = f" ({len(ds.problems)} problem rows)" if ds.problems else ""
+        raise DataError(f"{root}: no usable labelled images found{detail}")
+    return ds
+
+
+def _from_manifest(root: Path, name: str, manifest: Path) -> Dataset:
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{manifest}: not a readable CSV file ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(
+            f"{manifest}: missing column(s) {', '.join(missing)}; expected a header with "
+            f"'file,label' (got {', '.join(columns) or 'no header'})"
+        )
+    samples: list[Sample] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    root_resolved = root.resolve()
+    for lineno, raw in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if None in raw:  # more cells than header columns
+            problems.append(f"line {lineno}: more values than columns")
+            continue
+        file, label = row.get("file", ""), row.get("label", "")
+        if not file:
+            problems.append(f"line {lineno}: empty 'file'")
+            continue
+        if not label:
+            problems.append(f"line {lineno}: {file}: empty 'label'")
+            continue
+        if file in seen:
+            problems.append(f"line {lineno}: {file}: duplicate row (first on line {seen[file]})")
+            continue
+        seen[file] = lineno
+        path = (root / file).resolve()
+        if not path.is_relative_to(root_resolved):
+            problems.append(f"line {lineno}: {file}: path leaves the dataset folder")
+            continue
+        if not path.is_file():
+            problems.append(f"line {lineno}: {file}: file not found")
+            continue
+        samples.append(Sample(path=path, label=label, dataset=name, meta=row))
+    extra = [c for c in columns if c not in REQUIRED_COLUMNS]
+    return Dataset(name, root, samples, extra, problems)
+
+
+def _from_folders(root: Path, name: str) -> Dataset:
+    samples: list[Sample] = []
+    problems: list[str] = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(label_dir.rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                rel = path.relative_to(root).as_posix()
+                samples.append(Sample(path.resolve(), label_dir.name, name, {"file": rel}))
+            elif path.is_file() and not path.name.startswith("."):
+                problems.append(f"{path.relative_to(root)}: not an image file name, ignored")
+    if not samples and not problems:
+        raise DataError(
+            f"{root}: no manifest.csv and no label sub-folders with images; expected "
+            f"DIR/manifest.csv (columns file,label) or DIR/<label>/<image>"
+        )
+    return Dataset(name, root, samples, [], problems)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class CheckReport:
+    dataset: Dataset
+    errors: list[str]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_dataset(
+    root: str | Path, *, labels: set[str] | None = None, decode: bool = True, progress=None
+) -> CheckReport:
+    """Validate every row: files present and decodable, checksums, duplicates, labels.
+
+    ``labels``, if given, is the allowed label set; other labels are errors.
+    ``progress`` is an optional callable invoked once per sample (for progress bars).
+    """
+    from astroclassify.imaging.decode import decode_image
+
+    ds = load_dataset(root)
+    errors = list(ds.problems)
+    warnings_: list[str] = []
+    if ds.extra_columns:
+        warnings_.append(f"extra columns kept as metadata: {', '.join(ds.extra_columns)}")
+    by_hash: dict[str, str] = {}
+    for sample in ds.samples:
+        rel = sample.meta.get("file", sample.path.name)
+        if labels is not None and sample.label not in labels:
+            errors.append(f"{rel}: unknown label {sample.label!r} (allowed: {', '.join(sorted(labels))})")
+        digest = sha256_file(sample.path)
+        expected = sample.meta.get("sha256")
+        if expected and expected.lower() != digest:
+            errors.append(f"{rel}: SHA-256 mismatch (manifest {expected[:12]}…, file {digest[:12]}…)")
+        if digest in by_hash:
+            warnings_.append(f"{rel}: same bytes as {by_hash[digest]}")
+        else:
+            by_hash[digest] = rel
+        if decode:
+            try:
+                decode_image(sample.path)
+            except ImageDecodeError as exc:
+                errors.append(f"{rel}: {str(exc).split(': ', 1)[-1]}")
+        if progress:
+            progress()
+    counts = ds.class_counts()
+    if len(counts) < 2:
+        warnings_.append(f"only one class ({', '.join(counts)}): a classifier needs at least two")
+    if counts and max(counts.values()) > 10 * min(counts.values()):
+        warnings_.append("classes are strongly imbalanced (>10:1): use balanced sampling and macro-F1")
+    return CheckReport(ds, errors, warnings_)

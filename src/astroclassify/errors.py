@@ -1,0 +1,77 @@
+"""Exceptions and warnings raised by astroclassify.
+
+Every error says what was expected, what was got, and what to do; the CLI prints
+``str(error)`` on one line and exits non-zero, so messages must stand alone.
+
+::
+
+    AstroClassifyError
+    ├── ConfigError          (also ValueError)
+    ├── IngestError
+    ├── DataError            (also ValueError)
+    │   └── ImageDecodeError
+    ├── ModelError
+    │   ├── UnknownNameError (also KeyError)
+    │   └── NotFittedError   (also AttributeError)
+    └── StoreError
+
+    AstroClassifyWarning (UserWarning)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AstroClassifyError",
+    "AstroClassifyWarning",
+    "ConfigError",
+    "DataError",
+    "ImageDecodeError",
+    "IngestError",
+    "ModelError",
+    "NotFittedError",
+    "StoreError",
+    "UnknownNameError",
+]
+
+
+class AstroClassifyError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(AstroClassifyError, ValueError):
+    """A setting or option has a value that cannot be used."""
+
+
+class IngestError(AstroClassifyError):
+    """Fetching or importing a collection failed."""
+
+
+class DataError(AstroClassifyError, ValueError):
+    """A dataset, manifest or split is malformed."""
+
+
+class ImageDecodeError(DataError):
+    """A file is not an image we can decode safely (corrupt, truncated, too large, not an image)."""
+
+
+class ModelError(AstroClassifyError):
+    """A model cannot be built, loaded or used."""
+
+
+class UnknownNameError(ModelError, KeyError):
+    """A registry lookup failed; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotFittedError(ModelError, AttributeError):
+    """A Classifier was used before ``fit`` or ``load``."""
+
+
+class StoreError(AstroClassifyError):
+    """The database or image store failed."""
+
+
+class AstroClassifyWarning(UserWarning):
+    """Base class of the warnings this package emits."""

@@ -1,0 +1,1 @@
+"""Metrics, calibration and reports; nothing here builds or trains a model."""

@@ -1,0 +1,122 @@
+"""Score a model on labelled datasets, honestly.
+
+By default only images the model never trained or tuned on are scored: when a dataset
+took part in training (its files' SHA-256 appear in the model's ``splits.csv``), only its
+``test`` rows count; other datasets count whole. Images with labels the model does not
+know, and files that cannot be decoded, are reported rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from astroclassify.data.collections import resolve_data
+from astroclassify.data.dataset import Sample, load_dataset, sha256_file
+from astroclassify.data.splits import read_splits
+from astroclassify.errors import ConfigError
+from astroclassify.evaluation.calibration import expected_calibration_error, softmax
+from astroclassify.evaluation.metrics import classification_metrics
+
+__all__ = ["EvalResult", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("auto", "test", "val", "train", "all")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    keys: list[str] = field(default_factory=list)
+    y_true: list[str] = field(default_factory=list)
+    probs: np.ndarray | None = None
+
+
+def evaluate(
+    predictor, sources: list[str], *, split: str = "auto", tta: str | None = None, progress=None
+) -> EvalResult:
+    """Evaluate ``predictor`` (an ``OnnxPredictor``) on dataset folders or collection names."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    bundle = predictor.bundle
+    splits_file = bundle.path / "splits.csv"
+    known_split = {r.sha256: r.split for r in read_splits(splits_file)} if splits_file.is_file() else {}
+    labels = list(bundle.labels)
+    chosen: list[Sample] = []
+    unknown: Counter[str] = Counter()
+    excluded: Counter[str] = Counter()
+    problems: list[str] = []
+    for source in sources:
+        ds = load_dataset(resolve_data(source))
+        problems += [f"{ds.name}: {p}" for p in ds.problems]
+        shas = [sha256_file(s.path) for s in ds.samples]
+        trained_on = any(h in known_split for h in shas)
+        want = split if split != "auto" else ("test" if trained_on else "all")
+        if want != "all" and not known_split:
+            raise ConfigError(
+                f"model {bundle.name!r} has no splits.csv, so --split {want} is undefined; use --split all"
+            )
+        for s, h in zip(ds.samples, shas, strict=True):
+            where = known_split.get(h, "unseen")
+            if want != "all" and where != want:
+                excluded[where] += 1
+                continue
+            if s.label not in labels:
+                unknown[s.label] += 1
+                continue
+            chosen.append(s)
+    keys, y_true, logits, failed = [], [], [], []
+    advance = progress("evaluating", len(chosen)) if progress else (lambda n=1: None)
+    sample_by_path = {str(s.path): s for s in chosen}
+    for outcome in _logits(predictor, [s.path for s in chosen], tta, advance):
+        s = sample_by_path[outcome[0]]
+        if outcome[2] is not None:
+            failed.append(f"{s.key}: {outcome[2]}")
+            continue
+        keys.append(s.key)
+        y_true.append(s.label)
+        logits.append(outcome[1])
+    logit_arr = np.array(logits) if logits else np.zeros((0, len(labels)))
+    probs = softmax(logit_arr, bundle.temperature) if len(logits) else logit_arr
+    metrics = classification_metrics(y_true, probs, labels)
+    y_idx = np.array([labels.index(t) for t in y_true], dtype=int)
+    metrics["ece_uncalibrated"] = (
+        round(expected_calibration_error(softmax(logit_arr), y_idx), 4) if len(logits) else float("nan")
+    )
+    metrics["temperature"] = bundle.temperature
+    metrics["model"] = f"{bundle.name} {bundle.version}"
+    metrics["data"] = list(sources)
+    metrics["split"] = split
+    metrics["excluded_seen_in_training"] = dict(excluded)
+    metrics["unknown_labels"] = dict(unknown)
+    metrics["failed"] = failed
+    metrics["manifest_problems"] = problems
+    return EvalResult(metrics, keys, y_true, probs)
+
+
+def _logits(predictor, paths: list[Path], tta: str | None, advance):
+    """Yield (path, mean logits, error) per file, batching the network calls."""
+    batch_paths, batch = [], []
+
+    def flush():
+        out = predictor.logits(np.stack(batch), tta)
+        yield from ((p, row, None) for p, row in zip(batch_paths, out, strict=True))
+        batch_paths.clear()
+        batch.clear()
+
+    for path in paths:
+        try:
+            batch.append(predictor.prepare(path))
+            batch_paths.append(str(path))
+        except Exception as exc:  # ImageDecodeError; report and go on
+            yield str(path), None, str(exc).split(": ", 1)[-1]
+        advance(1)
+        if len(batch) >= 32:
+            yield from flush()
+    if batch:
+        yield from flush()

@@ -1,0 +1,241 @@
+"""Plots, the HTML evaluation report and the model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from astroclassify.evaluation.calibration import reliability_bins, softmax
+
+__all__ = ["write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: servers and CI have no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_training_plot(history: list[dict], path: Path) -> None:
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
+    if history and "val_loss" in history[0]:
+        ax1.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax2.plot(epochs, [h["train_accuracy"] for h in history], label="train accuracy")
+    if history and "val_accuracy" in history[0]:
+        ax2.plot(epochs, [h["val_accuracy"] for h in history], label="validation accuracy")
+        ax2.plot(epochs, [h["val_macro_f1"] for h in history], label="validation macro-F1", ls="--")
+    ax2.set(xlabel="epoch", ylim=(0, 1.02), title="Accuracy")
+    for ax in (ax1, ax2):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_eval_plots(
+    metrics: dict, probs: np.ndarray, y: np.ndarray, logits: np.ndarray | None, out: Path, *, title: str
+) -> dict[str, Path]:
+    """Confusion matrix and reliability diagram PNGs; returns their paths."""
+    plt = _plt()
+    labels = metrics["confusion_matrix"]["labels"]
+    cm = np.array(metrics["confusion_matrix"]["matrix"])
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2.5, 1.1 * len(labels) + 2))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}",
+    )
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    paths = {"confusion": out / "confusion_matrix.png", "reliability": out / "reliability.png"}
+    fig.savefig(paths["confusion"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfect calibration")
+    curves = [("calibrated", probs)]
+    if logits is not None:
+        curves.insert(0, ("before temperature scaling", softmax(logits)))
+    for name, p in curves:
+        conf, acc, count = reliability_bins(p, y, 10)
+        keep = count > 0
+        ax.plot(conf[keep], acc[keep], marker="o", label=name)
+    ax.set(
+        xlabel="confidence",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"Reliability (ECE {metrics['ece']:.3f})",
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths["reliability"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+_REPORT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th:first-child,td:first-child{text-align:left}img{max-width:100%}</style></head><body>
+<h1>{{ title }}</h1>
+<p>{{ m.n }} images &middot; accuracy <b>{{ "%.3f"|format(m.accuracy) }}</b> &middot; macro-F1 <b>{{ "%.3f"|format(m.macro_f1) }}</b>
+&middot; ECE {{ "%.3f"|format(m.ece) }} (before temperature scaling {{ "%.3f"|format(m.ece_uncalibrated) }})</p>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{% for label, c in m.per_class.items() %}<tr><td>{{ label }}</td><td>{{ "%.3f"|format(c.precision) }}</td><td>{{ "%.3f"|format(c.recall) }}</td><td>{{ "%.3f"|format(c.f1) }}</td><td>{{ c.support }}</td></tr>{% endfor %}
+</table>
+<h2>Confusion matrix and calibration</h2><img src="{{ confusion }}" alt="confusion matrix"> <img src="{{ reliability }}" alt="reliability diagram">
+{% if m.unknown_labels %}<h2>Not scored: labels the model does not know</h2><ul>{% for k, v in m.unknown_labels.items() %}<li>{{ k }}: {{ v }}</li>{% endfor %}</ul>{% endif %}
+{% if m.failed %}<h2>Not scored: unreadable files</h2><ul>{% for f in m.failed %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
+{% if errors %}<h2>Misclassified</h2><table><tr><th>image</th><th>true</th><th>predicted</th><th>confidence</th></tr>
+{% for e in errors %}<tr><td>{{ e[0] }}</td><td>{{ e[1] }}</td><td>{{ e[2] }}</td><td>{{ "%.2f"|format(e[3]) }}</td></tr>{% endfor %}</table>{% endif %}
+<h2>Raw metrics</h2><pre>{{ raw }}</pre></body></html>"""
+
+
+def write_html_report(
+    metrics: dict, keys: list[str], y_true: list[str], probs: np.ndarray, out: Path, *, title: str
+) -> Path:
+    from jinja2 import Environment
+
+    labels = metrics["confusion_matrix"]["labels"]
+    y = np.array([labels.index(t) for t in y_true], dtype=int)
+    plots = write_eval_plots(metrics, probs, y, None, out, title=title)
+    errors = sorted(
+        (
+            (k, t, labels[int(p.argmax())], float(p.max()))
+            for k, t, p in zip(keys, y_true, probs, strict=True)
+            if labels[int(p.argmax())] != t
+        ),
+        key=lambda e: -e[3],
+    )
+    env = Environment(autoescape=True)
+    text = env.from_string(_REPORT).render(
+        title=title,
+        m=metrics,
+        errors=errors,
+        confusion=plots["confusion"].name,
+        reliability=plots["reliability"].name,
+        raw=json.dumps(metrics, indent=1),
+    )
+    path = out / "report.html"
+    path.write_text(text)
+    return path
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def write_model_card(bundle) -> Path:
+    """MODEL_CARD.md: what the model is, what data it saw, how it was split, how it scores."""
+    meta = bundle.meta
+    tr, data, metrics = meta.get("training", {}), meta.get("data", {}), meta.get("metrics", {})
+    lines = [
+        f"# Model card: {bundle.name} (version {bundle.version})",
+        "",
+        f"- Architecture: `{bundle.arch}`, input {bundle.image_size} px (letterboxed on black), "
+        f"weights initialised from {tr.get('pretrained', '?')}",
+        f"- Classes: {', '.join(bundle.labels)}",
+        f"- Calibration: temperature {bundle.temperature:.3f}, fitted on the validation split; "
+        f"test-time augmentation: `{bundle.tta}`",
+        f"- Trained in {tr.get('seconds', '?')} s on {tr.get('threads', '?')} CPU threads "
+        f"(torch {tr.get('torch', '?')}), best epoch {tr.get('best_epoch', '?')}",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        tr.get("command") or "(trained through the Python API)",
+        "```",
+        "",
+        "## Data and split",
+        "",
+        f"Sources: {', '.join(data.get('sources', []))}. Split: {data.get('split_rule', '?')}. "
+        f"{data.get('near_duplicate_pairs', 0)} near-duplicate pairs were kept in one group each; "
+        "`splits.csv` lists every image's SHA-256, group and split.",
+        "",
+        "| dataset | split | " + " | ".join(bundle.labels) + " |",
+        "|---|---|" + "---|" * len(bundle.labels),
+    ]
+    for ds, by_split in data.get("counts", {}).items():
+        for sp in ("train", "val", "test"):
+            row = by_split.get(sp, {})
+            lines.append(f"| {ds} | {sp} | " + " | ".join(str(row.get(lb, 0)) for lb in bundle.labels) + " |")
+    conflicts = data.get("label_conflicts", [])
+    if conflicts:
+        lines += ["", "Near-duplicate images carrying different labels in their datasets (left as they are):", ""]
+        lines += [f"- `{a}` vs `{b}`" for a, b in conflicts]
+    lines += ["", "## Held-out metrics (test split: never trained or tuned on)", ""]
+    test = metrics.get("test", {})
+    lines += [
+        "| scope | n | accuracy | macro-F1 | ECE | ECE before scaling | "
+        + " | ".join(f"F1 {lb}" for lb in bundle.labels)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(bundle.labels),
+    ]
+    for scope, m in test.items():
+        lines.append(
+            f"| {scope} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {_fmt(m['ece'])} | "
+            f"{_fmt(m['ece_uncalibrated'])} | "
+            + " | ".join(_fmt(m["per_class"][lb]["f1"]) for lb in bundle.labels)
+            + " |"
+        )
+    cv_file = bundle.path / "cv.json"
+    if cv_file.is_file():
+        cv = json.loads(cv_file.read_text())
+        lines += [
+            "",
+            f"## Cross-validation ({len(cv['folds'])} grouped folds of the non-test images)",
+            "",
+            f"Accuracy {cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}, macro-F1 {cv['macro_f1_mean']:.3f} ± {cv['macro_f1_std']:.3f}.",
+            "",
+            "Command: `" + cv.get("command", "") + "`",
+            "",
+        ]
+        suspects = cv.get("suspected_label_errors", [])
+        if suspects:
+            lines += [
+                "### Suspected label errors",
+                "",
+                "Images whose out-of-fold probability for their own label was lowest "
+                f"(< {cv.get('suspect_threshold', 0.2)}); worth a human look. The data was not edited.",
+                "",
+                "| image | label | out-of-fold prediction | p(own label) |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| `{s['key']}` | {s['label']} | {s['predicted']} ({s['confidence']:.2f}) | {s['p_label']:.3f} |"
+                for s in suspects
+            ]
+    lines += [
+        "",
+        "## Plots",
+        "",
+        "![training history](history.png) ![confusion matrix](confusion_matrix.png) ![reliability](reliability.png)",
+        "",
+        "## Limits",
+        "",
+        "- Trained on public archive press images; survey data (FITS, single band) looks different.",
+        "- Labels come from archive categories and carry errors (see above).",
+        "",
+    ]
+    path = bundle.path / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,1 @@
+"""ONNX Runtime inference, bundles and explanations; imports nothing from training or torch."""

@@ -1,0 +1,113 @@
+"""A model bundle: a folder with ``model.onnx`` + ``model.json`` (+ card, plots, splits).
+
+``model.json`` carries everything inference needs: labels, input size, mean/std,
+temperature and default test-time augmentation, plus the training provenance and the
+held-out metrics shown in the model card. Names resolve in this order: a folder path,
+``$ASTROCLASSIFY_HOME/models/<name>``, then the models bundled inside the package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from astroclassify.config import get_settings
+from astroclassify.errors import ModelError, UnknownNameError
+
+__all__ = ["Bundle", "bundled_names", "load_bundle", "resolve_bundle"]
+
+BUNDLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    name: str
+    version: str
+    arch: str
+    labels: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    temperature: float = 1.0
+    tta: str = "none"
+    meta: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    def to_json(self) -> dict:
+        return {
+            "format": BUNDLE_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "arch": self.arch,
+            "labels": list(self.labels),
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "temperature": self.temperature,
+            "tta": self.tta,
+            **{k: v for k, v in self.meta.items() if k not in _CORE},
+        }
+
+    def save(self) -> None:
+        (self.path / "model.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+_CORE = {"format", "name", "version", "arch", "labels", "image_size", "mean", "std", "temperature", "tta"}
+
+
+def bundled_names() -> list[str]:
+    root = resources.files("astroclassify") / "bundled"
+    return sorted(p.name for p in root.iterdir() if (p / "model.json").is_file())
+
+
+def resolve_bundle(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path).expanduser()
+    if (path / "model.json").is_file():
+        return path
+    if path.is_dir() or path.suffix == ".onnx":
+        raise ModelError(f"{path}: not a model folder (expected model.json and model.onnx inside)")
+    name = str(name_or_path)
+    user = get_settings().models_dir / name
+    if (user / "model.json").is_file():
+        return user
+    packaged = Path(str(resources.files("astroclassify") / "bundled" / name))
+    if (packaged / "model.json").is_file():
+        return packaged
+    known = bundled_names()
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownNameError(
+        f"unknown model {name!r}{hint} (bundled: {', '.join(known) or 'none'}; or give a model folder path)"
+    )
+
+
+def load_bundle(name_or_path: str | Path) -> Bundle:
+    path = resolve_bundle(name_or_path)
+    try:
+        data = json.loads((path / "model.json").read_text())
+        bundle = Bundle(
+            path=path,
+            name=data["name"],
+            version=str(data.get("version", "0")),
+            arch=data["arch"],
+            labels=tuple(data["labels"]),
+            image_size=int(data["image_size"]),
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+            temperature=float(data.get("temperature", 1.0)),
+            tta=data.get("tta", "none"),
+            meta=data,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}/model.json is unreadable or incomplete ({exc})") from None
+    if not bundle.onnx_path.is_file():
+        raise ModelError(f"{path}: model.onnx is missing")
+    return bundle

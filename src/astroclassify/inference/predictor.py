@@ -1,0 +1,146 @@
+"""ONNX Runtime predictor: decode → letterbox → normalise → logits → calibrated probabilities.
+
+The session is built once per predictor (the web app and batch jobs keep one per process);
+per image, only decoding and resizing remain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astroclassify.config import get_settings
+from astroclassify.errors import ConfigError, ImageDecodeError, ModelError
+from astroclassify.imaging.decode import decode_image
+from astroclassify.imaging.transforms import letterbox, to_tensor_layout
+from astroclassify.inference.bundle import Bundle, load_bundle
+
+__all__ = ["TTA_MODES", "OnnxPredictor", "Outcome", "tta_views"]
+
+log = logging.getLogger(__name__)
+
+TTA_MODES = ("none", "rot4", "rot4flip")
+FP16_MARKER = "astroclassify.fp16_weights"
+
+
+def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
+    """Stack label-preserving views of (N, S, S, 3) images: (V, N, S, S, 3)."""
+    if mode == "none":
+        return batch[None]
+    if mode not in TTA_MODES:
+        raise ConfigError(f"unknown test-time augmentation {mode!r}; choose from {', '.join(TTA_MODES)}")
+    views = [np.rot90(batch, k, axes=(1, 2)) for k in range(4)]
+    if mode == "rot4flip":
+        views += [v[:, :, ::-1] for v in views]
+    return np.stack(views)
+
+
+def _session_bytes(path: Path) -> bytes:
+    """Model bytes for ORT, with float16-stored weights upcast to float32.
+
+    Weights are shipped in float16 to halve the package size; ORT's CPU kernels are
+    fastest in float32, so they are widened once here rather than computed in half.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    if any(p.key == FP16_MARKER for p in proto.metadata_props):
+        for init in proto.graph.initializer:
+            if init.data_type == onnx.TensorProto.FLOAT16:
+                arr = numpy_helper.to_array(init).astype(np.float32)
+                init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    return proto.SerializeToString()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result for one input of a batch run: probabilities, or the error that stopped it."""
+
+    source: str
+    probabilities: np.ndarray | None
+    error: str | None = None
+
+
+class OnnxPredictor:
+    def __init__(self, bundle: Bundle | str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        settings = get_settings()
+        self.max_pixels = settings.max_image_pixels
+        self.max_bytes = settings.max_file_bytes
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = settings.inference_threads if threads is None else threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                _session_bytes(self.bundle.onnx_path), opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnx / ORT raise assorted types for a corrupt file
+            raise ModelError(f"{self.bundle.onnx_path}: cannot load ONNX model ({exc})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.bundle.labels
+
+    def prepare(self, source: str | Path | bytes | np.ndarray) -> np.ndarray:
+        """Decode (if needed) and letterbox one input to (S, S, 3) uint8."""
+        size = self.bundle.image_size
+        if isinstance(source, np.ndarray):
+            arr = source
+            if arr.ndim == 2:
+                arr = np.repeat(arr[..., None], 3, axis=-1)
+            if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+                raise ImageDecodeError(f"array of shape {arr.shape} is not an (H, W, 3) image")
+            if arr.dtype != np.uint8:
+                arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+            rgb = arr[..., :3]
+        else:
+            rgb = decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=size)
+        return letterbox(rgb, size)
+
+    def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
+        """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch."""
+        mode = self.bundle.tta if tta is None else tta
+        views = tta_views(batch, mode)
+        v, n = views.shape[:2]
+        x = to_tensor_layout(views.reshape(v * n, *views.shape[2:]), self.bundle.mean, self.bundle.std)
+        out = self.session.run(None, {self.input_name: x})[0]
+        return out.reshape(v, n, -1).mean(axis=0)
+
+    def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
+        from astroclassify.evaluation.calibration import softmax
+
+        return softmax(self.logits(batch, tta), self.bundle.temperature)
+
+    def run(
+        self, sources: Iterable[str | Path | bytes | np.ndarray], *, batch_size: int = 16, tta: str | None = None
+    ) -> Iterator[Outcome]:
+        """Predict many inputs; a bad input yields an Outcome with ``error``, never stops the run."""
+        pending: list[tuple[str, np.ndarray]] = []
+
+        def flush() -> Iterator[Outcome]:
+            probs = self.predict_proba(np.stack([a for _, a in pending]), tta)
+            for (name, _), p in zip(pending, probs, strict=True):
+                yield Outcome(name, p)
+            pending.clear()
+
+        for src in sources:
+            name = "<array>" if isinstance(src, np.ndarray) else "<bytes>" if isinstance(src, bytes) else str(src)
+            try:
+                pending.append((name, self.prepare(src)))
+            except ImageDecodeError as exc:
+                yield Outcome(name, None, str(exc).removeprefix(f"{name}: "))
+                continue
+            if len(pending) >= batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()

@@ -1,0 +1,12 @@
+"""Model registry and architectures (timm style); nothing here trains."""
+
+from astroclassify.models import efficientnet_lite, small_cnn  # noqa: F401  (register models)
+from astroclassify.models.registry import (
+    PretrainedCfg,
+    create_model,
+    get_pretrained_cfg,
+    list_models,
+    register_model,
+)
+
+__all__ = ["PretrainedCfg", "create_model", "get_pretrained_cfg", "list_models", "register_model"]

