@@ -228,7 +228,7 @@ def train(
     if fresh and (out_dir / "checkpoint.pt").exists():
         (out_dir / "checkpoint.pt").unlink()
     if cv:
-        _cross_validate(dataclasses.replace(cfg, folds=cv), out_dir, command)
+        _cross_validate(dataclasses.replace(cfg, folds=cv), out_dir)
         return
     from astroclassify.training.train import train as run_training
 
@@ -242,54 +242,43 @@ def train(
     out.print(f"model written to {folder} ({meta['training']['seconds']} s)")
 
 
-def _cross_validate(cfg, out_dir: Path, command: str) -> None:
-    import numpy as np
-
+def _cross_validate(cfg, out_dir: Path) -> None:
     from astroclassify.training.train import cross_validate
 
     with _Bars() as bars:
-        res = cross_validate(cfg, progress=bars)
-    folds = res["folds"]
-    acc = np.array([f["accuracy"] for f in folds])
-    f1 = np.array([f["macro_f1"] for f in folds])
-    pool, oof, y, labels, keys = res["pool"], res["oof"], res["y"], res["labels"], res["keys"]
-    threshold = 0.2
-    suspects = []
-    for i in pool:
-        p_label = float(oof[i, y[i]])
-        if p_label < threshold:
-            j = int(np.argmax(oof[i]))
-            suspects.append(
-                {
-                    "key": keys[i],
-                    "label": labels[y[i]],
-                    "predicted": labels[j],
-                    "confidence": float(oof[i, j]),
-                    "p_label": p_label,
-                }
-            )
-    suspects.sort(key=lambda s: s["p_label"])
-    summary = {
-        "command": command,
-        "folds": folds,
-        "accuracy_mean": float(acc.mean()),
-        "accuracy_std": float(acc.std()),
-        "macro_f1_mean": float(f1.mean()),
-        "macro_f1_std": float(f1.std()),
-        "suspect_threshold": threshold,
-        "suspected_label_errors": suspects,
-    }
+        summary = cross_validate(cfg, progress=bars)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(summary, indent=1) + "\n")
     out.print(
-        f"{len(folds)}-fold grouped CV: accuracy {acc.mean():.3f} ± {acc.std():.3f}, macro-F1 {f1.mean():.3f} ± {f1.std():.3f}; "
-        f"{len(suspects)} suspected label errors; written to {out_dir / 'cv.json'}"
+        f"{len(summary['folds'])}-fold grouped CV: accuracy {summary['accuracy_mean']:.3f} ± {summary['accuracy_std']:.3f}, "
+        f"macro-F1 {summary['macro_f1_mean']:.3f} ± {summary['macro_f1_std']:.3f}; "
+        f"{len(summary['suspected_label_errors'])} suspected label errors; written to {out_dir / 'cv.json'}"
     )
     if (out_dir / "model.json").is_file():
         from astroclassify.evaluation.report import write_model_card
         from astroclassify.inference.bundle import load_bundle
 
         write_model_card(load_bundle(out_dir))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")] = "",
+) -> None:
+    """Run the web app and REST API (upload page at /, OpenAPI at /docs)."""
+    import uvicorn
+
+    from astroclassify.config import get_settings
+    from astroclassify.inference.bundle import load_bundle
+    from astroclassify.web.app import create_app
+
+    settings = get_settings()
+    load_bundle(model or settings.default_model)  # fail fast with a one-line error
+    _setup_logging(verbose=True)
+    out.print(f"serving on http://{host}:{port}  (Ctrl-C to stop)")
+    uvicorn.run(create_app(settings, model=model or None), host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -144,6 +144,12 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _class_f1(m: dict, label: str) -> str:
+    """F1 of one class, or a dash where the class is absent from the scored images."""
+    c = m["per_class"][label]
+    return _fmt(c["f1"]) if c["support"] else "–"
+
+
 def write_model_card(bundle) -> Path:
     """MODEL_CARD.md: what the model is, what data it saw, how it was split, how it scores."""
     meta = bundle.meta
@@ -193,9 +199,7 @@ def write_model_card(bundle) -> Path:
     for scope, m in test.items():
         lines.append(
             f"| {scope} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {_fmt(m['ece'])} | "
-            f"{_fmt(m['ece_uncalibrated'])} | "
-            + " | ".join(_fmt(m["per_class"][lb]["f1"]) for lb in bundle.labels)
-            + " |"
+            f"{_fmt(m['ece_uncalibrated'])} | " + " | ".join(_class_f1(m, lb) for lb in bundle.labels) + " |"
         )
     cv_file = bundle.path / "cv.json"
     if cv_file.is_file():
@@ -209,6 +213,21 @@ def write_model_card(bundle) -> Path:
             "Command: `" + cv.get("command", "") + "`",
             "",
         ]
+        pooled = cv.get("pooled_out_of_fold", {}).get(cv.get("tta", bundle.tta), {})
+        if pooled:
+            lines += [
+                "Pooled out-of-fold predictions (TTA `" + cv.get("tta", "") + "`):",
+                "",
+                "| dataset | n | accuracy | macro-F1 | per-class F1 |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {ds} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                + ", ".join(f"{k} {v:.3f}" for k, v in m["f1"].items())
+                + " |"
+                for ds, m in pooled.items()
+            ]
+            lines.append("")
         suspects = cv.get("suspected_label_errors", [])
         if suspects:
             lines += [

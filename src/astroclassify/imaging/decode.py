@@ -31,6 +31,16 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = None
 
 _FITS_MAGIC = b"SIMPLE  ="
+# Signatures of formats we accept: a file that starts like one but does not open is damaged,
+# which deserves a different message from "not an image at all".
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+}
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -104,6 +114,11 @@ def decode_image(
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError):
+        claimed = next((fmt for sig, fmt in _SIGNATURES.items() if data.startswith(sig)), None)
+        if claimed is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            claimed = "WebP"
+        if claimed:
+            raise ImageDecodeError(f"{name}: {claimed} data is truncated or corrupt") from None
         raise ImageDecodeError(f"{name}: not a recognised image (expected JPEG, PNG, TIFF, WebP or FITS)") from None
     with img:
         if img.format not in ALLOWED_FORMATS:

@@ -124,23 +124,26 @@ class OnnxPredictor:
     def run(
         self, sources: Iterable[str | Path | bytes | np.ndarray], *, batch_size: int = 16, tta: str | None = None
     ) -> Iterator[Outcome]:
-        """Predict many inputs; a bad input yields an Outcome with ``error``, never stops the run."""
-        pending: list[tuple[str, np.ndarray]] = []
+        """Predict many inputs in input order; a bad input yields an Outcome with ``error``."""
+        pending: list[tuple[str, np.ndarray | None, str | None]] = []
 
         def flush() -> Iterator[Outcome]:
-            probs = self.predict_proba(np.stack([a for _, a in pending]), tta)
-            for (name, _), p in zip(pending, probs, strict=True):
-                yield Outcome(name, p)
+            arrays = [a for _, a, _ in pending if a is not None]
+            probs = iter(self.predict_proba(np.stack(arrays), tta) if arrays else [])
+            for name, arr, error in pending:
+                yield Outcome(name, None, error) if arr is None else Outcome(name, next(probs))
             pending.clear()
 
+        n_arrays = 0
         for src in sources:
             name = "<array>" if isinstance(src, np.ndarray) else "<bytes>" if isinstance(src, bytes) else str(src)
             try:
-                pending.append((name, self.prepare(src)))
+                pending.append((name, self.prepare(src), None))
+                n_arrays += 1
             except ImageDecodeError as exc:
-                yield Outcome(name, None, str(exc).removeprefix(f"{name}: "))
-                continue
-            if len(pending) >= batch_size:
+                pending.append((name, None, str(exc).removeprefix(f"{name}: ")))
+            if n_arrays >= batch_size:
                 yield from flush()
+                n_arrays = 0
         if pending:
             yield from flush()

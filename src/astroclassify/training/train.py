@@ -230,21 +230,42 @@ def cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
     """K-fold grouped CV on the non-test part; returns per-fold metrics and OOF probabilities.
 
     Each fold trains for exactly ``cfg.epochs`` (no early stopping, so no fold peeks at
-    its held-out part) and predicts the held-out fold with the model's TTA mode.
+    its held-out part). Held-out folds are scored under every TTA mode, so the mode can be
+    chosen by CV; ``oof`` holds the probabilities for ``cfg.tta``.
     """
     data = prepare_data(cfg, progress)
     pre = get_pretrained_cfg(cfg.model)
     pool = np.flatnonzero(data.split != "test")
-    oof = np.full((len(data.y), len(data.labels)), np.nan)
+    oof = {mode: np.full((len(data.y), len(data.labels)), np.nan) for mode in TTA_MODES}
     folds = []
     for f in sorted(set(data.fold[pool].tolist())):
         held = pool[data.fold[pool] == f]
         fit_idx = pool[data.fold[pool] != f]
         model, _, _ = fit_model(cfg, data, fit_idx, None, progress)
-        logits = predict_logits(model, data.table.pixels[held], pre.mean, pre.std, cfg.tta)
-        oof[held] = softmax(logits)
-        m = classification_metrics([data.labels[i] for i in data.y[held]], oof[held], data.labels)
-        folds.append({"fold": f, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
-        log.info("fold %d: %s", f, folds[-1])
+        row = {"fold": f, "n": len(held)}
+        for mode in TTA_MODES:
+            oof[mode][held] = softmax(predict_logits(model, data.table.pixels[held], pre.mean, pre.std, mode))
+            m = classification_metrics([data.labels[i] for i in data.y[held]], oof[mode][held], data.labels)
+            row[mode] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+        row |= row[cfg.tta]
+        folds.append(row)
+        log.info("fold %d: %s", f, row)
     keys = [s.key for s in data.table.samples]
-    return {"folds": folds, "oof": oof, "keys": keys, "labels": data.labels, "y": data.y, "pool": pool, "data": data}
+    per_dataset = {}
+    for mode in TTA_MODES:
+        for ds in sorted({data.table.samples[i].dataset for i in pool}):
+            rows = np.array([i for i in pool if data.table.samples[i].dataset == ds])
+            m = classification_metrics([data.labels[i] for i in data.y[rows]], oof[mode][rows], data.labels)
+            per_dataset.setdefault(mode, {})[ds] = {k: m[k] for k in ("n", "accuracy", "macro_f1", "ece")} | {
+                "f1": {label: c["f1"] for label, c in m["per_class"].items() if c["support"]}
+            }
+    return {
+        "folds": folds,
+        "oof": oof[cfg.tta],
+        "pooled": per_dataset,
+        "keys": keys,
+        "labels": data.labels,
+        "y": data.y,
+        "pool": pool,
+        "data": data,
+    }

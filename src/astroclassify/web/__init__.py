@@ -1,0 +1,1 @@
+"""FastAPI application: factory, dependencies and routers (thin; logic lives elsewhere)."""

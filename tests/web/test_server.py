@@ -1,0 +1,85 @@
+"""`astroclassify serve` over real HTTP on 127.0.0.1."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import jpeg_bytes, make_sky
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = {**os.environ, "ASTROCLASSIFY_MAX_FILE_BYTES": "2000000"}
+    exe = Path(sys.executable).with_name("astroclassify")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(proc.stdout.read1().decode() if proc.stdout else "server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stdout.close()
+
+
+def test_pages_and_health(server):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok", "model": "dso"}
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200 and 'id="drop"' in page.text and "Predict" in page.text
+    assert "curl -F image=@" in httpx.get(f"{server}/documentation").text
+    assert httpx.get(f"{server}/static/app.js").status_code == 200
+    assert "/api/classify" in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def test_classify_real_image(server, shared_data):
+    path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    for route in ("/api/classify", "/predict"):
+        res = httpx.post(f"{server}{route}", files={"image": (path.name, path.read_bytes(), "image/jpeg")})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["label"] in ("galaxy", "nebula", "planet") and body["model"] == "dso"
+        assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
+    info = httpx.get(f"{server}/api/models").json()[0]
+    assert info["labels"] == ["galaxy", "nebula", "planet"]
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "status", "needle"),
+    [
+        ("notes.jpg", b"just some text", 422, "not a recognised image"),
+        ("cut.jpg", jpeg_bytes(make_sky("galaxy", 400))[:600], 422, "truncated"),
+        ("empty.png", b"", 422, "empty"),
+        ("huge.jpg", b"\xff\xd8" + b"0" * 2_100_000, 413, "limit"),
+    ],
+)
+def test_bad_uploads_get_clear_json_errors(server, name, payload, status, needle):
+    res = httpx.post(f"{server}/api/classify", files={"image": (name, payload, "image/jpeg")})
+    assert res.status_code == status
+    assert needle in res.json()["error"]["message"]
+
+
+def test_wrong_field_is_422(server):
+    res = httpx.post(f"{server}/api/classify", files={"file": ("a.jpg", b"x", "image/jpeg")})
+    assert res.status_code == 422
