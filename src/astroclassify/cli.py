@@ -146,11 +146,10 @@ def evaluate(
         raise AstroClassifyError(
             f"no images to score (excluded as seen in training: {m['excluded_seen_in_training']}, unknown labels: {m['unknown_labels']}, failed: {len(m['failed'])})"
         )
-    for line in m["failed"]:
-        _error(line)
+    problems = _input_problems(m["manifest_problems"], m["failed"], m["unknown_labels"], predictor.bundle.name)
     if as_json:
         print(json.dumps(m))
-        return
+        raise typer.Exit(1 if problems else 0)
     from astroclassify.evaluation.report import write_html_report
 
     target = report_dir or (
@@ -178,6 +177,20 @@ def evaluate(
         if value:
             out.print(f"{what}: {value}")
     out.print(f"report: {report}")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _input_problems(manifest: list[str], failed: list[str], unknown: dict[str, int], model_name: str) -> int:
+    """Print one error line per bad input; valid inputs were processed regardless."""
+    lines = list(manifest) + list(failed)
+    lines += [
+        f"{n} image(s) labelled {label!r}, a label model {model_name!r} does not know; not scored"
+        for label, n in unknown.items()
+    ]
+    for line in lines:
+        _error(line)
+    return len(lines)
 
 
 @app.command()
@@ -240,6 +253,11 @@ def train(
             f"test \\[{scope}]: n={m['n']} accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ECE {m['ece']:.3f}"
         )
     out.print(f"model written to {folder} ({meta['training']['seconds']} s)")
+    skipped = meta["data"].get("manifest_problems", []) + meta["data"].get("undecodable", [])
+    for line in skipped:
+        _error(f"skipped {line}")
+    if skipped:
+        raise typer.Exit(1)  # the model was written from the valid images; the exit code flags the rest
 
 
 def _cross_validate(cfg, out_dir: Path) -> None:
@@ -409,6 +427,15 @@ def main() -> None:
     except __import__("click").ClickException as exc:
         exc.show()
         code = exc.exit_code
+    except Exception as exc:  # a bug: one line for users, the traceback on request
+        from astroclassify.config import get_settings
+
+        if get_settings().debug:
+            raise
+        _error(
+            f"internal error: {type(exc).__name__}: {exc} (set ASTROCLASSIFY_DEBUG=1 for the traceback and please report it)"
+        )
+        code = 3
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     inference_threads: int = 0
     # Preload tcmalloc for training (2-4x faster torch on these machines); see training/tcmalloc.py.
     tcmalloc: bool = True
+    # Show full tracebacks for unexpected errors (otherwise the CLI prints one line).
+    debug: bool = False
 
     @cached_property
     def models_dir(self) -> Path:

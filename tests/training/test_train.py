@@ -88,13 +88,14 @@ def test_evaluate_reports_unknown_labels_and_bad_files(tiny_model, tmp_path):
     (root / "d.png").write_bytes(b"not an image")
     (root / "manifest.csv").write_text("file,label\na.png,galaxy\nb.png,nebula\nc.png,star\nd.png,galaxy\n")
     res = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root), "--json")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 1, res.stderr  # metrics for the valid images, then a non-zero exit
     m = json.loads(res.stdout)
     assert m["n"] == 2 and m["unknown_labels"] == {"star": 1}
+    assert "labelled 'star', a label model 'tiny' does not know" in res.stderr
     assert len(m["failed"]) == 1 and "d.png" in m["failed"][0]
     assert "error: other/d.png" in res.stderr and "Traceback" not in res.stderr
     human = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root), "--report-dir", str(tmp_path / "rep"))
-    assert human.returncode == 0 and "macro-F1" in human.stdout
+    assert human.returncode == 1 and "macro-F1" in human.stdout
     assert (tmp_path / "rep" / "report.html").is_file() and (tmp_path / "rep" / "confusion_matrix.png").is_file()
 
 
@@ -115,26 +116,36 @@ def test_predict_cli_on_trained_model(tiny_model, tiny_dataset, tmp_path):
     assert res.stderr.count("error:") == 1 and "Traceback" not in res.stderr
 
 
-def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
+def test_interrupted_training_resumes_to_the_same_result(tiny_dataset, tmp_path):
     base = dict(
         data=(str(tiny_dataset),),
-        out=str(tmp_path / "m"),
         model="small_cnn",
         pretrained=False,
         image_size=32,
         batch_size=16,
+        epochs=3,
         patience=10,
+        ema_decay=0.9,
     )
-    train(TrainConfig(epochs=2, **base))
-    first = json.loads((tmp_path / "m" / "history.json").read_text())
-    # Same config, more epochs: a fresh run would differ; the checkpoint config must match to resume.
-    import torch
+    train(TrainConfig(out=str(tmp_path / "a"), **base))
 
-    ck = torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=False)
-    assert ck["epoch"] == 1 and len(ck["history"]) == 2
-    train(TrainConfig(epochs=2, **base))  # resumes at the end: nothing more to train
-    again = json.loads((tmp_path / "m" / "history.json").read_text())
-    assert again == first
+    def interrupt_at_epoch_3(description, total):
+        if description == "epoch 3/3":
+            raise KeyboardInterrupt
+        return lambda n=1: None
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=str(tmp_path / "b"), **base), progress=interrupt_at_epoch_3)
+    assert not (tmp_path / "b" / "model.onnx").exists()
+    train(TrainConfig(out=str(tmp_path / "b"), **base))  # picks up checkpoint.pt after epoch 2
+
+    def strip(path):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in json.loads(path.read_text())]
+
+    assert strip(tmp_path / "b" / "history.json") == strip(tmp_path / "a" / "history.json")
+    meta_a = json.loads((tmp_path / "a" / "model.json").read_text())["metrics"]["test"]["all"]
+    meta_b = json.loads((tmp_path / "b" / "model.json").read_text())["metrics"]["test"]["all"]
+    assert meta_a == meta_b
 
 
 def test_cross_validation_writes_suspects(tiny_dataset, tmp_path):
@@ -169,3 +180,49 @@ def test_train_cli_errors_are_one_line(tiny_dataset, tmp_path):
     assert res.returncode == 2 and "not" in res.stderr and "Traceback" not in res.stderr
     res = run_cli("train", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--set", "epoch=2")
     assert res.returncode == 2 and "unknown training option" in res.stderr
+
+
+def test_bad_manifest_rows_are_reported_and_valid_rows_still_used(tiny_dataset, tmp_path):
+    """Missing files, duplicate rows, an undecodable file: one line each, exit 1, model still written."""
+    import shutil
+
+    root = tmp_path / "messy"
+    shutil.copytree(tiny_dataset, root)
+    (root / "galaxy" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    lines = (root / "manifest.csv").read_text().splitlines()
+    lines += ["galaxy/missing.png,galaxy,r900", lines[1], "galaxy/broken.png,galaxy,r901"]
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    check = run_cli("data", "check", str(root))
+    assert check.returncode == 1
+    for needle in ("missing.png: file not found", "duplicate row", "broken.png: PNG data is truncated or corrupt"):
+        assert needle in check.stderr
+    assert "Traceback" not in check.stderr
+
+    res = run_cli(
+        "train",
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "m"),
+        "--model",
+        "small_cnn",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--set",
+        "pretrained=false",
+        "--quiet",
+    )
+    assert res.returncode == 1, res.stderr
+    errors = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
+    assert len(errors) == 3 and "Traceback" not in res.stderr
+    assert (tmp_path / "m" / "model.onnx").is_file()
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert sum(sum(c.values()) for c in meta["data"]["counts"]["messy"].values()) == 48
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "manifest.csv").write_text("path,class\na.png,galaxy\n")
+    res = run_cli("data", "check", str(wrong))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing column(s) file, label" in res.stderr

@@ -62,6 +62,7 @@ def finish_bundle(
                 "near_duplicate_pairs": len(data.near_duplicates),
                 "label_conflicts": [list(p) for p in data.label_conflicts],
                 "undecodable": data.table.failed,
+                "manifest_problems": data.manifest_problems,
                 "split_rule": (
                     f"grouped by release/object and near-duplicate pixels, stratified by dataset and label, "
                     f"seed {cfg.seed}, test {cfg.test_frac:.0%}, val {cfg.val_frac:.0%}"

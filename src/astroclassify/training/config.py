@@ -29,6 +29,7 @@ class TrainConfig:
     balanced_sampling: bool = True  # sample each class equally often per epoch
     flips: bool = True  # mirror flips preserve these labels (off for spiral direction)
     patience: int = 5  # epochs without val macro-F1 improvement before stopping
+    ema_decay: float = 0.0  # >0: evaluate and export an exponential moving average of the weights
     tta: str = "none"  # test-time augmentation stored as the model's default: none | rot4 | rot4flip
     test_frac: float = 0.2
     val_frac: float = 0.15

@@ -82,6 +82,7 @@ class PreparedData:
     fold: np.ndarray
     groups: list[str]
     near_duplicates: list[tuple[str, str]]
+    manifest_problems: list[str]
     label_conflicts: list[tuple[str, str]]
     size: int
 
@@ -91,11 +92,13 @@ def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData
     if not cfg.data:
         raise ConfigError("no training data: pass --data DIR (a dataset folder or collection name)")
     samples: list[Sample] = []
+    problems: list[str] = []
     for source in cfg.data:
         ds = load_dataset(resolve_data(source))
-        for problem in ds.problems:
-            log.warning("%s: %s", ds.name, problem)
+        problems += [f"{ds.name}: {p}" for p in ds.problems]
         samples += ds.samples
+    for problem in problems:
+        log.warning("%s", problem)
     size = cfg.image_size or _default_size(cfg.model)
     table = build_table(samples, size, progress("decoding images", len(samples)))
     labels = sorted({s.label for s in table.samples})
@@ -113,7 +116,18 @@ def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData
             table.samples, groups, test_frac=cfg.test_frac, val_frac=cfg.val_frac, folds=cfg.folds, seed=cfg.seed
         )
         split, fold = np.array(split_list), np.array(fold_list)
-    return PreparedData(table, labels, y, split, fold, groups, near, conflicts, size)
+    return PreparedData(
+        table=table,
+        labels=labels,
+        y=y,
+        split=split,
+        fold=fold,
+        groups=groups,
+        near_duplicates=near,
+        manifest_problems=problems,
+        label_conflicts=conflicts,
+        size=size,
+    )
 
 
 def _splits_from_file(path: Path, table: ImageTable) -> tuple[np.ndarray, np.ndarray]:
