@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -72,15 +71,14 @@ def evaluate(
             chosen.append(s)
     keys, y_true, logits, failed = [], [], [], []
     advance = progress("evaluating", len(chosen)) if progress else (lambda n=1: None)
-    sample_by_path = {str(s.path): s for s in chosen}
-    for outcome in _logits(predictor, [s.path for s in chosen], tta, advance):
-        s = sample_by_path[outcome[0]]
-        if outcome[2] is not None:
-            failed.append(f"{s.key}: {outcome[2]}")
+    for sample, outcome in zip(chosen, predictor.run([s.path for s in chosen], batch_size=32, tta=tta), strict=True):
+        advance(1)
+        if outcome.error is not None:
+            failed.append(f"{sample.key}: {outcome.error}")
             continue
-        keys.append(s.key)
-        y_true.append(s.label)
-        logits.append(outcome[1])
+        keys.append(sample.key)
+        y_true.append(sample.label)
+        logits.append(outcome.logits)
     logit_arr = np.array(logits) if logits else np.zeros((0, len(labels)))
     probs = softmax(logit_arr, bundle.temperature) if len(logits) else logit_arr
     metrics = classification_metrics(y_true, probs, labels)
@@ -97,26 +95,3 @@ def evaluate(
     metrics["failed"] = failed
     metrics["manifest_problems"] = problems
     return EvalResult(metrics, keys, y_true, probs)
-
-
-def _logits(predictor, paths: list[Path], tta: str | None, advance):
-    """Yield (path, mean logits, error) per file, batching the network calls."""
-    batch_paths, batch = [], []
-
-    def flush():
-        out = predictor.logits(np.stack(batch), tta)
-        yield from ((p, row, None) for p, row in zip(batch_paths, out, strict=True))
-        batch_paths.clear()
-        batch.clear()
-
-    for path in paths:
-        try:
-            batch.append(predictor.prepare(path))
-            batch_paths.append(str(path))
-        except Exception as exc:  # ImageDecodeError; report and go on
-            yield str(path), None, str(exc).split(": ", 1)[-1]
-        advance(1)
-        if len(batch) >= 32:
-            yield from flush()
-    if batch:
-        yield from flush()

@@ -64,6 +64,7 @@ class Outcome:
     source: str
     probabilities: np.ndarray | None
     error: str | None = None
+    logits: np.ndarray | None = None  # before temperature scaling
 
 
 class OnnxPredictor:
@@ -128,10 +129,17 @@ class OnnxPredictor:
         pending: list[tuple[str, np.ndarray | None, str | None]] = []
 
         def flush() -> Iterator[Outcome]:
+            from astroclassify.evaluation.calibration import softmax
+
             arrays = [a for _, a, _ in pending if a is not None]
-            probs = iter(self.predict_proba(np.stack(arrays), tta) if arrays else [])
+            logits = self.logits(np.stack(arrays), tta) if arrays else np.zeros((0, len(self.labels)))
+            rows = iter(zip(logits, softmax(logits, self.bundle.temperature), strict=True))
             for name, arr, error in pending:
-                yield Outcome(name, None, error) if arr is None else Outcome(name, next(probs))
+                if arr is None:
+                    yield Outcome(name, None, error)
+                else:
+                    z, p = next(rows)
+                    yield Outcome(name, p, logits=z)
             pending.clear()
 
         n_arrays = 0

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from astroclassify.inference.predictor import FP16_MARKER
+
 __all__ = ["export_onnx"]
 
 log = logging.getLogger(__name__)
-
-FP16_MARKER = "astroclassify.fp16_weights"
 
 
 def export_onnx(model: nn.Module, path: Path, image_size: int, *, fp16_weights: bool = True) -> Path:
