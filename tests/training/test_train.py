@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from astroclassify.errors import ConfigError
@@ -226,3 +227,30 @@ def test_bad_manifest_rows_are_reported_and_valid_rows_still_used(tiny_dataset, 
     (wrong / "manifest.csv").write_text("path,class\na.png,galaxy\n")
     res = run_cli("data", "check", str(wrong))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing column(s) file, label" in res.stderr
+
+
+def test_frozen_epochs_leave_the_backbone_untouched(tiny_dataset, tmp_path):
+    import torch
+
+    from astroclassify.models import create_model
+    from astroclassify.training.table import prepare_data
+    from astroclassify.training.train import _seed_everything, fit_model
+
+    cfg = TrainConfig(
+        data=(str(tiny_dataset),),
+        model="efficientnet_lite0",
+        pretrained=False,
+        image_size=32,
+        epochs=2,
+        freeze_epochs=2,
+        batch_size=16,
+    )
+    data = prepare_data(cfg)
+    _seed_everything(cfg.seed)
+    initial = create_model(cfg.model, num_classes=2).state_dict()
+    model, history, _ = fit_model(cfg, data, np.flatnonzero(data.split == "train"), None)
+    trained = model.state_dict()
+    body = [k for k in initial if not k.startswith("net._fc.")]
+    assert all(torch.equal(initial[k], trained[k]) for k in body)  # weights and BN statistics
+    assert not torch.equal(initial["net._fc.weight"], trained["net._fc.weight"])
+    assert len(history) == 2

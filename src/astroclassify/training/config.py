@@ -23,6 +23,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3  # peak learning rate of the head; the backbone gets lr * backbone_lr_scale
     backbone_lr_scale: float = 0.3
+    freeze_epochs: int = 0  # train only the head (frozen backbone, BN fixed) for the first N epochs (LP-FT)
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to lr * 0.01
     label_smoothing: float = 0.05

@@ -126,7 +126,13 @@ def fit_model(
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        model.train()
+        # Linear probe first, then fine-tune (LP-FT): a frozen pretrained backbone keeps its
+        # features while the fresh head settles, so small datasets overfit less. Frozen epochs
+        # skip the backbone's backward pass and keep its BatchNorm statistics.
+        frozen = epoch < cfg.freeze_epochs and bool(head_params)
+        for p in body_params:
+            p.requires_grad_(not frozen)
+        model.train(not frozen)
         # Every random stream is seeded per epoch, so a resumed run equals an uninterrupted one.
         rng = np.random.default_rng([cfg.seed, epoch])
         augment = build_augment(flips=cfg.flips, seed=cfg.seed * 1000 + epoch)
