@@ -45,7 +45,9 @@ def main() -> None:
         print(f"  {name:<48} {value:.3f}  (target {op} {target})  {'met' if ok else 'NOT met'}")
     print(f"  hubble-dso confusion {hubble['confusion_matrix']}")
     print(f"reproduce: astroclassify evaluate --model {args.model} --data hubble-dso --json")
-    print(f"           astroclassify evaluate --model {args.model} --data hubble-dso --data nasa-planets-galaxies --json")
+    print(
+        f"           astroclassify evaluate --model {args.model} --data hubble-dso --data nasa-planets-galaxies --json"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,12 @@ def main() -> None:
             rows = np.array([i for i in pool if data.table.samples[i].dataset == ds])
             parts.append(f"{ds} {np.mean(pred[rows] == data.y[rows]):.3f}")
         print(f"{spec:<24} out-of-fold accuracy: {', '.join(parts)}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print("reproduce: python bench/linear_probe.py " + " ".join(f"--data {d}" for d in args.data) + " " + " ".join(f"--arch {a}" for a in args.arch))
+    print(
+        "reproduce: python bench/linear_probe.py "
+        + " ".join(f"--data {d}" for d in args.data)
+        + " "
+        + " ".join(f"--arch {a}" for a in args.arch)
+    )
 
 
 if __name__ == "__main__":

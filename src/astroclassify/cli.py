@@ -63,7 +63,7 @@ class _Bars:
         self.progress.__exit__(*exc)
 
     def __call__(self, description: str, total: int):
-        task = self.progress.add_task(description, total=total)
+        task = self.progress.add_task(description, total=total or None)  # 0: unknown length
         return lambda n=1: self.progress.advance(task, n)
 
 
@@ -90,7 +90,6 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
 ) -> None:
     """Classify images with calibrated confidence (ONNX Runtime; no torch needed)."""
-    from astroclassify.classifier import to_prediction
     from astroclassify.config import get_settings
     from astroclassify.inference.predictor import OnnxPredictor
 
@@ -99,25 +98,44 @@ def predict(
     if not files:
         raise AstroClassifyError("no image files found in the given folders")
     failures = 0
-    table = Table("file", "label", "confidence", *predictor.labels, box=None)
-    for outcome in predictor.run(files, batch_size=batch_size, tta=tta):
-        if outcome.error is not None:
-            failures += 1
-            _error(f"{outcome.source}: {outcome.error}")
-            if as_json:
-                print(json.dumps({"file": outcome.source, "error": outcome.error}), flush=True)
-            continue
-        pred = to_prediction(outcome.source, outcome.probabilities, predictor.labels)
-        if as_json:
-            print(json.dumps(pred.to_dict()), flush=True)
-        else:
-            table.add_row(
-                pred.source, pred.label, f"{pred.confidence:.3f}", *(f"{p:.3f}" for p in pred.probabilities.values())
-            )
+    table = Table(box=None)
+    table.add_column("file", overflow="fold")  # never cut a path short
+    for column in ("label", "confidence", *predictor.labels):
+        table.add_column(column)
+    with _Bars(enabled=not as_json and len(files) > batch_size) as bars:
+        advance = bars("classifying", len(files))
+        outcomes = []
+        for outcome in predictor.run(files, batch_size=batch_size, tta=tta):
+            advance(1)
+            if as_json:  # stream JSON lines as they come
+                failures += _emit(outcome, predictor.labels, table, as_json)
+            else:
+                outcomes.append(outcome)
+    for outcome in outcomes:
+        failures += _emit(outcome, predictor.labels, table, as_json)
     if not as_json and table.row_count:
         out.print(table)
     if failures:
         raise typer.Exit(1)
+
+
+def _emit(outcome, labels, table: Table, as_json: bool) -> int:
+    """Print one prediction (or its error); returns 1 for a failed file."""
+    from astroclassify.classifier import to_prediction
+
+    if outcome.error is not None:
+        _error(f"{outcome.source}: {outcome.error}")
+        if as_json:
+            print(json.dumps({"file": outcome.source, "error": outcome.error}), flush=True)
+        return 1
+    pred = to_prediction(outcome.source, outcome.probabilities, labels)
+    if as_json:
+        print(json.dumps(pred.to_dict()), flush=True)
+    else:
+        table.add_row(
+            pred.source, pred.label, f"{pred.confidence:.3f}", *(f"{p:.3f}" for p in pred.probabilities.values())
+        )
+    return 0
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,9 @@ def _from_manifest(root: Path, name: str, manifest: Path) -> Dataset:
     samples: list[Sample] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    root_resolved = root.resolve()
+    # Containment is checked lexically: "../" escapes are refused, symlinks the user placed
+    # inside the dataset folder are followed.
+    root_abs = Path(os.path.abspath(root))
     for lineno, raw in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         if None in raw:  # more cells than header columns
@@ -105,8 +108,8 @@ def _from_manifest(root: Path, name: str, manifest: Path) -> Dataset:
             problems.append(f"line {lineno}: {file}: duplicate row (first on line {seen[file]})")
             continue
         seen[file] = lineno
-        path = (root / file).resolve()
-        if not path.is_relative_to(root_resolved):
+        path = Path(os.path.normpath(root_abs / file))
+        if not path.is_relative_to(root_abs):
             problems.append(f"line {lineno}: {file}: path leaves the dataset folder")
             continue
         if not path.is_file():

@@ -57,16 +57,20 @@ THUMB = 24
 NEAR_DUPLICATE_CORR = 0.985
 
 
-def fingerprint(rgb: np.ndarray) -> Fingerprint:
-    """Fingerprint decoded pixels (so re-encoded or resized copies still match)."""
+def fingerprint(image) -> Fingerprint:
+    """Fingerprint decoded pixels (so re-encoded or resized copies still match).
+
+    ``image`` is an RGB Pillow image or an (H, W, 3) uint8 array.
+    """
     from PIL import Image
 
-    grey = Image.fromarray(rgb).convert("L").resize((THUMB, THUMB), Image.Resampling.BOX)
+    img = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    grey = img.convert("L").resize((THUMB, THUMB), Image.Resampling.BOX)
     t = np.asarray(grey, dtype=np.float32).ravel()
     t = t - t.mean()
     norm = float(np.linalg.norm(t))
     t = t / norm if norm > 1e-6 else t
-    return Fingerprint(hashlib.sha256(rgb.tobytes()).hexdigest(), t)
+    return Fingerprint(hashlib.sha256(img.tobytes()).hexdigest(), t)
 
 
 class _UnionFind:

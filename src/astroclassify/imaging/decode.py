@@ -17,7 +17,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from astroclassify.errors import ImageDecodeError
 
-__all__ = ["ALLOWED_FORMATS", "decode_image", "read_image_bytes", "sniff_format"]
+__all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "read_image_bytes", "sniff_format"]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,19 @@ def decode_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     draft_size: int | None = None,
 ) -> np.ndarray:
-    """Decode an image file into an RGB ``uint8`` array of shape (H, W, 3).
+    """Decode an image file into an RGB ``uint8`` array of shape (H, W, 3); see ``decode_pil``."""
+    img = decode_pil(source, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=draft_size)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def decode_pil(
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Decode an image file into an RGB Pillow image (kept in Pillow for fast resizing).
 
     Parameters
     ----------
@@ -110,7 +122,7 @@ def decode_image(
     name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
     data = read_image_bytes(source, max_bytes=max_bytes)
     if data.startswith(_FITS_MAGIC):
-        return _decode_fits(data, name, max_pixels)
+        return Image.fromarray(_decode_fits(data, name, max_pixels))
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError):
@@ -145,16 +157,15 @@ def decode_image(
     return rgb
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
+def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited on black sky."""
     if img.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
-        arr = np.asarray(img, dtype=np.float64)
-        return _stretch_to_rgb(arr)
+        return Image.fromarray(_stretch_to_rgb(np.asarray(img, dtype=np.float64)))
     if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         img = Image.alpha_composite(black, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:

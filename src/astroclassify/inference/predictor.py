@@ -15,7 +15,7 @@ import numpy as np
 
 from astroclassify.config import get_settings
 from astroclassify.errors import ConfigError, ImageDecodeError, ModelError
-from astroclassify.imaging.decode import decode_image
+from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import letterbox, to_tensor_layout
 from astroclassify.inference.bundle import Bundle, load_bundle
 
@@ -103,10 +103,9 @@ class OnnxPredictor:
                 raise ImageDecodeError(f"array of shape {arr.shape} is not an (H, W, 3) image")
             if arr.dtype != np.uint8:
                 arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-            rgb = arr[..., :3]
-        else:
-            rgb = decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=size)
-        return letterbox(rgb, size)
+            return letterbox(arr[..., :3], size)
+        img = decode_pil(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=size)
+        return letterbox(img, size)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch."""

@@ -23,7 +23,7 @@ from astroclassify.data.splits import (
     read_splits,
 )
 from astroclassify.errors import ConfigError, DataError, ImageDecodeError
-from astroclassify.imaging.decode import decode_image
+from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import letterbox
 from astroclassify.training.config import TrainConfig
 
@@ -57,13 +57,13 @@ def build_table(samples: list[Sample], size: int, progress=None) -> ImageTable:
     failed: list[str] = []
     for sample in samples:
         try:
-            rgb = decode_image(sample.path, draft_size=size)  # same decode as inference
+            img = decode_pil(sample.path, draft_size=size)  # the same decode and resize as inference
         except ImageDecodeError as exc:
             failed.append(f"{sample.key}: {str(exc).split(': ', 1)[-1]}")
         else:
             kept.append(sample)
-            pixels.append(letterbox(rgb, size))
-            prints.append(fingerprint(rgb))
+            pixels.append(letterbox(img, size))
+            prints.append(fingerprint(img))
             shas.append(sha256_file(sample.path))
         if progress:
             progress()

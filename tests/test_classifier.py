@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+import astroclassify
+from astroclassify.errors import DataError
+
+
+def test_fit_then_predict_on_paths(tiny_dataset, tmp_path):
+    paths = sorted(tiny_dataset.rglob("*.png"))
+    labels = [p.parent.name for p in paths]
+    clf = astroclassify.Classifier(
+        model="small_cnn", pretrained=False, image_size=48, epochs=12, batch_size=8, lr=3e-3, patience=20
+    )
+    assert not hasattr(clf, "classes_")  # the constructor only stores its arguments
+    assert clf.fit(paths, labels, out=tmp_path / "m") is clf
+    assert clf.classes_ == ("galaxy", "nebula")
+    preds = clf.predict(paths[:4])
+    assert [p.source for p in preds] == [str(p) for p in paths[:4]]
+    assert all(isinstance(p, astroclassify.Prediction) for p in preds)
+    probs = clf.predict_proba(paths)
+    assert probs.shape == (48, 2) and np.allclose(probs.sum(1), 1)
+    assert (np.array(clf.classes_)[probs.argmax(1)] == np.array(labels)).mean() > 0.8
+    again = astroclassify.load(tmp_path / "m")
+    assert np.allclose(again.predict_proba(paths[:3]), probs[:3])
+
+
+def test_fit_rejects_mismatched_lengths():
+    with pytest.raises(DataError, match="2 items but y has 1"):
+        astroclassify.Classifier().fit(["a.png", "b.png"], ["galaxy"])
