@@ -24,6 +24,7 @@ __all__ = ["TTA_MODES", "OnnxPredictor", "Outcome", "tta_views"]
 log = logging.getLogger(__name__)
 
 TTA_MODES = ("none", "rot4", "rot4flip")
+MAX_RUN_BATCH = 32
 FP16_MARKER = "astroclassify.fp16_weights"
 
 
@@ -108,12 +109,26 @@ class OnnxPredictor:
         return letterbox(img, size)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
-        """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch."""
+        """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch.
+
+        Runs at most ``MAX_RUN_BATCH`` images per ORT call: activation memory grows with the
+        batch and ORT's arena keeps its peak (364 images at once took 7 GB).
+        """
         mode = self.bundle.tta if tta is None else tta
         views = tta_views(batch, mode)
         v, n = views.shape[:2]
-        x = to_tensor_layout(views.reshape(v * n, *views.shape[2:]), self.bundle.mean, self.bundle.std)
-        out = self.session.run(None, {self.input_name: x})[0]
+        flat = views.reshape(v * n, *views.shape[2:])
+        if not len(flat):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        out = np.concatenate(
+            [
+                self.session.run(
+                    None,
+                    {self.input_name: to_tensor_layout(flat[i : i + MAX_RUN_BATCH], self.bundle.mean, self.bundle.std)},
+                )[0]
+                for i in range(0, len(flat), MAX_RUN_BATCH)
+            ]
+        )
         return out.reshape(v, n, -1).mean(axis=0)
 
     def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
