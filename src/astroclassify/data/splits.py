@@ -25,7 +25,7 @@ __all__ = [
     "SplitAssignment",
     "assign_groups",
     "fingerprint",
-    "make_splits",
+    "make_splits_and_folds",
     "read_splits",
     "release_key",
     "write_splits",
@@ -130,23 +130,6 @@ class SplitAssignment:
     fold: int  # cross-validation fold of the non-test part, -1 for test
 
 
-def make_splits(
-    samples: list[Sample],
-    groups: list[str],
-    *,
-    test_frac: float = 0.2,
-    val_frac: float = 0.15,
-    folds: int = 5,
-    seed: int = 0,
-) -> list[str]:
-    """Return 'train' / 'val' / 'test' per sample, plus fills cross-validation folds.
-
-    Stratified by dataset and label, grouped by ``groups``, deterministic for a seed.
-    """
-    split, _ = make_splits_and_folds(samples, groups, test_frac=test_frac, val_frac=val_frac, folds=folds, seed=seed)
-    return split
-
-
 def make_splits_and_folds(
     samples: list[Sample],
     groups: list[str],
@@ -156,6 +139,11 @@ def make_splits_and_folds(
     folds: int = 5,
     seed: int = 0,
 ) -> tuple[list[str], list[int]]:
+    """Return 'train' / 'val' / 'test' and a cross-validation fold per sample.
+
+    Stratified by dataset and label, grouped by ``groups``, deterministic for a seed; the
+    folds split the non-test part (test rows get fold -1).
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     if not 0 < test_frac < 0.5 or not 0 < val_frac < 0.5:

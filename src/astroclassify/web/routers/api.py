@@ -40,7 +40,14 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-async def _classify(request: Request, predictor: PredictorDep, image: UploadFile) -> Classification:
+@router.post("/api/classify", response_model=Classification)
+@router.post("/predict", response_model=Classification, include_in_schema=False)  # the seed tool's form endpoint
+async def classify(
+    request: Request,
+    predictor: PredictorDep,
+    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
+) -> Classification:
+    """Classify one image (multipart field ``image``); the format is judged by content."""
     data = await _read_limited(image, request.app.state.settings.max_file_bytes)
     name = image.filename or "upload"
     try:
@@ -50,26 +57,6 @@ async def _classify(request: Request, predictor: PredictorDep, image: UploadFile
     pred = to_prediction(name, probs, predictor.labels)
     b = predictor.bundle
     return Classification(**pred.to_dict(), model=b.name, model_version=b.version)
-
-
-@router.post("/api/classify", response_model=Classification)
-async def classify(
-    request: Request,
-    predictor: PredictorDep,
-    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
-) -> Classification:
-    """Classify one image (multipart field ``image``); the format is judged by content."""
-    return await _classify(request, predictor, image)
-
-
-@router.post("/predict", response_model=Classification, include_in_schema=False)
-async def predict_form(
-    request: Request,
-    predictor: PredictorDep,
-    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
-) -> Classification:
-    """The seed tool's form endpoint, answered like ``/api/classify``."""
-    return await _classify(request, predictor, image)
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
