@@ -92,8 +92,8 @@ def fit_model(
     if head_params:
         groups.append({"params": head_params, "scale": 1.0})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # An exponential moving average of the weights (and BN statistics) smooths the noisy
-    # small-batch trajectory; with few hundred images it generalises and calibrates better.
+    # Optional exponential moving average of the weights (and BN statistics), a common
+    # smoother for noisy small-batch fine-tuning; off by default and not in the dso recipe.
     ema = None
     if cfg.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
