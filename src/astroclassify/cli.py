@@ -170,9 +170,7 @@ def evaluate(
         raise typer.Exit(1 if problems else 0)
     from astroclassify.evaluation.report import write_html_report
 
-    target = report_dir or (
-        predictor.bundle.path if os.access(predictor.bundle.path, os.W_OK) else Path(f"{predictor.bundle.name}-report")
-    )
+    target = report_dir or _report_dir(predictor.bundle)
     target.mkdir(parents=True, exist_ok=True)
     title = f"{predictor.bundle.name} on {', '.join(data)} ({split} split)"
     report = write_html_report(m, result.keys, result.y_true, result.probs, target, title=title)
@@ -197,6 +195,19 @@ def evaluate(
     out.print(f"report: {report}")
     if problems:
         raise typer.Exit(1)
+
+
+def _report_dir(bundle) -> Path:
+    """Where `evaluate` writes its report: beside a user's model, never inside the package.
+
+    A subfolder keeps the training-time test plots in the model folder intact.
+    """
+    from astroclassify.config import get_settings
+    from astroclassify.inference.bundle import is_packaged
+
+    if is_packaged(bundle.path) or not os.access(bundle.path, os.W_OK):
+        return get_settings().home / "reports" / bundle.name
+    return bundle.path / "evaluation"
 
 
 def _input_problems(manifest: list[str], failed: list[str], unknown: dict[str, int], model_name: str) -> int:

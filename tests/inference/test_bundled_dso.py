@@ -88,3 +88,15 @@ def test_bundled_model_card_and_metrics_are_reproducible(shared_data):
     stored = meta["metrics"]["test"]["hubble-dso"]
     assert m["n"] == stored["n"] and m["accuracy"] == stored["accuracy"] and m["macro_f1"] == stored["macro_f1"]
     assert m["unknown_labels"] == {} and m["failed"] == []
+
+
+def test_evaluate_report_never_writes_into_the_package(shared_data, tmp_path):
+    bundle_dir = astroclassify.load("dso").bundle_.path
+    before = {p.name: p.stat().st_mtime for p in bundle_dir.iterdir()}
+    home = tmp_path / "home"
+    res = run_cli("evaluate", "--model", "dso", "--data", "hubble-dso", env={"ASTROCLASSIFY_HOME": str(home)})
+    assert res.returncode == 0, res.stderr
+    assert "accuracy" in res.stdout and "galaxy" in res.stdout
+    assert (home / "reports" / "dso" / "report.html").is_file()
+    assert (home / "reports" / "dso" / "confusion_matrix.png").is_file()
+    assert {p.name: p.stat().st_mtime for p in bundle_dir.iterdir()} == before

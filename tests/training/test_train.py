@@ -98,6 +98,8 @@ def test_evaluate_reports_unknown_labels_and_bad_files(tiny_model, tmp_path):
     human = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root), "--report-dir", str(tmp_path / "rep"))
     assert human.returncode == 1 and "macro-F1" in human.stdout
     assert (tmp_path / "rep" / "report.html").is_file() and (tmp_path / "rep" / "confusion_matrix.png").is_file()
+    beside = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root))
+    assert beside.returncode == 1 and (tiny_model / "evaluation" / "report.html").is_file()
 
 
 def test_predict_cli_on_trained_model(tiny_model, tiny_dataset, tmp_path):

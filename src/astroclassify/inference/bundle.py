@@ -16,7 +16,7 @@ from pathlib import Path
 from astroclassify.config import get_settings
 from astroclassify.errors import ModelError, UnknownNameError
 
-__all__ = ["Bundle", "bundled_names", "load_bundle", "resolve_bundle"]
+__all__ = ["Bundle", "bundled_names", "is_packaged", "load_bundle", "resolve_bundle"]
 
 BUNDLE_VERSION = 1
 
@@ -59,6 +59,12 @@ class Bundle:
 
 
 _CORE = {"format", "name", "version", "arch", "labels", "image_size", "mean", "std", "temperature", "tta"}
+
+
+def is_packaged(path: Path) -> bool:
+    """True for the models shipped inside the package (read-only by intent)."""
+    root = Path(str(resources.files("astroclassify") / "bundled")).resolve()
+    return Path(path).resolve().is_relative_to(root)
 
 
 def bundled_names() -> list[str]:
