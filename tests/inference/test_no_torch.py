@@ -1,0 +1,20 @@
+"""Inference must run where torch (and the training-only packages) are not installed."""
+
+import subprocess
+import sys
+
+SCRIPT = """
+import sys
+for blocked in ("torch", "albumentations", "cv2", "efficientnet_lite_pytorch"):
+    sys.modules[blocked] = None  # any import of these now raises ImportError
+from astroclassify.cli import main
+sys.argv = ["astroclassify", "predict", sys.argv[1], "--json"]
+main()
+"""
+
+
+def test_predict_without_torch(shared_data):
+    image = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    res = subprocess.run([sys.executable, "-c", SCRIPT, str(image)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert '"label": "galaxy"' in res.stdout
