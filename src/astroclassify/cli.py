@@ -180,7 +180,9 @@ def evaluate(
     )
     t = Table("class", "precision", "recall", "F1", "support")
     for label, c in m["per_class"].items():
-        t.add_row(label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+        # A class absent from the scored images has no recall or F1 to speak of: show a dash.
+        cells = [f"{c[k]:.3f}" if c["support"] else "–" for k in ("precision", "recall", "f1")]
+        t.add_row(label, *cells, str(c["support"]))
     out.print(t)
     cm = Table("true \\ predicted", *m["confusion_matrix"]["labels"])
     for label, row in zip(m["confusion_matrix"]["labels"], m["confusion_matrix"]["matrix"], strict=True):

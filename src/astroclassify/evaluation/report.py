@@ -100,7 +100,7 @@ th:first-child,td:first-child{text-align:left}img{max-width:100%}</style></head>
 <p>{{ m.n }} images &middot; accuracy <b>{{ "%.3f"|format(m.accuracy) }}</b> &middot; macro-F1 <b>{{ "%.3f"|format(m.macro_f1) }}</b>
 &middot; ECE {{ "%.3f"|format(m.ece) }} (before temperature scaling {{ "%.3f"|format(m.ece_uncalibrated) }})</p>
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{% for label, c in m.per_class.items() %}<tr><td>{{ label }}</td><td>{{ "%.3f"|format(c.precision) }}</td><td>{{ "%.3f"|format(c.recall) }}</td><td>{{ "%.3f"|format(c.f1) }}</td><td>{{ c.support }}</td></tr>{% endfor %}
+{% for label, c in m.per_class.items() %}<tr><td>{{ label }}</td>{% for k in ("precision", "recall", "f1") %}<td>{{ "%.3f"|format(c[k]) if c.support else "–" }}</td>{% endfor %}<td>{{ c.support }}</td></tr>{% endfor %}
 </table>
 <h2>Confusion matrix and calibration</h2><img src="{{ confusion }}" alt="confusion matrix"> <img src="{{ reliability }}" alt="reliability diagram">
 {% if m.unknown_labels %}<h2>Not scored: labels the model does not know</h2><ul>{% for k, v in m.unknown_labels.items() %}<li>{{ k }}: {{ v }}</li>{% endfor %}</ul>{% endif %}
