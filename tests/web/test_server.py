@@ -83,3 +83,21 @@ def test_bad_uploads_get_clear_json_errors(server, name, payload, status, needle
 def test_wrong_field_is_422(server):
     res = httpx.post(f"{server}/api/classify", files={"file": ("a.jpg", b"x", "image/jpeg")})
     assert res.status_code == 422
+
+
+def test_classifications_are_stored_browsable_and_correctable(server, shared_data):
+    path = shared_data / "hubble-dso/nebula" / sorted(p.name for p in (shared_data / "hubble-dso/nebula").iterdir())[0]
+    evil = "<script>alert(1)</script>.jpg"
+    res = httpx.post(f"{server}/api/classify", files={"image": (evil, path.read_bytes(), "image/jpeg")})
+    assert res.status_code == 200, res.text
+    record = res.json()
+    assert isinstance(record["id"], int) and record["file"] == evil  # stored verbatim; pages must escape it
+    got = httpx.get(f"{server}/api/classifications/{record['id']}").json()
+    assert got["label"] == record["label"] and got["feedback"] == []
+    fb = httpx.post(f"{server}/api/classifications/{record['id']}/feedback", json={"label": "nebula", "comment": "ok"})
+    assert fb.status_code == 200 and fb.json()["feedback"][0]["label"] == "nebula"
+    listing = httpx.get(f"{server}/api/classifications", params={"label": record["label"], "per_page": 200}).json()
+    assert record["id"] in [item["id"] for item in listing["items"]]
+    assert httpx.get(f"{server}/api/classifications/999999").status_code == 404
+    assert httpx.post(f"{server}/api/classifications/{record['id']}/feedback", json={"label": ""}).status_code == 422
+    assert httpx.get(f"{server}/api/classifications", params={"sort": "random"}).status_code == 422

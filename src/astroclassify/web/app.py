@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from astroclassify.config import Settings, get_settings
-from astroclassify.errors import AstroClassifyError, ImageDecodeError, ModelError, UnknownNameError
+from astroclassify.errors import AstroClassifyError, ImageDecodeError, ModelError, StoreError, UnknownNameError
 from astroclassify.web.routers import api, pages
 
 __all__ = ["create_app"]
@@ -26,11 +26,17 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from astroclassify.inference.predictor import OnnxPredictor
+        from astroclassify.store.db import make_engine, make_sessionmaker
 
         # Loaded once per process: per request only decoding and resizing remain.
         app.state.predictor = OnnxPredictor(model or settings.default_model)
-        log.info("serving model %s", app.state.predictor.bundle.name)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        app.state.sessions = make_sessionmaker(engine)
+        app.state.uploads = settings.home / "uploads"
+        log.info("serving model %s, database %s", app.state.predictor.bundle.name, engine.url)
         yield
+        engine.dispose()
 
     app = FastAPI(title="astroclassify", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -40,17 +46,14 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
 
     @app.exception_handler(AstroClassifyError)
     async def _errors(request: Request, exc: AstroClassifyError) -> JSONResponse:
-        status = (
-            422
-            if isinstance(exc, ImageDecodeError)
-            else 404
-            if isinstance(exc, UnknownNameError)
-            else 500
-            if isinstance(exc, ModelError)
-            else 400
-        )
-        if isinstance(exc, ImageDecodeError) and "over the" in str(exc):
-            status = 413
+        if isinstance(exc, ImageDecodeError):
+            status = 413 if "over the" in str(exc) else 422
+        elif isinstance(exc, UnknownNameError) or (isinstance(exc, StoreError) and "not found" in str(exc)):
+            status = 404
+        elif isinstance(exc, ModelError):
+            status = 500
+        else:
+            status = 400
         return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=status)
 
     return app

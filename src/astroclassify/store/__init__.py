@@ -1,0 +1,1 @@
+"""SQLAlchemy tables and repositories: the only module that speaks SQL."""
