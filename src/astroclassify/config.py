@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Decoding limits: larger images are refused before their pixels are decoded.
     max_image_pixels: int = 50_000_000
     max_file_bytes: int = 64 * 1024 * 1024
+    # Batch uploads: most files per request, and the most bytes a zip may expand to.
+    batch_max_files: int = 100
+    batch_max_bytes: int = 256 * 1024 * 1024
     # ONNX Runtime threads; 0 lets ORT choose (all cores).
     inference_threads: int = 0
     # Preload tcmalloc for training (2-4x faster torch on these machines); see training/tcmalloc.py.

@@ -101,3 +101,44 @@ def test_classifications_are_stored_browsable_and_correctable(server, shared_dat
     assert httpx.get(f"{server}/api/classifications/999999").status_code == 404
     assert httpx.post(f"{server}/api/classifications/{record['id']}/feedback", json={"label": ""}).status_code == 422
     assert httpx.get(f"{server}/api/classifications", params={"sort": "random"}).status_code == 422
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_batch_of_files_and_zip_with_per_file_errors(server, shared_data):
+    good = sorted((shared_data / "nasa-planets-galaxies/planet").iterdir())[:2]
+    files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in good]
+    files.append(("images", ("notes.jpg", b"plain text", "image/jpeg")))
+    res = httpx.post(f"{server}/api/classify/batch", files=files, timeout=60)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert (body["classified"], body["failed"]) == (2, 1)
+    assert [i["file"] for i in body["items"]] == [good[0].name, good[1].name, "notes.jpg"]
+    assert "not a recognised image" in body["items"][2]["error"]
+    assert all(isinstance(i["result"]["id"], int) for i in body["items"][:2])
+
+    archive = _zip_bytes(
+        {
+            "a/one.jpg": good[0].read_bytes(),
+            "../../evil.jpg": good[1].read_bytes(),
+            "cut.jpg": good[1].read_bytes()[:300],
+        }
+    )
+    res = httpx.post(
+        f"{server}/api/classify/batch", files={"images": ("set.zip", archive, "application/zip")}, timeout=60
+    )
+    body = res.json()
+    by_name = {i["file"]: i for i in body["items"]}
+    assert by_name["a/one.jpg"]["result"]["label"] in ("galaxy", "nebula", "planet")
+    assert "unsafe file name" in by_name["../../evil.jpg"]["error"]
+    assert "truncated or corrupt" in by_name["cut.jpg"]["error"]
+    assert (body["classified"], body["failed"]) == (1, 2)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import zipfile
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
@@ -86,26 +88,13 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-@router.post("/api/classify", response_model=Classification)
-@router.post("/predict", response_model=Classification, include_in_schema=False)  # the seed tool's form endpoint
-def classify(
-    request: Request,
-    predictor: PredictorDep,
-    session: SessionDep,
-    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
-) -> Classification:
-    """Classify one image (multipart field ``image``), store it and its answer, return the record."""
-    data = _read_limited(image, request.app.state.settings.max_file_bytes)
-    name = (image.filename or "upload")[:255]
-    try:
-        probs = predictor.predict_proba(predictor.prepare(data)[None])[0]
-    except ImageDecodeError as exc:
-        raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
+def _store(request: Request, session, predictor, name: str, data: bytes, probs) -> Classification:
+    """Save the upload under a generated name and record the model's answer."""
     fmt = sniff_format(data) or "unknown"
     best = int(probs.argmax())
     b = predictor.bundle
     row = ClassificationRow(
-        filename=name,
+        filename=name[:255],
         stored_name=save_image(data, fmt, request.app.state.uploads),
         sha256=hashlib.sha256(data).hexdigest(),
         image_format=fmt,
@@ -116,6 +105,102 @@ def classify(
         model_version=b.version,
     )
     return _out(Classifications(session).add(row))
+
+
+@router.post("/api/classify", response_model=Classification)
+@router.post("/predict", response_model=Classification, include_in_schema=False)  # the seed tool's form endpoint
+def classify(
+    request: Request,
+    predictor: PredictorDep,
+    session: SessionDep,
+    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
+) -> Classification:
+    """Classify one image (multipart field ``image``), store it and its answer, return the record."""
+    data = _read_limited(image, request.app.state.settings.max_file_bytes)
+    name = image.filename or "upload"
+    try:
+        probs = predictor.predict_proba(predictor.prepare(data)[None])[0]
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
+    return _store(request, session, predictor, name, data, probs)
+
+
+class BatchItem(BaseModel):
+    file: str
+    result: Classification | None = None
+    error: str | None = None
+
+
+class BatchResult(BaseModel):
+    items: list[BatchItem]
+    classified: int
+    failed: int
+
+
+@router.post("/api/classify/batch", response_model=BatchResult)
+def classify_batch(
+    request: Request,
+    predictor: PredictorDep,
+    session: SessionDep,
+    images: Annotated[list[UploadFile], File(description="Several images, or one .zip of images.")],
+) -> BatchResult:
+    """Classify many images (repeat the multipart field ``images``) or the images in one zip.
+
+    Each file gets its own result or error; a bad file never fails the batch.
+    """
+    settings = request.app.state.settings
+    entries: list[tuple[str, bytes | None, str | None]] = []
+    for upload in images:
+        try:
+            data = _read_limited(upload, settings.batch_max_bytes)
+        except ImageDecodeError as exc:
+            entries.append((upload.filename or "upload", None, str(exc).split(": ", 1)[-1]))
+            continue
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            entries += _zip_entries(data, settings.max_file_bytes, settings.batch_max_bytes)
+        else:
+            entries.append((upload.filename or "upload", data, None))
+    if len(entries) > settings.batch_max_files:
+        raise ImageDecodeError(f"batch has {len(entries)} files; the limit is {settings.batch_max_files} per request")
+    readable = [i for i, (_, _, err) in enumerate(entries) if err is None]
+    outcomes = dict(zip(readable, predictor.run([entries[i][1] for i in readable]), strict=True))
+    items = []
+    for i, (name, data, err) in enumerate(entries):
+        outcome = outcomes.get(i)
+        if outcome is None or outcome.error is not None:
+            items.append(BatchItem(file=name, error=err or outcome.error))
+        else:
+            items.append(
+                BatchItem(file=name, result=_store(request, session, predictor, name, data, outcome.probabilities))
+            )
+    failed = sum(i.error is not None for i in items)
+    return BatchResult(items=items, classified=len(items) - failed, failed=failed)
+
+
+def _zip_entries(data: bytes, max_member: int, max_total: int) -> list[tuple[str, bytes | None, str | None]]:
+    """Read a zip's files in memory, refusing unsafe names and oversized members per entry."""
+    out: list[tuple[str, bytes | None, str | None]] = []
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            name = info.filename
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+                out.append((name, None, "unsafe file name in archive (absolute or '..'); skipped"))
+                continue
+            if info.file_size > max_member or total + info.file_size > max_total:
+                out.append((name, None, f"archive member expands to {info.file_size / 1e6:.1f} MB, over the limit"))
+                continue
+            try:
+                member = zf.read(info)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, ValueError) as exc:
+                out.append((name, None, f"unreadable archive member ({exc})"))
+                continue
+            total += len(member)
+            out.append((name, member, None))
+    return out
 
 
 @router.get("/api/classifications", response_model=ClassificationPage)
