@@ -21,6 +21,8 @@ from astroclassify.errors import AstroClassifyError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Classify astronomical images.")
 data_app = typer.Typer(no_args_is_help=True, help="Check, fetch and split datasets.")
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for the REST API.")
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -325,9 +327,57 @@ def serve(
 
     settings = get_settings()
     load_bundle(model or settings.default_model)  # fail fast with a one-line error
+    if settings.require_api_key is None:  # keys are required as soon as others can connect
+        settings = settings.model_copy(update={"require_api_key": not _is_loopback(host)})
     _setup_logging(verbose=True)
-    out.print(f"serving on http://{host}:{port}  (Ctrl-C to stop)")
+    auth = "API keys required" if settings.require_api_key else "no API key required"
+    out.print(f"serving on http://{host}:{port} ({auth}; Ctrl-C to stop)")
     uvicorn.run(create_app(settings, model=model or None), host=host, port=port, log_level="info")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _keys():
+    from astroclassify.config import get_settings
+    from astroclassify.store.db import make_engine, make_sessionmaker
+    from astroclassify.store.repository import ApiKeys
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return ApiKeys(make_sessionmaker(make_engine(settings.resolved_database_url))())
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's holder.")]) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    record, key = _keys().create(name)
+    print(key)
+    err.print(f"key {record.name!r} created; store it now, it cannot be shown again")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (names and prefixes, never the keys)."""
+    t = Table("name", "prefix", "created", "revoked", box=None)
+    for k in _keys().all():
+        t.add_row(k.name, f"ac_{k.prefix}_…", str(k.created_at)[:19], str(k.revoked_at)[:19] if k.revoked_at else "")
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    _keys().revoke(name)
+    out.print(f"key {name!r} revoked")
 
 
 @app.command()

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # Decoding limits: larger images are refused before their pixels are decoded.
     max_image_pixels: int = 50_000_000
     max_file_bytes: int = 64 * 1024 * 1024
+    # API keys: None = required exactly when serving on a non-loopback address.
+    require_api_key: bool | None = None
+    # Requests per minute per API key (or per client address without one); 0 disables.
+    rate_limit_per_minute: int = 600
     # Batch uploads: most files per request, and the most bytes a zip may expand to.
     batch_max_files: int = 100
     batch_max_bytes: int = 256 * 1024 * 1024

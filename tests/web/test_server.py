@@ -1,47 +1,16 @@
 """`astroclassify serve` over real HTTP on 127.0.0.1."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
 import pytest
 
 from tests.conftest import jpeg_bytes, make_sky
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.web.conftest import serve_process
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    env = {**os.environ, "ASTROCLASSIFY_MAX_FILE_BYTES": "2000000"}
-    exe = Path(sys.executable).with_name("astroclassify")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(proc.stdout.read1().decode() if proc.stdout else "server did not start")
+    with serve_process({"ASTROCLASSIFY_MAX_FILE_BYTES": "2000000"}) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        proc.stdout.close()
 
 
 def test_pages_and_health(server):

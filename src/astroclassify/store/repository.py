@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from astroclassify.errors import StoreError
-from astroclassify.store.tables import Classification, Feedback
+from astroclassify.store.tables import ApiKey, Classification, Feedback
 
-__all__ = ["ClassificationQuery", "Classifications"]
+__all__ = ["ApiKeys", "ClassificationQuery", "Classifications"]
 
 SORTS = {
     "newest": Classification.id.desc(),
@@ -74,3 +79,51 @@ class Classifications:
         self.session.add(item)
         self.session.commit()
         return item
+
+
+class ApiKeys:
+    """Create, verify and revoke API keys of the form ``ac_<prefix>_<secret>``.
+
+    Keys are 256-bit random secrets, so a plain SHA-256 is enough to store them (a slow
+    password hash protects guessable passwords, which these are not); lookup goes by the
+    public prefix and comparison is constant-time.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def create(self, name: str) -> tuple[ApiKey, str]:
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+            raise StoreError(f"key name {name!r} must be 1-64 letters, digits or _.@-")
+        if self.session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+            raise StoreError(f"a key named {name!r} already exists; revoke it or choose another name")
+        prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
+        key = f"ac_{prefix}_{secret}"
+        record = ApiKey(name=name, prefix=prefix, key_hash=hashlib.sha256(key.encode()).hexdigest())
+        self.session.add(record)
+        self.session.commit()
+        return record, key
+
+    def verify(self, key: str) -> ApiKey | None:
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "ac":
+            return None
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        for record in self.session.scalars(
+            select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
+        ):
+            if hmac.compare_digest(record.key_hash, digest):
+                return record
+        return None
+
+    def revoke(self, name: str) -> ApiKey:
+        record = self.session.scalar(select(ApiKey).where(ApiKey.name == name))
+        if record is None:
+            raise StoreError(f"API key {name!r} not found")
+        if record.revoked_at is None:
+            record.revoked_at = dt.datetime.now(dt.UTC)
+            self.session.commit()
+        return record
+
+    def all(self) -> list[ApiKey]:
+        return list(self.session.scalars(select(ApiKey).order_by(ApiKey.id)))

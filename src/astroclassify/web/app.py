@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from astroclassify.config import Settings, get_settings
 from astroclassify.errors import AstroClassifyError, ImageDecodeError, ModelError, StoreError, UnknownNameError
+from astroclassify.web.ratelimit import RateLimiter
 from astroclassify.web.routers import api, pages
 
 __all__ = ["create_app"]
@@ -40,6 +43,8 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
 
     app = FastAPI(title="astroclassify", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.require_key = bool(settings.require_api_key)
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
@@ -56,4 +61,29 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
             status = 400
         return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=status)
 
+    # Every error, ours or the framework's, has one shape: {"error": {"type", "message"}}.
+    @app.exception_handler(HTTPException)
+    async def _http_errors(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"type": "HTTPError", "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_errors(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return JSONResponse(
+            {"error": {"type": "ValidationError", "message": message, "details": jsonable(exc.errors())}},
+            status_code=422,
+        )
+
     return app
+
+
+def jsonable(errors: list) -> list:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={bytes: lambda b: f"<{len(b)} bytes>"})

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.store.repository import ApiKeys
 
 
 def _predictor(request: Request) -> OnnxPredictor:
@@ -22,3 +23,35 @@ def _session(request: Request) -> Iterator[Session]:
 
 PredictorDep = Annotated[OnnxPredictor, Depends(_predictor)]
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _current_user(request: Request, session: SessionDep) -> str | None:
+    """The caller's owner id (``key:<id>``) or None for anonymous use; enforces the rate limit.
+
+    Keys come in ``X-API-Key`` or ``Authorization: Bearer``. A key that is sent must be valid
+    even where keys are optional, so a typo never silently turns into anonymous access.
+    """
+    auth = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key") or (auth[7:].strip() if auth.lower().startswith("bearer ") else "")
+    owner = None
+    if key:
+        record = ApiKeys(session).verify(key)
+        if record is None:
+            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "ApiKey"})
+        owner = f"key:{record.id}"
+    elif request.app.state.require_key:
+        raise HTTPException(
+            401, "an API key is required: send it in the X-API-Key header", headers={"WWW-Authenticate": "ApiKey"}
+        )
+    limiter = request.app.state.limiter
+    wait = limiter.check(owner or f"ip:{request.client.host if request.client else '?'}")
+    if wait:
+        raise HTTPException(
+            429,
+            f"rate limit of {request.app.state.settings.rate_limit_per_minute} requests per minute exceeded; retry in {wait:.1f} s",
+            headers={"Retry-After": limiter.retry_after_header(wait)},
+        )
+    return owner
+
+
+CurrentUser = Annotated[str | None, Depends(_current_user)]

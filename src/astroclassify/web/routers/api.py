@@ -20,7 +20,7 @@ from astroclassify.imaging.decode import sniff_format
 from astroclassify.store.images import save_image
 from astroclassify.store.repository import ClassificationQuery, Classifications
 from astroclassify.store.tables import Classification as ClassificationRow
-from astroclassify.web.deps import PredictorDep, SessionDep
+from astroclassify.web.deps import CurrentUser, PredictorDep, SessionDep
 
 router = APIRouter(tags=["api"])
 
@@ -88,7 +88,7 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-def _store(request: Request, session, predictor, name: str, data: bytes, probs) -> Classification:
+def _store(request: Request, session, predictor, name: str, data: bytes, probs, owner: str | None) -> Classification:
     """Save the upload under a generated name and record the model's answer."""
     fmt = sniff_format(data) or "unknown"
     best = int(probs.argmax())
@@ -103,6 +103,7 @@ def _store(request: Request, session, predictor, name: str, data: bytes, probs) 
         probabilities={label: float(p) for label, p in zip(predictor.labels, probs, strict=True)},
         model_name=b.name,
         model_version=b.version,
+        owner=owner,
     )
     return _out(Classifications(session).add(row))
 
@@ -113,6 +114,7 @@ def classify(
     request: Request,
     predictor: PredictorDep,
     session: SessionDep,
+    owner: CurrentUser,
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
 ) -> Classification:
     """Classify one image (multipart field ``image``), store it and its answer, return the record."""
@@ -122,7 +124,7 @@ def classify(
         probs = predictor.predict_proba(predictor.prepare(data)[None])[0]
     except ImageDecodeError as exc:
         raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
-    return _store(request, session, predictor, name, data, probs)
+    return _store(request, session, predictor, name, data, probs, owner)
 
 
 class BatchItem(BaseModel):
@@ -142,6 +144,7 @@ def classify_batch(
     request: Request,
     predictor: PredictorDep,
     session: SessionDep,
+    owner: CurrentUser,
     images: Annotated[list[UploadFile], File(description="Several images, or one .zip of images.")],
 ) -> BatchResult:
     """Classify many images (repeat the multipart field ``images``) or the images in one zip.
@@ -171,7 +174,9 @@ def classify_batch(
             items.append(BatchItem(file=name, error=err or outcome.error))
         else:
             items.append(
-                BatchItem(file=name, result=_store(request, session, predictor, name, data, outcome.probabilities))
+                BatchItem(
+                    file=name, result=_store(request, session, predictor, name, data, outcome.probabilities, owner)
+                )
             )
     failed = sum(i.error is not None for i in items)
     return BatchResult(items=items, classified=len(items) - failed, failed=failed)
@@ -206,6 +211,7 @@ def _zip_entries(data: bytes, max_member: int, max_total: int) -> list[tuple[str
 @router.get("/api/classifications", response_model=ClassificationPage)
 def list_classifications(
     session: SessionDep,
+    owner: CurrentUser,
     label: str | None = None,
     min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
     max_confidence: Annotated[float, Query(ge=0, le=1)] = 1.0,
@@ -213,27 +219,28 @@ def list_classifications(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 24,
 ) -> ClassificationPage:
-    q = ClassificationQuery(label, min_confidence, max_confidence, None, sort, page, per_page)
+    q = ClassificationQuery(label, min_confidence, max_confidence, owner, sort, page, per_page)
     rows, total = Classifications(session).search(q)
     return ClassificationPage(items=[_out(r) for r in rows], total=total, page=page, per_page=per_page)
 
 
 @router.get("/api/classifications/{record_id}", response_model=Classification)
-def get_classification(session: SessionDep, record_id: int) -> Classification:
-    return _out(Classifications(session).get(record_id), with_feedback=True)
+def get_classification(session: SessionDep, owner: CurrentUser, record_id: int) -> Classification:
+    """A key holder sees only their own records; anonymous local use sees all."""
+    return _out(Classifications(session).get(record_id, owner=owner), with_feedback=True)
 
 
 @router.post("/api/classifications/{record_id}/feedback", response_model=Classification)
-def add_feedback(session: SessionDep, record_id: int, body: FeedbackIn) -> Classification:
+def add_feedback(session: SessionDep, owner: CurrentUser, record_id: int, body: FeedbackIn) -> Classification:
     """Store a corrected label; earlier feedback is kept, never overwritten."""
     repo = Classifications(session)
-    repo.add_feedback(record_id, body.label, body.comment)
+    repo.add_feedback(record_id, body.label, body.comment, owner=owner)
     session.expire_all()
-    return _out(repo.get(record_id), with_feedback=True)
+    return _out(repo.get(record_id, owner=owner), with_feedback=True)
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
-def models(predictor: PredictorDep) -> list[ModelInfo]:
+def models(predictor: PredictorDep, owner: CurrentUser) -> list[ModelInfo]:
     b = predictor.bundle
     test = b.meta.get("metrics", {}).get("test", {})
     return [

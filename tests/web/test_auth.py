@@ -1,0 +1,82 @@
+"""API keys and rate limits over real HTTP."""
+
+import os
+
+import httpx
+import pytest
+
+from tests.conftest import run_cli
+from tests.web.conftest import serve_process
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    home = tmp_path_factory.mktemp("keyed-home")
+    env = {
+        "ASTROCLASSIFY_HOME": str(home),
+        "ASTROCLASSIFY_REQUIRE_API_KEY": "true",
+        "ASTROCLASSIFY_RATE_LIMIT_PER_MINUTE": "60",
+    }
+    keys = {}
+    for name in ("alice", "bob", "carol"):
+        res = run_cli("keys", "create", name, env=env)
+        assert res.returncode == 0, res.stderr
+        keys[name] = res.stdout.strip()
+    with serve_process(env) as base:
+        yield base, keys, env
+
+
+def test_keys_required_and_checked(keyed, shared_data):
+    base, keys, env = keyed
+    image = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    files = {"image": ("g.jpg", image, "image/jpeg")}
+    missing = httpx.post(f"{base}/api/classify", files=files)
+    assert missing.status_code == 401 and "API key is required" in missing.json()["error"]["message"]
+    bad = httpx.post(f"{base}/api/classify", files=files, headers={"X-API-Key": keys["alice"][:-2] + "xx"})
+    assert bad.status_code == 401 and bad.json()["error"]["message"] == "invalid or revoked API key"
+    ok = httpx.post(f"{base}/api/classify", files=files, headers={"Authorization": f"Bearer {keys['alice']}"})
+    assert ok.status_code == 200, ok.text
+    assert httpx.get(f"{base}/health").status_code == 200  # health stays open for monitors
+
+
+def test_one_key_cannot_see_another_keys_records(keyed, shared_data):
+    base, keys, _ = keyed
+    image = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    alice, bob = {"X-API-Key": keys["alice"]}, {"X-API-Key": keys["bob"]}
+    rec = httpx.post(f"{base}/api/classify", files={"image": ("a.jpg", image, "image/jpeg")}, headers=alice).json()
+    assert httpx.get(f"{base}/api/classifications/{rec['id']}", headers=alice).status_code == 200
+    assert httpx.get(f"{base}/api/classifications/{rec['id']}", headers=bob).status_code == 404
+    assert (
+        httpx.post(f"{base}/api/classifications/{rec['id']}/feedback", json={"label": "x"}, headers=bob).status_code
+        == 404
+    )
+    assert rec["id"] not in [i["id"] for i in httpx.get(f"{base}/api/classifications", headers=bob).json()["items"]]
+    assert rec["id"] in [i["id"] for i in httpx.get(f"{base}/api/classifications", headers=alice).json()["items"]]
+
+
+def test_revoked_key_is_refused(keyed):
+    base, keys, env = keyed
+    headers = {"X-API-Key": keys["bob"]}
+    assert httpx.get(f"{base}/api/models", headers=headers).status_code == 200
+    assert run_cli("keys", "revoke", "bob", env=env).returncode == 0
+    assert httpx.get(f"{base}/api/models", headers=headers).status_code == 401
+
+
+def test_rate_limit_answers_429_with_retry_after(keyed):
+    base, keys, _ = keyed
+    headers = {"X-API-Key": keys["carol"]}
+    statuses = [httpx.get(f"{base}/api/models", headers=headers).status_code for _ in range(70)]
+    assert statuses[:60] == [200] * 60  # a full bucket's burst
+    assert 429 in statuses[60:]
+    limited = httpx.get(f"{base}/api/models", headers=headers)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert "rate limit of 60 requests per minute" in limited.json()["error"]["message"]
+    assert httpx.get(f"{base}/api/models", headers={"X-API-Key": keys["alice"]}).status_code == 200  # per key
+
+
+def test_serve_requires_keys_off_loopback():
+    assert os.environ.get("ASTROCLASSIFY_REQUIRE_API_KEY") is None
+    from astroclassify.cli import _is_loopback
+
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.5")
