@@ -111,3 +111,32 @@ def test_batch_of_files_and_zip_with_per_file_errors(server, shared_data):
     assert "unsafe file name" in by_name["../../evil.jpg"]["error"]
     assert "truncated or corrupt" in by_name["cut.jpg"]["error"]
     assert (body["classified"], body["failed"]) == (1, 2)
+
+
+def test_gallery_detail_feedback_form_and_model_page(server, shared_data):
+    path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    name = "<img src=x onerror=alert(1)>.jpg"
+    rec = httpx.post(f"{server}/api/classify", files={"image": (name, path.read_bytes(), "image/jpeg")}).json()
+    gallery = httpx.get(f"{server}/gallery", params={"label": rec["label"], "sort": "newest"})
+    assert gallery.status_code == 200
+    assert f'href="/classifications/{rec["id"]}"' in gallery.text
+    assert "<img src=x onerror" not in gallery.text and "&lt;img src=x onerror=alert(1)&gt;.jpg" in gallery.text
+    thumb = httpx.get(f"{server}/thumbs/{rec['id']}.jpg")
+    assert (
+        thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+    )
+    detail = httpx.get(f"{server}/classifications/{rec['id']}")
+    assert detail.status_code == 200 and 'id="feedback"' in detail.text
+    saved = httpx.post(
+        f"{server}/classifications/{rec['id']}/feedback",
+        data={"label": "nebula", "comment": "<b>dust</b>"},
+        follow_redirects=True,
+    )
+    assert saved.status_code == 200 and "your correction is saved" in saved.text
+    assert "&lt;b&gt;dust&lt;/b&gt;" in saved.text
+    assert httpx.get(f"{server}/api/classifications/{rec['id']}").json()["feedback"][-1]["label"] == "nebula"
+    assert httpx.get(f"{server}/classifications/999999").status_code == 404
+    model = httpx.get(f"{server}/models")
+    assert model.status_code == 200 and "Held-out test metrics" in model.text and "astroclassify train" in model.text
+    assert httpx.get(f"{server}/models/plots/reliability.png").headers["content-type"] == "image/png"
+    assert httpx.get(f"{server}/models/plots/..%2Fmodel.json").status_code == 404

@@ -1,17 +1,30 @@
-"""Server-rendered pages (Jinja2, no build step, no CDN)."""
+"""Server-rendered pages (Jinja2 autoescaping on; light JavaScript; no build step, no CDN)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from astroclassify.web.deps import PredictorDep
+from astroclassify.errors import ImageDecodeError, StoreError
+from astroclassify.store.repository import ClassificationQuery, Classifications
+from astroclassify.web.deps import PredictorDep, SessionDep
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+
+_STORED_NAME = re.compile(r"^[0-9a-f]{32}\.[a-z]{2,4}$")
+THUMB_SIZE = 256
+
+
+def _browsable(request: Request) -> None:
+    """Pages list everyone's records, so they are for local use, where keys are not required."""
+    if request.app.state.require_key:
+        raise HTTPException(403, "this server requires API keys; browse records through /api/classifications")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -22,3 +35,89 @@ def index(request: Request, predictor: PredictorDep) -> HTMLResponse:
 @router.get("/documentation", response_class=HTMLResponse)
 def documentation(request: Request, predictor: PredictorDep) -> HTMLResponse:
     return templates.TemplateResponse(request, "documentation.html", {"bundle": predictor.bundle})
+
+
+@router.get("/models", response_class=HTMLResponse)
+def model_page(request: Request, predictor: PredictorDep) -> HTMLResponse:
+    b = predictor.bundle
+    plots = [p for p in ("confusion_matrix.png", "reliability.png", "history.png") if (b.path / p).is_file()]
+    return templates.TemplateResponse(request, "models.html", {"bundle": b, "meta": b.meta, "plots": plots})
+
+
+@router.get("/models/plots/{name}")
+def model_plot(predictor: PredictorDep, name: str) -> FileResponse:
+    if name not in {"confusion_matrix.png", "reliability.png", "history.png"}:
+        raise HTTPException(404, "no such plot")
+    path = predictor.bundle.path / name
+    if not path.is_file():
+        raise HTTPException(404, "no such plot")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/gallery", response_class=HTMLResponse)
+def gallery(
+    request: Request,
+    predictor: PredictorDep,
+    session: SessionDep,
+    label: str | None = None,
+    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    max_confidence: Annotated[float, Query(ge=0, le=1)] = 1.0,
+    sort: Annotated[str, Query(pattern="^(newest|oldest|confidence|least_confident)$")] = "newest",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    _browsable(request)
+    q = ClassificationQuery(label or None, min_confidence, max_confidence, None, sort, page, 24)
+    rows, total = Classifications(session).search(q)
+    pages = max(1, -(-total // q.per_page))
+    context = {"bundle": predictor.bundle, "rows": rows, "total": total, "q": q, "pages": pages}
+    return templates.TemplateResponse(request, "gallery.html", context)
+
+
+@router.get("/classifications/{record_id}", response_class=HTMLResponse)
+def detail(request: Request, predictor: PredictorDep, session: SessionDep, record_id: int) -> HTMLResponse:
+    _browsable(request)
+    try:
+        row = Classifications(session).get(record_id)
+    except StoreError:
+        raise HTTPException(404, f"classification {record_id} not found") from None
+    return templates.TemplateResponse(request, "detail.html", {"bundle": predictor.bundle, "row": row})
+
+
+@router.post("/classifications/{record_id}/feedback")
+def detail_feedback(
+    request: Request,
+    session: SessionDep,
+    record_id: int,
+    label: Annotated[str, Form(min_length=1, max_length=64)],
+    comment: Annotated[str, Form(max_length=2000)] = "",
+) -> RedirectResponse:
+    _browsable(request)
+    Classifications(session).add_feedback(record_id, label, comment)
+    return RedirectResponse(f"/classifications/{record_id}?saved=1", status_code=303)
+
+
+@router.get("/thumbs/{record_id}.jpg")
+def thumbnail(request: Request, session: SessionDep, record_id: int) -> FileResponse:
+    """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
+    _browsable(request)
+    try:
+        row = Classifications(session).get(record_id)
+    except StoreError:
+        raise HTTPException(404, "no such image") from None
+    uploads: Path = request.app.state.uploads
+    if not _STORED_NAME.match(row.stored_name):
+        raise HTTPException(404, "no such image")
+    thumb = uploads / "thumbs" / f"{Path(row.stored_name).stem}.jpg"
+    if not thumb.is_file():
+        from astroclassify.imaging.decode import decode_pil
+
+        try:
+            img = decode_pil(uploads / row.stored_name)
+        except ImageDecodeError:
+            raise HTTPException(404, "stored image is unreadable") from None
+        img.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        tmp = thumb.with_suffix(".tmp")
+        img.save(tmp, format="JPEG", quality=85)
+        tmp.replace(thumb)
+    return FileResponse(thumb, media_type="image/jpeg")

@@ -51,5 +51,6 @@ form.addEventListener("submit", async (e) => {
     row.append(name, track, pct);
     return row;
   }));
+  document.getElementById("record").href = `/classifications/${data.id}`;
   document.getElementById("result").hidden = false;
 });
