@@ -21,6 +21,8 @@ from astroclassify.errors import AstroClassifyError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Classify astronomical images.")
 data_app = typer.Typer(no_args_is_help=True, help="Check, fetch and split datasets.")
 app.add_typer(data_app, name="data")
+feedback_app = typer.Typer(no_args_is_help=True, help="Work with corrections submitted in the web app.")
+app.add_typer(feedback_app, name="feedback")
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for the REST API.")
 app.add_typer(keys_app, name="keys")
 
@@ -354,6 +356,19 @@ def _keys():
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     return ApiKeys(make_sessionmaker(make_engine(settings.resolved_database_url))())
+
+
+@feedback_app.command("export")
+def feedback_export(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")]) -> None:
+    """Write corrected images as a dataset folder (manifest.csv + images/), ready for `train`."""
+    from astroclassify.config import get_settings
+    from astroclassify.store.db import make_engine, make_sessionmaker
+    from astroclassify.store.export import export_feedback
+
+    settings = get_settings()
+    with make_sessionmaker(make_engine(settings.resolved_database_url))() as session:
+        n = export_feedback(session, settings.home / "uploads", out_dir)
+    out.print(f"{n} corrected image(s) written to {out_dir}")
 
 
 @keys_app.command("create")

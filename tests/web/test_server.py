@@ -1,9 +1,11 @@
 """`astroclassify serve` over real HTTP on 127.0.0.1."""
 
+import json
+
 import httpx
 import pytest
 
-from tests.conftest import jpeg_bytes, make_sky
+from tests.conftest import jpeg_bytes, make_sky, run_cli
 from tests.web.conftest import serve_process
 
 
@@ -140,3 +142,25 @@ def test_gallery_detail_feedback_form_and_model_page(server, shared_data):
     assert model.status_code == 200 and "Held-out test metrics" in model.text and "astroclassify train" in model.text
     assert httpx.get(f"{server}/models/plots/reliability.png").headers["content-type"] == "image/png"
     assert httpx.get(f"{server}/models/plots/..%2Fmodel.json").status_code == 404
+
+
+def test_feedback_exports_as_a_valid_dataset(server, shared_data, tmp_path):
+    import io
+    import zipfile
+
+    path = (
+        shared_data
+        / "nasa-planets-galaxies/planet"
+        / sorted(p.name for p in (shared_data / "nasa-planets-galaxies/planet").iterdir())[0]
+    )
+    rec = httpx.post(f"{server}/api/classify", files={"image": ("p.jpg", path.read_bytes(), "image/jpeg")}).json()
+    httpx.post(f"{server}/api/classifications/{rec['id']}/feedback", json={"label": "planet", "comment": "Saturn"})
+    res = httpx.get(f"{server}/api/feedback/export")
+    assert res.status_code == 200 and res.headers["content-type"] == "application/zip"
+    zipfile.ZipFile(io.BytesIO(res.content)).extractall(tmp_path)
+    check = run_cli("data", "check", str(tmp_path / "feedback"), "--json")
+    assert check.returncode == 0, check.stderr  # checksums verified against the stored sha256
+    report = json.loads(check.stdout)
+    assert report["ok"] and report["n"] == int(res.headers["X-Images"]) >= 1
+    manifest = (tmp_path / "feedback" / "manifest.csv").read_text()
+    assert "Saturn" in manifest and f",{rec['id']}," in manifest

@@ -9,14 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import shutil
+import tempfile
 import zipfile
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
+from astroclassify.store.export import export_feedback
 from astroclassify.store.images import save_image
 from astroclassify.store.repository import ClassificationQuery, Classifications
 from astroclassify.store.tables import Classification as ClassificationRow
@@ -237,6 +242,16 @@ def add_feedback(session: SessionDep, owner: CurrentUser, record_id: int, body: 
     repo.add_feedback(record_id, body.label, body.comment, owner=owner)
     session.expire_all()
     return _out(repo.get(record_id, owner=owner), with_feedback=True)
+
+
+@router.get("/api/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
+def export(request: Request, session: SessionDep, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
+    """Corrected images as a zip of a dataset folder (``manifest.csv`` + ``images/``)."""
+    tmp = Path(tempfile.mkdtemp(prefix="astroclassify-export-"))
+    background.add_task(shutil.rmtree, tmp, True)
+    n = export_feedback(session, request.app.state.uploads, tmp / "feedback", owner=owner)
+    archive = shutil.make_archive(str(tmp / "feedback"), "zip", tmp, "feedback")
+    return FileResponse(archive, media_type="application/zip", filename="feedback.zip", headers={"X-Images": str(n)})
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
