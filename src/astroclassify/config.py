@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     require_api_key: bool | None = None
     # Requests per minute per API key (or per client address without one); 0 disables.
     rate_limit_per_minute: int = 600
+    # Largest single upload the web API accepts (413 above it).
+    max_upload_bytes: int = 20 * 1024 * 1024
     # Batch uploads: most files per request, and the most bytes a zip may expand to.
     batch_max_files: int = 100
     batch_max_bytes: int = 256 * 1024 * 1024

@@ -9,9 +9,18 @@ from tests.conftest import jpeg_bytes, make_sky, run_cli
 from tests.web.conftest import serve_process
 
 
+def _png_bomb() -> bytes:
+    from tests.imaging.test_decode import _png_header_only
+
+    return _png_header_only(20000, 20000)
+
+
+PNG_BOMB = _png_bomb()
+
+
 @pytest.fixture(scope="module")
 def server():
-    with serve_process({"ASTROCLASSIFY_MAX_FILE_BYTES": "2000000"}) as base:
+    with serve_process() as base:
         yield base
 
 
@@ -42,7 +51,8 @@ def test_classify_real_image(server, shared_data):
         ("notes.jpg", b"just some text", 422, "not a recognised image"),
         ("cut.jpg", jpeg_bytes(make_sky("galaxy", 400))[:600], 422, "truncated"),
         ("empty.png", b"", 422, "empty"),
-        ("huge.jpg", b"\xff\xd8" + b"0" * 2_100_000, 413, "limit"),
+        ("huge.jpg", b"\xff\xd8" + b"0" * 50_000_000, 413, "over the 21 MB limit"),
+        ("bomb.png", PNG_BOMB, 422, "decompression bomb"),
     ],
 )
 def test_bad_uploads_get_clear_json_errors(server, name, payload, status, needle):
@@ -164,3 +174,25 @@ def test_feedback_exports_as_a_valid_dataset(server, shared_data, tmp_path):
     assert report["ok"] and report["n"] == int(res.headers["X-Images"]) >= 1
     manifest = (tmp_path / "feedback" / "manifest.csv").read_text()
     assert "Saturn" in manifest and f",{rec['id']}," in manifest
+
+
+def test_200_classifications_from_20_clients_each_stored_once(server, shared_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = sorted((shared_data / "hubble-dso/galaxy").iterdir())[:10]
+    payloads = [(f"conc-{i:03d}.jpg", images[i % 10].read_bytes()) for i in range(200)]
+
+    def send(chunk):
+        with httpx.Client(timeout=120) as client:
+            return [client.post(f"{server}/api/classify", files={"image": (n, d, "image/jpeg")}) for n, d in chunk]
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = [r for rs in pool.map(send, [payloads[i::20] for i in range(20)]) for r in rs]
+    assert [r.status_code for r in responses] == [200] * 200
+    ids = [r.json()["id"] for r in responses]
+    assert len(set(ids)) == 200
+    listing = httpx.get(f"{server}/api/classifications", params={"per_page": 200}).json()
+    stored = [i for i in listing["items"] if i["file"].startswith("conc-")]
+    assert sorted(i["file"] for i in stored) == sorted(n for n, _ in payloads)  # each exactly once
+    gallery = httpx.get(f"{server}/gallery").text
+    assert "conc-" in gallery

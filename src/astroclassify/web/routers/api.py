@@ -123,7 +123,7 @@ def classify(
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
 ) -> Classification:
     """Classify one image (multipart field ``image``), store it and its answer, return the record."""
-    data = _read_limited(image, request.app.state.settings.max_file_bytes)
+    data = _read_limited(image, request.app.state.settings.max_upload_bytes)
     name = image.filename or "upload"
     try:
         probs = predictor.predict_proba(predictor.prepare(data)[None])[0]
