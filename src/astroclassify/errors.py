@@ -10,6 +10,7 @@ Every error says what was expected, what was got, and what to do; the CLI prints
     ├── IngestError
     ├── DataError            (also ValueError)
     │   └── ImageDecodeError
+    │       └── FileTooLargeError
     ├── ModelError
     │   ├── UnknownNameError (also KeyError)
     │   └── NotFittedError   (also AttributeError)
@@ -25,6 +26,7 @@ __all__ = [
     "AstroClassifyWarning",
     "ConfigError",
     "DataError",
+    "FileTooLargeError",
     "ImageDecodeError",
     "IngestError",
     "ModelError",
@@ -52,6 +54,10 @@ class DataError(AstroClassifyError, ValueError):
 
 class ImageDecodeError(DataError):
     """A file is not an image we can decode safely (corrupt, truncated, too large, not an image)."""
+
+
+class FileTooLargeError(ImageDecodeError):
+    """A file or upload is over the byte-size limit (HTTP 413); pixel-count refusals are plain decode errors."""
 
 
 class ModelError(AstroClassifyError):

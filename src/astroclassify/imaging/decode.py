@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from astroclassify.errors import ImageDecodeError
+from astroclassify.errors import FileTooLargeError, ImageDecodeError
 
 __all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "read_image_bytes", "sniff_format"]
 
@@ -71,12 +71,12 @@ def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX
         if path.is_dir():
             raise ImageDecodeError(f"{name}: is a directory, expected an image file")
         if size > max_bytes:
-            raise ImageDecodeError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+            raise FileTooLargeError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
         data = path.read_bytes()
     if not data:
         raise ImageDecodeError(f"{name}: file is empty")
     if len(data) > max_bytes:
-        raise ImageDecodeError(f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit")
+        raise FileTooLargeError(f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit")
     return data
 
 

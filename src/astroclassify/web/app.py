@@ -13,7 +13,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from astroclassify.config import Settings, get_settings
-from astroclassify.errors import AstroClassifyError, ImageDecodeError, ModelError, StoreError, UnknownNameError
+from astroclassify.errors import (
+    AstroClassifyError,
+    FileTooLargeError,
+    ImageDecodeError,
+    ModelError,
+    StoreError,
+    UnknownNameError,
+)
 from astroclassify.web.ratelimit import RateLimiter
 from astroclassify.web.routers import api, pages
 
@@ -51,8 +58,10 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
 
     @app.exception_handler(AstroClassifyError)
     async def _errors(request: Request, exc: AstroClassifyError) -> JSONResponse:
-        if isinstance(exc, ImageDecodeError):
-            status = 413 if "over the" in str(exc) else 422
+        if isinstance(exc, FileTooLargeError):
+            status = 413
+        elif isinstance(exc, ImageDecodeError):
+            status = 422
         elif isinstance(exc, UnknownNameError) or (isinstance(exc, StoreError) and "not found" in str(exc)):
             status = 404
         elif isinstance(exc, ModelError):

@@ -19,7 +19,7 @@ from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from astroclassify.errors import ImageDecodeError
+from astroclassify.errors import FileTooLargeError, ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.store.export import export_feedback
 from astroclassify.store.images import save_image
@@ -89,7 +89,7 @@ def _out(row: ClassificationRow, with_feedback: bool = False) -> Classification:
 def _read_limited(upload: UploadFile, limit: int) -> bytes:
     data = upload.file.read(limit + 1)
     if len(data) > limit:
-        raise ImageDecodeError(f"{upload.filename or 'upload'}: upload is over the {limit / 1e6:.0f} MB limit")
+        raise FileTooLargeError(f"{upload.filename or 'upload'}: upload is over the {limit / 1e6:.0f} MB limit")
     return data
 
 
@@ -169,7 +169,7 @@ def classify_batch(
         else:
             entries.append((upload.filename or "upload", data, None))
     if len(entries) > settings.batch_max_files:
-        raise ImageDecodeError(f"batch has {len(entries)} files; the limit is {settings.batch_max_files} per request")
+        raise FileTooLargeError(f"batch has {len(entries)} files; the limit is {settings.batch_max_files} per request")
     readable = [i for i, (_, _, err) in enumerate(entries) if err is None]
     outcomes = dict(zip(readable, predictor.run([entries[i][1] for i in readable]), strict=True))
     items = []
