@@ -25,7 +25,7 @@ from astroclassify.store.export import export_feedback
 from astroclassify.store.images import save_image
 from astroclassify.store.repository import ClassificationQuery, Classifications
 from astroclassify.store.tables import Classification as ClassificationRow
-from astroclassify.web.deps import CurrentUser, PredictorDep, SessionDep
+from astroclassify.web.deps import CurrentUser, PredictorDep, RecordId, SessionDep
 
 router = APIRouter(tags=["api"])
 
@@ -230,13 +230,13 @@ def list_classifications(
 
 
 @router.get("/api/classifications/{record_id}", response_model=Classification)
-def get_classification(session: SessionDep, owner: CurrentUser, record_id: int) -> Classification:
+def get_classification(session: SessionDep, owner: CurrentUser, record_id: RecordId) -> Classification:
     """A key holder sees only their own records; anonymous local use sees all."""
     return _out(Classifications(session).get(record_id, owner=owner), with_feedback=True)
 
 
 @router.post("/api/classifications/{record_id}/feedback", response_model=Classification)
-def add_feedback(session: SessionDep, owner: CurrentUser, record_id: int, body: FeedbackIn) -> Classification:
+def add_feedback(session: SessionDep, owner: CurrentUser, record_id: RecordId, body: FeedbackIn) -> Classification:
     """Store a corrected label; earlier feedback is kept, never overwritten."""
     repo = Classifications(session)
     repo.add_feedback(record_id, body.label, body.comment, owner=owner)

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from astroclassify.errors import ImageDecodeError, StoreError
 from astroclassify.store.repository import ClassificationQuery, Classifications
-from astroclassify.web.deps import PredictorDep, SessionDep
+from astroclassify.web.deps import PredictorDep, RecordId, SessionDep
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -74,7 +74,7 @@ def gallery(
 
 
 @router.get("/classifications/{record_id}", response_class=HTMLResponse)
-def detail(request: Request, predictor: PredictorDep, session: SessionDep, record_id: int) -> HTMLResponse:
+def detail(request: Request, predictor: PredictorDep, session: SessionDep, record_id: RecordId) -> HTMLResponse:
     _browsable(request)
     try:
         row = Classifications(session).get(record_id)
@@ -87,7 +87,7 @@ def detail(request: Request, predictor: PredictorDep, session: SessionDep, recor
 def detail_feedback(
     request: Request,
     session: SessionDep,
-    record_id: int,
+    record_id: RecordId,
     label: Annotated[str, Form(min_length=1, max_length=64)],
     comment: Annotated[str, Form(max_length=2000)] = "",
 ) -> RedirectResponse:
@@ -97,7 +97,7 @@ def detail_feedback(
 
 
 @router.get("/thumbs/{record_id}.jpg")
-def thumbnail(request: Request, session: SessionDep, record_id: int) -> FileResponse:
+def thumbnail(request: Request, session: SessionDep, record_id: RecordId) -> FileResponse:
     """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
     _browsable(request)
     try:
