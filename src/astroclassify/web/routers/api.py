@@ -11,11 +11,12 @@ import hashlib
 import io
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -117,19 +118,31 @@ def _store(request: Request, session, predictor, name: str, data: bytes, probs, 
 @router.post("/predict", response_model=Classification, include_in_schema=False)  # the seed tool's form endpoint
 def classify(
     request: Request,
+    response: Response,
     predictor: PredictorDep,
     session: SessionDep,
     owner: CurrentUser,
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
 ) -> Classification:
     """Classify one image (multipart field ``image``), store it and its answer, return the record."""
-    data = _read_limited(image, request.app.state.settings.max_upload_bytes)
+    settings = request.app.state.settings
+    data = _read_limited(image, settings.max_upload_bytes)
     name = image.filename or "upload"
+    t0 = time.perf_counter()
     try:
-        probs = predictor.predict_proba(predictor.prepare(data)[None])[0]
+        pixels = predictor.prepare(data)
     except ImageDecodeError as exc:
         raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
-    return _store(request, session, predictor, name, data, probs, owner)
+    t1 = time.perf_counter()
+    probs = predictor.predict_proba(pixels[None], settings.serve_tta)[0]
+    t2 = time.perf_counter()
+    record = _store(request, session, predictor, name, data, probs, owner)
+    t3 = time.perf_counter()
+    # Standard Server-Timing header: where each request's time went (bench/serve_latency.py reads it).
+    response.headers["Server-Timing"] = (
+        f"decode;dur={1000 * (t1 - t0):.2f}, infer;dur={1000 * (t2 - t1):.2f}, store;dur={1000 * (t3 - t2):.2f}"
+    )
+    return record
 
 
 class BatchItem(BaseModel):
