@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.store.repository import ApiKeys
+from astroclassify.store.repository import ApiKeys, ClassificationQuery
 
 
 def _predictor(request: Request) -> OnnxPredictor:
@@ -57,3 +57,18 @@ def _current_user(request: Request, session: SessionDep) -> str | None:
 
 
 CurrentUser = Annotated[str | None, Depends(_current_user)]
+
+
+def _classification_query(
+    label: str | None = None,
+    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    max_confidence: Annotated[float, Query(ge=0, le=1)] = 1.0,
+    sort: Annotated[str, Query(pattern="^(newest|oldest|confidence|least_confident)$")] = "newest",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 24,
+) -> ClassificationQuery:
+    """Filter, sort and page parameters shared by the gallery page and the list API."""
+    return ClassificationQuery(label or None, min_confidence, max_confidence, None, sort, page, per_page)
+
+
+ClassificationQueryDep = Annotated[ClassificationQuery, Depends(_classification_query)]

@@ -6,6 +6,7 @@ thread pool instead of blocking the event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -16,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -24,9 +25,9 @@ from astroclassify.errors import FileTooLargeError, ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.store.export import export_feedback
 from astroclassify.store.images import save_image
-from astroclassify.store.repository import ClassificationQuery, Classifications
+from astroclassify.store.repository import Classifications
 from astroclassify.store.tables import Classification as ClassificationRow
-from astroclassify.web.deps import CurrentUser, PredictorDep, RecordId, SessionDep
+from astroclassify.web.deps import ClassificationQueryDep, CurrentUser, PredictorDep, RecordId, SessionDep
 
 router = APIRouter(tags=["api"])
 
@@ -227,19 +228,11 @@ def _zip_entries(data: bytes, max_member: int, max_total: int) -> list[tuple[str
 
 
 @router.get("/api/classifications", response_model=ClassificationPage)
-def list_classifications(
-    session: SessionDep,
-    owner: CurrentUser,
-    label: str | None = None,
-    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
-    max_confidence: Annotated[float, Query(ge=0, le=1)] = 1.0,
-    sort: Annotated[str, Query(pattern="^(newest|oldest|confidence|least_confident)$")] = "newest",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=200)] = 24,
-) -> ClassificationPage:
-    q = ClassificationQuery(label, min_confidence, max_confidence, owner, sort, page, per_page)
+def list_classifications(session: SessionDep, owner: CurrentUser, query: ClassificationQueryDep) -> ClassificationPage:
+    """Stored classifications, newest first by default; a key holder sees only their own."""
+    q = dataclasses.replace(query, owner=owner)
     rows, total = Classifications(session).search(q)
-    return ClassificationPage(items=[_out(r) for r in rows], total=total, page=page, per_page=per_page)
+    return ClassificationPage(items=[_out(r) for r in rows], total=total, page=q.page, per_page=q.per_page)
 
 
 @router.get("/api/classifications/{record_id}", response_model=Classification)

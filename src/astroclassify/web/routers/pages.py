@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from astroclassify.errors import ImageDecodeError, StoreError
-from astroclassify.store.repository import ClassificationQuery, Classifications
-from astroclassify.web.deps import PredictorDep, RecordId, SessionDep
+from astroclassify.store.repository import Classifications
+from astroclassify.web.deps import ClassificationQueryDep, PredictorDep, RecordId, SessionDep
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -55,18 +55,8 @@ def model_plot(predictor: PredictorDep, name: str) -> FileResponse:
 
 
 @router.get("/gallery", response_class=HTMLResponse)
-def gallery(
-    request: Request,
-    predictor: PredictorDep,
-    session: SessionDep,
-    label: str | None = None,
-    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
-    max_confidence: Annotated[float, Query(ge=0, le=1)] = 1.0,
-    sort: Annotated[str, Query(pattern="^(newest|oldest|confidence|least_confident)$")] = "newest",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> HTMLResponse:
+def gallery(request: Request, predictor: PredictorDep, session: SessionDep, q: ClassificationQueryDep) -> HTMLResponse:
     _browsable(request)
-    q = ClassificationQuery(label or None, min_confidence, max_confidence, None, sort, page, 24)
     rows, total = Classifications(session).search(q)
     pages = max(1, -(-total // q.per_page))
     context = {"bundle": predictor.bundle, "rows": rows, "total": total, "q": q, "pages": pages}
