@@ -11,6 +11,7 @@ from astroclassify.errors import (
     IngestError,
     ModelError,
     NotFittedError,
+    RecordNotFoundError,
     StoreError,
     UnknownNameError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "IngestError",
     "ModelError",
     "NotFittedError",
+    "RecordNotFoundError",
     "Prediction",
     "StoreError",
     "UnknownNameError",

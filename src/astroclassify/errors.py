@@ -15,6 +15,7 @@ Every error says what was expected, what was got, and what to do; the CLI prints
     │   ├── UnknownNameError (also KeyError)
     │   └── NotFittedError   (also AttributeError)
     └── StoreError
+        └── RecordNotFoundError (also LookupError)
 
     AstroClassifyWarning (UserWarning)
 """
@@ -31,6 +32,7 @@ __all__ = [
     "IngestError",
     "ModelError",
     "NotFittedError",
+    "RecordNotFoundError",
     "StoreError",
     "UnknownNameError",
 ]
@@ -81,3 +83,7 @@ class StoreError(AstroClassifyError):
 
 class AstroClassifyWarning(UserWarning):
     """Base class of the warnings this package emits."""
+
+
+class RecordNotFoundError(StoreError, LookupError):
+    """A stored record or API key does not exist (or is not visible to the caller): HTTP 404."""

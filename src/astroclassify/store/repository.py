@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from astroclassify.errors import StoreError
+from astroclassify.errors import RecordNotFoundError, StoreError
 from astroclassify.store.tables import ApiKey, Classification, Feedback
 
 __all__ = ["ApiKeys", "ClassificationQuery", "Classifications"]
@@ -50,7 +50,7 @@ class Classifications:
             select(Classification).options(selectinload(Classification.feedback)).where(Classification.id == record_id)
         )
         if record is None or (owner is not None and record.owner != owner):
-            raise StoreError(f"classification {record_id} not found")
+            raise RecordNotFoundError(f"classification {record_id} not found")
         return record
 
     def search(self, q: ClassificationQuery) -> tuple[list[Classification], int]:
@@ -119,7 +119,7 @@ class ApiKeys:
     def revoke(self, name: str) -> ApiKey:
         record = self.session.scalar(select(ApiKey).where(ApiKey.name == name))
         if record is None:
-            raise StoreError(f"API key {name!r} not found")
+            raise RecordNotFoundError(f"API key {name!r} not found")
         if record.revoked_at is None:
             record.revoked_at = dt.datetime.now(dt.UTC)
             self.session.commit()

@@ -18,7 +18,7 @@ from astroclassify.errors import (
     FileTooLargeError,
     ImageDecodeError,
     ModelError,
-    StoreError,
+    RecordNotFoundError,
     UnknownNameError,
 )
 from astroclassify.web.ratelimit import RateLimiter
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
             status = 413
         elif isinstance(exc, ImageDecodeError):
             status = 422
-        elif isinstance(exc, UnknownNameError) or (isinstance(exc, StoreError) and "not found" in str(exc)):
+        elif isinstance(exc, UnknownNameError | RecordNotFoundError):
             status = 404
         elif isinstance(exc, ModelError):
             status = 500
