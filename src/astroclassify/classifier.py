@@ -116,6 +116,14 @@ class Classifier:
             results.append(to_prediction(outcome.source, outcome.probabilities, self.classes_))
         return results
 
+    def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None):
+        """Grad-CAM for one image: an ``Explanation`` with ``label``, ``heatmap`` and ``overlay()``.
+
+        >>> clf.explain("m51.jpg").overlay(clf.bundle_.image_size).save("m51-gradcam.png")  # doctest: +SKIP
+        """
+        self._check_fitted()
+        return self.predictor_.explain(source, label, tta)
+
 
 def to_prediction(source: str, probs: np.ndarray, labels: Sequence[str]) -> Prediction:
     best = int(np.argmax(probs))

@@ -123,6 +123,31 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+def explain(
+    image: Annotated[Path, typer.Argument(help="The image to explain.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")] = "",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Overlay PNG to write (default: IMAGE.gradcam.png here).")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Class to explain (default: the predicted one).")] = None,
+    tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the model's).")] = None,
+) -> None:
+    """Grad-CAM overlay: which parts of the image made the model choose a class."""
+    from astroclassify.config import get_settings
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    predictor = OnnxPredictor(model or get_settings().default_model)
+    result = predictor.explain(image, label, tta)
+    target = out_path or Path(f"{image.stem}.gradcam.png")
+    if target.suffix.lower() != ".png":
+        raise AstroClassifyError(f"--out must end in .png; got {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.overlay(predictor.bundle.image_size).save(target, format="PNG")
+    probs = ", ".join(f"{name} {p:.3f}" for name, p in zip(predictor.labels, result.probabilities, strict=True))
+    out.print(f"{image}: explained {result.label} ({probs}); overlay written to {target}")
+
+
 def _emit(outcome, labels, table: Table, as_json: bool) -> int:
     """Print one prediction (or its error); returns 1 for a failed file."""
     from astroclassify.classifier import to_prediction
@@ -319,6 +344,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")] = "",
+    tta: Annotated[
+        str | None,
+        typer.Option(help="Test-time augmentation: none (fastest, the default), rot4, rot4flip, or model."),
+    ] = None,
 ) -> None:
     """Run the web app and REST API (upload page at /, OpenAPI at /docs)."""
     import uvicorn
@@ -329,6 +358,10 @@ def serve(
 
     settings = get_settings()
     load_bundle(model or settings.default_model)  # fail fast with a one-line error
+    if tta is not None:
+        if tta not in ("none", "rot4", "rot4flip", "model"):
+            raise AstroClassifyError(f"--tta must be none, rot4, rot4flip or model; got {tta!r}")
+        settings = settings.model_copy(update={"serve_tta": tta})
     if settings.require_api_key is None:  # keys are required as soon as others can connect
         settings = settings.model_copy(update={"require_api_key": not _is_loopback(host)})
     _setup_logging(verbose=True)
@@ -524,15 +557,22 @@ def main() -> None:
         exc.show()
         code = exc.exit_code
     except Exception as exc:  # a bug: one line for users, the traceback on request
-        from astroclassify.config import get_settings
-
-        if get_settings().debug:
+        if _debug():
             raise
         _error(
             f"internal error: {type(exc).__name__}: {exc} (set ASTROCLASSIFY_DEBUG=1 for the traceback and please report it)"
         )
         code = 3
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _debug() -> bool:
+    from astroclassify.config import get_settings
+
+    try:
+        return get_settings().debug
+    except AstroClassifyError:
+        return False
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,9 +33,12 @@ class Settings(BaseSettings):
     require_api_key: bool | None = None
     # Requests per minute per API key (or per client address without one); 0 disables.
     rate_limit_per_minute: int = 600
-    # Test-time augmentation for web requests: None = the model's own (dso: rot4, 4 passes);
-    # "none" trades a little accuracy for ~4x lower latency.
-    serve_tta: str | None = None
+    # Test-time augmentation for web requests. "none" (one pass) is the default: twice the
+    # requests per second of the dso model's own rot4 (4 passes), for 4 of 296 images in
+    # cross-validation (docs/benchmarks.md). "model" = the model's own mode.
+    serve_tta: Literal["none", "rot4", "rot4flip", "model"] = "none"
+    # Results under this calibrated confidence are flagged as unusual (web page and API).
+    low_confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     # Largest single upload the web API accepts (413 above it).
     max_upload_bytes: int = 20 * 1024 * 1024
     # Batch uploads: most files per request, and the most bytes a zip may expand to.
@@ -62,7 +66,15 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     """Read settings now (not cached: tests and the CLI change the environment)."""
-    return Settings()
+    from pydantic import ValidationError
+
+    from astroclassify.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"ASTROCLASSIFY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad setting: {problems}") from None
 
 
 TCMALLOC_CANDIDATES = (

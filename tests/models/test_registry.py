@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from astroclassify.errors import UnknownNameError
+from astroclassify.explanations.gradcam import gradcam
 from astroclassify.inference.predictor import _session_bytes
 from astroclassify.models import create_model, get_pretrained_cfg, list_models
 from astroclassify.training.export import export_onnx
@@ -28,10 +29,14 @@ def test_model_contract(name, tmp_path):
     assert model(x).shape == (2, 5)
     path = export_onnx(model.eval(), tmp_path / "m.onnx", size)
     sess = ort.InferenceSession(_session_bytes(path), providers=["CPUExecutionProvider"])
-    out = sess.run(None, {"input": x.numpy()})[0]
+    out, cam = sess.run(["logits", "cam"], {"input": x.numpy()})
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(out - ref).max() < 2e-2  # fp16-stored weights
+    # The exported Grad-CAM maps equal autograd Grad-CAM at the last feature map.
+    ref_cam = gradcam(model, x).numpy()
+    assert cam.shape == ref_cam.shape == (2, 5, *model.forward_features(x).shape[2:])
+    assert np.abs(cam - ref_cam).max() <= 1e-2 * np.abs(ref_cam).max()
     if name in PUBLISHED_PARAMS:
         full = create_model(name, num_classes=1000)
         assert round(sum(p.numel() for p in full.parameters()) / 1e6, 1) == PUBLISHED_PARAMS[name]

@@ -53,18 +53,30 @@ def site():
         yield base
 
 
-def _wait_for_label(driver):
+def _wait_for_results(driver, n=1):
+    """The result cards of the newest batch, once ``n`` of them show a label or an error."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 30).until(ec.visibility_of_element_located((By.ID, "result")))
-    return driver.find_element(By.ID, "label").text
+    def done(d):
+        cards = d.find_elements(By.CSS_SELECTOR, "#results > div:first-child .result")
+        finished = [
+            c
+            for c in cards
+            if c.find_element(By.CSS_SELECTOR, ".label").text or c.find_element(By.CSS_SELECTOR, ".error").text
+        ]
+        return cards if len(finished) >= n else False
+
+    return WebDriverWait(driver, 30).until(done)
 
 
-def test_upload_by_button_then_correct_in_gallery(browser, site, shared_data, tmp_path):
+def _image_loaded(driver, img) -> bool:
+    return driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+
+
+def test_upload_by_button_explain_then_correct_in_gallery(browser, site, shared_data, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     image = tmp_path / "m51.jpg"
     shutil.copyfile(shared_data / "hubble-dso/galaxy/heic0007b.jpg", image)
@@ -74,11 +86,27 @@ def test_upload_by_button_then_correct_in_gallery(browser, site, shared_data, tm
     browser.find_element(By.ID, "file").send_keys(str(image))
     assert predict.is_enabled()
     predict.click()
-    assert _wait_for_label(browser) in ("galaxy", "nebula", "planet")
-    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
-    assert len(bars) == 3
+    (card,) = _wait_for_results(browser)
+    assert card.find_element(By.CSS_SELECTOR, ".label").text in ("galaxy", "nebula", "planet")
+    assert len(card.find_elements(By.CSS_SELECTOR, ".bars .bar")) == 3
+    assert not card.find_element(By.CSS_SELECTOR, ".credit").is_displayed()  # renamed file: no guessed credit
 
-    browser.find_element(By.ID, "record").click()
+    shot = card.find_element(By.CSS_SELECTOR, "img.shot")
+    original = shot.get_attribute("src")
+    toggle = card.find_element(By.CSS_SELECTOR, "button.cam")
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "true"
+    assert shot.get_attribute("src").endswith("/explanation.png")
+    WebDriverWait(browser, 30).until(lambda d: _image_loaded(d, shot))
+    toggle.click()
+    assert shot.get_attribute("src") == original
+
+    card.find_element(By.CSS_SELECTOR, "a.record").click()
+    cam = browser.find_element(By.CSS_SELECTOR, "button.cam")
+    cam.click()
+    detail_shot = browser.find_element(By.CSS_SELECTOR, "img.shot")
+    WebDriverWait(browser, 30).until(lambda d: _image_loaded(d, detail_shot))
+    assert detail_shot.get_attribute("src").endswith("/explanation.png")
     Select(browser.find_element(By.NAME, "label")).select_by_value("nebula")
     browser.find_element(By.NAME, "comment").send_keys("looks like gas")
     browser.find_element(By.CSS_SELECTOR, "#feedback button").click()
@@ -89,41 +117,83 @@ def test_upload_by_button_then_correct_in_gallery(browser, site, shared_data, tm
     names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".gallery .name")]
     assert "m51.jpg" in names
     thumb = browser.find_element(By.CSS_SELECTOR, ".gallery img")
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", thumb)
+    assert _image_loaded(browser, thumb)
 
 
-def test_upload_by_drag_and_drop(browser, site, shared_data):
-    data = (shared_data / "nasa-planets-galaxies/planet").iterdir()
-    payload = base64.b64encode(next(iter(sorted(data))).read_bytes()).decode()
+def test_drop_several_files_keeps_their_order_and_credits_archives(browser, site, shared_data):
+    from selenium.webdriver.common.by import By
+
+    planet = sorted((shared_data / "nasa-planets-galaxies/planet").iterdir())[0]
+    hubble = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    files = [
+        (planet.name, base64.b64encode(planet.read_bytes()).decode()),
+        (hubble.name, base64.b64encode(hubble.read_bytes()).decode()),
+    ]
     browser.get(site + "/")
     browser.execute_script(
         """
-        const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
-        const file = new File([bytes], "dropped.jpg", {type: "image/jpeg"});
         const dt = new DataTransfer();
-        dt.items.add(file);
+        for (const [name, b64] of arguments[0]) {
+          const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+          dt.items.add(new File([bytes], name, {type: "image/jpeg"}));
+        }
         const drop = document.getElementById("drop");
         drop.dispatchEvent(new DragEvent("dragenter", {dataTransfer: dt, bubbles: true}));
         drop.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
         """,
-        payload,
+        files,
     )
-    from selenium.webdriver.common.by import By
-
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chosen img")) == 2  # previews
     browser.find_element(By.ID, "predict").click()
-    assert _wait_for_label(browser) == "planet"
+    first, second = _wait_for_results(browser, n=2)
+    assert first.find_element(By.CSS_SELECTOR, ".name").text == planet.name
+    assert first.find_element(By.CSS_SELECTOR, ".label").text == "planet"
+    assert second.find_element(By.CSS_SELECTOR, ".label").text == "galaxy"
+    credit = second.find_element(By.CSS_SELECTOR, ".credit")
+    assert "ESA/Hubble & NASA (CC BY 4.0)" in credit.text
+    link = credit.find_element(By.TAG_NAME, "a").get_attribute("href")
+    assert link == "https://esahubble.org/images/heic0007b/"
+    assert "finished" not in browser.find_element(By.ID, "progress").text
+    assert browser.find_element(By.ID, "progress").text == "2 images classified."
 
 
-def test_bad_file_shows_an_error_not_a_result(browser, site, tmp_path):
+def test_bad_file_shows_an_error_next_to_good_results(browser, site, shared_data, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     fake = tmp_path / "fake.jpg"
     fake.write_text("not really a picture")
+    good = tmp_path / "good.jpg"
+    shutil.copyfile(shared_data / "hubble-dso/galaxy/heic0007b.jpg", good)
     browser.get(site + "/")
-    browser.find_element(By.ID, "file").send_keys(str(fake))
+    browser.find_element(By.ID, "file").send_keys(f"{fake}\n{good}")
     browser.find_element(By.ID, "predict").click()
-    error = WebDriverWait(browser, 30).until(ec.visibility_of_element_located((By.ID, "error")))
-    assert "not a recognised image" in error.text
-    assert not browser.find_element(By.ID, "result").is_displayed()
+    bad_card, good_card = _wait_for_results(browser, n=2)
+    error = bad_card.find_element(By.CSS_SELECTOR, ".error")
+    assert error.is_displayed() and "not a recognised image" in error.text
+    assert not bad_card.find_element(By.CSS_SELECTOR, ".verdict").is_displayed()
+    assert not bad_card.find_element(By.CSS_SELECTOR, "button.cam").is_displayed()
+    assert good_card.find_element(By.CSS_SELECTOR, ".label").text == "galaxy"
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_pages_fit_phone_and_desktop_and_work_by_keyboard(browser, site, width):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser.set_window_size(width, 900)
+    try:
+        for path in ("/", "/gallery", "/models", "/documentation", "/classifications/1"):
+            browser.get(site + path)
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow} px at {width} px wide"
+        browser.get(site + "/")
+        focused = []
+        for _ in range(8):
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            active = browser.switch_to.active_element
+            focused.append(active.get_attribute("id") or active.text)
+        assert "drop" in focused  # the drop area is reachable by keyboard
+    finally:
+        browser.set_window_size(1200, 900)

@@ -1,5 +1,6 @@
 """`astroclassify serve` over real HTTP on 127.0.0.1."""
 
+import io
 import json
 
 import httpx
@@ -196,3 +197,37 @@ def test_200_classifications_from_20_clients_each_stored_once(server, shared_dat
     assert sorted(i["file"] for i in stored) == sorted(n for n, _ in payloads)  # each exactly once
     gallery = httpx.get(f"{server}/gallery").text
     assert "conc-" in gallery
+
+
+def test_explanation_png_per_record_and_label(server, shared_data):
+    from PIL import Image
+
+    path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    rec = httpx.post(f"{server}/api/classify", files={"image": (path.name, path.read_bytes(), "image/jpeg")}).json()
+    assert rec["explanation_url"] == f"/api/classifications/{rec['id']}/explanation.png"
+    assert rec["credit"] == {
+        "archive": "ESA/Hubble",
+        "id": "heic0007b",
+        "text": "ESA/Hubble & NASA",
+        "url": "https://esahubble.org/images/heic0007b/",
+        "license": "CC BY 4.0",
+    }
+    assert rec["low_confidence"] is (rec["confidence"] < 0.6) and rec["anomaly_score"] is None
+    first = httpx.get(server + rec["explanation_url"])
+    assert first.status_code == 200 and first.headers["content-type"] == "image/png"
+    with Image.open(path) as original, Image.open(io.BytesIO(first.content)) as overlay:
+        assert overlay.format == "PNG" and overlay.size == original.size  # 500x345: drawn at full size
+    again = httpx.get(server + rec["explanation_url"])
+    assert again.content == first.content  # rendered once, then served from disk
+    other = httpx.get(server + rec["explanation_url"], params={"label": "planet"})
+    assert other.status_code == 200 and other.content != first.content
+    bad = httpx.get(server + rec["explanation_url"], params={"label": "comet"})
+    assert bad.status_code == 422 and "not one of the loaded model's classes" in bad.json()["error"]["message"]
+    assert httpx.get(f"{server}/api/classifications/999999/explanation.png").status_code == 404
+    assert httpx.get(f"{server}/api/models").json()[0]["explainable"] is True
+
+
+def test_renamed_files_get_no_guessed_credit(server, shared_data):
+    data = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    rec = httpx.post(f"{server}/api/classify", files={"image": ("my-photo.jpg", data, "image/jpeg")}).json()
+    assert rec["credit"] is None

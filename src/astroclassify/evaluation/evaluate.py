@@ -80,13 +80,15 @@ def evaluate(
         y_true.append(sample.label)
         logits.append(outcome.logits)
     logit_arr = np.array(logits) if logits else np.zeros((0, len(labels)))
-    probs = softmax(logit_arr, bundle.temperature) if len(logits) else logit_arr
+    temperature = bundle.temperature_for(tta)
+    probs = softmax(logit_arr, temperature) if len(logits) else logit_arr
     metrics = classification_metrics(y_true, probs, labels)
     y_idx = np.array([labels.index(t) for t in y_true], dtype=int)
     metrics["ece_uncalibrated"] = (
         round(expected_calibration_error(softmax(logit_arr), y_idx), 4) if len(logits) else float("nan")
     )
-    metrics["temperature"] = bundle.temperature
+    metrics["temperature"] = temperature
+    metrics["tta"] = tta or bundle.tta
     metrics["model"] = f"{bundle.name} {bundle.version}"
     metrics["data"] = list(sources)
     metrics["split"] = split

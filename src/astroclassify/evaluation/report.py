@@ -161,7 +161,17 @@ def write_model_card(bundle) -> Path:
         f"weights initialised from {tr.get('pretrained', '?')}",
         f"- Classes: {', '.join(bundle.labels)}",
         f"- Calibration: temperature {bundle.temperature:.3f}, fitted on the validation split; "
-        f"test-time augmentation: `{bundle.tta}`",
+        f"test-time augmentation: `{bundle.tta}`"
+        + "".join(
+            f"; with `{mode}` views: temperature {t:.3f}"
+            for mode, t in meta.get("temperatures", {}).items()
+            if mode != bundle.tta
+        ),
+        *(
+            ["- Grad-CAM: `model.onnx` also returns the maps (output `cam`), so explanations need no torch"]
+            if meta.get("explainable")
+            else []
+        ),
         f"- `model.onnx`: {bundle.onnx_path.stat().st_size / 1e6:.1f} MB, weights stored as float16 "
         "(half the float32 size) and widened to float32 when loaded, where ONNX Runtime's CPU kernels are fastest",
         f"- Trained in {tr.get('seconds', '?')} s on {tr.get('threads', '?')} CPU threads "

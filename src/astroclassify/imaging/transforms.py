@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["letterbox", "to_tensor_layout"]
+__all__ = ["letterbox", "letterbox_box", "to_tensor_layout"]
+
+
+def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """Where ``letterbox`` puts a ``width`` x ``height`` image: (left, top, new width, new height)."""
+    scale = size / max(height, width)
+    nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+    return (size - nw) // 2, (size - nh) // 2, nw, nh
 
 
 def letterbox(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
@@ -17,14 +24,12 @@ def letterbox(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
     photo, against 1.9 ms going through NumPy).
     """
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
-    w, h = img.size
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    if (nw, nh) != (w, h):
+    left, top, nw, nh = letterbox_box(*img.size, size)
+    if (nw, nh) != img.size:
         img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
     if (nw, nh) != (size, size):
         canvas = Image.new("RGB", (size, size))
-        canvas.paste(img, ((size - nw) // 2, (size - nh) // 2))
+        canvas.paste(img, (left, top))
         img = canvas
     return np.asarray(img, dtype=np.uint8)
 

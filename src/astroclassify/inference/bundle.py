@@ -35,6 +35,11 @@ class Bundle:
     tta: str = "none"
     meta: dict = field(default_factory=dict, hash=False, compare=False)
 
+    def temperature_for(self, tta: str | None = None) -> float:
+        """The temperature fitted for ``tta`` (each TTA mode averages logits differently)."""
+        mode = self.tta if tta is None else tta
+        return float(self.meta.get("temperatures", {}).get(mode, self.temperature))
+
     @property
     def onnx_path(self) -> Path:
         return self.path / "model.onnx"

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from astroclassify.config import get_settings
-from astroclassify.errors import ConfigError, ImageDecodeError, ModelError
+from astroclassify.errors import ConfigError, ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import letterbox, to_tensor_layout
 from astroclassify.inference.bundle import Bundle, load_bundle
 
-__all__ = ["TTA_MODES", "OnnxPredictor", "Outcome", "tta_views"]
+__all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "tta_views"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,21 @@ class Outcome:
     logits: np.ndarray | None = None  # before temperature scaling
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """Grad-CAM for one image: the explained class and a heat map in the model's input frame."""
+
+    label: str
+    probabilities: np.ndarray
+    heatmap: np.ndarray  # (h, w) in [0, 1], over the letterboxed (S, S) input
+    image: Image.Image  # the decoded image, for drawing the overlay
+
+    def overlay(self, image_size: int, **kwargs) -> Image.Image:
+        from astroclassify.explanations.overlay import render_overlay
+
+        return render_overlay(self.image, self.heatmap, image_size, **kwargs)
+
+
 class OnnxPredictor:
     def __init__(self, bundle: Bundle | str | Path, *, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -88,6 +104,8 @@ class OnnxPredictor:
         except Exception as exc:  # onnx / ORT raise assorted types for a corrupt file
             raise ModelError(f"{self.bundle.onnx_path}: cannot load ONNX model ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
+        self.has_cam = "cam" in {o.name for o in self.session.get_outputs()}
+        self._logits_output = [self.session.get_outputs()[0].name]
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -105,8 +123,10 @@ class OnnxPredictor:
             if arr.dtype != np.uint8:
                 arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
             return letterbox(arr[..., :3], size)
-        img = decode_pil(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=size)
-        return letterbox(img, size)
+        return letterbox(self._decode(source, size), size)
+
+    def _decode(self, source: str | Path | bytes, draft_size: int) -> Image.Image:
+        return decode_pil(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=draft_size)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch.
@@ -123,7 +143,7 @@ class OnnxPredictor:
         out = np.concatenate(
             [
                 self.session.run(
-                    None,
+                    self._logits_output,
                     {self.input_name: to_tensor_layout(flat[i : i + MAX_RUN_BATCH], self.bundle.mean, self.bundle.std)},
                 )[0]
                 for i in range(0, len(flat), MAX_RUN_BATCH)
@@ -131,10 +151,41 @@ class OnnxPredictor:
         )
         return out.reshape(v, n, -1).mean(axis=0)
 
+    def explain(self, source: str | Path | bytes, label: str | None = None, tta: str | None = None) -> Explanation:
+        """Grad-CAM for ``label`` (default: the predicted class), averaged over the TTA views.
+
+        Each view's map is turned back into the original orientation before averaging, so
+        the explanation belongs to the same prediction the classifier reports.
+        """
+        from astroclassify.evaluation.calibration import softmax
+        from astroclassify.explanations.overlay import undo_tta_view
+
+        if not self.has_cam:
+            raise ModelError(
+                f"model {self.bundle.name!r} was exported without Grad-CAM maps; "
+                "re-train it with this version of astroclassify to get explanations"
+            )
+        if label is not None and label not in self.labels:
+            raise UnknownNameError(
+                f"unknown label {label!r} for model {self.bundle.name!r}; labels: {', '.join(self.labels)}"
+            )
+        size = self.bundle.image_size
+        image = self._decode(source, max(size, 512))
+        views = tta_views(letterbox(image, size)[None], self.bundle.tta if tta is None else tta)[:, 0]
+        logits, cams = self.session.run(
+            ["logits", "cam"], {self.input_name: to_tensor_layout(views, self.bundle.mean, self.bundle.std)}
+        )
+        probabilities = softmax(logits.mean(axis=0, keepdims=True), self.bundle.temperature_for(tta))[0]
+        k = int(probabilities.argmax()) if label is None else self.labels.index(label)
+        heat = np.mean([undo_tta_view(cams[v, k], v) for v in range(len(views))], axis=0)
+        heat = np.maximum(heat, 0)
+        peak = float(heat.max())
+        return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image)
+
     def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         from astroclassify.evaluation.calibration import softmax
 
-        return softmax(self.logits(batch, tta), self.bundle.temperature)
+        return softmax(self.logits(batch, tta), self.bundle.temperature_for(tta))
 
     def run(
         self, sources: Iterable[str | Path | bytes | np.ndarray], *, batch_size: int = 16, tta: str | None = None
@@ -147,7 +198,7 @@ class OnnxPredictor:
 
             arrays = [a for _, a, _ in pending if a is not None]
             logits = self.logits(np.stack(arrays), tta) if arrays else np.zeros((0, len(self.labels)))
-            rows = iter(zip(logits, softmax(logits, self.bundle.temperature), strict=True))
+            rows = iter(zip(logits, softmax(logits, self.bundle.temperature_for(tta)), strict=True))
             for name, arr, error in pending:
                 if arr is None:
                     yield Outcome(name, None, error)

@@ -45,9 +45,9 @@ class EfficientNetLite(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.net._fc.parameters())
 
-    @property
-    def gradcam_layer(self) -> nn.Module:
-        return self.net._bn1
+    def head_gradient(self, pooled: torch.Tensor) -> torch.Tensor:
+        """d logits / d pooled features, (N, K, C): the Grad-CAM weights (see explanations/gradcam.py)."""
+        return self.net._fc.weight.expand(pooled.shape[0], -1, -1)
 
 
 def _weights_file(variant: str) -> str:

@@ -47,9 +47,9 @@ class SmallCNN(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier = nn.Linear(self.num_features, num_classes)
 
-    @property
-    def gradcam_layer(self) -> nn.Module:
-        return self.features[-2]
+    def head_gradient(self, pooled: torch.Tensor) -> torch.Tensor:
+        """d logits / d pooled features, (N, K, C): the Grad-CAM weights (see explanations/gradcam.py)."""
+        return self.classifier.weight.expand(pooled.shape[0], -1, -1)
 
 
 @register_model(PretrainedCfg(input_size=128, source="from scratch"))

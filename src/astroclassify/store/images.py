@@ -3,27 +3,60 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["EXTENSIONS", "save_image"]
+from PIL import Image
+
+from astroclassify.errors import RecordNotFoundError
+
+__all__ = ["EXTENSIONS", "STORED_NAME", "derived_image", "save_image", "stored_path"]
+
+STORED_NAME = re.compile(r"^[0-9a-f]{32}\.[a-z]{2,4}$")
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "BMP": "bmp", "GIF": "gif", "FITS": "fits"}
 
 
 def save_image(data: bytes, image_format: str, root: Path) -> str:
     """Write ``data`` under a fresh random name; returns that name (never the user's)."""
-    root.mkdir(parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex}.{EXTENSIONS.get(image_format, 'bin')}"
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".upload-")
+    _write_atomic(root / name, lambda fh: fh.write(data), durable=True)
+    return name
+
+
+def stored_path(root: Path, name: str) -> Path:
+    """The file of a stored upload; refuses names this store never generates."""
+    if not STORED_NAME.match(name):
+        raise RecordNotFoundError(f"no stored image named {name!r}")
+    return root / name
+
+
+def derived_image(path: Path, render: Callable[[], Image.Image], image_format: str, **save_options) -> Path:
+    """``path``, rendering it first if it is not there yet (thumbnails, explanations).
+
+    Concurrent requests may both render; each writes its own temporary file and the
+    atomic rename lets the last one win, so no reader sees a partial image.
+    """
+    if not path.is_file():
+        image = render()
+        _write_atomic(path, lambda fh: image.save(fh, format=image_format, **save_options), durable=False)
+    return path
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object], *, durable: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, root / name)  # readers never see a half-written file
+            write(fh)
+            if durable:  # uploads are the only copy; derived images can be rebuilt
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)  # readers never see a half-written file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return name

@@ -15,7 +15,7 @@ from astroclassify.evaluation.calibration import expected_calibration_error, fit
 from astroclassify.evaluation.metrics import classification_metrics
 from astroclassify.evaluation.report import write_eval_plots
 from astroclassify.inference.bundle import Bundle
-from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.inference.predictor import TTA_MODES, OnnxPredictor
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
 from astroclassify.training.export import export_onnx
@@ -56,6 +56,7 @@ def finish_bundle(
                 "cpu": platform.processor() or platform.machine(),
                 "threads": torch.get_num_threads(),
             },
+            "explainable": hasattr(model, "head_gradient"),
             "data": {
                 "sources": list(cfg.data),
                 "counts": counts,
@@ -78,7 +79,15 @@ def finish_bundle(
         for name, i in idx.items()
     }
     temperature = fit_temperature(logits["val"], data.y[idx["val"]])
-    bundle = dataclasses.replace(bundle, temperature=temperature)
+    # Serving may use another TTA mode than the default (``serve --tta none`` is twice as
+    # fast); averaging fewer views gives sharper logits, so each mode gets its own temperature.
+    temperatures = {
+        mode: temperature
+        if mode == cfg.tta
+        else fit_temperature(predictor.logits(data.table.pixels[idx["val"]], mode), data.y[idx["val"]])
+        for mode in TTA_MODES
+    }
+    bundle = dataclasses.replace(bundle, temperature=temperature, meta=bundle.meta | {"temperatures": temperatures})
 
     metrics: dict = {"temperature_fitted_on": "val", "tta": cfg.tta}
     for name, rows in idx.items():

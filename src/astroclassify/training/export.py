@@ -1,4 +1,8 @@
-"""ONNX export. Weights are stored as float16 (half the size) and upcast when loaded."""
+"""ONNX export. Weights are stored as float16 (half the size) and upcast when loaded.
+
+Models with a closed-form ``head_gradient`` get a second output, ``cam``: Grad-CAM maps
+for every class (see ``explanations/gradcam.py``), so explanations need no torch.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astroclassify.explanations.gradcam import CamExport
 from astroclassify.inference.predictor import FP16_MARKER
 
 __all__ = ["export_onnx"]
@@ -18,11 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def export_onnx(model: nn.Module, path: Path, image_size: int, *, fp16_weights: bool = True) -> Path:
-    """Export logits for a dynamic batch of (N, 3, S, S) normalised images."""
+    """Export logits (and Grad-CAM maps) for a dynamic batch of (N, 3, S, S) normalised images."""
     import onnx
     from onnx import numpy_helper
 
     model = model.eval().to(memory_format=torch.contiguous_format)
+    outputs = ["logits"]
+    if hasattr(model, "head_gradient"):
+        model, outputs = CamExport(model).eval(), ["logits", "cam"]
     dummy = torch.zeros(1, 3, image_size, image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about constant folding
@@ -33,8 +41,8 @@ def export_onnx(model: nn.Module, path: Path, image_size: int, *, fp16_weights: 
             (dummy,),
             str(path),
             input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={"input": {0: "batch"}} | {name: {0: "batch"} for name in outputs},
             opset_version=17,
             dynamo=False,
         )

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Query, Request
 from sqlalchemy.orm import Session
 
+from astroclassify.config import Settings
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.store.repository import ApiKeys, ClassificationQuery
 
@@ -21,7 +22,12 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
 PredictorDep = Annotated[OnnxPredictor, Depends(_predictor)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
 # Ids beyond SQLite's 64-bit INTEGER overflow inside the driver (a 500 found by fuzzing): 422 instead.
 RecordId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A stored classification's id.")]
 SessionDep = Annotated[Session, Depends(_session)]

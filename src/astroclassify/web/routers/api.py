@@ -17,17 +17,26 @@ import zipfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Request, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from astroclassify.config import Settings
+from astroclassify.credits import credit_for
 from astroclassify.errors import FileTooLargeError, ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.store.export import export_feedback
-from astroclassify.store.images import save_image
+from astroclassify.store.images import derived_image, save_image, stored_path
 from astroclassify.store.repository import Classifications
 from astroclassify.store.tables import Classification as ClassificationRow
-from astroclassify.web.deps import ClassificationQueryDep, CurrentUser, PredictorDep, RecordId, SessionDep
+from astroclassify.web.deps import (
+    ClassificationQueryDep,
+    CurrentUser,
+    PredictorDep,
+    RecordId,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter(tags=["api"])
 
@@ -38,6 +47,14 @@ class FeedbackOut(BaseModel):
     created_at: dt.datetime
 
 
+class CreditOut(BaseModel):
+    archive: str
+    id: str
+    text: str
+    url: str
+    license: str
+
+
 class Classification(BaseModel):
     id: int
     file: str
@@ -46,6 +63,10 @@ class Classification(BaseModel):
     probabilities: dict[str, float]
     model: str
     model_version: str
+    low_confidence: bool = Field(description="Confidence under the server's threshold: treat the label with care.")
+    anomaly_score: float | None = Field(default=None, description="Not computed by this model yet.")
+    explanation_url: str = Field(description="Grad-CAM overlay of this image (PNG).")
+    credit: CreditOut | None = Field(default=None, description="Archive credit when the file name is a known id.")
     created_at: dt.datetime | None = None
     feedback: list[FeedbackOut] = []
 
@@ -69,10 +90,13 @@ class ModelInfo(BaseModel):
     labels: list[str]
     image_size: int
     temperature: float
+    tta: str = Field(description="Test-time augmentation this server applies.")
+    explainable: bool = Field(description="Whether the model returns Grad-CAM maps.")
     metrics: dict
 
 
-def _out(row: ClassificationRow, with_feedback: bool = False) -> Classification:
+def _out(row: ClassificationRow, settings: Settings, with_feedback: bool = False) -> Classification:
+    credit = credit_for(row.filename)
     return Classification(
         id=row.id,
         file=row.filename,
@@ -81,11 +105,18 @@ def _out(row: ClassificationRow, with_feedback: bool = False) -> Classification:
         probabilities=row.probabilities,
         model=row.model_name,
         model_version=row.model_version,
+        low_confidence=row.confidence < settings.low_confidence_threshold,
+        explanation_url=f"/api/classifications/{row.id}/explanation.png",
+        credit=CreditOut(**dataclasses.asdict(credit)) if credit else None,
         created_at=row.created_at,
         feedback=[FeedbackOut(label=f.label, comment=f.comment, created_at=f.created_at) for f in row.feedback]
         if with_feedback
         else [],
     )
+
+
+def _tta(settings) -> str | None:
+    return None if settings.serve_tta == "model" else settings.serve_tta
 
 
 def _read_limited(upload: UploadFile, limit: int) -> bytes:
@@ -112,7 +143,7 @@ def _store(request: Request, session, predictor, name: str, data: bytes, probs, 
         model_version=b.version,
         owner=owner,
     )
-    return _out(Classifications(session).add(row))
+    return _out(Classifications(session).add(row), request.app.state.settings)
 
 
 @router.post("/api/classify", response_model=Classification)
@@ -135,7 +166,7 @@ def classify(
     except ImageDecodeError as exc:
         raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
     t1 = time.perf_counter()
-    probs = predictor.predict_proba(pixels[None], settings.serve_tta)[0]
+    probs = predictor.predict_proba(pixels[None], _tta(settings))[0]
     t2 = time.perf_counter()
     record = _store(request, session, predictor, name, data, probs, owner)
     t3 = time.perf_counter()
@@ -185,7 +216,7 @@ def classify_batch(
     if len(entries) > settings.batch_max_files:
         raise FileTooLargeError(f"batch has {len(entries)} files; the limit is {settings.batch_max_files} per request")
     readable = [i for i, (_, _, err) in enumerate(entries) if err is None]
-    outcomes = dict(zip(readable, predictor.run([entries[i][1] for i in readable]), strict=True))
+    outcomes = dict(zip(readable, predictor.run([entries[i][1] for i in readable], tta=_tta(settings)), strict=True))
     items = []
     for i, (name, data, err) in enumerate(entries):
         outcome = outcomes.get(i)
@@ -228,26 +259,70 @@ def _zip_entries(data: bytes, max_member: int, max_total: int) -> list[tuple[str
 
 
 @router.get("/api/classifications", response_model=ClassificationPage)
-def list_classifications(session: SessionDep, owner: CurrentUser, query: ClassificationQueryDep) -> ClassificationPage:
+def list_classifications(
+    session: SessionDep, settings: SettingsDep, owner: CurrentUser, query: ClassificationQueryDep
+) -> ClassificationPage:
     """Stored classifications, newest first by default; a key holder sees only their own."""
     q = dataclasses.replace(query, owner=owner)
     rows, total = Classifications(session).search(q)
-    return ClassificationPage(items=[_out(r) for r in rows], total=total, page=q.page, per_page=q.per_page)
+    return ClassificationPage(items=[_out(r, settings) for r in rows], total=total, page=q.page, per_page=q.per_page)
 
 
 @router.get("/api/classifications/{record_id}", response_model=Classification)
-def get_classification(session: SessionDep, owner: CurrentUser, record_id: RecordId) -> Classification:
+def get_classification(
+    session: SessionDep, settings: SettingsDep, owner: CurrentUser, record_id: RecordId
+) -> Classification:
     """A key holder sees only their own records; anonymous local use sees all."""
-    return _out(Classifications(session).get(record_id, owner=owner), with_feedback=True)
+    return _out(Classifications(session).get(record_id, owner=owner), settings, with_feedback=True)
+
+
+@router.get(
+    "/api/classifications/{record_id}/explanation.png",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No such record"}},
+)
+def explanation(
+    request: Request,
+    settings: SettingsDep,
+    predictor: PredictorDep,
+    session: SessionDep,
+    owner: CurrentUser,
+    record_id: RecordId,
+    label: Annotated[
+        str | None, Query(max_length=64, description="Class to explain; default: the stored label.")
+    ] = None,
+) -> FileResponse:
+    """Grad-CAM overlay: where the image made the model think ``label``, brightest first.
+
+    Rendered once per record, model version and label, then served from disk.
+    """
+    row = Classifications(session).get(record_id, owner=owner)
+    label = label or row.label
+    if label not in predictor.labels:
+        raise HTTPException(
+            422, f"label {label!r} is not one of the loaded model's classes ({', '.join(predictor.labels)})"
+        )
+    uploads: Path = request.app.state.uploads
+    source = stored_path(uploads, row.stored_name)
+    b = predictor.bundle
+    key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{_tta(settings)}".encode()).hexdigest()[:16]
+
+    def render():
+        return predictor.explain(source, label, _tta(settings)).overlay(b.image_size)
+
+    path = derived_image(uploads / "explanations" / f"{source.stem}-{key}.png", render, "PNG")
+    return FileResponse(path, media_type="image/png")
 
 
 @router.post("/api/classifications/{record_id}/feedback", response_model=Classification)
-def add_feedback(session: SessionDep, owner: CurrentUser, record_id: RecordId, body: FeedbackIn) -> Classification:
+def add_feedback(
+    session: SessionDep, settings: SettingsDep, owner: CurrentUser, record_id: RecordId, body: FeedbackIn
+) -> Classification:
     """Store a corrected label; earlier feedback is kept, never overwritten."""
     repo = Classifications(session)
     repo.add_feedback(record_id, body.label, body.comment, owner=owner)
     session.expire_all()
-    return _out(repo.get(record_id, owner=owner), with_feedback=True)
+    return _out(repo.get(record_id, owner=owner), settings, with_feedback=True)
 
 
 @router.get("/api/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
@@ -261,9 +336,10 @@ def export(request: Request, session: SessionDep, owner: CurrentUser, background
 
 
 @router.get("/api/models", response_model=list[ModelInfo])
-def models(predictor: PredictorDep, owner: CurrentUser) -> list[ModelInfo]:
+def models(settings: SettingsDep, predictor: PredictorDep, owner: CurrentUser) -> list[ModelInfo]:
     b = predictor.bundle
     test = b.meta.get("metrics", {}).get("test", {})
+    tta = _tta(settings) or b.tta
     return [
         ModelInfo(
             name=b.name,
@@ -271,7 +347,9 @@ def models(predictor: PredictorDep, owner: CurrentUser) -> list[ModelInfo]:
             arch=b.arch,
             labels=list(b.labels),
             image_size=b.image_size,
-            temperature=b.temperature,
+            temperature=b.temperature_for(tta),
+            tta=tta,
+            explainable=predictor.has_cam,
             metrics=test,
         )
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -10,14 +9,15 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from astroclassify.credits import credit_for
 from astroclassify.errors import ImageDecodeError, StoreError
+from astroclassify.store.images import derived_image, stored_path
 from astroclassify.store.repository import Classifications
 from astroclassify.web.deps import ClassificationQueryDep, PredictorDep, RecordId, SessionDep
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
-_STORED_NAME = re.compile(r"^[0-9a-f]{32}\.[a-z]{2,4}$")
 THUMB_SIZE = 256
 
 
@@ -41,7 +41,15 @@ def documentation(request: Request, predictor: PredictorDep) -> HTMLResponse:
 def model_page(request: Request, predictor: PredictorDep) -> HTMLResponse:
     b = predictor.bundle
     plots = [p for p in ("confusion_matrix.png", "reliability.png", "history.png") if (b.path / p).is_file()]
-    return templates.TemplateResponse(request, "models.html", {"bundle": b, "meta": b.meta, "plots": plots})
+    tta = request.app.state.settings.serve_tta
+    context = {
+        "bundle": b,
+        "meta": b.meta,
+        "plots": plots,
+        "serving_tta": b.tta if tta == "model" else tta,
+        "explainable": predictor.has_cam,
+    }
+    return templates.TemplateResponse(request, "models.html", context)
 
 
 @router.get("/models/plots/{name}")
@@ -70,7 +78,14 @@ def detail(request: Request, predictor: PredictorDep, session: SessionDep, recor
         row = Classifications(session).get(record_id)
     except StoreError:
         raise HTTPException(404, f"classification {record_id} not found") from None
-    return templates.TemplateResponse(request, "detail.html", {"bundle": predictor.bundle, "row": row})
+    context = {
+        "bundle": predictor.bundle,
+        "row": row,
+        "credit": credit_for(row.filename),
+        "explainable": predictor.has_cam and row.label in predictor.labels,
+        "low_confidence": request.app.state.settings.low_confidence_threshold,
+    }
+    return templates.TemplateResponse(request, "detail.html", context)
 
 
 @router.post("/classifications/{record_id}/feedback")
@@ -95,19 +110,17 @@ def thumbnail(request: Request, session: SessionDep, record_id: RecordId) -> Fil
     except StoreError:
         raise HTTPException(404, "no such image") from None
     uploads: Path = request.app.state.uploads
-    if not _STORED_NAME.match(row.stored_name):
-        raise HTTPException(404, "no such image")
-    thumb = uploads / "thumbs" / f"{Path(row.stored_name).stem}.jpg"
-    if not thumb.is_file():
+    source = stored_path(uploads, row.stored_name)
+
+    def render():
         from astroclassify.imaging.decode import decode_pil
 
         try:
-            img = decode_pil(uploads / row.stored_name)
+            img = decode_pil(source)
         except ImageDecodeError:
             raise HTTPException(404, "stored image is unreadable") from None
         img.thumbnail((THUMB_SIZE, THUMB_SIZE))
-        thumb.parent.mkdir(parents=True, exist_ok=True)
-        tmp = thumb.with_suffix(".tmp")
-        img.save(tmp, format="JPEG", quality=85)
-        tmp.replace(thumb)
+        return img
+
+    thumb = derived_image(uploads / "thumbs" / f"{source.stem}.jpg", render, "JPEG", quality=85)
     return FileResponse(thumb, media_type="image/jpeg")

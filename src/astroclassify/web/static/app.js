@@ -1,49 +1,29 @@
-// Upload page: drag-and-drop or file button, preview, Predict → /api/classify.
-const form = document.getElementById("upload");
-const input = document.getElementById("file");
-const drop = document.getElementById("drop");
-const button = document.getElementById("predict");
-const preview = document.getElementById("preview");
-let chosen = null;
+// Upload page: choose or drop several images, Predict sends each to /api/classify and shows
+// its label, confidence, probability bars, a Grad-CAM toggle and the archive credit.
+// The Grad-CAM toggle also works on the detail page (any button.cam next to an img.shot).
 
-function choose(file) {
-  chosen = file;
-  button.disabled = !file;
-  document.getElementById("error").hidden = true;
-  if (file && file.type.startsWith("image/")) {
-    preview.src = URL.createObjectURL(file);
-    preview.hidden = false;
-  }
+const MAX_FILES = 50;
+const DISPLAYABLE = /^image\/(jpeg|png|webp|gif|bmp)$/;
+
+function toggleCam(button) {
+  const img = button.closest(".result, main").querySelector("img.shot");
+  const on = button.getAttribute("aria-pressed") !== "true";
+  img.src = on ? img.dataset.explanation : img.dataset.original;
+  img.alt = on ? `Grad-CAM overlay: bright areas drove the prediction` : img.dataset.alt;
+  button.setAttribute("aria-pressed", String(on));
+  button.textContent = on ? "Show the original image" : "Show what the model looked at";
 }
-input.addEventListener("change", () => choose(input.files[0]));
-drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
-["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
-["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
-drop.addEventListener("drop", (e) => choose(e.dataTransfer.files[0]));
+document.addEventListener("click", (e) => {
+  const button = e.target.closest("button.cam");
+  if (button) toggleCam(button);
+});
 
-form.addEventListener("submit", async (e) => {
-  e.preventDefault();
-  if (!chosen) return;
-  button.disabled = true;
-  const body = new FormData();
-  body.append("image", chosen);
-  const res = await fetch("/api/classify", { method: "POST", body });
-  const data = await res.json();
-  button.disabled = false;
-  if (!res.ok) {
-    const err = document.getElementById("error");
-    err.textContent = data.error ? data.error.message : "request failed";
-    err.hidden = false;
-    document.getElementById("result").hidden = true;
-    return;
-  }
-  document.getElementById("label").textContent = data.label;
-  document.getElementById("confidence").textContent = `${(100 * data.confidence).toFixed(1)}%`;
-  document.getElementById("warning").hidden = data.confidence >= 0.6;
-  const bars = document.getElementById("bars");
-  bars.replaceChildren(...Object.entries(data.probabilities).map(([label, p]) => {
+function fillBars(container, probabilities) {
+  container.replaceChildren(...Object.entries(probabilities).map(([label, p]) => {
     const row = document.createElement("div");
     row.className = "bar";
+    row.setAttribute("role", "img");
+    row.setAttribute("aria-label", `${label} ${(100 * p).toFixed(1)} percent`);
     const name = document.createElement("span"); name.textContent = label;
     const fill = document.createElement("div"); fill.style.width = `${(100 * p).toFixed(1)}%`;
     const track = document.createElement("span"); track.append(fill);
@@ -51,6 +31,101 @@ form.addEventListener("submit", async (e) => {
     row.append(name, track, pct);
     return row;
   }));
-  document.getElementById("record").href = `/classifications/${data.id}`;
-  document.getElementById("result").hidden = false;
-});
+}
+
+const form = document.getElementById("upload");
+if (form) {
+  const input = document.getElementById("file");
+  const drop = document.getElementById("drop");
+  const button = document.getElementById("predict");
+  const chosenList = document.getElementById("chosen");
+  const results = document.getElementById("results");
+  const progress = document.getElementById("progress");
+  const error = document.getElementById("error");
+  let chosen = [];
+
+  function choose(fileList) {
+    const files = [...fileList];
+    chosen = files.slice(0, MAX_FILES);
+    error.hidden = files.length <= MAX_FILES;
+    error.textContent = `Only the first ${MAX_FILES} of ${files.length} files are used; send the rest afterwards.`;
+    button.disabled = chosen.length === 0;
+    chosenList.replaceChildren(...chosen.map((file) => {
+      const item = document.createElement("li");
+      if (DISPLAYABLE.test(file.type)) {
+        const img = document.createElement("img");
+        img.src = URL.createObjectURL(file);
+        img.alt = file.name;
+        item.append(img);
+      } else {
+        item.textContent = file.name;
+      }
+      return item;
+    }));
+  }
+  input.addEventListener("change", () => choose(input.files));
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+  drop.addEventListener("drop", (e) => choose(e.dataTransfer.files));
+
+  async function classify(file, batch) {
+    const card = document.getElementById("result-card").content.firstElementChild.cloneNode(true);
+    const $ = (selector) => card.querySelector(selector);
+    $(".name").textContent = file.name;
+    batch.append(card);
+    const body = new FormData();
+    body.append("image", file);
+    let res, data;
+    try {
+      res = await fetch("/api/classify", { method: "POST", body });
+      data = await res.json();
+    } catch (err) {
+      res = { ok: false };
+      data = { error: { message: `the server did not answer (${err.message})` } };
+    }
+    if (!res.ok) {
+      $(".error").textContent = data.error ? data.error.message : "request failed";
+      $(".error").hidden = false;
+      $("figure").hidden = true;
+      return;
+    }
+    const shot = $(".shot");
+    shot.dataset.original = DISPLAYABLE.test(file.type) ? URL.createObjectURL(file) : `/thumbs/${data.id}.jpg`;
+    shot.dataset.explanation = data.explanation_url;
+    shot.dataset.alt = file.name;
+    shot.src = shot.dataset.original;
+    shot.alt = file.name;
+    $(".label").textContent = data.label;
+    $(".confidence").textContent = `${(100 * data.confidence).toFixed(1)}%`;
+    $(".verdict").hidden = false;
+    $(".warning").hidden = !data.low_confidence;
+    fillBars($(".bars"), data.probabilities);
+    $(".cam").hidden = false;
+    $(".record").href = `/classifications/${data.id}`;
+    $(".record-link").hidden = false;
+    if (data.credit) {
+      const credit = $(".credit");
+      const link = document.createElement("a");
+      link.href = data.credit.url;
+      link.textContent = data.credit.id;
+      credit.append(`Credit: ${data.credit.text} (${data.credit.license}), `, link);
+      credit.hidden = false;
+    }
+  }
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!chosen.length) return;
+    button.disabled = true;
+    const files = chosen;
+    const batch = document.createElement("div");  // newest batch on top, files in the order chosen
+    results.prepend(batch);
+    for (const [i, file] of files.entries()) {
+      progress.textContent = `Classifying ${i + 1} of ${files.length}…`;
+      await classify(file, batch);
+    }
+    progress.textContent = `${files.length} image${files.length === 1 ? "" : "s"} classified.`;
+    button.disabled = false;
+  });
+}

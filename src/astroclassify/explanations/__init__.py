@@ -1,0 +1,1 @@
+"""What the model looked at: Grad-CAM maps computed inside the ONNX graph, and overlays."""
