@@ -4,7 +4,7 @@ One client in sequence (p50/p99), then N concurrent clients for a fixed time (re
 p99, errors). The load generator runs on the same machine, as the issue specifies. Where the
 time goes comes from the server's own Server-Timing header (decode+resize, inference, store).
 
-    python bench/serve_latency.py --seq 200 --clients 20 --seconds 30 [--tta none]
+    python bench/serve_latency.py --seq 200 --clients 20 --seconds 30 [--tta rot4]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=200)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--tta", default=None, help="override the model's TTA for serving (none, rot4, rot4flip)")
+    ap.add_argument("--tta", default=None, help="serving TTA: none (the default), rot4, rot4flip or model")
     ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
     images = _images(Path(args.data))
@@ -70,13 +70,22 @@ def main() -> None:
         with httpx.Client(timeout=30) as client:
             for i in range(10):  # warm-up
                 client.post(url, files={"image": ("w.jpg", images[i % len(images)], "image/jpeg")})
-            lat, parts = [], []
+            lat, parts, explain_urls = [], [], []
             for i in range(args.seq):
                 t0 = time.perf_counter()
                 r = client.post(url, files={"image": (f"s{i}.jpg", images[i % len(images)], "image/jpeg")})
                 lat.append(1000 * (time.perf_counter() - t0))
                 r.raise_for_status()
                 parts.append(_timing(r.headers.get("server-timing", "")))
+                explain_urls.append(r.json()["explanation_url"])
+            # Grad-CAM overlays: the first request renders (inference + drawing), later ones read the file.
+            for label in ("first", "cached"):
+                times = []
+                for path in explain_urls[:20]:
+                    t0 = time.perf_counter()
+                    client.get(f"http://127.0.0.1:{args.port}{path}").raise_for_status()
+                    times.append(1000 * (time.perf_counter() - t0))
+                print(f"explanation.png, {label} request: median {statistics.median(times):.1f} ms")
         p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
         print(f"one client, {args.seq} sequential requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
         for key in ("decode", "infer", "store"):
@@ -114,7 +123,7 @@ def main() -> None:
             f"{args.clients} concurrent clients for {elapsed:.0f} s: {len(ok) / elapsed:.1f} requests/s, "
             f"p50 {np.percentile(ok, 50):.0f} ms, p99 {np.percentile(ok, 99):.0f} ms, {errors} errors"
         )
-        print(f"serving TTA: {args.tta or 'the model default'}")
+        print(f"serving TTA: {args.tta or 'the server default (none)'}")
         print("reproduce: python bench/serve_latency.py " + " ".join(sys.argv[1:]))
     finally:
         server.terminate()

@@ -231,3 +231,41 @@ def test_renamed_files_get_no_guessed_credit(server, shared_data):
     data = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
     rec = httpx.post(f"{server}/api/classify", files={"image": ("my-photo.jpg", data, "image/jpeg")}).json()
     assert rec["credit"] is None
+
+
+def test_every_curl_example_on_the_documentation_page_works(server, shared_data, tmp_path):
+    """Run the page's curl commands as printed, against this server, from a folder with the named files."""
+    import html
+    import re
+    import shutil
+    import subprocess
+    import zipfile
+
+    from tests.conftest import jpeg_bytes, make_sky
+
+    if not shutil.which("curl"):
+        pytest.skip("curl not installed")
+    page = httpx.get(f"{server}/documentation").text
+    blocks = [html.unescape(b) for b in re.findall(r"<pre>(.*?)</pre>", page, flags=re.S)]
+    commands = [c for b in blocks for c in b.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
+    assert len(commands) >= 10
+    galaxy = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    (tmp_path / "m51.jpg").write_bytes(galaxy)
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(make_sky("nebula", 200)))
+    shutil.copyfile(next((shared_data / "hubble-dso/nebula").iterdir()), tmp_path / "b.fits")  # a JPEG misnamed
+    with zipfile.ZipFile(tmp_path / "survey.zip", "w") as zf:
+        zf.writestr("one.jpg", galaxy)
+    # Record 1 must exist for the examples that use it: classify first, as the page does.
+    for command in commands:
+        command = command.replace("http://127.0.0.1:8000", server)
+        res = subprocess.run(
+            f"{command} --silent --show-error --fail-with-body --max-time 60",
+            shell=True,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=90,
+        )
+        assert res.returncode == 0, f"{command}: {res.stdout[:300]!r} {res.stderr[:300]!r}"
+    assert zipfile.is_zipfile(tmp_path / "feedback.zip")
+    for name in ("m51-gradcam.png", "m51-why-nebula.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

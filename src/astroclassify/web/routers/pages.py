@@ -34,7 +34,9 @@ def index(request: Request, predictor: PredictorDep) -> HTMLResponse:
 
 @router.get("/documentation", response_class=HTMLResponse)
 def documentation(request: Request, predictor: PredictorDep) -> HTMLResponse:
-    return templates.TemplateResponse(request, "documentation.html", {"bundle": predictor.bundle})
+    settings = request.app.state.settings
+    context = {"bundle": predictor.bundle, "settings": settings, "low_confidence": settings.low_confidence_threshold}
+    return templates.TemplateResponse(request, "documentation.html", context)
 
 
 @router.get("/models", response_class=HTMLResponse)
