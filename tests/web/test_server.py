@@ -62,9 +62,17 @@ def test_bad_uploads_get_clear_json_errors(server, name, payload, status, needle
     assert needle in res.json()["error"]["message"]
 
 
-def test_wrong_field_is_422(server):
+def test_wrong_field_and_empty_body_are_422(server):
     res = httpx.post(f"{server}/api/classify", files={"file": ("a.jpg", b"x", "image/jpeg")})
-    assert res.status_code == 422
+    assert res.status_code == 422 and res.json()["error"]["message"].startswith("body.image")
+    for body, headers in (
+        (b"", {}),
+        (b"", {"Content-Type": "multipart/form-data; boundary=x"}),
+        (b"{}", {"Content-Type": "application/json"}),
+    ):
+        empty = httpx.post(f"{server}/api/classify", content=body, headers=headers)
+        assert empty.status_code == 422, (headers, empty.text)
+        assert set(empty.json()["error"]) >= {"type", "message"}
 
 
 def test_classifications_are_stored_browsable_and_correctable(server, shared_data):
