@@ -124,6 +124,21 @@ def predict(
 
 
 @app.command()
+def taxonomies() -> None:
+    """List the built-in label taxonomies (use a YAML file path for your own)."""
+    from astroclassify.data.taxonomy import builtin_taxonomies, load_taxonomy
+
+    table = Table(box=None)
+    for column in ("name", "classes", "mirror", "description"):
+        table.add_column(column, overflow="fold")
+    for name in builtin_taxonomies():
+        t = load_taxonomy(name)
+        mirror = ", ".join(f"{a}↔{b}" for a, b in t.mirror.items() if a < b)
+        table.add_row(name, ", ".join(t.labels), mirror, t.description)
+    out.print(table)
+
+
+@app.command()
 def explain(
     image: Annotated[Path, typer.Argument(help="The image to explain.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")] = "",
@@ -176,6 +191,10 @@ def evaluate(
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     tta: Annotated[str | None, typer.Option(help="Override the model's test-time augmentation.")] = None,
+    taxonomy: Annotated[
+        str | None,
+        typer.Option(help="Map dataset labels with this taxonomy (default: the one the model was trained with)."),
+    ] = None,
     report_dir: Annotated[
         Path | None,
         typer.Option(help="Where to write report.html and plots (default: the model folder, or ./<model>-report)."),
@@ -187,7 +206,7 @@ def evaluate(
 
     predictor = OnnxPredictor(model)
     with _Bars(enabled=not as_json) as bars:
-        result = run_evaluation(predictor, data, split=split, tta=tta, progress=bars)
+        result = run_evaluation(predictor, data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
     m = result.metrics
     if m["n"] == 0:
         raise AstroClassifyError(
@@ -267,6 +286,10 @@ def train(
     image_size: Annotated[int | None, typer.Option(min=32, max=1024)] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     name: Annotated[str | None, typer.Option(help="Model name shown to users.")] = None,
+    taxonomy: Annotated[
+        str | None,
+        typer.Option(help="Label mapping: a built-in name (see `astroclassify taxonomies`) or a YAML file."),
+    ] = None,
     cv: Annotated[int, typer.Option(help="Run K-fold grouped cross-validation instead (writes cv.json).")] = 0,
     fresh: Annotated[bool, typer.Option(help="Ignore an existing checkpoint instead of resuming.")] = False,
     option: Annotated[
@@ -287,7 +310,13 @@ def train(
 
     overrides = {
         k: v
-        for k, v in {"epochs": epochs, "image_size": image_size, "seed": seed, "name": name}.items()
+        for k, v in {
+            "epochs": epochs,
+            "image_size": image_size,
+            "seed": seed,
+            "name": name,
+            "taxonomy": taxonomy,
+        }.items()
         if v is not None
     }
     command = "astroclassify " + shlex.join(sys.argv[1:])

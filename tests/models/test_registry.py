@@ -11,8 +11,10 @@ from astroclassify.inference.predictor import _session_bytes
 from astroclassify.models import create_model, get_pretrained_cfg, list_models
 from astroclassify.training.export import export_onnx
 
-# Parameter counts published with the TF-Lite EfficientNet-Lite release (millions, 1000 classes).
+# Parameter counts at 1000 classes: EfficientNet-Lite as published with the TF-Lite release
+# (millions, one decimal); MobileNetV3 and SqueezeNet 1.1 exactly as torchvision publishes them.
 PUBLISHED_PARAMS = {"efficientnet_lite0": 4.7, "efficientnet_lite1": 5.4, "efficientnet_lite2": 6.1}
+EXACT_PARAMS = {"mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856, "squeezenet1_1": 1_235_496}
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -37,9 +39,25 @@ def test_model_contract(name, tmp_path):
     ref_cam = gradcam(model, x).numpy()
     assert cam.shape == ref_cam.shape == (2, 5, *model.forward_features(x).shape[2:])
     assert np.abs(cam - ref_cam).max() <= 1e-2 * np.abs(ref_cam).max()
+    full = sum(p.numel() for p in create_model(name, num_classes=1000).parameters())
     if name in PUBLISHED_PARAMS:
-        full = create_model(name, num_classes=1000)
-        assert round(sum(p.numel() for p in full.parameters()) / 1e6, 1) == PUBLISHED_PARAMS[name]
+        assert round(full / 1e6, 1) == PUBLISHED_PARAMS[name]
+    if name in EXACT_PARAMS:
+        assert full == EXACT_PARAMS[name]
+
+
+def test_every_zoo_architecture_is_registered():
+    assert set(list_models()) >= {"small_cnn", "squeezenet1_1", "mobilenet_v3_small", "mobilenet_v3_large"} | set(
+        PUBLISHED_PARAMS
+    )
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "squeezenet1_1"])
+def test_architectures_without_packaged_weights_say_so(name):
+    from astroclassify.errors import ModelError
+
+    with pytest.raises(ModelError, match="no ImageNet weights here"):
+        create_model(name, pretrained=True)
 
 
 def test_pretrained_weights_come_from_a_local_package():

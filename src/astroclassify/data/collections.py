@@ -20,7 +20,7 @@ from astroclassify.data.dataset import load_dataset, sha256_file
 from astroclassify.errors import DataError, IngestError
 from astroclassify.registry import Registry
 
-__all__ = ["COLLECTIONS", "fetch", "resolve_data", "shared_data_dir"]
+__all__ = ["COLLECTIONS", "DEFAULT_TAXONOMY", "fetch", "resolve_data", "shared_data_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ for _name, _about in {
     "gz-decals-rings": "DECaLS ring galaxies vs others, 376 images",
 }.items():
     COLLECTIONS.register(_name)(_about)
+
+
+# Taxonomy used when training on a collection without --taxonomy. gz1-sdss needs one: its
+# spiral labels swap under a mirror flip, which the taxonomy's mirror map expresses.
+DEFAULT_TAXONOMY = {"gz1-sdss": "gz1-6class"}
 
 
 def shared_data_dir() -> Path | None:

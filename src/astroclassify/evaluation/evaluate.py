@@ -36,10 +36,29 @@ class EvalResult:
     probs: np.ndarray | None = None
 
 
+def _taxonomy(bundle, name: str | None):
+    from astroclassify.data.taxonomy import Taxonomy, load_taxonomy
+
+    if name:
+        return load_taxonomy(name)
+    stored = bundle.meta.get("taxonomy")
+    return Taxonomy.from_dict(stored, f"{bundle.name}/model.json") if stored else None
+
+
 def evaluate(
-    predictor, sources: list[str], *, split: str = "auto", tta: str | None = None, progress=None
+    predictor,
+    sources: list[str],
+    *,
+    split: str = "auto",
+    tta: str | None = None,
+    taxonomy: str | None = None,
+    progress=None,
 ) -> EvalResult:
-    """Evaluate ``predictor`` (an ``OnnxPredictor``) on dataset folders or collection names."""
+    """Evaluate ``predictor`` (an ``OnnxPredictor``) on dataset folders or collection names.
+
+    Dataset labels go through ``taxonomy`` (a name or YAML file), else through the taxonomy
+    the model was trained with, so a six-label dataset scores a four-class model.
+    """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     bundle = predictor.bundle
@@ -50,9 +69,14 @@ def evaluate(
     unknown: Counter[str] = Counter()
     excluded: Counter[str] = Counter()
     problems: list[str] = []
+    mapping = _taxonomy(bundle, taxonomy)
+    left_out: Counter[str] = Counter()
     for source in sources:
         ds = load_dataset(resolve_data(source))
         problems += [f"{ds.name}: {p}" for p in ds.problems]
+        if mapping is not None:
+            ds.samples, dropped = mapping.apply(ds.samples)
+            left_out.update(dropped)
         shas = [sha256_file(s.path) for s in ds.samples]
         trained_on = any(h in known_split for h in shas)
         want = split if split != "auto" else ("test" if trained_on else "all")
@@ -94,6 +118,8 @@ def evaluate(
     metrics["split"] = split
     metrics["excluded_seen_in_training"] = dict(excluded)
     metrics["unknown_labels"] = dict(unknown)
+    metrics["taxonomy"] = mapping.name if mapping else None
+    metrics["left_out_by_taxonomy"] = dict(left_out)
     metrics["failed"] = failed
     metrics["manifest_problems"] = problems
     return EvalResult(metrics, keys, y_true, probs)

@@ -5,7 +5,21 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["letterbox", "letterbox_box", "to_tensor_layout"]
+__all__ = ["center_crop", "letterbox", "letterbox_box", "to_tensor_layout"]
+
+
+def center_crop(image: Image.Image, fraction: float) -> Image.Image:
+    """The central ``fraction`` of the image in each direction (1.0 returns it unchanged).
+
+    Survey cutouts centre their target; cropping before resizing spends the network's
+    pixels on the galaxy instead of the empty sky around it.
+    """
+    if fraction >= 1.0:
+        return image
+    w, h = image.size
+    cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return image.crop((left, top, left + cw, top + ch))
 
 
 def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:

@@ -7,6 +7,7 @@ per image, only decoding and resizing remain.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,10 @@ from PIL import Image
 from astroclassify.config import get_settings
 from astroclassify.errors import ConfigError, ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
-from astroclassify.imaging.transforms import letterbox, to_tensor_layout
+from astroclassify.imaging.transforms import center_crop, letterbox, to_tensor_layout
 from astroclassify.inference.bundle import Bundle, load_bundle
 
-__all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "tta_views"]
+__all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views", "tta_views"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,17 @@ def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
     if mode == "rot4flip":
         views += [v[:, :, ::-1] for v in views]
     return np.stack(views)
+
+
+def merge_views(outputs: np.ndarray, mirror: np.ndarray | None = None) -> np.ndarray:
+    """Average (V, N, K) per-view logits over the views made by ``tta_views``.
+
+    Mirrored views (index 4 and up) see a mirror image: where the classes themselves
+    mirror (clockwise and anticlockwise spirals), their columns are swapped back first.
+    """
+    if mirror is not None and len(outputs) > 4:
+        outputs = np.concatenate([outputs[:4], outputs[4:][..., mirror]])
+    return outputs.mean(axis=0)
 
 
 def _session_bytes(path: Path) -> bytes:
@@ -105,6 +117,10 @@ class OnnxPredictor:
             raise ModelError(f"{self.bundle.onnx_path}: cannot load ONNX model ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.has_cam = "cam" in {o.name for o in self.session.get_outputs()}
+        self.crop = float(self.bundle.meta.get("crop", 1.0))
+        mirror = (self.bundle.meta.get("taxonomy") or {}).get("mirror") or {}
+        labels = list(self.bundle.labels)
+        self.mirror = np.array([labels.index(mirror.get(x, x)) for x in labels]) if mirror else None
         self._logits_output = [self.session.get_outputs()[0].name]
 
     @property
@@ -126,7 +142,9 @@ class OnnxPredictor:
         return letterbox(self._decode(source, size), size)
 
     def _decode(self, source: str | Path | bytes, draft_size: int) -> Image.Image:
-        return decode_pil(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=draft_size)
+        draft = math.ceil(draft_size / self.crop)
+        img = decode_pil(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=draft)
+        return center_crop(img, self.crop)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch.
@@ -149,7 +167,7 @@ class OnnxPredictor:
                 for i in range(0, len(flat), MAX_RUN_BATCH)
             ]
         )
-        return out.reshape(v, n, -1).mean(axis=0)
+        return merge_views(out.reshape(v, n, -1), self.mirror)
 
     def explain(self, source: str | Path | bytes, label: str | None = None, tta: str | None = None) -> Explanation:
         """Grad-CAM for ``label`` (default: the predicted class), averaged over the TTA views.
@@ -175,9 +193,11 @@ class OnnxPredictor:
         logits, cams = self.session.run(
             ["logits", "cam"], {self.input_name: to_tensor_layout(views, self.bundle.mean, self.bundle.std)}
         )
-        probabilities = softmax(logits.mean(axis=0, keepdims=True), self.bundle.temperature_for(tta))[0]
+        probabilities = softmax(merge_views(logits[:, None], self.mirror), self.bundle.temperature_for(tta))[0]
         k = int(probabilities.argmax()) if label is None else self.labels.index(label)
-        heat = np.mean([undo_tta_view(cams[v, k], v) for v in range(len(views))], axis=0)
+        # In a mirrored view, class k's evidence shows up as its mirror class.
+        mirrored_k = k if self.mirror is None else int(self.mirror[k])
+        heat = np.mean([undo_tta_view(cams[v, k if v < 4 else mirrored_k], v) for v in range(len(views))], axis=0)
         heat = np.maximum(heat, 0)
         peak = float(heat.max())
         return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image)

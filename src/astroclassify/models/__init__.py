@@ -1,6 +1,6 @@
 """Model registry and architectures (timm style); nothing here trains."""
 
-from astroclassify.models import efficientnet_lite, small_cnn  # noqa: F401  (register models)
+from astroclassify.models import efficientnet_lite, mobilenet_v3, small_cnn, squeezenet  # noqa: F401  (register models)
 from astroclassify.models.registry import (
     PretrainedCfg,
     create_model,

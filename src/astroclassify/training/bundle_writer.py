@@ -57,12 +57,15 @@ def finish_bundle(
                 "threads": torch.get_num_threads(),
             },
             "explainable": hasattr(model, "head_gradient"),
+            "crop": cfg.crop,
+            "taxonomy": data.taxonomy.to_json() if data.taxonomy else None,
             "data": {
                 "sources": list(cfg.data),
                 "counts": counts,
                 "near_duplicate_pairs": len(data.near_duplicates),
                 "label_conflicts": [list(p) for p in data.label_conflicts],
                 "undecodable": data.table.failed,
+                "left_out_by_taxonomy": data.left_out_labels,
                 "manifest_problems": data.manifest_problems,
                 "split_rule": (
                     f"grouped by release/object and near-duplicate pixels, stratified by dataset and label, "

@@ -28,7 +28,10 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to lr * 0.01
     label_smoothing: float = 0.05
     balanced_sampling: bool = True  # sample each class equally often per epoch
-    flips: bool = True  # mirror flips preserve these labels (off for spiral direction)
+    balance_power: float = 1.0  # with balanced sampling: weight 1/count**power (0.5 = square-root balancing)
+    flips: bool = True  # mirror flips preserve these labels (a taxonomy's mirror map overrides: flip and swap)
+    taxonomy: str = ""  # label mapping (built-in name or YAML file); "" = the data's default or labels as they are
+    crop: float = 1.0  # keep this central fraction of each image before resizing (centred survey cutouts)
     patience: int = 5  # epochs without val macro-F1 improvement before stopping
     ema_decay: float = 0.0  # >0: evaluate and export an exponential moving average of the weights
     tta: str = "none"  # test-time augmentation stored as the model's default: none | rot4 | rot4flip

@@ -7,13 +7,14 @@ decoding once instead of every epoch is what makes CPU training practical here.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from astroclassify.data.collections import resolve_data
+from astroclassify.data.collections import DEFAULT_TAXONOMY, resolve_data
 from astroclassify.data.dataset import Sample, load_dataset, sha256_file
 from astroclassify.data.splits import (
     Fingerprint,
@@ -22,9 +23,10 @@ from astroclassify.data.splits import (
     make_splits_and_folds,
     read_splits,
 )
+from astroclassify.data.taxonomy import Taxonomy, load_taxonomy
 from astroclassify.errors import ConfigError, DataError, ImageDecodeError
 from astroclassify.imaging.decode import decode_pil
-from astroclassify.imaging.transforms import letterbox
+from astroclassify.imaging.transforms import center_crop, letterbox
 from astroclassify.training.config import TrainConfig
 
 __all__ = ["ImageTable", "PreparedData", "Progress", "build_table", "prepare_data"]
@@ -49,7 +51,7 @@ class ImageTable:
     failed: list[str]  # "key: reason" for samples that could not be decoded
 
 
-def build_table(samples: list[Sample], size: int, progress=None) -> ImageTable:
+def build_table(samples: list[Sample], size: int, progress=None, crop: float = 1.0) -> ImageTable:
     kept: list[Sample] = []
     pixels: list[np.ndarray] = []
     prints: list[Fingerprint] = []
@@ -57,13 +59,14 @@ def build_table(samples: list[Sample], size: int, progress=None) -> ImageTable:
     failed: list[str] = []
     for sample in samples:
         try:
-            img = decode_pil(sample.path, draft_size=size)  # the same decode and resize as inference
+            # The same decode, crop and resize as inference (OnnxPredictor.prepare).
+            img = center_crop(decode_pil(sample.path, draft_size=math.ceil(size / crop)), crop)
         except ImageDecodeError as exc:
             failed.append(f"{sample.key}: {str(exc).split(': ', 1)[-1]}")
         else:
             kept.append(sample)
             pixels.append(letterbox(img, size))
-            prints.append(fingerprint(img))
+            prints.append(fingerprint(img))  # of the cropped image: duplicates are judged on what is learned
             shas.append(sha256_file(sample.path))
         if progress:
             progress()
@@ -85,6 +88,8 @@ class PreparedData:
     manifest_problems: list[str]
     label_conflicts: list[tuple[str, str]]
     size: int
+    taxonomy: Taxonomy | None = None
+    left_out_labels: dict[str, int] = field(default_factory=dict)  # dataset labels the taxonomy does not map
 
 
 def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:
@@ -99,8 +104,17 @@ def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData
         samples += ds.samples
     for problem in problems:
         log.warning("%s", problem)
+    taxonomy = resolve_taxonomy(cfg)
+    left_out: dict[str, int] = {}
+    if taxonomy is not None:
+        samples, dropped = taxonomy.apply(samples)
+        left_out = dict(dropped)
+        if dropped:
+            log.warning("taxonomy %s leaves out %s", taxonomy.name, dict(dropped))
+    if not 0 < cfg.crop <= 1:
+        raise ConfigError(f"crop must be in (0, 1]; got {cfg.crop}")
     size = cfg.image_size or _default_size(cfg.model)
-    table = build_table(samples, size, progress("decoding images", len(samples)))
+    table = build_table(samples, size, progress("decoding images", len(samples)), crop=cfg.crop)
     labels = sorted({s.label for s in table.samples})
     if len(labels) < 2:
         raise DataError(f"training needs at least two labels; found {labels}")
@@ -127,7 +141,21 @@ def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData
         manifest_problems=problems,
         label_conflicts=conflicts,
         size=size,
+        taxonomy=taxonomy,
+        left_out_labels=left_out,
     )
+
+
+def resolve_taxonomy(cfg: TrainConfig) -> Taxonomy | None:
+    """``cfg.taxonomy``, else the default of a collection being trained on, else None."""
+    if cfg.taxonomy:
+        return load_taxonomy(cfg.taxonomy)
+    defaults = {DEFAULT_TAXONOMY[s] for s in cfg.data if s in DEFAULT_TAXONOMY}
+    if len(defaults) > 1:
+        raise ConfigError(
+            f"these datasets have different default taxonomies ({', '.join(sorted(defaults))}); pass --taxonomy"
+        )
+    return load_taxonomy(defaults.pop()) if defaults else None
 
 
 def _splits_from_file(path: Path, table: ImageTable) -> tuple[np.ndarray, np.ndarray]:

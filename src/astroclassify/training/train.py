@@ -27,7 +27,7 @@ from astroclassify.evaluation.calibration import softmax
 from astroclassify.evaluation.metrics import classification_metrics
 from astroclassify.imaging.augment import build_augment
 from astroclassify.imaging.transforms import to_tensor_layout
-from astroclassify.inference.predictor import TTA_MODES, tta_views
+from astroclassify.inference.predictor import TTA_MODES, merge_views, tta_views
 from astroclassify.models import create_model, get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
 from astroclassify.training.table import PreparedData, Progress, _silent, prepare_data
@@ -52,15 +52,25 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 
 
 @torch.no_grad()
-def predict_logits(model, pixels: np.ndarray, mean, std, tta: str = "none", batch: int = 64) -> np.ndarray:
+def predict_logits(
+    model, pixels: np.ndarray, mean, std, tta: str = "none", batch: int = 64, mirror: np.ndarray | None = None
+) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(pixels), batch):
         views = tta_views(pixels[start : start + batch], tta)
         v, n = views.shape[:2]
         x = torch.from_numpy(to_tensor_layout(views.reshape(v * n, *views.shape[2:]), mean, std))
-        out.append(model(x.contiguous(memory_format=torch.channels_last)).reshape(v, n, -1).mean(0).numpy())
+        out.append(
+            merge_views(model(x.contiguous(memory_format=torch.channels_last)).reshape(v, n, -1).numpy(), mirror)
+        )
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _mirror(data: PreparedData) -> np.ndarray | None:
+    """Class index of each class's mirror image, when the taxonomy says classes mirror."""
+    taxonomy = data.taxonomy
+    return np.array(taxonomy.mirror_index(data.labels)) if taxonomy and taxonomy.mirror else None
 
 
 def _resume_key(config: dict) -> dict:
@@ -103,12 +113,15 @@ def fit_model(
     y_train = data.y[train_idx]
     counts = np.bincount(y_train, minlength=len(data.labels))
     if cfg.balanced_sampling:
-        weights = 1.0 / np.maximum(counts[y_train], 1)
+        weights = np.maximum(counts[y_train], 1) ** -cfg.balance_power
         weights /= weights.sum()
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
+    # A taxonomy with a mirror map (spiral winding) flips images and swaps their labels;
+    # otherwise flips are label-preserving or off (cfg.flips).
+    mirror = _mirror(data)
     history: list[dict] = []
     best = {"score": -1.0, "state": None, "epoch": -1}
     start_epoch = 0
@@ -135,7 +148,7 @@ def fit_model(
         model.train(not frozen)
         # Every random stream is seeded per epoch, so a resumed run equals an uninterrupted one.
         rng = np.random.default_rng([cfg.seed, epoch])
-        augment = build_augment(flips=cfg.flips, seed=cfg.seed * 1000 + epoch)
+        augment = build_augment(flips=cfg.flips and mirror is None, seed=cfg.seed * 1000 + epoch)
         torch.manual_seed(cfg.seed * 1000 + epoch)
         if cfg.balanced_sampling:
             order = rng.choice(train_idx, size=len(train_idx), replace=True, p=weights)
@@ -149,11 +162,16 @@ def fit_model(
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["scale"]
             idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
-            batch = np.stack([augment(data.table.pixels[i]) for i in idx])
+            images, y_batch = [data.table.pixels[i] for i in idx], data.y[idx]
+            if mirror is not None:  # mirror half the images and give them their mirror class
+                flip = rng.random(len(idx)) < 0.5
+                images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flip, strict=True)]
+                y_batch = np.where(flip, mirror[y_batch], y_batch)
+            batch = np.stack([augment(im) for im in images])
             x = torch.from_numpy(to_tensor_layout(batch, mean, std))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            target = torch.from_numpy(data.y[idx])
+            target = torch.from_numpy(y_batch)
             logits = model(x)
             loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -264,7 +282,8 @@ def cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
         model, _, _ = fit_model(cfg, data, fit_idx, None, progress)
         row = {"fold": f, "n": len(held)}
         for mode in TTA_MODES:
-            oof[mode][held] = softmax(predict_logits(model, data.table.pixels[held], pre.mean, pre.std, mode))
+            logits = predict_logits(model, data.table.pixels[held], pre.mean, pre.std, mode, mirror=_mirror(data))
+            oof[mode][held] = softmax(logits)
             m = classification_metrics([data.labels[i] for i in data.y[held]], oof[mode][held], data.labels)
             row[mode] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
         row |= row[cfg.tta]
