@@ -124,6 +124,47 @@ def predict(
 
 
 @app.command()
+def ensemble(
+    models: Annotated[list[str], typer.Argument(help="Two or more model folders or names (same classes and split).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Ensemble model folder to write.")],
+    name: Annotated[str | None, typer.Option(help="Model name shown to users.")] = None,
+    tta: Annotated[
+        str | None, typer.Option(help="Default test-time augmentation (default: the first member's).")
+    ] = None,
+) -> None:
+    """Average several models' calibrated probabilities in one ONNX model; score it against its members."""
+    import numpy as np
+
+    from astroclassify.evaluation.evaluate import evaluate as run_evaluation
+    from astroclassify.evaluation.report import write_eval_plots, write_model_card
+    from astroclassify.inference.ensemble import build_ensemble
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    bundle = build_ensemble(models, out_dir, name=name, tta=tta)
+    sources = bundle.meta["training"]["config"]["data"]
+    table = Table("model", "n", "accuracy", "macro-F1", "ECE")
+    scores = {}
+    with _Bars() as bars:
+        for label, path in [
+            *((m["name"], m["path"]) for m in bundle.meta["ensemble"]["members"]),
+            (bundle.name, out_dir),
+        ]:
+            result = run_evaluation(OnnxPredictor(path), sources, split="auto", progress=bars)
+            m = result.metrics
+            scores[path] = (result, m)
+            table.add_row(label, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
+    result, m = scores[out_dir]
+    y = np.array([bundle.labels.index(t) for t in result.y_true])
+    write_eval_plots(m, result.probs, y, None, out_dir, title=f"{bundle.name}: test split")
+    bundle.meta["metrics"] = {"test": {"all": {k: v for k, v in m.items() if k not in ("failed", "manifest_problems")}}}
+    bundle.meta["training"]["command"] = "astroclassify " + shlex.join(sys.argv[1:])
+    bundle.save()
+    write_model_card(bundle)
+    out.print(table)
+    out.print(f"ensemble written to {out_dir} (test split of {', '.join(sources)}, never trained on by any member)")
+
+
+@app.command()
 def taxonomies() -> None:
     """List the built-in label taxonomies (use a YAML file path for your own)."""
     from astroclassify.data.taxonomy import builtin_taxonomies, load_taxonomy

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -16,6 +17,14 @@ def test_overrides_are_type_checked():
         apply_overrides(TrainConfig(), ["epoch=3"])
     with pytest.raises(ConfigError, match="cannot read"):
         apply_overrides(TrainConfig(), ["epochs=many"])
+
+
+def test_one_cycle_and_plateau_schedules():
+    one = [lr_at(s, 100, 10, 1.0, "onecycle") for s in range(100)]
+    assert one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0, abs=1e-3)
+    assert int(np.argmax(one)) in (29, 30) and one[-1] < 1e-3
+    flat = [lr_at(s, 100, 10, 1.0, "plateau") for s in range(100)]
+    assert flat[9] == flat[99] == 1.0  # the loop, not the step, lowers it
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -256,3 +265,25 @@ def test_frozen_epochs_leave_the_backbone_untouched(tiny_dataset, tmp_path):
     assert all(torch.equal(initial[k], trained[k]) for k in body)  # weights and BN statistics
     assert not torch.equal(initial["net._fc.weight"], trained["net._fc.weight"])
     assert len(history) == 2
+
+
+def test_plateau_schedule_lowers_the_rate_when_validation_stalls(tiny_dataset, tmp_path):
+    cfg = TrainConfig(
+        data=(str(tiny_dataset),),
+        out=str(tmp_path / "p"),
+        model="small_cnn",
+        pretrained=False,
+        image_size=32,
+        epochs=6,
+        batch_size=8,
+        lr=1e-5,
+        patience=20,
+        schedule="plateau",
+        plateau_patience=1,
+        warmup_epochs=0,
+    )  # a learning rate too small to improve anything: validation stalls every epoch
+    train(cfg)
+    lrs = [row["lr"] for row in json.loads((tmp_path / "p" / "history.json").read_text())]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[-1] < lrs[0] * 0.3 and lrs == sorted(lrs, reverse=True)
+    with pytest.raises(ConfigError, match="schedule must be one of"):
+        train(dataclasses.replace(cfg, schedule="step"))

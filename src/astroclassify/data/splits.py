@@ -51,10 +51,17 @@ class Fingerprint:
 
     pixels_sha: str
     thumb: np.ndarray  # (THUMB*THUMB,) zero-mean unit-norm grey thumbnail
+    detail: np.ndarray  # (DETAIL*DETAIL,) zero-mean unit-norm high-pass grey image
 
 
 THUMB = 24
 NEAR_DUPLICATE_CORR = 0.985
+# Second check on fine detail (64 px grey minus its blur). Copies of one image score 0.95 and
+# up; different compact galaxies centred on black sky can match at 24 px (gz1-sdss chained
+# 268 ellipticals into one group that way) but score 0.2-0.75 here, as did two different
+# Hubble spirals (potw1329a, potw2026a: 0.20).
+DETAIL = 64
+DETAIL_CORR = 0.85
 
 
 def fingerprint(image) -> Fingerprint:
@@ -62,15 +69,23 @@ def fingerprint(image) -> Fingerprint:
 
     ``image`` is an RGB Pillow image or an (H, W, 3) uint8 array.
     """
-    from PIL import Image
+    from PIL import Image, ImageFilter
 
     img = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    grey = img.convert("L").resize((THUMB, THUMB), Image.Resampling.BOX)
-    t = np.asarray(grey, dtype=np.float32).ravel()
-    t = t - t.mean()
+    grey = img.convert("L")
+    fine = grey.resize((DETAIL, DETAIL), Image.Resampling.BOX)
+    high_pass = np.asarray(fine, np.float32) - np.asarray(fine.filter(ImageFilter.BoxBlur(3)), np.float32)
+    return Fingerprint(
+        hashlib.sha256(img.tobytes()).hexdigest(),
+        _unit(np.asarray(grey.resize((THUMB, THUMB), Image.Resampling.BOX), dtype=np.float32)),
+        _unit(high_pass),
+    )
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    t = a.ravel() - a.mean()
     norm = float(np.linalg.norm(t))
-    t = t / norm if norm > 1e-6 else t
-    return Fingerprint(hashlib.sha256(img.tobytes()).hexdigest(), t)
+    return t / norm if norm > 1e-6 else t
 
 
 class _UnionFind:
@@ -95,7 +110,8 @@ def assign_groups(
     """Group ids per sample, and the near-duplicate pairs that merged groups.
 
     Near duplicates are pairs whose grey thumbnails correlate above ``corr`` (a resized or
-    re-encoded copy scores > 0.99; different galaxies on black sky stay well below).
+    re-encoded copy scores > 0.99) and whose fine detail correlates above ``DETAIL_CORR``
+    (two different compact galaxies on black sky can pass the first test, not this one).
     """
     n = len(samples)
     uf = _UnionFind(n)
@@ -113,7 +129,7 @@ def assign_groups(
             sims = mat[start : start + 1024] @ mat.T
             rows, cols = np.nonzero(sims >= corr)
             for r, c in zip(rows + start, cols, strict=True):
-                if r < c:
+                if r < c and float(prints[r].detail @ prints[c].detail) >= DETAIL_CORR:
                     pairs.append((int(r), int(c)))
                     uf.union(int(r), int(c))
     groups = [release_key(samples[uf.find(i)]) for i in range(n)]

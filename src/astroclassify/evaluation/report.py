@@ -196,6 +196,32 @@ def write_model_card(bundle) -> Path:
         for sp in ("train", "val", "test"):
             row = by_split.get(sp, {})
             lines.append(f"| {ds} | {sp} | " + " | ".join(str(row.get(lb, 0)) for lb in bundle.labels) + " |")
+    taxonomy = meta.get("taxonomy")
+    if taxonomy:
+        lines += [
+            "",
+            f"Taxonomy `{taxonomy['name']}` ({taxonomy.get('description', '')}): "
+            + "; ".join(f"{k} ← {', '.join(v)}" for k, v in taxonomy["classes"].items())
+            + "."
+            + (
+                " Mirror images swap "
+                + ", ".join(f"{a} ↔ {b}" for a, b in taxonomy["mirror"].items() if a < b)
+                + " (training flips images and swaps these labels; flipped test-time views swap them back)."
+                if taxonomy.get("mirror")
+                else ""
+            ),
+        ]
+        if data.get("left_out_by_taxonomy"):
+            lines.append(f"Left out by the taxonomy: {data['left_out_by_taxonomy']}.")
+    if meta.get("crop", 1.0) < 1.0:
+        lines += ["", f"Inputs: the central {meta['crop']:.0%} of each image (width and height), then resized."]
+    ensemble = meta.get("ensemble")
+    if ensemble:
+        lines += ["", f"Ensemble ({ensemble['rule']}) of:", ""]
+        lines += [
+            f"- {m['name']} {m['version']} (`{m['arch']}`, temperature {m['temperature']:.3f})"
+            for m in ensemble["members"]
+        ]
     conflicts = data.get("label_conflicts", [])
     if conflicts:
         lines += ["", "Near-duplicate images carrying different labels in their datasets (left as they are):", ""]
@@ -211,7 +237,9 @@ def write_model_card(bundle) -> Path:
     for scope, m in test.items():
         lines.append(
             f"| {scope} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {_fmt(m['ece'])} | "
-            f"{_fmt(m['ece_uncalibrated'])} | " + " | ".join(_class_f1(m, lb) for lb in bundle.labels) + " |"
+            f"{_fmt(m.get('ece_uncalibrated', float('nan')))} | "
+            + " | ".join(_class_f1(m, lb) for lb in bundle.labels)
+            + " |"
         )
     cv_file = bundle.path / "cv.json"
     if cv_file.is_file():
@@ -263,8 +291,9 @@ def write_model_card(bundle) -> Path:
         "",
         "## Limits",
         "",
-        "- Trained on public archive press images; survey data (FITS, single band) looks different.",
-        "- Labels come from archive categories and carry errors (see above).",
+        "- Scores hold for images like the training data (sources above); other instruments, bands or "
+        "processing (FITS, single band) look different.",
+        "- Labels come from archive categories or volunteer votes and carry errors.",
         "",
     ]
     path = bundle.path / "MODEL_CARD.md"

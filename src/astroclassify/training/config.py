@@ -26,6 +26,9 @@ class TrainConfig:
     freeze_epochs: int = 0  # train only the head (frozen backbone, BN fixed) for the first N epochs (LP-FT)
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to lr * 0.01
+    schedule: str = "cosine"  # cosine | onecycle | plateau (see training/train.py: lr_at)
+    plateau_patience: int = 2  # plateau schedule: epochs without improvement before the LR drops
+    plateau_factor: float = 0.3
     label_smoothing: float = 0.05
     balanced_sampling: bool = True  # sample each class equally often per epoch
     balance_power: float = 1.0  # with balanced sampling: weight 1/count**power (0.5 = square-root balancing)

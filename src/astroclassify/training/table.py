@@ -41,6 +41,8 @@ def _silent(description: str, total: int) -> Callable[[int], None]:
 
 log = logging.getLogger(__name__)
 
+FINGERPRINT_SIZE = 128
+
 
 @dataclass
 class ImageTable:
@@ -60,13 +62,17 @@ def build_table(samples: list[Sample], size: int, progress=None, crop: float = 1
     for sample in samples:
         try:
             # The same decode, crop and resize as inference (OnnxPredictor.prepare).
-            img = center_crop(decode_pil(sample.path, draft_size=math.ceil(size / crop)), crop)
+            # At least FINGERPRINT_SIZE px, so near-duplicate checks do not depend on the network size.
+            full = decode_pil(sample.path, draft_size=max(math.ceil(size / crop), FINGERPRINT_SIZE))
+            img = center_crop(full, crop)
         except ImageDecodeError as exc:
             failed.append(f"{sample.key}: {str(exc).split(': ', 1)[-1]}")
         else:
             kept.append(sample)
             pixels.append(letterbox(img, size))
-            prints.append(fingerprint(img))  # of the cropped image: duplicates are judged on what is learned
+            # Duplicates are judged on the whole image: in centred survey cutouts the central crop
+            # of two different compact galaxies can look alike, while their fields of stars differ.
+            prints.append(fingerprint(full))
             shas.append(sha256_file(sample.path))
         if progress:
             progress()

@@ -43,10 +43,26 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up then cosine decay to 1% of the peak: a pure function of the step."""
+SCHEDULES = ("cosine", "onecycle", "plateau")
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str = "cosine") -> float:
+    """The learning rate at ``step``: a pure function of the step, so resuming is exact.
+
+    cosine: linear warm-up, then cosine decay to 1% of the peak. onecycle (Smith 2018):
+    rise from peak/25 to the peak over the first 30% of steps, then anneal to peak/1e4.
+    plateau: warm-up, then the peak; the loop multiplies it down when validation stalls.
+    """
+    if schedule == "onecycle":
+        rise = max(1, int(0.3 * total))
+        if step < rise:
+            return peak / 25 + (peak - peak / 25) * 0.5 * (1 - math.cos(math.pi * step / rise))
+        progress = min(1.0, (step - rise) / max(1, total - rise))
+        return peak / 1e4 + (peak - peak / 1e4) * 0.5 * (1 + math.cos(math.pi * progress))
     if step < warmup:
         return peak * (step + 1) / warmup
+    if schedule == "plateau":
+        return peak
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
@@ -124,6 +140,7 @@ def fit_model(
     mirror = _mirror(data)
     history: list[dict] = []
     best = {"score": -1.0, "state": None, "epoch": -1}
+    plateau = {"scale": 1.0, "since": 0}  # plateau schedule: LR factor and the epoch it last changed
     start_epoch = 0
     if checkpoint and checkpoint.is_file():
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -133,6 +150,7 @@ def fit_model(
             if ema is not None and ck.get("ema"):
                 ema.load_state_dict(ck["ema"])
             history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
+            plateau = ck.get("plateau", plateau)
             log.info("resumed from %s at epoch %d", checkpoint, start_epoch + 1)
         else:
             log.warning("%s was written with another config; starting afresh", checkpoint)
@@ -158,7 +176,7 @@ def fit_model(
         run_loss = run_correct = seen = 0.0
         for step_in_epoch in range(steps_per_epoch):
             step = epoch * steps_per_epoch + step_in_epoch
-            lr = lr_at(step, total_steps, warmup, cfg.lr)
+            lr = lr_at(step, total_steps, warmup, cfg.lr, cfg.schedule) * plateau["scale"]
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["scale"]
             idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
@@ -201,6 +219,9 @@ def fit_model(
                     "epoch": epoch + 1,
                     "state": {k: v.clone() for k, v in scored.state_dict().items()},
                 }
+        if cfg.schedule == "plateau" and epoch + 1 - max(best["epoch"], plateau["since"]) >= cfg.plateau_patience:
+            plateau = {"scale": plateau["scale"] * cfg.plateau_factor, "since": epoch + 1}
+            log.info("validation stalled: learning rate x%.2f from epoch %d", plateau["scale"], epoch + 2)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         log.info("epoch %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
@@ -214,6 +235,7 @@ def fit_model(
                     "epoch": epoch,
                     "history": history,
                     "best": best,
+                    "plateau": plateau,
                 },
                 checkpoint,
             )
@@ -232,6 +254,8 @@ def train(cfg: TrainConfig, progress: Progress = _silent) -> Path:
 
     if cfg.tta not in TTA_MODES:
         raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}; got {cfg.tta!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {cfg.schedule!r}")
     started = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
