@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/hubble-dso"))
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tta", default="", help="also time ONNX Runtime with this TTA mode (e.g. rot4flip)")
     args = ap.parse_args()
 
     import torch
@@ -68,6 +69,8 @@ def main() -> None:
         ("torch eager", run_torch),
         ("torch eager, channels_last", run_torch_cl),
     )
+    if args.tta:
+        runs += ((f"onnxruntime, tta {args.tta}", lambda p: pred.predict_proba(pred.prepare(p)[None], tta=args.tta)),)
     # Interleaved in blocks: methods take turns on blocks of 25 images, so machine noise (a
     # shared VM) hits all alike, while each method keeps its caches warm within a block
     # (alternating per image thrashes oneDNN's caches and slows torch 2x).

@@ -102,3 +102,26 @@ def test_evaluate_maps_dataset_labels_through_the_stored_taxonomy(chiral_model):
     )
     # Both directions right on unseen images: it learned the winding, not only "spiral or not".
     assert m["per_class"]["spiral_cw"]["f1"] >= 0.8 and m["per_class"]["spiral_acw"]["f1"] >= 0.8
+
+
+def test_files_and_arrays_are_cropped_alike(chiral_model):
+    out, root = chiral_model
+    predictor = OnnxPredictor(out)
+    path = sorted((root / "cw").iterdir())[0]
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    assert np.array_equal(predictor.prepare(path), predictor.prepare(arr))
+    # The crop is applied: a 90% crop of the 48 px image, letterboxed back to 48 px, is not the original.
+    assert not np.array_equal(predictor.prepare(arr), arr)
+
+
+def test_coarser_taxonomy_sums_the_model_probabilities(chiral_model, tmp_path):
+    out, root = chiral_model
+    coarse = tmp_path / "coarse.yaml"
+    coarse.write_text("classes:\n  spiral: [cw, acw, spiral_cw, spiral_acw]\n  smooth: [blob, smooth]\n")
+    fine = json.loads(run_cli("evaluate", "--model", str(out), "--data", str(root), "--json").stdout)
+    res = run_cli("evaluate", "--model", str(out), "--data", str(root), "--taxonomy", str(coarse), "--json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)
+    assert m["collapsed_from"] == ["smooth", "spiral_acw", "spiral_cw"]
+    assert m["confusion_matrix"]["labels"] == ["smooth", "spiral"] and m["n"] == fine["n"]
+    assert m["accuracy"] >= fine["accuracy"]  # merging cw and acw can only remove errors

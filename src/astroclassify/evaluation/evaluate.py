@@ -57,7 +57,11 @@ def evaluate(
     """Evaluate ``predictor`` (an ``OnnxPredictor``) on dataset folders or collection names.
 
     Dataset labels go through ``taxonomy`` (a name or YAML file), else through the taxonomy
-    the model was trained with, so a six-label dataset scores a four-class model.
+    the model was trained with, so a six-label dataset scores a four-class model. When the
+    taxonomy is coarser than the model (its classes take in the model's classes, as
+    ``gz1-coarse`` takes spiral_cw and spiral_acw into spiral), the model's probabilities
+    are summed into the coarse classes; mass on model classes the taxonomy leaves out is
+    dropped and the rest renormalised.
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
@@ -70,6 +74,15 @@ def evaluate(
     excluded: Counter[str] = Counter()
     problems: list[str] = []
     mapping = _taxonomy(bundle, taxonomy)
+    model_labels, collapse = labels, None
+    if mapping is not None and set(mapping.labels) != set(labels):
+        targets = [mapping.map_label(m) for m in model_labels]
+        labels = [t for t in mapping.labels if t in targets]
+        if not labels:
+            raise ConfigError(
+                f"taxonomy {mapping.name} maps none of model {bundle.name!r}'s classes ({', '.join(model_labels)})"
+            )
+        collapse = np.array([[float(t == c) for c in labels] for t in targets])  # (model classes, scored)
     left_out: Counter[str] = Counter()
     for source in sources:
         ds = load_dataset(resolve_data(source))
@@ -103,13 +116,20 @@ def evaluate(
         keys.append(sample.key)
         y_true.append(sample.label)
         logits.append(outcome.logits)
-    logit_arr = np.array(logits) if logits else np.zeros((0, len(labels)))
+    logit_arr = np.array(logits) if logits else np.zeros((0, len(model_labels)))
     temperature = bundle.temperature_for(tta)
-    probs = softmax(logit_arr, temperature) if len(logits) else logit_arr
+
+    def scored(p: np.ndarray) -> np.ndarray:
+        if collapse is None or not len(p):
+            return p
+        coarse = p @ collapse
+        return coarse / np.maximum(coarse.sum(axis=1, keepdims=True), 1e-12)
+
+    probs = scored(softmax(logit_arr, temperature)) if len(logits) else np.zeros((0, len(labels)))
     metrics = classification_metrics(y_true, probs, labels)
     y_idx = np.array([labels.index(t) for t in y_true], dtype=int)
     metrics["ece_uncalibrated"] = (
-        round(expected_calibration_error(softmax(logit_arr), y_idx), 4) if len(logits) else float("nan")
+        round(expected_calibration_error(scored(softmax(logit_arr)), y_idx), 4) if len(logits) else float("nan")
     )
     metrics["temperature"] = temperature
     metrics["tta"] = tta or bundle.tta
@@ -119,6 +139,7 @@ def evaluate(
     metrics["excluded_seen_in_training"] = dict(excluded)
     metrics["unknown_labels"] = dict(unknown)
     metrics["taxonomy"] = mapping.name if mapping else None
+    metrics["collapsed_from"] = list(model_labels) if collapse is not None else None
     metrics["left_out_by_taxonomy"] = dict(left_out)
     metrics["failed"] = failed
     metrics["manifest_problems"] = problems

@@ -138,6 +138,8 @@ class OnnxPredictor:
                 raise ImageDecodeError(f"array of shape {arr.shape} is not an (H, W, 3) image")
             if arr.dtype != np.uint8:
                 arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+            if self.crop < 1.0:
+                return letterbox(center_crop(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.crop), size)
             return letterbox(arr[..., :3], size)
         return letterbox(self._decode(source, size), size)
 

@@ -1,0 +1,53 @@
+"""The bundled `morphology` model (Galaxy Zoo 1 classes), used as a user would."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import astroclassify
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return astroclassify.load("morphology")
+
+
+def test_classes_taxonomy_and_card(clf):
+    assert clf.classes_ == ("dont_know", "edge_on", "elliptical", "merger", "spiral_acw", "spiral_cw")
+    meta = clf.bundle_.meta
+    assert meta["taxonomy"]["name"] == "gz1-6class" and meta["crop"] == 0.4
+    test = meta["metrics"]["test"]["all"]
+    assert test["n"] > 1000 and test["accuracy"] > 0.85  # the shipped file is the trained one
+    card = (clf.bundle_.path / "MODEL_CARD.md").read_text()
+    assert "gz1-sdss" in card and "spiral_acw ↔ spiral_cw" in card
+
+
+def test_mirror_image_of_a_spiral_swaps_its_winding(clf, shared_data):
+    rows = [r.split(",") for r in (shared_data / "gz1-sdss/manifest.csv").read_text().splitlines()[1:]]
+    spirals = [shared_data / "gz1-sdss" / f for f, label, *_ in rows if label == "spiral_cw"][:5]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in spirals]
+    p = clf.predict_proba(images)
+    p_mirror = clf.predict_proba([np.ascontiguousarray(im[:, ::-1]) for im in images])
+    cw, acw = clf.classes_.index("spiral_cw"), clf.classes_.index("spiral_acw")
+    assert np.allclose(p_mirror[:, cw], p[:, acw], atol=1e-4) and np.allclose(p_mirror[:, acw], p[:, cw], atol=1e-4)
+
+
+def test_predict_and_explain_from_the_cli(shared_data, tmp_path):
+    image = next((shared_data / "gz1-sdss/images").iterdir())
+    res = run_cli("predict", "--model", "morphology", "--json", str(image))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["label"] in (
+        "dont_know",
+        "edge_on",
+        "elliptical",
+        "merger",
+        "spiral_acw",
+        "spiral_cw",
+    )
+    out = tmp_path / "why.png"
+    assert run_cli("explain", "--model", "morphology", str(image), "--out", str(out)).returncode == 0
+    with Image.open(out) as overlay:
+        assert overlay.size == (169, 169)  # the central 40% of the 423 px cutout: what the model sees
