@@ -106,14 +106,15 @@ def fit_model(
     _seed_everything(cfg.seed)
     pre = get_pretrained_cfg(cfg.model)
     mean, std = pre.mean, pre.std
-    model = create_model(cfg.model, pretrained=cfg.pretrained and pre.weights is not None, num_classes=len(data.labels))
+    pretrained = cfg.pretrained and pre.weights is not None
+    model = create_model(cfg.model, pretrained=pretrained, num_classes=len(data.labels))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Pretrained backbones learn slower than the fresh head (discriminative learning rates).
     head = {id(p) for p in model.head_parameters()} if hasattr(model, "head_parameters") else set()
     head_params = [p for p in model.parameters() if id(p) in head]
     body_params = [p for p in model.parameters() if id(p) not in head]
-    backbone_scale = cfg.backbone_lr_scale if head_params else 1.0
+    backbone_scale = cfg.backbone_lr_scale if head_params and pretrained else 1.0  # nothing to preserve from scratch
     groups = [{"params": body_params, "scale": backbone_scale}]
     if head_params:
         groups.append({"params": head_params, "scale": 1.0})
