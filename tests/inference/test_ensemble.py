@@ -48,9 +48,13 @@ def test_ensemble_averages_calibrated_probabilities_and_loads_like_any_model(mem
     assert meta["name"] == "duo" and [m["path"] for m in meta["ensemble"]["members"]] == [str(a), str(b)]
     assert meta["metrics"]["test"]["all"]["n"] > 0 and (out / "MODEL_CARD.md").is_file()
     images = np.stack([make_sky("galaxy", 48, seed=900), make_sky("nebula", 48, seed=901)])
-    # One view: exactly the mean of the members' calibrated probabilities. With TTA views the
+    # One view: the mean of the members' calibrated probabilities, sharpened or softened by the
+    # ensemble's own temperature (fitted on the shared validation split). With TTA views the
     # ensemble averages its log-probabilities over views, as every model averages its logits.
-    expected = np.mean([OnnxPredictor(m).predict_proba(images, "none") for m in (a, b)], axis=0)
+    mean = np.mean([OnnxPredictor(m).predict_proba(images, "none") for m in (a, b)], axis=0)
+    assert meta["temperature_fitted_on"] == "val" and meta["temperature"] > 0
+    expected = mean ** (1 / meta["temperature"])
+    expected /= expected.sum(axis=1, keepdims=True)
     assert np.allclose(OnnxPredictor(out).predict_proba(images, "none"), expected, atol=1e-5)
     pred = run_cli("predict", "--model", str(out), "--json", str(tiny_dataset / "galaxy" / "img000.png"))
     assert pred.returncode == 0 and json.loads(pred.stdout)["label"] in ("galaxy", "nebula")

@@ -284,6 +284,6 @@ def test_plateau_schedule_lowers_the_rate_when_validation_stalls(tiny_dataset, t
     )  # a learning rate too small to improve anything: validation stalls every epoch
     train(cfg)
     lrs = [row["lr"] for row in json.loads((tmp_path / "p" / "history.json").read_text())]
-    assert lrs[0] == pytest.approx(1e-5) and lrs[-1] < lrs[0] * 0.3 and lrs == sorted(lrs, reverse=True)
+    assert lrs[0] == pytest.approx(1e-5) and lrs[-1] < lrs[0] * 0.5 and lrs == sorted(lrs, reverse=True)
     with pytest.raises(ConfigError, match="schedule must be one of"):
         train(dataclasses.replace(cfg, schedule="step"))
