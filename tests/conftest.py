@@ -72,6 +72,14 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root
 
 
+def small_cnn_config(data: Path, out: Path, **overrides):
+    """A from-scratch small_cnn TrainConfig that trains on the tiny datasets in seconds."""
+    from astroclassify.training.config import TrainConfig
+
+    base = dict(model="small_cnn", pretrained=False, image_size=48, epochs=4, batch_size=8, lr=3e-3, patience=20)
+    return TrainConfig(data=(str(data),), out=str(out), **(base | overrides))
+
+
 def jpeg_bytes(arr: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=quality)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
     @property
+    def tta_override(self) -> str | None:
+        """The TTA mode web requests use; None means the model's own ("model")."""
+        return None if self.serve_tta == "model" else self.serve_tta
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'astroclassify.db'}"
 

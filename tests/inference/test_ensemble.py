@@ -8,26 +8,12 @@ import pytest
 from astroclassify.errors import ConfigError
 from astroclassify.inference.ensemble import build_ensemble
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.training.config import TrainConfig
 from astroclassify.training.train import train
-from tests.conftest import make_sky, run_cli
+from tests.conftest import make_sky, run_cli, small_cnn_config
 
 
 def _tiny(tiny_dataset, out, **kw):
-    cfg = TrainConfig(
-        data=(str(tiny_dataset),),
-        out=str(out),
-        model="small_cnn",
-        pretrained=False,
-        image_size=48,
-        epochs=4,
-        batch_size=8,
-        lr=3e-3,
-        patience=20,
-        tta="rot4",
-        **kw,
-    )
-    return train(cfg)
+    return train(small_cnn_config(tiny_dataset, out, tta="rot4", **kw))
 
 
 @pytest.fixture(scope="module")

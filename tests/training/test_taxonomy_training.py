@@ -8,9 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.training.config import TrainConfig
 from astroclassify.training.train import train
-from tests.conftest import run_cli, write_image
+from tests.conftest import run_cli, small_cnn_config, write_image
 
 
 def spiral(clockwise: bool, size: int = 48, seed: int = 0) -> np.ndarray:
@@ -52,20 +51,7 @@ def chiral_model(tmp_path_factory):
         "mirror:\n  spiral_cw: spiral_acw\n  spiral_acw: spiral_cw\n"
     )
     out = tmp_path_factory.mktemp("models") / "chiral"
-    cfg = TrainConfig(
-        data=(str(root),),
-        out=str(out),
-        model="small_cnn",
-        pretrained=False,
-        image_size=48,
-        epochs=10,
-        batch_size=16,
-        lr=3e-3,
-        patience=20,
-        taxonomy=str(taxonomy),
-        tta="rot4flip",
-        crop=0.9,
-    )
+    cfg = small_cnn_config(root, out, epochs=10, batch_size=16, taxonomy=str(taxonomy), tta="rot4flip", crop=0.9)
     train(cfg)
     return out, root
 

@@ -7,7 +7,7 @@ import pytest
 from astroclassify.errors import ConfigError
 from astroclassify.training.config import TrainConfig, apply_overrides
 from astroclassify.training.train import lr_at, train
-from tests.conftest import make_sky, run_cli, write_image
+from tests.conftest import make_sky, run_cli, small_cnn_config, write_image
 
 
 def test_overrides_are_type_checked():
@@ -37,18 +37,7 @@ def test_lr_schedule_warms_up_then_decays():
 @pytest.fixture(scope="module")
 def tiny_model(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny"
-    cfg = TrainConfig(
-        data=(str(tiny_dataset),),
-        out=str(out),
-        model="small_cnn",
-        pretrained=False,
-        image_size=48,
-        epochs=12,
-        batch_size=8,
-        lr=3e-3,
-        patience=20,
-        folds=3,
-    )
+    cfg = small_cnn_config(tiny_dataset, out, epochs=12, folds=3)
     train(cfg)
     return out
 
@@ -268,16 +257,12 @@ def test_frozen_epochs_leave_the_backbone_untouched(tiny_dataset, tmp_path):
 
 
 def test_plateau_schedule_lowers_the_rate_when_validation_stalls(tiny_dataset, tmp_path):
-    cfg = TrainConfig(
-        data=(str(tiny_dataset),),
-        out=str(tmp_path / "p"),
-        model="small_cnn",
-        pretrained=False,
+    cfg = small_cnn_config(
+        tiny_dataset,
+        tmp_path / "p",
         image_size=32,
         epochs=6,
-        batch_size=8,
         lr=1e-5,
-        patience=20,
         schedule="plateau",
         plateau_patience=1,
         warmup_epochs=0,

@@ -64,9 +64,10 @@ def _merge(members: list[Bundle], tta: str):
 
     nodes, inits, logit_names, cam_names = [], [], [], []
     cam_shapes = set()
-    fp16 = True
+    fp16, ir_version = True, 0
     for i, b in enumerate(members):
         proto = onnx.load(str(b.onnx_path))
+        ir_version = max(ir_version, proto.ir_version)
         fp16 &= any(p.key == FP16_MARKER for p in proto.metadata_props)
         outputs = [o.name for o in proto.graph.output]
         proto = compose.add_prefix(proto, f"m{i}_")
@@ -112,7 +113,7 @@ def _merge(members: list[Bundle], tta: str):
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = onnx.load(str(members[0].onnx_path), load_external_data=False).ir_version
+    model.ir_version = ir_version
     if fp16:
         entry = model.metadata_props.add()
         entry.key, entry.value = FP16_MARKER, "1"

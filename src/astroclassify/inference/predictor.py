@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from astroclassify.config import get_settings
+from astroclassify.data.taxonomy import Taxonomy
 from astroclassify.errors import ConfigError, ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import center_crop, letterbox, to_tensor_layout
@@ -118,9 +119,9 @@ class OnnxPredictor:
         self.input_name = self.session.get_inputs()[0].name
         self.has_cam = "cam" in {o.name for o in self.session.get_outputs()}
         self.crop = float(self.bundle.meta.get("crop", 1.0))
-        mirror = (self.bundle.meta.get("taxonomy") or {}).get("mirror") or {}
-        labels = list(self.bundle.labels)
-        self.mirror = np.array([labels.index(mirror.get(x, x)) for x in labels]) if mirror else None
+        stored = self.bundle.meta.get("taxonomy")
+        taxonomy = Taxonomy.from_dict(stored, f"{self.bundle.path}/model.json") if stored else None
+        self.mirror = np.array(taxonomy.mirror_index(list(self.labels))) if taxonomy and taxonomy.mirror else None
         self._logits_output = [self.session.get_outputs()[0].name]
 
     @property

@@ -115,10 +115,6 @@ def _out(row: ClassificationRow, settings: Settings, with_feedback: bool = False
     )
 
 
-def _tta(settings) -> str | None:
-    return None if settings.serve_tta == "model" else settings.serve_tta
-
-
 def _read_limited(upload: UploadFile, limit: int) -> bytes:
     data = upload.file.read(limit + 1)
     if len(data) > limit:
@@ -166,7 +162,7 @@ def classify(
     except ImageDecodeError as exc:
         raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
     t1 = time.perf_counter()
-    probs = predictor.predict_proba(pixels[None], _tta(settings))[0]
+    probs = predictor.predict_proba(pixels[None], settings.tta_override)[0]
     t2 = time.perf_counter()
     record = _store(request, session, predictor, name, data, probs, owner)
     t3 = time.perf_counter()
@@ -216,7 +212,9 @@ def classify_batch(
     if len(entries) > settings.batch_max_files:
         raise FileTooLargeError(f"batch has {len(entries)} files; the limit is {settings.batch_max_files} per request")
     readable = [i for i, (_, _, err) in enumerate(entries) if err is None]
-    outcomes = dict(zip(readable, predictor.run([entries[i][1] for i in readable], tta=_tta(settings)), strict=True))
+    outcomes = dict(
+        zip(readable, predictor.run([entries[i][1] for i in readable], tta=settings.tta_override), strict=True)
+    )
     items = []
     for i, (name, data, err) in enumerate(entries):
         outcome = outcomes.get(i)
@@ -305,10 +303,10 @@ def explanation(
     uploads: Path = request.app.state.uploads
     source = stored_path(uploads, row.stored_name)
     b = predictor.bundle
-    key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{_tta(settings)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{settings.tta_override}".encode()).hexdigest()[:16]
 
     def render():
-        return predictor.explain(source, label, _tta(settings)).overlay(b.image_size)
+        return predictor.explain(source, label, settings.tta_override).overlay(b.image_size)
 
     path = derived_image(uploads / "explanations" / f"{source.stem}-{key}.png", render, "PNG")
     return FileResponse(path, media_type="image/png")
@@ -339,7 +337,7 @@ def export(request: Request, session: SessionDep, owner: CurrentUser, background
 def models(settings: SettingsDep, predictor: PredictorDep, owner: CurrentUser) -> list[ModelInfo]:
     b = predictor.bundle
     test = b.meta.get("metrics", {}).get("test", {})
-    tta = _tta(settings) or b.tta
+    tta = settings.tta_override or b.tta
     return [
         ModelInfo(
             name=b.name,

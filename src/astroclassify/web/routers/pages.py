@@ -43,12 +43,12 @@ def documentation(request: Request, predictor: PredictorDep) -> HTMLResponse:
 def model_page(request: Request, predictor: PredictorDep) -> HTMLResponse:
     b = predictor.bundle
     plots = [p for p in ("confusion_matrix.png", "reliability.png", "history.png") if (b.path / p).is_file()]
-    tta = request.app.state.settings.serve_tta
+    tta = request.app.state.settings.tta_override
     context = {
         "bundle": b,
         "meta": b.meta,
         "plots": plots,
-        "serving_tta": b.tta if tta == "model" else tta,
+        "serving_tta": tta or b.tta,
         "explainable": predictor.has_cam,
     }
     return templates.TemplateResponse(request, "models.html", context)
