@@ -626,6 +626,15 @@ def data_split(
     )
 
 
+def _register_archive_commands() -> None:
+    from astroclassify import cli_ingest
+
+    cli_ingest.register(app, out, err)
+
+
+_register_archive_commands()
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)  # without standalone mode, Exit codes are returned

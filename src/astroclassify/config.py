@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Batch uploads: most files per request, and the most bytes a zip may expand to.
     batch_max_files: int = 100
     batch_max_bytes: int = 256 * 1024 * 1024
+    # Ingestion (astroclassify ingest / watch): NASA API key (DEMO_KEY allows 30 requests an
+    # hour), seconds between two requests to one host, retries and backoff base, deadline.
+    apod_api_key: str = "DEMO_KEY"
+    ingest_min_interval: float = Field(default=1.0, ge=0.0)
+    ingest_retries: int = Field(default=4, ge=0)
+    ingest_backoff: float = Field(default=1.0, ge=0.0)
+    ingest_timeout: float = Field(default=60.0, gt=0.0)
     # ONNX Runtime threads; 0 lets ORT choose (all cores).
     inference_threads: int = 0
     # Preload tcmalloc for training (2-4x faster torch on these machines); see training/tcmalloc.py.

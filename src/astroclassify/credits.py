@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
-__all__ = ["Credit", "credit_for"]
+__all__ = ["ARCHIVE_NAMES", "Credit", "credit_for", "ingested_credit"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,11 @@ def credit_for(filename: str) -> Credit | None:
             ident = stem.upper() if archive == "NASA Photojournal" else stem.lower()
             return Credit(archive, ident, text, url.format(id=ident), licence)
     return None
+
+
+ARCHIVE_NAMES = {"apod": "NASA APOD", "esahubble": "ESA/Hubble"}
+
+
+def ingested_credit(source: str, key: str, credit: str, page_url: str, license: str) -> Credit:
+    """The credit an archive's own page gave an ingested image (better than one guessed from a name)."""
+    return Credit(ARCHIVE_NAMES.get(source, source), key.partition(":")[2], credit, page_url, license)

@@ -182,7 +182,7 @@ def test_pages_fit_phone_and_desktop_and_work_by_keyboard(browser, site, width):
 
     browser.set_window_size(width, 900)
     try:
-        for path in ("/", "/gallery", "/models", "/documentation", "/classifications/1"):
+        for path in ("/", "/gallery", "/ingest", "/models", "/documentation", "/classifications/1"):
             browser.get(site + path)
             overflow = browser.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from astroclassify.errors import StoreError
+from astroclassify.store.ingested import IngestedItems
 from astroclassify.store.tables import Classification
 
-__all__ = ["export_feedback"]
+__all__ = ["export_feedback", "export_ingested"]
 
 COLUMNS = [
     "file",
@@ -29,6 +30,85 @@ COLUMNS = [
     "classification_id",
     "comment",
 ]
+
+
+INGESTED_COLUMNS = [
+    "file",
+    "label",
+    "source",
+    "key",
+    "date",
+    "title",
+    "category",
+    "credit",
+    "license",
+    "page_url",
+    "image_url",
+    "sha256",
+    "predicted",
+    "confidence",
+]
+LABEL_SOURCES = ("category", "feedback", "model")
+
+
+def export_ingested(
+    session: Session,
+    uploads: Path,
+    out: Path,
+    *,
+    labels: str = "category",
+    source: str | None = None,
+    category: str | None = None,
+) -> tuple[int, int]:
+    """Write ingested images as a dataset folder; returns (written, left out for want of a label).
+
+    ``labels``: ``category`` (the archive's category, a weak label), ``feedback`` (the newest
+    correction from the web app) or ``model`` (the model's answer, for review only: training
+    on it would teach a model its own mistakes). Duplicates are left out.
+    """
+    if labels not in LABEL_SOURCES:
+        raise StoreError(f"labels must be one of {', '.join(LABEL_SOURCES)}; got {labels!r}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise StoreError(f"{out}: output folder exists and is not empty")
+    rows = IngestedItems(session).select(source=source, category=category)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    written = unlabelled = 0
+    with (out / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(INGESTED_COLUMNS)
+        for row in rows:
+            c = row.classification
+            label = {
+                "category": row.category,
+                "feedback": c.feedback[-1].label if c is not None and c.feedback else "",
+                "model": c.label if c is not None else "",
+            }[labels]
+            src = uploads / (row.stored_name or "")
+            if not label or not row.stored_name or not src.is_file():
+                unlabelled += 1
+                continue
+            shutil.copyfile(src, out / "images" / row.stored_name)
+            writer.writerow(
+                [
+                    f"images/{row.stored_name}",
+                    label,
+                    row.source,
+                    row.key,
+                    row.date.isoformat() if row.date else "",
+                    row.title,
+                    row.category,
+                    row.credit,
+                    row.license,
+                    row.page_url,
+                    row.image_url or "",
+                    row.sha256 or "",
+                    c.label if c is not None else "",
+                    f"{c.confidence:.4f}" if c is not None else "",
+                ]
+            )
+            written += 1
+    return written, unlabelled
 
 
 def export_feedback(session: Session, uploads: Path, out: Path, *, owner: str | None = None) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from astroclassify.errors import RecordNotFoundError, StoreError
 from astroclassify.store.tables import ApiKey, Classification, Feedback
 
-__all__ = ["ApiKeys", "ClassificationQuery", "Classifications"]
+__all__ = ["ApiKeys", "ClassificationQuery", "Classifications", "new_classification"]
 
 SORTS = {
     "newest": Classification.id.desc(),
@@ -34,6 +34,34 @@ class ClassificationQuery:
     sort: str = "newest"
     page: int = 1
     per_page: int = 24
+
+
+def new_classification(
+    *,
+    filename: str,
+    stored_name: str,
+    data: bytes,
+    image_format: str,
+    labels: tuple[str, ...],
+    probabilities,
+    model_name: str,
+    model_version: str,
+    owner: str | None = None,
+) -> Classification:
+    """A Classification row for one stored image and the model's probabilities (not yet added)."""
+    best = int(probabilities.argmax())
+    return Classification(
+        filename=filename[:255],
+        stored_name=stored_name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        image_format=image_format,
+        label=labels[best],
+        confidence=float(probabilities[best]),
+        probabilities={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
+        model_name=model_name,
+        model_version=model_version,
+        owner=owner,
+    )
 
 
 class Classifications:

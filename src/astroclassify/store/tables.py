@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, func
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Classification", "Feedback"]
+__all__ = ["Alert", "AlertDelivery", "ApiKey", "Base", "Classification", "Feedback", "IngestRun", "IngestedItem"]
 
 
 class Base(DeclarativeBase):
@@ -60,3 +72,98 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class IngestedItem(Base):
+    """One archive item (an APOD day, an ESA/Hubble image) with its provenance and what became of it.
+
+    ``status``: ``stored`` (image kept), ``duplicate`` (same or nearly the same pixels as
+    ``duplicate_of``; kept and reported, not dropped), ``recorded`` (a video or other day:
+    metadata only) or ``failed`` (``error`` says why; the next run tries again).
+    """
+
+    __tablename__ = "ingested_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)  # apod:2020-06-09, esahubble:heic0506a
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    date: Mapped[dt.date | None] = mapped_column(Date, index=True, default=None)
+    title: Mapped[str] = mapped_column(Text, default="")
+    media_type: Mapped[str] = mapped_column(String(16), default="image")
+    page_url: Mapped[str] = mapped_column(Text, default="")
+    image_url: Mapped[str | None] = mapped_column(Text, default=None)
+    hires_url: Mapped[str | None] = mapped_column(Text, default=None)
+    video_url: Mapped[str | None] = mapped_column(Text, default=None)
+    thumbnail_url: Mapped[str | None] = mapped_column(Text, default=None)
+    credit: Mapped[str] = mapped_column(Text, default="")
+    license: Mapped[str] = mapped_column(Text, default="")
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(64), default="", index=True)
+    stored_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    image_format: Mapped[str | None] = mapped_column(String(16), default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)  # of the file's bytes
+    pixels_sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)  # of decoded pixels
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # near-duplicate search
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("ingested_items.id"), default=None)
+    duplicate_kind: Mapped[str | None] = mapped_column(String(16), default=None)  # exact | near
+    classification_id: Mapped[int | None] = mapped_column(ForeignKey("classifications.id"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    classification: Mapped[Classification | None] = relationship()
+
+
+class IngestRun(Base):
+    """One ingest run of one source: what it was asked, what it did, how long it took."""
+
+    __tablename__ = "ingest_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | finished | failed
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)  # stored / skipped / duplicate / failed
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Alert(Base):
+    """An ingested image worth a researcher's look; one per item and kind, so restarts add none."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("item_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("ingested_items.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # low_confidence | anomaly
+    message: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+    deliveries: Mapped[list[AlertDelivery]] = relationship(back_populates="alert", order_by="AlertDelivery.id")
+
+
+class AlertDelivery(Base):
+    """One alert through one notifier: retried until delivered (at least once), then never again."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "notifier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    notifier: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    alert: Mapped[Alert] = relationship(back_populates="deliveries")

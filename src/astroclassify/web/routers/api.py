@@ -22,13 +22,13 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from astroclassify.config import Settings
-from astroclassify.credits import credit_for
 from astroclassify.errors import FileTooLargeError, ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.store.export import export_feedback
 from astroclassify.store.images import derived_image, save_image, stored_path
-from astroclassify.store.repository import Classifications
+from astroclassify.store.repository import Classifications, new_classification
 from astroclassify.store.tables import Classification as ClassificationRow
+from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     ClassificationQueryDep,
     CurrentUser,
@@ -95,8 +95,8 @@ class ModelInfo(BaseModel):
     metrics: dict
 
 
-def _out(row: ClassificationRow, settings: Settings, with_feedback: bool = False) -> Classification:
-    credit = credit_for(row.filename)
+def _out(row: ClassificationRow, settings: Settings, session, with_feedback: bool = False) -> Classification:
+    credit = record_credit(session, row)
     return Classification(
         id=row.id,
         file=row.filename,
@@ -125,21 +125,19 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
 def _store(request: Request, session, predictor, name: str, data: bytes, probs, owner: str | None) -> Classification:
     """Save the upload under a generated name and record the model's answer."""
     fmt = sniff_format(data) or "unknown"
-    best = int(probs.argmax())
     b = predictor.bundle
-    row = ClassificationRow(
-        filename=name[:255],
+    row = new_classification(
+        filename=name,
         stored_name=save_image(data, fmt, request.app.state.uploads),
-        sha256=hashlib.sha256(data).hexdigest(),
+        data=data,
         image_format=fmt,
-        label=predictor.labels[best],
-        confidence=float(probs[best]),
-        probabilities={label: float(p) for label, p in zip(predictor.labels, probs, strict=True)},
+        labels=predictor.labels,
+        probabilities=probs,
         model_name=b.name,
         model_version=b.version,
         owner=owner,
     )
-    return _out(Classifications(session).add(row), request.app.state.settings)
+    return _out(Classifications(session).add(row), request.app.state.settings, session)
 
 
 @router.post("/api/classify", response_model=Classification)
@@ -263,7 +261,9 @@ def list_classifications(
     """Stored classifications, newest first by default; a key holder sees only their own."""
     q = dataclasses.replace(query, owner=owner)
     rows, total = Classifications(session).search(q)
-    return ClassificationPage(items=[_out(r, settings) for r in rows], total=total, page=q.page, per_page=q.per_page)
+    return ClassificationPage(
+        items=[_out(r, settings, session) for r in rows], total=total, page=q.page, per_page=q.per_page
+    )
 
 
 @router.get("/api/classifications/{record_id}", response_model=Classification)
@@ -271,7 +271,7 @@ def get_classification(
     session: SessionDep, settings: SettingsDep, owner: CurrentUser, record_id: RecordId
 ) -> Classification:
     """A key holder sees only their own records; anonymous local use sees all."""
-    return _out(Classifications(session).get(record_id, owner=owner), settings, with_feedback=True)
+    return _out(Classifications(session).get(record_id, owner=owner), settings, session, with_feedback=True)
 
 
 @router.get(
@@ -320,7 +320,7 @@ def add_feedback(
     repo = Classifications(session)
     repo.add_feedback(record_id, body.label, body.comment, owner=owner)
     session.expire_all()
-    return _out(repo.get(record_id, owner=owner), settings, with_feedback=True)
+    return _out(repo.get(record_id, owner=owner), settings, session, with_feedback=True)
 
 
 @router.get("/api/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})

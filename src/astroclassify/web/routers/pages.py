@@ -9,10 +9,11 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from astroclassify.credits import credit_for
 from astroclassify.errors import ImageDecodeError, StoreError
 from astroclassify.store.images import derived_image, stored_path
+from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns
 from astroclassify.store.repository import Classifications
+from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import ClassificationQueryDep, PredictorDep, RecordId, SessionDep
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -83,7 +84,7 @@ def detail(request: Request, predictor: PredictorDep, session: SessionDep, recor
     context = {
         "bundle": predictor.bundle,
         "row": row,
-        "credit": credit_for(row.filename),
+        "credit": record_credit(session, row),
         "explainable": predictor.has_cam and row.label in predictor.labels,
         "low_confidence": request.app.state.settings.low_confidence_threshold,
     }
@@ -111,8 +112,39 @@ def thumbnail(request: Request, session: SessionDep, record_id: RecordId) -> Fil
         row = Classifications(session).get(record_id)
     except StoreError:
         raise HTTPException(404, "no such image") from None
-    uploads: Path = request.app.state.uploads
-    source = stored_path(uploads, row.stored_name)
+    return _thumbnail(request.app.state.uploads, row.stored_name)
+
+
+@router.get("/ingest", response_class=HTMLResponse)
+def ingest_page(request: Request, predictor: PredictorDep, session: SessionDep) -> HTMLResponse:
+    """Sources, recent runs, alerts and the newest archive images (``astroclassify ingest`` / ``watch``)."""
+    _browsable(request)
+    runs = IngestRuns(session).recent(20)
+    last_run = {}
+    for run in runs:
+        last_run.setdefault(run.source, run)
+    context = {
+        "bundle": predictor.bundle,
+        "counts": IngestedItems(session).counts_by_source(),
+        "last_run": last_run,
+        "runs": runs,
+        "alerts": Alerts(session).recent(20),
+        "items": IngestedItems(session).latest(24),
+    }
+    return templates.TemplateResponse(request, "ingest.html", context)
+
+
+@router.get("/ingest/thumbs/{item_id}.jpg")
+def ingest_thumbnail(request: Request, session: SessionDep, item_id: RecordId) -> FileResponse:
+    _browsable(request)
+    item = IngestedItems(session).get(item_id)
+    if item is None or not item.stored_name:
+        raise HTTPException(404, "no such image")
+    return _thumbnail(request.app.state.uploads, item.stored_name)
+
+
+def _thumbnail(uploads: Path, stored_name: str) -> FileResponse:
+    source = stored_path(uploads, stored_name)
 
     def render():
         from astroclassify.imaging.decode import decode_pil

@@ -1,0 +1,254 @@
+"""``astroclassify ingest``, ``watch`` and ``dataset export``: the archive commands of the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from astroclassify.errors import ConfigError, IngestError
+
+__all__ = ["dataset_app", "register"]
+
+dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets from ingested archive images.")
+
+SOURCES = ("apod", "esahubble")
+
+
+def register(app: typer.Typer, out, err) -> None:
+    """Add the commands to the main app (kept here so cli.py stays one screen per concern)."""
+    app.command()(ingest)
+    app.command()(watch)
+    app.add_typer(dataset_app, name="dataset")
+    global _out, _err
+    _out, _err = out, err
+
+
+_out = _err = None
+
+Since = Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD) to ingest.")]
+Until = Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD) to ingest.")]
+BaseUrl = Annotated[
+    str | None, typer.Option("--base-url", help="Site root to scrape instead of the real one (mirrors, tests).")
+]
+ApiUrl = Annotated[str | None, typer.Option("--api-url", help="APOD API endpoint instead of api.nasa.gov.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="Model that --classify uses (default: the settings').")]
+Category = Annotated[list[str] | None, typer.Option("--category", help="ESA/Hubble categories to crawl (repeatable).")]
+
+
+def ingest(
+    source: Annotated[str, typer.Argument(help="apod or esahubble.")],
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Most new items to handle in this run.")] = None,
+    base_url: BaseUrl = None,
+    api: Annotated[
+        bool, typer.Option("--api", help="APOD: use the official JSON API instead of the HTML site.")
+    ] = False,
+    api_url: ApiUrl = None,
+    api_key: Annotated[str | None, typer.Option(help="APOD API key (default: ASTROCLASSIFY_APOD_API_KEY).")] = None,
+    category: Category = None,
+    size: Annotated[str, typer.Option(help="ESA/Hubble image size: screen, large, publicationjpg.")] = "screen",
+    classify: Annotated[bool, typer.Option("--classify", help="Run the model on each new image.")] = False,
+    model: Model = "",
+    alert_below: Annotated[
+        float | None, typer.Option(help="With --classify: raise an alert under this confidence.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
+) -> None:
+    """Fetch an archive's images with provenance into the store (resumable; duplicates reported)."""
+    from astroclassify.pipeline.ingest import IngestOptions
+    from astroclassify.pipeline.ingest import ingest as run_ingest
+
+    ctx = _context(classify, model)
+    src = _source(source, ctx["client"], base_url, api, api_url, api_key, category, size)
+    options = IngestOptions(
+        since=_date(since, "--since"),
+        until=_date(until, "--until"),
+        limit=limit,
+        max_pixels=ctx["settings"].max_image_pixels,
+        max_bytes=ctx["settings"].max_file_bytes,
+        alert_below=alert_below,
+        notifiers=("log",) if alert_below is not None else (),
+    )
+    with ctx["client"]:
+        summary = run_ingest(
+            src,
+            ctx["client"],
+            ctx["sessions"],
+            ctx["uploads"],
+            options,
+            predictor=ctx["predictor"],
+            on_item=_printer(as_json),
+        )
+    if alert_below is not None:  # alerts from this run go to the log (watch adds webhooks, files, mail)
+        from astroclassify.pipeline.alerts import LogNotifier, deliver_pending
+
+        with ctx["sessions"]() as session:
+            deliver_pending(session, [LogNotifier()])
+    c = summary.counts
+    _err.print(
+        f"{source}: {c.get('stored', 0)} stored, {c.get('duplicate', 0)} duplicate, {c.get('skipped', 0)} skipped, "
+        f"{c.get('failed', 0)} failed ({ctx['client'].requests_made} requests)"
+    )
+    if summary.status == "failed":
+        raise IngestError(summary.error)
+    if c.get("failed"):
+        raise typer.Exit(1)
+
+
+def watch(
+    source: Annotated[list[str] | None, typer.Option("--source", help="Sources to poll (repeatable).")] = None,
+    every: Annotated[str, typer.Option(help="Polling interval: 1d, 6h, 30m, 90s.")] = "1d",
+    once: Annotated[bool, typer.Option("--once", help="Poll each source once (if due), deliver alerts, exit.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --once: poll even if not due yet.")] = False,
+    base_url: BaseUrl = None,
+    api: Annotated[bool, typer.Option("--api", help="APOD: use the JSON API.")] = False,
+    api_url: ApiUrl = None,
+    category: Category = None,
+    model: Model = "",
+    alert_below: Annotated[float, typer.Option(help="Alert when the model's confidence is under this.")] = 0.6,
+    webhook: Annotated[list[str] | None, typer.Option(help="POST alerts as JSON to this URL (repeatable).")] = None,
+    alerts_file: Annotated[list[Path] | None, typer.Option(help="Append alerts as JSON lines to this file.")] = None,
+    mailbox: Annotated[list[Path] | None, typer.Option(help="Append alerts as e-mails to this mbox file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
+) -> None:
+    """Poll sources on a schedule, ingest and classify new images, and send alerts for unusual ones."""
+    from astroclassify.pipeline.alerts import make_notifiers
+    from astroclassify.pipeline.ingest import IngestOptions
+    from astroclassify.pipeline.watch import WatchedSource, poll_once
+    from astroclassify.pipeline.watch import watch as run_watch
+
+    ctx = _context(True, model)
+    interval = _interval(every)
+    watched = [
+        WatchedSource(_source(s, ctx["client"], base_url, api, api_url, None, category, "screen"), interval)
+        for s in (source or ["apod"])
+    ]
+    notifiers = make_notifiers(webhooks=webhook or (), files=alerts_file or (), mailboxes=mailbox or ())
+    settings = ctx["settings"]
+    options = IngestOptions(
+        max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes, alert_below=alert_below
+    )
+    args = (watched, ctx["client"], ctx["sessions"], ctx["uploads"], options, notifiers)
+    with ctx["client"]:
+        if once:
+            poll_once(*args, predictor=ctx["predictor"], force=force, on_item=_printer(as_json))
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        _err.print(f"watching {', '.join(w.source.name for w in watched)} every {every} (Ctrl-C to stop)")
+        run_watch(*args, predictor=ctx["predictor"], stop=stop, on_item=_printer(as_json))
+
+
+@dataset_app.command("export")
+def dataset_export(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")],
+    source: Annotated[str | None, typer.Option(help="Only this source (apod, esahubble).")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this archive category.")] = None,
+    labels: Annotated[
+        str, typer.Option(help="Labels from: category (archive), feedback (web corrections), model.")
+    ] = "category",
+) -> None:
+    """Write ingested images as a dataset folder (manifest.csv + images/) that `train` reads."""
+    from astroclassify.config import get_settings
+    from astroclassify.store.db import make_engine, make_sessionmaker
+    from astroclassify.store.export import export_ingested
+
+    settings = get_settings()
+    with make_sessionmaker(make_engine(settings.resolved_database_url))() as session:
+        n, left = export_ingested(
+            session, settings.home / "uploads", out_dir, labels=labels, source=source, category=category
+        )
+    _out.print(f"{n} image(s) written to {out_dir}; {left} left out without a {labels} label")
+
+
+def _context(classify: bool, model: str) -> dict:
+    from astroclassify.config import get_settings
+    from astroclassify.ingest.http import PoliteClient
+    from astroclassify.store.db import make_engine, make_sessionmaker
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    predictor = None
+    if classify:
+        from astroclassify.inference.predictor import OnnxPredictor
+
+        predictor = OnnxPredictor(model or settings.default_model)
+    client = PoliteClient(
+        cache_dir=settings.cache_dir / "http",
+        min_interval=settings.ingest_min_interval,
+        max_retries=settings.ingest_retries,
+        backoff=settings.ingest_backoff,
+        timeout=settings.ingest_timeout,
+        max_bytes=settings.max_file_bytes,
+    )
+    return {
+        "settings": settings,
+        "client": client,
+        "sessions": make_sessionmaker(make_engine(settings.resolved_database_url)),
+        "uploads": settings.home / "uploads",
+        "predictor": predictor,
+    }
+
+
+def _source(name, client, base_url, api, api_url, api_key, categories, size):
+    from astroclassify.config import get_settings
+
+    if name == "apod":
+        from astroclassify.ingest import apod
+
+        if api or api_url:
+            key = api_key or get_settings().apod_api_key
+            return apod.ApodApiSource(client, key, api_url or apod.API_URL)
+        return apod.ApodHtmlSource(client, base_url or apod.BASE_URL)
+    if name == "esahubble":
+        from astroclassify.ingest import esahubble
+
+        unknown = [c for c in categories or () if c not in esahubble.CATEGORIES]
+        if unknown:
+            raise ConfigError(f"unknown ESA/Hubble categories {unknown}; choose from {', '.join(esahubble.CATEGORIES)}")
+        if size not in esahubble.SIZES:
+            raise ConfigError(f"--size must be one of {', '.join(esahubble.SIZES)}; got {size!r}")
+        return esahubble.EsaHubbleSource(
+            client, tuple(categories or ("galaxies", "nebulae")), base_url or esahubble.BASE_URL, size
+        )
+    raise ConfigError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
+
+
+def _printer(as_json: bool):
+    def emit(outcome) -> None:
+        if as_json:
+            print(json.dumps(dataclasses.asdict(outcome), ensure_ascii=False), flush=True)
+            return
+        row = dataclasses.asdict(outcome)
+        note = row.get("error") or row.get("reason") or ""
+        label = f"{row['label']} {row['confidence']:.2f}" if row.get("confidence") is not None else ""
+        _err.print(f"{row['status']:<9} {row['date'] or row['key']:<10} {row['title'][:50]:<50} {label} {note}")
+
+    return emit
+
+
+def _date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option} must be a date like 2024-12-31; got {value!r}") from None
+
+
+def _interval(value: str) -> dt.timedelta:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", value.strip())
+    if not m:
+        raise ConfigError(f"--every must look like 1d, 6h, 30m or 90s; got {value!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+    return dt.timedelta(**{unit: float(m.group(1))})

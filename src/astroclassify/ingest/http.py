@@ -1,0 +1,361 @@
+"""A polite HTTP client for scraping public archives.
+
+What a maintainer of a public archive would ask of a scraper, in one place:
+
+- an identifying User-Agent with a contact URL;
+- robots.txt honoured (RFC 9309: a 4xx robots.txt allows everything, an unreachable one
+  (5xx, network error) disallows the host until it can be read), including ``Crawl-delay``;
+- at most one request per ``min_interval`` seconds per host;
+- retries with exponential backoff and full jitter on 429, 5xx, timeouts and dropped
+  connections, honouring ``Retry-After`` (seconds or an HTTP date);
+- conditional requests (ETag / Last-Modified) against an on-disk cache of pages, so
+  re-running a crawl costs the site a 304 per page;
+- a deadline per request, a maximum body size (checked on Content-Length, then while
+  streaming), and for images a content-type plus magic-byte check.
+
+Retries, caching and rate limiting are written here rather than taken from tenacity or
+hishel because they share state: the wait after a 429 comes from the response and also
+holds back the host's rate limiter, and only pages (never multi-MB images) are cached, and
+always revalidated. Together that is about as much code as configuring the libraries.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+import urllib.robotparser
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from astroclassify import __version__
+from astroclassify.errors import IngestError
+
+__all__ = ["FetchError", "PoliteClient", "Response"]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = (
+    f"astroclassify/{__version__} (+https://github.com/astroclassify/astroclassify; image classification research)"
+)
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# First bytes of the image formats we accept from archives.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"II*\x00", b"MM\x00*", b"SIMPLE  =")
+
+
+class FetchError(IngestError):
+    """A URL could not be fetched (after retries); ``status`` is the last HTTP status, if any."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Response:
+    url: str  # after redirects
+    status: int
+    content: bytes
+    content_type: str
+    from_cache: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(_charset(self.content_type), errors="replace")
+
+    def json(self) -> object:
+        return json.loads(self.content)
+
+
+@dataclass
+class _Host:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_time: float = 0.0  # monotonic time before which no request may start
+    robots: urllib.robotparser.RobotFileParser | None = None
+    robots_error: str | None = None
+
+
+class PoliteClient:
+    """Fetch pages and images politely.
+
+    Parameters
+    ----------
+    cache_dir : Path, optional
+        Where page bodies and their validators are kept; None disables the cache.
+    min_interval : float, default=1.0
+        Seconds between two requests to one host (robots.txt ``Crawl-delay`` raises it).
+    max_retries : int, default=4
+        Retries after the first attempt, for 429, 5xx, timeouts and dropped connections.
+    backoff : float, default=1.0
+        Base of the exponential backoff: attempt n waits up to ``backoff * 2**n`` s.
+    max_wait : float, default=300
+        Longest wait between attempts; a longer ``Retry-After`` fails the request instead.
+    timeout : float, default=60
+        Deadline in seconds for one attempt, body included.
+    max_bytes : int, default=64 MiB
+        Larger bodies are refused (on Content-Length before downloading, then while streaming).
+    """
+
+    def __init__(
+        self,
+        *,
+        cache_dir: Path | None = None,
+        user_agent: str = USER_AGENT,
+        min_interval: float = 1.0,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        max_wait: float = 300.0,
+        timeout: float = 60.0,
+        max_bytes: int = 64 * 1024 * 1024,
+        respect_robots: bool = True,
+        transport: httpx.BaseTransport | None = None,
+        sleep=time.sleep,
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.min_interval = min_interval
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.respect_robots = respect_robots
+        self.user_agent = user_agent
+        self._sleep = sleep
+        self._hosts: dict[str, _Host] = {}
+        self._hosts_lock = threading.Lock()
+        self._http = httpx.Client(
+            headers={"User-Agent": user_agent},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True,
+            max_redirects=5,
+            transport=transport,
+        )
+        self.requests_made = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PoliteClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- public -------------------------------------------------------------------------
+
+    def get_page(self, url: str, *, params: dict | None = None, cache: bool = True) -> Response:
+        """GET an HTML or JSON page; cached and revalidated with ETag / Last-Modified."""
+        full = str(httpx.URL(url, params=params)) if params else url
+        cached = self._cache_read(full) if cache and self.cache_dir else None
+        headers = {}
+        if cached:
+            if cached.get("etag"):
+                headers["If-None-Match"] = cached["etag"]
+            if cached.get("last_modified"):
+                headers["If-Modified-Since"] = cached["last_modified"]
+        response, meta = self._fetch(full, headers=headers, ok_statuses=(200, 304))
+        if response.status == 304 and cached:
+            body = self._cache_path(full).with_suffix(".body").read_bytes()
+            return Response(full, 200, body, cached.get("content_type", ""), from_cache=True)
+        if cache and self.cache_dir and response.status == 200:
+            self._cache_write(full, response, meta)
+        return response
+
+    def get_json(self, url: str, *, params: dict | None = None, ok_statuses=(200,)) -> Response:
+        """GET a JSON API response without caching; other statuses in ``ok_statuses`` are returned, not raised."""
+        full = str(httpx.URL(url, params=params)) if params else url
+        response, _ = self._fetch(full, headers={"Accept": "application/json"}, ok_statuses=ok_statuses)
+        return response
+
+    def get_image(self, url: str) -> Response:
+        """GET an image, refusing anything that is not one by its content type and first bytes."""
+        response, _ = self._fetch(url, headers={"Accept": "image/*"}, ok_statuses=(200,))
+        ctype = response.content_type.split(";")[0].strip().lower()
+        if ctype and not (ctype.startswith("image/") or ctype in {"application/fits", "application/octet-stream"}):
+            raise FetchError(f"{url}: served as {ctype!r}, not an image", url=url, status=response.status)
+        if not response.content.startswith(IMAGE_MAGIC) and response.content[8:12] != b"WEBP":
+            start = response.content[:16].lstrip().lower()
+            what = "HTML" if start.startswith((b"<!doctype", b"<html", b"<")) else "not an image"
+            raise FetchError(f"{url}: body is {what} although served as {ctype or 'no type'}", url=url, status=200)
+        return response
+
+    def allowed(self, url: str) -> bool:
+        """True if robots.txt lets this client fetch ``url``."""
+        if not self.respect_robots:
+            return True
+        host = self._host(url)
+        if host.robots is None and host.robots_error is None:
+            self._load_robots(url, host)
+        if host.robots_error is not None:
+            return False
+        return host.robots.can_fetch(self.user_agent, url)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _fetch(self, url: str, *, headers: dict, ok_statuses) -> tuple[Response, dict]:
+        if not self.allowed(url):
+            host = self._host(url)
+            why = host.robots_error or "disallowed by robots.txt"
+            raise FetchError(f"{url}: {why}", url=url)
+        last_error = ""
+        status = None
+        for attempt in range(self.max_retries + 1):
+            self._wait_turn(url)
+            retry_after = None
+            try:
+                response, meta = self._attempt(url, headers)
+            except httpx.TooManyRedirects:
+                raise FetchError(f"{url}: too many redirects (a redirect loop?)", url=url) from None
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                status = None
+            else:
+                status = response.status
+                if status in ok_statuses:
+                    return response, meta
+                if status not in RETRY_STATUS:
+                    raise FetchError(f"{url}: HTTP {status}", url=url, status=status)
+                last_error = f"HTTP {status}"
+                retry_after = _parse_retry_after(meta.get("retry_after"))
+            if attempt == self.max_retries:
+                break
+            wait = retry_after if retry_after is not None else random.uniform(0, self.backoff * 2**attempt)
+            if wait > self.max_wait:
+                raise FetchError(
+                    f"{url}: {last_error}, asked to retry after {wait:.0f} s (over {self.max_wait:.0f} s)",
+                    url=url,
+                    status=status,
+                )
+            log.info(
+                "retrying %s in %.1f s after %s (attempt %d of %d)",
+                url,
+                wait,
+                last_error,
+                attempt + 2,
+                self.max_retries + 1,
+            )
+            self._hold_host(url, wait)
+        raise FetchError(f"{url}: {last_error} after {self.max_retries + 1} attempts", url=url, status=status)
+
+    def _attempt(self, url: str, headers: dict) -> tuple[Response, dict]:
+        deadline = time.monotonic() + self.timeout
+        self.requests_made += 1
+        with self._http.stream("GET", url, headers=headers) as r:
+            declared = r.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes and r.status_code == 200:
+                raise FetchError(
+                    f"{url}: Content-Length {int(declared) / 1e6:.0f} MB is over the {self.max_bytes / 1e6:.0f} MB limit",
+                    url=url,
+                    status=r.status_code,
+                )
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise FetchError(
+                        f"{url}: body is over the {self.max_bytes / 1e6:.0f} MB limit", url=url, status=r.status_code
+                    )
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"body not complete within {self.timeout:.0f} s")
+                chunks.append(chunk)
+            meta = {
+                "etag": r.headers.get("etag"),
+                "last_modified": r.headers.get("last-modified"),
+                "retry_after": r.headers.get("retry-after"),
+            }
+            return Response(str(r.url), r.status_code, b"".join(chunks), r.headers.get("content-type", "")), meta
+
+    def _host(self, url: str) -> _Host:
+        key = urlsplit(url).netloc.lower()
+        with self._hosts_lock:
+            return self._hosts.setdefault(key, _Host())
+
+    def _wait_turn(self, url: str) -> None:
+        host = self._host(url)
+        with host.lock:
+            now = time.monotonic()
+            if host.next_time > now:
+                self._sleep(host.next_time - now)
+            interval = self.min_interval
+            if host.robots is not None:
+                delay = host.robots.crawl_delay(self.user_agent)
+                interval = max(interval, float(delay or 0))
+            host.next_time = time.monotonic() + interval
+
+    def _hold_host(self, url: str, seconds: float) -> None:
+        host = self._host(url)
+        with host.lock:
+            host.next_time = max(host.next_time, time.monotonic() + seconds)
+
+    def _load_robots(self, url: str, host: _Host) -> None:
+        parts = urlsplit(url)
+        robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
+        parser = urllib.robotparser.RobotFileParser(robots_url)
+        try:
+            self._wait_turn(robots_url)
+            self.requests_made += 1
+            r = self._http.get(robots_url)
+        except httpx.HTTPError as exc:
+            host.robots_error = f"robots.txt unreachable ({type(exc).__name__}); not crawling this host"
+            return
+        if r.status_code >= 500:
+            host.robots_error = f"robots.txt answered HTTP {r.status_code}; not crawling this host"
+            return
+        parser.parse(r.text.splitlines() if r.status_code == 200 else [])
+        host.robots = parser
+
+    def _cache_path(self, url: str) -> Path:
+        return self.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
+
+    def _cache_read(self, url: str) -> dict | None:
+        meta = self._cache_path(url).with_suffix(".json")
+        body = self._cache_path(url).with_suffix(".body")
+        if not (meta.is_file() and body.is_file()):
+            return None
+        try:
+            return json.loads(meta.read_text())
+        except ValueError:
+            return None
+
+    def _cache_write(self, url: str, response: Response, meta: dict) -> None:
+        if not (meta.get("etag") or meta.get("last_modified")):
+            return  # nothing to revalidate with; the page is fetched again next time
+        base = self._cache_path(url)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.with_suffix(".body").write_bytes(response.content)
+        record = {
+            "url": url,
+            "etag": meta.get("etag"),
+            "last_modified": meta.get("last_modified"),
+            "content_type": response.content_type,
+        }
+        base.with_suffix(".json").write_text(json.dumps(record))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            return value.strip("\"'")
+    return "utf-8"

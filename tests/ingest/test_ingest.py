@@ -1,0 +1,217 @@
+"""``astroclassify ingest`` end to end against the local archive site: provenance, resume, dedupe, faults."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+
+from tests.ingest.conftest import ESA_GALAXIES, ESA_NEBULAE, day
+
+REAL_IMAGE_DAYS = {"2025-03-24": "skipped", "2024-12-07": "stored", "2023-02-10": "stored", "2022-04-24": "stored",
+                   "2022-04-20": "stored", "2022-03-30": "skipped", "2021-10-10": "skipped", "2020-06-09": "stored",
+                   "1995-06-22": "stored"}  # fmt: skip
+FIELDS = {"source", "date", "title", "media_type", "image_url", "hires_url", "credit", "status"}
+
+
+def lines(result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def db(cli) -> sqlite3.Connection:
+    return sqlite3.connect(cli.home / "astroclassify.db")
+
+
+def test_apod_html_with_every_fault_then_resume(site, cli):
+    faults = {
+        day(0): "500",  # image answers 500 every time
+        day(1): "500_once",  # ... once: the retry succeeds in the same run
+        day(2): "429_once",  # rate limited once, with Retry-After
+        day(3): "timeout",  # answers after the deadline
+        day(4): "drop",  # closes the connection mid-body
+        day(5): "html",  # an HTML page served as image/jpeg
+        day(6): "loop",  # a redirect loop
+        day(7): "huge",  # Content-Length: 2 GB
+        day(8): "truncated",  # half a JPEG with a matching length
+    }
+    paths = {}
+    for d, fault in faults.items():
+        paths[d] = site.add_day(d, f"Day with {fault}")
+        site.faults[paths[d]] = fault
+    page_500 = day(9)
+    site.add_day(page_500, "Page that fails")
+    site.faults[f"/apod/ap{page_500:%y%m%d}.html"] = "500"
+
+    first = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    assert first.returncode == 1, first.stderr  # finished, with failures
+    by_date = {r["date"]: r for r in lines(first)}
+    assert all(set(r) >= FIELDS for r in by_date.values())
+    for date, status in REAL_IMAGE_DAYS.items():
+        assert by_date[date]["status"] == status, by_date[date]
+    assert by_date["2025-03-24"]["media_type"] == "video" and "recorded" in by_date["2025-03-24"]["reason"]
+    assert by_date["2020-06-09"]["hires_url"].endswith("OrionMountains_Tabbush_2048.jpg")
+    assert by_date["2020-06-09"]["credit"] == "Nicolas Tabbush"
+    expected_errors = {
+        day(0): "HTTP 500 after 2 attempts",
+        day(3): "Timeout",
+        day(4): "RemoteProtocolError",
+        day(5): "body is HTML",
+        day(6): "too many redirects",
+        day(7): "Content-Length 2147 MB",
+        day(8): "truncated",
+        page_500: "HTTP 500",
+    }
+    for d, message in expected_errors.items():
+        row = by_date[d.isoformat()]
+        assert row["status"] == "failed" and message in row["error"], row
+    assert by_date[day(1).isoformat()]["status"] == "stored"
+    assert by_date[day(2).isoformat()]["status"] == "stored"
+    assert "8 failed" in first.stderr
+
+    site.faults_on = False
+    site.log.clear()
+    second = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    assert second.returncode == 0, second.stderr
+    again = {r["date"]: r for r in lines(second)}
+    for d in expected_errors:
+        assert again[d.isoformat()]["status"] == "stored", again[d.isoformat()]
+    for date in REAL_IMAGE_DAYS:
+        assert again[date]["status"] == "skipped"
+    # Resumed without touching what it had: no page or image of a stored day was requested.
+    requested = {p for _, _, p, _ in site.log}
+    assert not any("OrionMountains" in p or "ap200609" in p for p in requested)
+    assert paths[day(1)] not in requested
+    with db(cli) as con:
+        failed = con.execute("select count(*) from ingested_items where status = 'failed'").fetchone()[0]
+        attempts = dict(con.execute("select key, attempts from ingested_items").fetchall())
+        runs = con.execute("select status, counts from ingest_runs order by id").fetchall()
+    assert failed == 0 and attempts[f"apod:{day(0).isoformat()}"] == 2
+    assert [r[0] for r in runs] == ["finished", "finished"]
+    assert json.loads(runs[0][1])["failed"] == 8
+
+    third = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    assert {r["status"] for r in lines(third)} == {"skipped"}
+
+
+def test_provenance_is_stored(site, cli):
+    result = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--until", "2020-12-31", "--json")
+    assert result.returncode == 0, result.stderr
+    with db(cli) as con:
+        con.row_factory = sqlite3.Row
+        row = con.execute("select * from ingested_items where key = 'apod:2020-06-09'").fetchone()
+    assert row["status"] == "stored" and row["media_type"] == "image"
+    assert row["page_url"] == f"{site.url}/apod/ap200609.html"
+    assert row["image_url"] == f"{site.url}/apod/image/2006/OrionMountains_Tabbush_960.jpg"
+    assert row["title"] == "Orion over Argentine Mountains" and row["credit"] == "Nicolas Tabbush"
+    assert row["license"] == "© Nicolas Tabbush" and row["explanation"].startswith("Do you recognize")
+    assert len(row["sha256"]) == 64 and len(row["pixels_sha256"]) == 64 and (row["width"], row["height"]) == (320, 240)
+    stored = cli.home / "uploads" / row["stored_name"]
+    import hashlib
+
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == row["sha256"]
+
+
+def test_exact_and_near_duplicates_are_reported_not_dropped(site, cli):
+    # Days are ingested newest first; the first one stored is the original the others point to.
+    original = site.add_day(day(2), "Original")
+    copy = site.add_day(day(1), "Re-posted")
+    near = site.add_day(day(0), "Re-processed")
+    site.aliases[copy] = (original, "exact")
+    site.aliases[near] = (original, "near")
+    result = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", day(0).isoformat(), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["date"]: r for r in lines(result)}
+    assert rows[day(2).isoformat()]["status"] == "stored"
+    for d, kind in ((day(1), "exact"), (day(0), "near")):
+        assert rows[d.isoformat()]["status"] == "duplicate"
+        assert rows[d.isoformat()]["duplicate_of"] == f"apod:{day(2).isoformat()}"
+        assert rows[d.isoformat()]["reason"] == f"{kind} duplicate"
+    with db(cli) as con:
+        kinds = dict(
+            con.execute("select key, duplicate_kind from ingested_items where status = 'duplicate'").fetchall()
+        )
+    assert kinds == {f"apod:{day(1).isoformat()}": "exact", f"apod:{day(0).isoformat()}": "near"}
+    # A different picture in the same run is not a duplicate.
+    assert {d for d, r in rows.items() if r["status"] == "stored"} == {day(2).isoformat(), "2024-12-07"}
+
+
+def test_limit_since_until_and_classify(site, cli):
+    result = cli(
+        "ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "2020-01-01", "--until", "2023-12-31",
+        "--limit", "2", "--classify", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = lines(result)
+    assert [r["date"] for r in rows] == ["2023-02-10", "2022-04-24"]
+    assert all(r["label"] in ("galaxy", "nebula", "planet") for r in rows)  # the default model: bundled dso
+    assert all(0 < r["confidence"] <= 1 for r in rows)
+    with db(cli) as con:
+        names = [r[0] for r in con.execute("select c.filename from classifications c order by c.id")]
+    assert names == ["ap230210.jpg", "ap220424.jpg"]  # archive ids, so the web app shows credit lines
+    nxt = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "2020-01-01", "--limit", "2", "--json")
+    # Newest first: a video day (recorded) and 2024-12-07 are the two new items; then the limit stops it.
+    assert [(r["date"], r["status"]) for r in lines(nxt)] == [
+        ("2025-03-24", "skipped"),
+        ("2024-12-07", "stored"),
+        ("2023-02-10", "skipped"),
+        ("2022-04-24", "skipped"),
+    ]
+
+
+def test_apod_api(site, cli):
+    api = f"{site.url}/planetary/apod"
+    ok = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-07", "--until", "2021-11-08", "--json")
+    assert ok.returncode == 1, ok.stderr  # the image URLs point at apod.nasa.gov: unreachable here
+    rows = {r["date"]: r for r in lines(ok)}
+    assert rows["2021-11-08"]["status"] == "skipped" and rows["2021-11-08"]["media_type"] == "video"
+    assert rows["2021-11-07"]["title"] == "The Cat's Eye Nebula in Optical and X-ray"
+    assert rows["2021-11-07"]["status"] == "failed"
+    for key, message in (("BAD", "API_KEY_INVALID"), ("LIMITED", "OVER_RATE_LIMIT")):
+        cli.env["ASTROCLASSIFY_APOD_API_KEY"] = key
+        bad = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-07", "--until", "2021-11-08")
+        assert bad.returncode == 2
+        assert bad.stderr.strip().splitlines()[-1].startswith("error:") and message in bad.stderr
+    cli.env["ASTROCLASSIFY_APOD_API_KEY"] = "DEMO_KEY"
+    backwards = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-08", "--until", "2021-11-01")
+    assert backwards.returncode == 0 and "0 stored" in backwards.stderr
+
+
+def test_esahubble_categories_become_a_dataset(site, cli, tmp_path):
+    result = cli(
+        "ingest", "esahubble", "--base-url", site.url, "--category", "galaxies", "--category", "nebulae", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    rows = lines(result)
+    assert [r["status"] for r in rows] == ["stored"] * 7
+    assert [r["category"] for r in rows] == ["galaxies"] * 5 + ["nebulae"] * 2
+    first = rows[0]
+    assert first["title"] == f"Hubble image {ESA_GALAXIES[0]} (galaxies)" and first["date"] == "2024-01-01"
+    assert first["image_url"].endswith(f"/archives/images/screen/{ESA_GALAXIES[0]}.jpg")
+    assert first["hires_url"].endswith(f"/archives/images/original/{ESA_GALAXIES[0]}.tif")
+    assert first["credit"] == "ESA/Hubble & NASA, A. Astronomer"
+    # Listing pages: galaxies 1, 2 and the 404 past the end; nebulae 1 (it says there is no next).
+    assert site.requests_to("/images/archive/category/galaxies/page/3/") == 1
+
+    out = tmp_path / "dataset"
+    export = cli("dataset", "export", "--out", str(out), "--source", "esahubble")
+    assert export.returncode == 0, export.stderr
+    with (out / "manifest.csv").open() as fh:
+        manifest = list(csv.DictReader(fh))
+    assert sorted(r["label"] for r in manifest) == ["galaxies"] * 5 + ["nebulae"] * 2
+    assert {r["key"] for r in manifest} == {f"esahubble:{i}" for i in ESA_GALAXIES + ESA_NEBULAE}
+    assert all((out / r["file"]).is_file() and r["license"].startswith("CC BY 4.0") for r in manifest)
+    check = cli("data", "check", str(out))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_bad_arguments_get_one_line_errors(site, cli):
+    for args, message in (
+        (("ingest", "hubblesite"), "unknown source 'hubblesite'"),
+        (("ingest", "apod", "--since", "yesterday"), "--since must be a date"),
+        (("ingest", "esahubble", "--category", "dogs"), "unknown ESA/Hubble categories"),
+        (("watch", "--every", "sometimes", "--once"), "--every must look like"),
+    ):
+        r = cli(*args)
+        assert r.returncode == 2 and r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr
+    unreachable = cli("ingest", "apod", "--base-url", "http://127.0.0.1:9/apod/")
+    assert unreachable.returncode == 2 and "robots.txt unreachable" in unreachable.stderr

@@ -1,0 +1,55 @@
+"""The web app's Archives page over a store filled by real ingest and watch runs."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import httpx
+
+from tests.ingest.conftest import day
+from tests.web.conftest import serve_process
+
+
+def test_archives_page_shows_sources_runs_alerts_and_images(site, cli):
+    broken = site.add_day(day(0), "A day whose image fails")
+    site.faults[broken] = "500"
+    assert cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "2022-01-01").returncode == 1
+    assert cli("ingest", "esahubble", "--base-url", site.url, "--category", "nebulae", "--classify").returncode == 0
+    alerted = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--until", "2021-01-01", "--classify",
+                  "--alert-below", "1.01")  # fmt: skip
+    assert alerted.returncode == 0, alerted.stderr
+    with serve_process({"ASTROCLASSIFY_HOME": str(cli.home)}) as base:
+        page = httpx.get(f"{base}/ingest")
+        assert page.status_code == 200
+        html = page.text
+        sources = html[html.index('id="sources"') : html.index("</table>", html.index('id="sources"'))]
+        apod_row = re.search(r"<tr><td>apod</td>(.*?)</tr>", sources, re.S).group(1)
+        cells = re.findall(r"<td>(.*?)</td>", apod_row, re.S)
+        assert cells[:4] == ["6", "0", "2", "1"]  # stored, duplicate, recorded, failed
+        runs = html[html.index('id="runs"') :]
+        assert runs.count("<tr><td>") == 3 and "failed" in html and "HTTP 500 after 2 attempts" in html
+        assert "Credit: Nicolas Tabbush" in html and "Hubble image heic2411a (nebulae)" in html
+        alerts = html[html.index('id="alerts"') : html.index("</ul>", html.index('id="alerts"'))]
+        assert alerts.count("<li>") == 2 and "log: delivered" in alerts and "apod:2020-06-09" in alerts
+        thumbs = re.findall(r'src="(/ingest/thumbs/\d+\.jpg)"', html)
+        assert len(thumbs) == 8  # 6 APOD days + 2 nebulae
+        for t in thumbs:
+            r = httpx.get(base + t)
+            assert r.status_code == 200 and r.content.startswith(b"\xff\xd8")
+        assert httpx.get(f"{base}/ingest/thumbs/999.jpg").status_code == 404
+        # A renamed copy of an ingested image, uploaded later, still gets its archive's credit line.
+        stored = sqlite3.connect(cli.home / "astroclassify.db").execute(
+            "select stored_name from ingested_items where key = 'apod:2020-06-09'"
+        ).fetchone()[0]
+        data = (cli.home / "uploads" / stored).read_bytes()
+        upload = httpx.post(f"{base}/api/classify", files={"image": ("renamed.jpg", data, "image/jpeg")}).json()
+        assert upload["credit"] == {
+            "archive": "NASA APOD",
+            "id": "2020-06-09",
+            "text": "Nicolas Tabbush",
+            "url": f"{site.url}/apod/ap200609.html",
+            "license": "© Nicolas Tabbush",
+        }
+        links = re.findall(r'href="/classifications/(\d+)"', html)
+        assert len(links) == 4 and httpx.get(f"{base}/classifications/{links[0]}").status_code == 200
