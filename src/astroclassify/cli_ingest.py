@@ -54,6 +54,7 @@ def ingest(
     ] = False,
     api_url: ApiUrl = None,
     api_key: Annotated[str | None, typer.Option(help="APOD API key (default: ASTROCLASSIFY_APOD_API_KEY).")] = None,
+    count: Annotated[int, typer.Option(min=0, max=100, help="APOD API: this many random days instead of a range.")] = 0,
     category: Category = None,
     size: Annotated[str, typer.Option(help="ESA/Hubble image size: screen, large, publicationjpg.")] = "screen",
     classify: Annotated[bool, typer.Option("--classify", help="Run the model on each new image.")] = False,
@@ -68,7 +69,7 @@ def ingest(
     from astroclassify.pipeline.ingest import ingest as run_ingest
 
     ctx = _context(classify, model)
-    src = _source(source, ctx["client"], base_url, api, api_url, api_key, category, size)
+    src = _source(source, ctx["client"], base_url, api or bool(count), api_url, api_key, category, size, count)
     options = IngestOptions(
         since=_date(since, "--since"),
         until=_date(until, "--until"),
@@ -200,7 +201,7 @@ def _context(classify: bool, model: str) -> dict:
     }
 
 
-def _source(name, client, base_url, api, api_url, api_key, categories, size):
+def _source(name, client, base_url, api, api_url, api_key, categories, size, count=0):
     from astroclassify.config import get_settings
 
     if name == "apod":
@@ -208,7 +209,7 @@ def _source(name, client, base_url, api, api_url, api_key, categories, size):
 
         if api or api_url:
             key = api_key or get_settings().apod_api_key
-            return apod.ApodApiSource(client, key, api_url or apod.API_URL)
+            return apod.ApodApiSource(client, key, api_url or apod.API_URL, count=count)
         return apod.ApodHtmlSource(client, base_url or apod.BASE_URL)
     if name == "esahubble":
         from astroclassify.ingest import esahubble

@@ -80,6 +80,8 @@ class ArchiveSite:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
+        self.url = ""
+        self.image_delay_s = 0.0  # slows every image download (interrupt tests)
 
     # -- content ------------------------------------------------------------------------
 
@@ -138,7 +140,8 @@ class ArchiveSite:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
     def stop(self) -> None:
         if self.server:
@@ -165,6 +168,7 @@ class ArchiveSite:
         if path.startswith("/planetary/apod"):
             return self._api(h, parse_qs(url.query))
         if path.startswith("/apod/image/"):
+            time.sleep(self.image_delay_s)
             data = self.image_bytes(path)
             ctype = {"png": "image/png", "gif": "image/gif"}.get(path.rsplit(".", 1)[-1].lower(), "image/jpeg")
             return self._send(h, 200, data, ctype)
@@ -196,7 +200,9 @@ class ArchiveSite:
         key = q.get("api_key", [None])[0]
 
         def body(name: str, status: int) -> None:
-            self._send(h, status, (api / name).read_bytes(), "application/json")
+            # Image links point here instead of apod.nasa.gov, so their downloads can be tested too.
+            data = (api / name).read_bytes().replace(b"https://apod.nasa.gov/apod/", f"{self.url}/apod/".encode())
+            self._send(h, status, data, "application/json")
 
         if key is None:
             return body("403-api-key-missing.json", 403)
@@ -205,6 +211,8 @@ class ArchiveSite:
         if key == "LIMITED":
             return body("429-over-rate-limit.json", 429)
         start, end, date = (q.get(k, [None])[0] for k in ("start_date", "end_date", "date"))
+        if q.get("count"):
+            return body("get-pods.json", 200)
         if start and end:
             if start > end:
                 return body("400-bad-request-2.json", 400)

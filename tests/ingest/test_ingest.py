@@ -161,19 +161,61 @@ def test_limit_since_until_and_classify(site, cli):
 def test_apod_api(site, cli):
     api = f"{site.url}/planetary/apod"
     ok = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-07", "--until", "2021-11-08", "--json")
-    assert ok.returncode == 1, ok.stderr  # the image URLs point at apod.nasa.gov: unreachable here
+    assert ok.returncode == 0, ok.stderr
     rows = {r["date"]: r for r in lines(ok)}
     assert rows["2021-11-08"]["status"] == "skipped" and rows["2021-11-08"]["media_type"] == "video"
     assert rows["2021-11-07"]["title"] == "The Cat's Eye Nebula in Optical and X-ray"
-    assert rows["2021-11-07"]["status"] == "failed"
-    for key, message in (("BAD", "API_KEY_INVALID"), ("LIMITED", "OVER_RATE_LIMIT")):
-        cli.env["ASTROCLASSIFY_APOD_API_KEY"] = key
-        bad = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-07", "--until", "2021-11-08")
-        assert bad.returncode == 2
+    assert rows["2021-11-07"]["status"] == "stored"
+    assert rows["2021-11-07"]["hires_url"].endswith("/apod/image/2111/CatsEye_HubblePohl_1278.jpg")
+    one_day = cli(
+        "ingest", "apod", "--api", "--api-url", api, "--since", "2021-12-06", "--until", "2021-12-06", "--json"
+    )
+    assert [(r["title"], r["credit"], r["status"]) for r in lines(one_day)] == [
+        ("Space Station Silhouette on the Moon", "Andrew McCarthy", "stored")
+    ]
+    random_days = cli("ingest", "apod", "--count", "2", "--api-url", api, "--json")
+    assert sorted(r["status"] for r in lines(random_days)) == ["skipped", "skipped"]  # the same two days again
+    no_data = cli("ingest", "apod", "--api", "--api-url", api, "--since", "1995-06-17", "--until", "1995-06-17")
+    assert no_data.returncode == 0 and "0 stored" in no_data.stderr
+    for args, message in (
+        (("--since", "1995-06-01", "--until", "1995-06-01"), "Date must be between Jun 16, 1995"),
+        (("--since", "2021-11-07", "--until", "2021-11-08", "--api-key", "BAD"), "API_KEY_INVALID"),
+        (("--since", "2021-11-07", "--until", "2021-11-08", "--api-key", "LIMITED"), "OVER_RATE_LIMIT"),
+    ):
+        bad = cli("ingest", "apod", "--api", "--api-url", api, *args)
+        assert bad.returncode == 2, bad.stderr
         assert bad.stderr.strip().splitlines()[-1].startswith("error:") and message in bad.stderr
-    cli.env["ASTROCLASSIFY_APOD_API_KEY"] = "DEMO_KEY"
-    backwards = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-08", "--until", "2021-11-01")
-    assert backwards.returncode == 0 and "0 stored" in backwards.stderr
+    cli.env["ASTROCLASSIFY_APOD_API_KEY"] = "BAD"
+    from_settings = cli("ingest", "apod", "--api", "--api-url", api, "--since", "2021-11-07")
+    assert from_settings.returncode == 2 and "API_KEY_INVALID" in from_settings.stderr
+
+
+def test_interrupted_run_resumes(site, cli):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    site.image_delay_s = 0.7
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astroclassify.cli", "ingest", "apod", "--base-url", f"{site.url}/apod/", "--json"],
+        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    done = [json.loads(x) for x in out.splitlines()]
+    assert 1 <= sum(r["status"] == "stored" for r in done) < 6
+    site.image_delay_s = 0
+    rest = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    assert rest.returncode == 0, rest.stderr
+    statuses = {r["date"]: r["status"] for r in lines(rest)}
+    assert all(statuses[r["date"]] == "skipped" for r in done)
+    with db(cli) as con:
+        assert con.execute("select count(*) from ingested_items where status = 'stored'").fetchone()[0] == 6
+        assert con.execute("select count(distinct key) from ingested_items").fetchone()[0] == 9
+        assert [r[0] for r in con.execute("select status from ingest_runs order by id")] == ["interrupted", "finished"]
 
 
 def test_esahubble_categories_become_a_dataset(site, cli, tmp_path):

@@ -39,9 +39,11 @@ def test_archives_page_shows_sources_runs_alerts_and_images(site, cli):
             assert r.status_code == 200 and r.content.startswith(b"\xff\xd8")
         assert httpx.get(f"{base}/ingest/thumbs/999.jpg").status_code == 404
         # A renamed copy of an ingested image, uploaded later, still gets its archive's credit line.
-        stored = sqlite3.connect(cli.home / "astroclassify.db").execute(
-            "select stored_name from ingested_items where key = 'apod:2020-06-09'"
-        ).fetchone()[0]
+        stored = (
+            sqlite3.connect(cli.home / "astroclassify.db")
+            .execute("select stored_name from ingested_items where key = 'apod:2020-06-09'")
+            .fetchone()[0]
+        )
         data = (cli.home / "uploads" / stored).read_bytes()
         upload = httpx.post(f"{base}/api/classify", files={"image": ("renamed.jpg", data, "image/jpeg")}).json()
         assert upload["credit"] == {

@@ -180,28 +180,34 @@ class ApodApiSource:
     name = "apod"
 
     def __init__(
-        self, client: PoliteClient, api_key: str = "DEMO_KEY", api_url: str = API_URL, window: int = 30
+        self, client: PoliteClient, api_key: str = "DEMO_KEY", api_url: str = API_URL, window: int = 30, count: int = 0
     ) -> None:
         self.client = client
+        self.count = count
         self.api_key = api_key
         self.api_url = api_url
         self.window = window
 
     def discover(self, since: dt.date | None = None, until: dt.date | None = None) -> Iterator[Stub]:
-        until = until or dt.date.today()
-        since = since or until - dt.timedelta(days=self.window - 1)
-        end = until
-        while end >= since:
-            start = max(since, end - dt.timedelta(days=self.window - 1))
-            params = {
-                "api_key": self.api_key,
-                "start_date": start.isoformat(),
-                "end_date": end.isoformat(),
-                "thumbs": "true",
-            }
-            for item in sorted(self._get(params), key=lambda i: i.date, reverse=True):
+        """Days from ``since`` to ``until`` (``date=`` for one day, ranges of ``window`` days), or ``count`` random days."""
+        if self.count:
+            requests = [{"count": str(self.count)}]
+        else:
+            until = until or dt.date.today()
+            since = since or until - dt.timedelta(days=self.window - 1)
+            requests = []
+            end = until
+            while end >= since:
+                start = max(since, end - dt.timedelta(days=self.window - 1))
+                one_day = {"date": start.isoformat()}
+                requests.append(
+                    one_day if start == end else {"start_date": start.isoformat(), "end_date": end.isoformat()}
+                )
+                end = start - dt.timedelta(days=1)
+        for params in requests:
+            items = self._get({"api_key": self.api_key, "thumbs": "true", **params})
+            for item in sorted(items, key=lambda i: i.date, reverse=True):
                 yield Stub(key=item.key, page_url=item.page_url, title=item.title, date=item.date, item=item)
-            end = start - dt.timedelta(days=1)
 
     def fetch(self, stub: Stub) -> ArchiveItem:
         return stub.item
