@@ -130,7 +130,7 @@ def watch(
     ctx = _context(True, model)
     interval = _interval(every)
     watched = [
-        WatchedSource(_source(s, ctx["client"], base_url, api, api_url, None, category, "screen"), interval)
+        WatchedSource(_source(s, ctx["client"], base_url, api, api_url, None, category, "screen", watch=True), interval)
         for s in (source or ["apod"])
     ]
     notifiers = make_notifiers(webhooks=webhook or (), files=alerts_file or (), mailboxes=mailbox or ())
@@ -201,7 +201,7 @@ def _context(classify: bool, model: str) -> dict:
     }
 
 
-def _source(name, client, base_url, api, api_url, api_key, categories, size, count=0):
+def _source(name, client, base_url, api, api_url, api_key, categories, size, count=0, watch=False):
     from astroclassify.config import get_settings
 
     if name == "apod":
@@ -220,7 +220,11 @@ def _source(name, client, base_url, api, api_url, api_key, categories, size, cou
         if size not in esahubble.SIZES:
             raise ConfigError(f"--size must be one of {', '.join(esahubble.SIZES)}; got {size!r}")
         return esahubble.EsaHubbleSource(
-            client, tuple(categories or ("galaxies", "nebulae")), base_url or esahubble.BASE_URL, size
+            client,
+            tuple(categories or ("galaxies", "nebulae")),
+            base_url or esahubble.BASE_URL,
+            size,
+            stop_after_known=50 if watch else None,  # one listing page of known images
         )
     raise ConfigError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
 

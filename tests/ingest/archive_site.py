@@ -99,8 +99,9 @@ class ArchiveSite:
         return "/apod/" + image
 
     def add_esa_category(self, category: str, ids: list[str], per_page: int = 3) -> None:
+        """Images newest first, as the live listings are: the first id is dated 2024-01-31, then a day older each."""
         self.esa[category] = [
-            {"id": i, "title": f"Hubble image {i} ({category})", "date": dt.date(2024, 1, 1) + dt.timedelta(days=n)}
+            {"id": i, "title": f"Hubble image {i} ({category})", "date": dt.date(2024, 1, 31) - dt.timedelta(days=n)}
             for n, i in enumerate(ids)
         ]
         self.esa_per_page = per_page

@@ -227,7 +227,7 @@ def test_esahubble_categories_become_a_dataset(site, cli, tmp_path):
     assert [r["status"] for r in rows] == ["stored"] * 7
     assert [r["category"] for r in rows] == ["galaxies"] * 5 + ["nebulae"] * 2
     first = rows[0]
-    assert first["title"] == f"Hubble image {ESA_GALAXIES[0]} (galaxies)" and first["date"] == "2024-01-01"
+    assert first["title"] == f"Hubble image {ESA_GALAXIES[0]} (galaxies)" and first["date"] == "2024-01-31"
     assert first["image_url"].endswith(f"/archives/images/screen/{ESA_GALAXIES[0]}.jpg")
     assert first["hires_url"].endswith(f"/archives/images/original/{ESA_GALAXIES[0]}.tif")
     assert first["credit"] == "ESA/Hubble & NASA, A. Astronomer"

@@ -130,29 +130,53 @@ class EsaHubbleSource:
         base_url: str = BASE_URL,
         size: str = "screen",
         max_pages: int = 1000,
+        stop_after_known: int | None = None,
     ) -> None:
         self.client = client
         self.categories = categories
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.size = size
         self.max_pages = max_pages
+        # Listings are newest first: after this many images in a row that are already stored, the
+        # rest of a category is too (how ``watch`` avoids re-reading the whole archive each poll).
+        self.stop_after_known = stop_after_known
+        self.known: set[str] = set()  # keys already stored; set by the ingest pipeline
+        # Dates are only on image pages: after this many images older than --since in one
+        # category (the pipeline reports them through ``note_older``), the rest is older too.
+        self.stop_after_older = 10
+        self._older: dict[str, int] = {}
 
     def discover(self, since: dt.date | None = None, until: dt.date | None = None) -> Iterator[Stub]:
         """Listing entries; dates are only on image pages, so ``since``/``until`` apply after fetching."""
         for category in self.categories:
-            for page in range(1, self.max_pages + 1):
-                url = urljoin(self.base_url, f"images/archive/category/{category}/page/{page}/")
-                try:
-                    listing = self.client.get_page(url)
-                except FetchError as exc:
-                    if exc.status == 404:  # past the last page
-                        break
-                    raise
-                entries = parse_listing(listing.content, listing.url)
-                if not entries:
-                    break
-                for ident, page_url, title in entries:
-                    yield Stub(key=f"esahubble:{ident}", page_url=page_url, title=title, category=category)
+            yield from self._category(category)
+
+    def _category(self, category: str) -> Iterator[Stub]:
+        known_in_a_row = 0
+        for page in range(1, self.max_pages + 1):
+            url = urljoin(self.base_url, f"images/archive/category/{category}/page/{page}/")
+            try:
+                listing = self.client.get_page(url)
+            except FetchError as exc:
+                if exc.status == 404:  # past the last page
+                    return
+                raise
+            entries = parse_listing(listing.content, listing.url)
+            if not entries:
+                return
+            for ident, page_url, title in entries:
+                if self._older.get(category, 0) >= self.stop_after_older:
+                    log.info("%s: %d images older than requested; stopping", category, self._older[category])
+                    return
+                key = f"esahubble:{ident}"
+                known_in_a_row = known_in_a_row + 1 if key in self.known else 0
+                if self.stop_after_known and known_in_a_row > self.stop_after_known:
+                    log.info("%s: %d stored images in a row; the rest is older", category, known_in_a_row - 1)
+                    return
+                yield Stub(key=key, page_url=page_url, title=title, category=category)
+
+    def note_older(self, stub: Stub) -> None:
+        self._older[stub.category] = self._older.get(stub.category, 0) + 1
 
     def fetch(self, stub: Stub) -> ArchiveItem:
         page = self.client.get_page(stub.page_url)

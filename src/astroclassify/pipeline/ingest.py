@@ -147,6 +147,8 @@ def ingest(
         summary = RunSummary(run.id)
         items = IngestedItems(session)
         index = _DedupeIndex(items.with_pixels())
+        if hasattr(source, "known"):  # lets a newest-first listing stop where stored images begin
+            source.known = items.done_keys(source.name)
         handled = 0
         try:
             for stub in source.discover(options.since, options.until):
@@ -202,6 +204,8 @@ def _ingest_one(
         return _outcome_of(row, "failed", error=str(exc))
     if item.date and ((options.since and item.date < options.since) or (options.until and item.date > options.until)):
         # Listings without dates (ESA/Hubble) are filtered here, once the page gave the date.
+        if options.since and item.date < options.since and hasattr(source, "note_older"):
+            source.note_older(stub)
         if row.id is not None:
             items.save(row)
         return _outcome_of(row, "skipped", reason="outside --since/--until")

@@ -52,11 +52,12 @@ def poll_once(
     for w in watched:
         with sessions() as session:
             last = IngestRuns(session).last_finished(w.source.name)
-            newest = IngestedItems(session).newest_date(w.source.name)
+            items = IngestedItems(session)
+            newest, failed = items.newest_date(w.source.name), items.oldest_failed_date(w.source.name)
         if not force and last is not None and as_utc(last.finished_at) + w.every > now():
             continue
-        # From the newest day stored (re-checked: it may have been a failure), or the lookback.
-        since = newest if newest else (now() - w.lookback).date()
+        # From the newest day stored, or the oldest that failed (retried), or the lookback.
+        since = min(d for d in (newest, failed) if d) if (newest or failed) else (now() - w.lookback).date()
         opts = dataclasses.replace(options, since=since, notifiers=tuple(n.name for n in notifiers))
         summary = ingest(w.source, client, sessions, image_root, opts, predictor=predictor, on_item=on_item)
         log.info("%s: %s, %d alerts", w.source.name, summary.counts, summary.alerts)

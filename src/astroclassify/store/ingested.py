@@ -91,6 +91,17 @@ class IngestedItems:
             out.setdefault(source, {})[status] = n
         return out
 
+    def done_keys(self, source: str) -> set[str]:
+        rows = self.session.scalars(
+            select(IngestedItem.key).where(IngestedItem.source == source, IngestedItem.status.in_(DONE))
+        )
+        return set(rows)
+
+    def oldest_failed_date(self, source: str) -> dt.date | None:
+        return self.session.scalar(
+            select(func.min(IngestedItem.date)).where(IngestedItem.source == source, IngestedItem.status == "failed")
+        )
+
     def newest_date(self, source: str) -> dt.date | None:
         return self.session.scalar(
             select(func.max(IngestedItem.date)).where(IngestedItem.source == source, IngestedItem.status.in_(DONE))
