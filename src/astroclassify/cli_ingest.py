@@ -155,6 +155,8 @@ def dataset_export(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")],
     source: Annotated[str | None, typer.Option(help="Only this source (apod, esahubble).")] = None,
     category: Annotated[str | None, typer.Option(help="Only this archive category.")] = None,
+    since: Since = None,
+    until: Until = None,
     labels: Annotated[
         str, typer.Option(help="Labels from: category (archive), feedback (web corrections), model.")
     ] = "category",
@@ -167,7 +169,14 @@ def dataset_export(
     settings = get_settings()
     with make_sessionmaker(make_engine(settings.resolved_database_url))() as session:
         n, left = export_ingested(
-            session, settings.home / "uploads", out_dir, labels=labels, source=source, category=category
+            session,
+            settings.home / "uploads",
+            out_dir,
+            labels=labels,
+            source=source,
+            category=category,
+            since=_date(since, "--since"),
+            until=_date(until, "--until"),
         )
     _out.print(f"{n} image(s) written to {out_dir}; {left} left out without a {labels} label")
 

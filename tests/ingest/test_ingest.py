@@ -244,6 +244,14 @@ def test_esahubble_categories_become_a_dataset(site, cli, tmp_path):
     assert all((out / r["file"]).is_file() and r["license"].startswith("CC BY 4.0") for r in manifest)
     check = cli("data", "check", str(out))
     assert check.returncode == 0, check.stdout + check.stderr
+    newest = cli(
+        "dataset", "export", "--out", str(tmp_path / "newest"), "--since", "2024-01-30", "--category", "galaxies"
+    )
+    assert newest.returncode == 0 and "2 image(s) written" in newest.stdout
+    no_labels = cli("dataset", "export", "--out", str(tmp_path / "fb"), "--labels", "feedback")
+    assert no_labels.returncode == 0 and "0 image(s) written" in no_labels.stdout and "7 left out" in no_labels.stdout
+    wrong = cli("dataset", "export", "--out", str(tmp_path / "x"), "--labels", "votes")
+    assert wrong.returncode == 2 and "labels must be one of category, feedback, model" in wrong.stderr
 
 
 def test_bad_arguments_get_one_line_errors(site, cli):

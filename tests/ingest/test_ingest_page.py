@@ -55,3 +55,10 @@ def test_archives_page_shows_sources_runs_alerts_and_images(site, cli):
         }
         links = re.findall(r'href="/classifications/(\d+)"', html)
         assert len(links) == 4 and httpx.get(f"{base}/classifications/{links[0]}").status_code == 200
+        fixed = httpx.post(f"{base}/api/classifications/{links[0]}/feedback", json={"label": "star_cluster"})
+        assert fixed.status_code == 200
+    # A correction made in the web app labels that archive image in a dataset export.
+    export = cli("dataset", "export", "--out", str(cli.home / "corrected"), "--labels", "feedback")
+    assert export.returncode == 0 and "1 image(s) written" in export.stdout, export.stdout + export.stderr
+    manifest = (cli.home / "corrected" / "manifest.csv").read_text().splitlines()
+    assert len(manifest) == 2 and manifest[1].split(",")[1] == "star_cluster"

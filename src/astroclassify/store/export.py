@@ -59,6 +59,8 @@ def export_ingested(
     labels: str = "category",
     source: str | None = None,
     category: str | None = None,
+    since=None,
+    until=None,
 ) -> tuple[int, int]:
     """Write ingested images as a dataset folder; returns (written, left out for want of a label).
 
@@ -71,7 +73,7 @@ def export_ingested(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise StoreError(f"{out}: output folder exists and is not empty")
-    rows = IngestedItems(session).select(source=source, category=category)
+    rows = IngestedItems(session).select(source=source, category=category, since=since, until=until)
     (out / "images").mkdir(parents=True, exist_ok=True)
     written = unlabelled = 0
     with (out / "manifest.csv").open("w", newline="") as fh:

@@ -67,7 +67,13 @@ class IngestedItems:
         return list(self.session.scalars(q))
 
     def select(
-        self, *, source: str | None = None, statuses=("stored",), category: str | None = None
+        self,
+        *,
+        source: str | None = None,
+        statuses=("stored",),
+        category: str | None = None,
+        since: dt.date | None = None,
+        until: dt.date | None = None,
     ) -> list[IngestedItem]:
         q = (
             select(IngestedItem)
@@ -78,6 +84,10 @@ class IngestedItems:
             q = q.where(IngestedItem.source == source)
         if category:
             q = q.where(IngestedItem.category == category)
+        if since:
+            q = q.where(IngestedItem.date >= since)
+        if until:
+            q = q.where(IngestedItem.date <= until)
         return list(self.session.scalars(q.order_by(IngestedItem.id)))
 
     def counts_by_source(self) -> dict[str, dict[str, int]]:
