@@ -202,6 +202,11 @@ def _ingest_one(
         row.status, row.error = "failed", str(exc)
         items.save(row)
         return _outcome_of(row, "failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a page the parser has never seen must not end the run
+        log.exception("cannot parse %s", stub.page_url)
+        row.status, row.error = "failed", f"cannot parse {stub.page_url}: {type(exc).__name__}: {exc}"
+        items.save(row)
+        return _outcome_of(row, "failed", error=row.error)
     if item.date and ((options.since and item.date < options.since) or (options.until and item.date > options.until)):
         # Listings without dates (ESA/Hubble) are filtered here, once the page gave the date.
         if options.since and item.date < options.since and hasattr(source, "note_older"):
