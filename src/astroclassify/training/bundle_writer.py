@@ -67,10 +67,7 @@ def finish_bundle(
                 "undecodable": data.table.failed,
                 "left_out_by_taxonomy": data.left_out_labels,
                 "manifest_problems": data.manifest_problems,
-                "split_rule": (
-                    f"grouped by release/object and near-duplicate pixels, stratified by dataset and label, "
-                    f"seed {cfg.seed}, test {cfg.test_frac:.0%}, val {cfg.val_frac:.0%}"
-                ),
+                "split_rule": _split_rule(cfg),
             },
         },
     )
@@ -115,3 +112,10 @@ def finish_bundle(
     bundle.save()
     log.info("temperature %.3f; test %s", temperature, {k: v["accuracy"] for k, v in metrics.get("test", {}).items()})
     return bundle
+
+
+def _split_rule(cfg) -> str:
+    rule = "grouped by release/object and near-duplicate pixels, stratified by dataset and label"
+    if cfg.splits:  # the training seed did not make this split
+        return f"{rule}; reused from `{Path(cfg.splits).name}` given with `--set splits=` (shared by ensemble members)"
+    return f"{rule}, seed {cfg.seed}, test {cfg.test_frac:.0%}, val {cfg.val_frac:.0%}"
