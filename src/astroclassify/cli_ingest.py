@@ -68,6 +68,8 @@ def ingest(
     from astroclassify.pipeline.ingest import IngestOptions
     from astroclassify.pipeline.ingest import ingest as run_ingest
 
+    if alert_below is not None and not classify:
+        raise ConfigError("--alert-below needs --classify: alerts are raised on the model's confidence")
     ctx = _context(classify, model)
     src = _source(source, ctx["client"], base_url, api or bool(count), api_url, api_key, category, size, count)
     options = IngestOptions(

@@ -260,6 +260,7 @@ def test_bad_arguments_get_one_line_errors(site, cli):
         (("ingest", "apod", "--since", "yesterday"), "--since must be a date"),
         (("ingest", "esahubble", "--category", "dogs"), "unknown ESA/Hubble categories"),
         (("watch", "--every", "sometimes", "--once"), "--every must look like"),
+        (("ingest", "apod", "--alert-below", "0.5"), "--alert-below needs --classify"),
     ):
         r = cli(*args)
         assert r.returncode == 2 and r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr
