@@ -629,7 +629,7 @@ def data_split(
 def _register_archive_commands() -> None:
     from astroclassify import cli_ingest
 
-    cli_ingest.register(app, out, err)
+    cli_ingest.register(app)
 
 
 _register_archive_commands()

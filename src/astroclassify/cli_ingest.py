@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from astroclassify.errors import ConfigError, IngestError
 
@@ -22,16 +23,15 @@ dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets from ingest
 SOURCES = ("apod", "esahubble")
 
 
-def register(app: typer.Typer, out, err) -> None:
+def register(app: typer.Typer) -> None:
     """Add the commands to the main app (kept here so cli.py stays one screen per concern)."""
     app.command()(ingest)
     app.command()(watch)
     app.add_typer(dataset_app, name="dataset")
-    global _out, _err
-    _out, _err = out, err
 
 
-_out = _err = None
+out = Console()
+err = Console(stderr=True)
 
 Since = Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD) to ingest.")]
 Until = Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD) to ingest.")]
@@ -97,7 +97,7 @@ def ingest(
         with ctx["sessions"]() as session:
             deliver_pending(session, [LogNotifier()])
     c = summary.counts
-    _err.print(
+    err.print(
         f"{source}: {c.get('stored', 0)} stored, {c.get('duplicate', 0)} duplicate, {c.get('skipped', 0)} skipped, "
         f"{c.get('failed', 0)} failed ({ctx['client'].requests_made} requests)"
     )
@@ -126,8 +126,7 @@ def watch(
     """Poll sources on a schedule, ingest and classify new images, and send alerts for unusual ones."""
     from astroclassify.pipeline.alerts import make_notifiers
     from astroclassify.pipeline.ingest import IngestOptions
-    from astroclassify.pipeline.watch import WatchedSource, poll_once
-    from astroclassify.pipeline.watch import watch as run_watch
+    from astroclassify.pipeline.watch import WatchedSource, Watcher
 
     ctx = _context(True, model)
     interval = _interval(every)
@@ -140,16 +139,25 @@ def watch(
     options = IngestOptions(
         max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes, alert_below=alert_below
     )
-    args = (watched, ctx["client"], ctx["sessions"], ctx["uploads"], options, notifiers)
+    watcher = Watcher(
+        watched,
+        ctx["client"],
+        ctx["sessions"],
+        ctx["uploads"],
+        options,
+        notifiers,
+        predictor=ctx["predictor"],
+        on_item=_printer(as_json),
+    )
     with ctx["client"]:
         if once:
-            poll_once(*args, predictor=ctx["predictor"], force=force, on_item=_printer(as_json))
+            watcher.poll_once(force=force)
             return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        _err.print(f"watching {', '.join(w.source.name for w in watched)} every {every} (Ctrl-C to stop)")
-        run_watch(*args, predictor=ctx["predictor"], stop=stop, on_item=_printer(as_json))
+        err.print(f"watching {', '.join(w.source.name for w in watched)} every {every} (Ctrl-C to stop)")
+        watcher.run(stop)
 
 
 @dataset_app.command("export")
@@ -180,7 +188,7 @@ def dataset_export(
             since=_date(since, "--since"),
             until=_date(until, "--until"),
         )
-    _out.print(f"{n} image(s) written to {out_dir}; {left} left out without a {labels} label")
+    out.print(f"{n} image(s) written to {out_dir}; {left} left out without a {labels} label")
 
 
 def _context(classify: bool, model: str) -> dict:
@@ -248,7 +256,7 @@ def _printer(as_json: bool):
         row = dataclasses.asdict(outcome)
         note = row.get("error") or row.get("reason") or ""
         label = f"{row['label']} {row['confidence']:.2f}" if row.get("confidence") is not None else ""
-        _err.print(f"{row['status']:<9} {row['date'] or row['key']:<10} {row['title'][:50]:<50} {label} {note}")
+        err.print(f"{row['status']:<9} {row['date'] or row['key']:<10} {row['title'][:50]:<50} {label} {note}")
 
     return emit
 

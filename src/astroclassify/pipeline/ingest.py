@@ -94,22 +94,21 @@ class _DedupeIndex:
     def __init__(self, rows: list[tuple[int, str, bytes | None]]) -> None:
         self.exact = {sha: item_id for item_id, sha, _ in rows}
         self.ids: list[int] = []
-        thumbs, details = [], []
+        # Preallocated and doubled when full: appending by np.vstack copied the whole index per image.
+        self.thumbs = np.zeros((max(len(rows), 64), THUMB * THUMB), np.float32)
+        self.details = np.zeros((len(self.thumbs), DETAIL * DETAIL), np.float32)
         for item_id, _, blob in rows:
             if blob:
                 t, d = unpack_fingerprint(blob, THUMB * THUMB)
-                self.ids.append(item_id)
-                thumbs.append(t)
-                details.append(d)
-        self.thumbs = np.array(thumbs, np.float32).reshape(len(thumbs), THUMB * THUMB)
-        self.details = np.array(details, np.float32).reshape(len(details), DETAIL * DETAIL)
+                self._append(item_id, t, d)
 
     def find(self, fp) -> tuple[int, str, float] | None:
         if fp.pixels_sha in self.exact:
             return self.exact[fp.pixels_sha], "exact", 1.0
-        if not self.ids:
+        n = len(self.ids)
+        if not n:
             return None
-        corr = self.thumbs @ fp.thumb
+        corr = self.thumbs[:n] @ fp.thumb
         for i in np.argsort(-corr)[:5]:
             if corr[i] < NEAR_DUPLICATE_CORR:
                 break
@@ -120,9 +119,15 @@ class _DedupeIndex:
 
     def add(self, item_id: int, fp) -> None:
         self.exact.setdefault(fp.pixels_sha, item_id)
+        self._append(item_id, fp.thumb, fp.detail)
+
+    def _append(self, item_id: int, thumb: np.ndarray, detail: np.ndarray) -> None:
+        n = len(self.ids)
+        if n == len(self.thumbs):
+            self.thumbs = np.concatenate([self.thumbs, np.zeros_like(self.thumbs)])
+            self.details = np.concatenate([self.details, np.zeros_like(self.details)])
+        self.thumbs[n], self.details[n] = thumb, detail
         self.ids.append(item_id)
-        self.thumbs = np.vstack([self.thumbs, fp.thumb[None]])
-        self.details = np.vstack([self.details, fp.detail[None]])
 
 
 def ingest(

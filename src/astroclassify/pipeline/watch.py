@@ -21,7 +21,7 @@ from astroclassify.pipeline.alerts import Notifier, deliver_pending
 from astroclassify.pipeline.ingest import IngestOptions, ItemOutcome, RunSummary, Source, ingest
 from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns, as_utc, now
 
-__all__ = ["WatchedSource", "poll_once", "watch"]
+__all__ = ["WatchedSource", "Watcher"]
 
 log = logging.getLogger(__name__)
 
@@ -35,65 +35,62 @@ class WatchedSource:
     lookback: dt.timedelta = dt.timedelta(days=7)  # first poll: how far back to start
 
 
-def poll_once(
-    watched: list[WatchedSource],
-    client,
-    sessions: sessionmaker[Session],
-    image_root: Path,
-    options: IngestOptions,
-    notifiers: list[Notifier],
-    *,
-    predictor=None,
-    force: bool = False,
-    on_item: Callable[[ItemOutcome], None] | None = None,
-) -> list[RunSummary]:
-    """Ingest every source that is due (all of them with ``force``), then deliver due alerts."""
-    summaries = []
-    for w in watched:
-        with sessions() as session:
-            last = IngestRuns(session).last_finished(w.source.name)
-            items = IngestedItems(session)
-            newest, failed = items.newest_date(w.source.name), items.oldest_failed_date(w.source.name)
-        if not force and last is not None and as_utc(last.finished_at) + w.every > now():
-            continue
-        # From the newest day stored, or the oldest that failed (retried), or the lookback.
-        since = min(d for d in (newest, failed) if d) if (newest or failed) else (now() - w.lookback).date()
-        opts = dataclasses.replace(options, since=since, notifiers=tuple(n.name for n in notifiers))
-        summary = ingest(w.source, client, sessions, image_root, opts, predictor=predictor, on_item=on_item)
-        log.info("%s: %s, %d alerts", w.source.name, summary.counts, summary.alerts)
-        summaries.append(summary)
-    with sessions() as session:
-        deliver_pending(session, notifiers)
-    return summaries
+@dataclass
+class Watcher:
+    """What a watcher polls, where it stores, whom it alerts; ``poll_once`` or ``run``."""
 
+    watched: list[WatchedSource]
+    client: object
+    sessions: sessionmaker[Session]
+    image_root: Path
+    options: IngestOptions
+    notifiers: list[Notifier]
+    predictor: object = None
+    on_item: Callable[[ItemOutcome], None] | None = None
 
-def watch(
-    watched: list[WatchedSource],
-    client,
-    sessions: sessionmaker[Session],
-    image_root: Path,
-    options: IngestOptions,
-    notifiers: list[Notifier],
-    *,
-    predictor=None,
-    stop: threading.Event | None = None,
-    on_item: Callable[[ItemOutcome], None] | None = None,
-) -> None:
-    """Poll until ``stop`` is set (the CLI sets it on SIGINT / SIGTERM)."""
-    stop = stop or threading.Event()
-    while not stop.is_set():
-        poll_once(watched, client, sessions, image_root, options, notifiers, predictor=predictor, on_item=on_item)
-        stop.wait(_seconds_until_next(watched, sessions))
+    def poll_once(self, *, force: bool = False) -> list[RunSummary]:
+        """Ingest every source that is due (all of them with ``force``), then deliver due alerts."""
+        summaries = []
+        for w in self.watched:
+            with self.sessions() as session:
+                last = IngestRuns(session).last_finished(w.source.name)
+                items = IngestedItems(session)
+                newest, failed = items.newest_date(w.source.name), items.oldest_failed_date(w.source.name)
+            if not force and last is not None and as_utc(last.finished_at) + w.every > now():
+                continue
+            # From the newest day stored, or the oldest that failed (retried), or the lookback.
+            since = min(d for d in (newest, failed) if d) if (newest or failed) else (now() - w.lookback).date()
+            opts = dataclasses.replace(self.options, since=since, notifiers=tuple(n.name for n in self.notifiers))
+            summary = ingest(
+                w.source,
+                self.client,
+                self.sessions,
+                self.image_root,
+                opts,
+                predictor=self.predictor,
+                on_item=self.on_item,
+            )
+            log.info("%s: %s, %d alerts", w.source.name, summary.counts, summary.alerts)
+            summaries.append(summary)
+        with self.sessions() as session:
+            deliver_pending(session, self.notifiers)
+        return summaries
 
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Poll until ``stop`` is set (the CLI sets it on SIGINT / SIGTERM)."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.poll_once()
+            stop.wait(self._seconds_until_next())
 
-def _seconds_until_next(watched: list[WatchedSource], sessions: sessionmaker[Session]) -> float:
-    wake = now() + dt.timedelta(seconds=MAX_SLEEP_S)
-    with sessions() as session:
-        for w in watched:
-            last = IngestRuns(session).last_finished(w.source.name)
-            if last is not None:
-                wake = min(wake, as_utc(last.finished_at) + w.every)
-        retry = Alerts(session).next_retry()
-        if retry is not None:
-            wake = min(wake, retry)
-    return max(1.0, (wake - now()).total_seconds())
+    def _seconds_until_next(self) -> float:
+        wake = now() + dt.timedelta(seconds=MAX_SLEEP_S)
+        with self.sessions() as session:
+            for w in self.watched:
+                last = IngestRuns(session).last_finished(w.source.name)
+                if last is not None:
+                    wake = min(wake, as_utc(last.finished_at) + w.every)
+            retry = Alerts(session).next_retry()
+            if retry is not None:
+                wake = min(wake, retry)
+        return max(1.0, (wake - now()).total_seconds())
