@@ -1,5 +1,6 @@
 """astroclassify: classify astronomical images, from data to calibrated ONNX predictions."""
 
+from astroclassify._version import __version__
 from astroclassify.classifier import Classifier, Prediction, load
 from astroclassify.errors import (
     AstroClassifyError,
@@ -16,7 +17,6 @@ from astroclassify.errors import (
     UnknownNameError,
 )
 
-__version__ = "0.1.0"
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs):

@@ -31,6 +31,23 @@ err = Console(stderr=True)
 log = logging.getLogger("astroclassify")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from astroclassify._version import __version__
+
+        print(f"astroclassify {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Classify astronomical images."""
+
+
 def _error(message: str) -> None:
     """One line on stderr, never wrapped (scripts grep these)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
@@ -71,18 +88,6 @@ class _Bars:
         return lambda n=1: self.progress.advance(task, n)
 
 
-def _image_files(inputs: list[Path]) -> list[Path]:
-    from astroclassify.data.dataset import IMAGE_SUFFIXES
-
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(item)  # missing or odd files are reported by the decoder, per file
-    return files
-
-
 @app.command()
 def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
@@ -95,32 +100,69 @@ def predict(
 ) -> None:
     """Classify images with calibrated confidence (ONNX Runtime; no torch needed)."""
     from astroclassify.config import get_settings
+    from astroclassify.imaging.files import find_images
     from astroclassify.inference.predictor import OnnxPredictor
 
     predictor = OnnxPredictor(model or get_settings().default_model)
-    files = _image_files(inputs)
-    if not files:
+    found = find_images(inputs)
+    if found.skipped:
+        err.print(found.skipped_summary(), markup=False, highlight=False)
+    if not found.files:
         raise AstroClassifyError("no image files found in the given folders")
     failures = 0
-    table = Table(box=None)
-    table.add_column("file", overflow="fold")  # never cut a path short
-    for column in ("label", "confidence", *predictor.labels):
-        table.add_column(column)
-    with _Bars(enabled=not as_json and len(files) > batch_size) as bars:
-        advance = bars("classifying", len(files))
+    names = _short_names(inputs, found.files)
+    table = _prediction_table(predictor.labels, names.values())
+    with _Bars(enabled=not as_json and len(found.files) > batch_size) as bars:
+        advance = bars("classifying", len(found.files))
         outcomes = []
-        for outcome in predictor.run(files, batch_size=batch_size, tta=tta):
+        for outcome in predictor.run(found.files, batch_size=batch_size, tta=tta):
             advance(1)
             if as_json:  # stream JSON lines as they come
                 failures += _emit(outcome, predictor.labels, table, as_json)
             else:
                 outcomes.append(outcome)
     for outcome in outcomes:
-        failures += _emit(outcome, predictor.labels, table, as_json)
+        failures += _emit(outcome, predictor.labels, table, as_json, names.get(outcome.source))
     if not as_json and table.row_count:
         out.print(table)
     if failures:
         raise typer.Exit(1)
+
+
+def _short_names(inputs: list[Path], files: list[Path]) -> dict[str, str]:
+    """How each file is shown in a table: its name, or its path inside the folder given.
+
+    Full paths wrap every few characters in an 80-column terminal; JSON keeps them whole.
+    Where two files would show the same short name, both keep their full path.
+    """
+    folders = [p for p in inputs if p.is_dir()]
+    short = {}
+    for f in files:
+        inside = next((f.relative_to(d) for d in folders if f.is_relative_to(d)), None)
+        short[str(f)] = (inside or Path(f.name)).as_posix()
+    clashes = {n for n in short.values() if list(short.values()).count(n) > 1}
+    return {k: (k if v in clashes else v) for k, v in short.items()}
+
+
+def _prediction_table(labels: tuple[str, ...], names) -> Table:
+    """One row per image; per-class columns only where they fit, and never a cut label.
+
+    Where the terminal is too narrow for a column per class, the runner-up class and its
+    probability replace them (a 6-class model in 80 columns).
+    """
+    file_width = min(max((len(n) for n in names), default=4), 40)
+    label_width = max(len(lb) for lb in labels)
+    full = file_width + label_width + 10 + sum(max(len(lb), 5) + 2 for lb in labels) + 8
+    table = Table(box=None)
+    table.add_column("file", overflow="fold")
+    table.add_column("label", no_wrap=True, min_width=label_width)
+    table.add_column("confidence", no_wrap=True)
+    if full <= out.width:
+        for label in labels:
+            table.add_column(label, no_wrap=True, min_width=len(label))
+    else:
+        table.add_column("runner-up", no_wrap=True, min_width=label_width + 6)
+    return table
 
 
 @app.command()
@@ -218,7 +260,7 @@ def explain(
     out.print(f"{image}: explained {result.label} ({probs}); overlay written to {target}")
 
 
-def _emit(outcome, labels, table: Table, as_json: bool) -> int:
+def _emit(outcome, labels, table: Table, as_json: bool, name: str | None = None) -> int:
     """Print one prediction (or its error); returns 1 for a failed file."""
     from astroclassify.classifier import to_prediction
 
@@ -230,10 +272,13 @@ def _emit(outcome, labels, table: Table, as_json: bool) -> int:
     pred = to_prediction(outcome.source, outcome.probabilities, labels)
     if as_json:
         print(json.dumps(pred.to_dict()), flush=True)
+        return 0
+    if len(table.columns) == 3 + len(labels):
+        cells = [f"{p:.3f}" for p in pred.probabilities.values()]
     else:
-        table.add_row(
-            pred.source, pred.label, f"{pred.confidence:.3f}", *(f"{p:.3f}" for p in pred.probabilities.values())
-        )
+        second = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[1:2]
+        cells = [f"{k} {v:.3f}" for k, v in second] or [""]
+    table.add_row(name or pred.source, pred.label, f"{pred.confidence:.3f}", *cells)
     return 0
 
 
@@ -263,10 +308,6 @@ def evaluate(
     with _Bars(enabled=not as_json) as bars:
         result = run_evaluation(predictor, data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
     m = result.metrics
-    if m["n"] == 0:
-        raise AstroClassifyError(
-            f"no images to score (excluded as seen in training: {m['excluded_seen_in_training']}, unknown labels: {m['unknown_labels']}, failed: {len(m['failed'])})"
-        )
     problems = _input_problems(m["manifest_problems"], m["failed"], m["unknown_labels"], predictor.bundle.name)
     if as_json:
         print(json.dumps(m))
@@ -636,27 +677,27 @@ _register_archive_commands()
 
 
 def main() -> None:
+    """Entry point: Typer handles usage errors (its own message, exit 2); ours print one line.
+
+    Typer runs in standalone mode, so usage errors never reach this function: they are
+    handled by whichever click Typer uses (releases from 0.22 on vendor it as
+    ``typer._click``, so catching ``click.ClickException`` here would miss them).
+    """
     try:
-        code = app(standalone_mode=False)  # without standalone mode, Exit codes are returned
-    except typer.Exit as exc:
-        code = exc.exit_code
+        app(prog_name="astroclassify")
     except AstroClassifyError as exc:
         _error(str(exc).replace("\n", " "))
-        code = 2
-    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(2)
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        code = 130
-    except __import__("click").ClickException as exc:
-        exc.show()
-        code = exc.exit_code
+        sys.exit(130)
     except Exception as exc:  # a bug: one line for users, the traceback on request
         if _debug():
             raise
         _error(
             f"internal error: {type(exc).__name__}: {exc} (set ASTROCLASSIFY_DEBUG=1 for the traceback and please report it)"
         )
-        code = 3
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(3)
 
 
 def _debug() -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from astroclassify.data.collections import resolve_data
 from astroclassify.data.dataset import Sample, load_dataset, sha256_file
 from astroclassify.data.splits import read_splits
-from astroclassify.errors import ConfigError
+from astroclassify.errors import ConfigError, DataError
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
 from astroclassify.evaluation.metrics import classification_metrics
 
@@ -106,6 +106,8 @@ def evaluate(
                 unknown[s.label] += 1
                 continue
             chosen.append(s)
+    if not chosen:
+        raise DataError(_nothing_to_score(bundle.name, split, excluded, unknown, left_out, problems))
     keys, y_true, logits, failed = [], [], [], []
     advance = progress("evaluating", len(chosen)) if progress else (lambda n=1: None)
     for sample, outcome in zip(chosen, predictor.run([s.path for s in chosen], batch_size=32, tta=tta), strict=True):
@@ -116,7 +118,9 @@ def evaluate(
         keys.append(sample.key)
         y_true.append(sample.label)
         logits.append(outcome.logits)
-    logit_arr = np.array(logits) if logits else np.zeros((0, len(model_labels)))
+    if not logits:
+        raise DataError(f"nothing to score: none of the {len(chosen)} image(s) could be decoded (first: {failed[0]})")
+    logit_arr = np.array(logits)
     temperature = bundle.temperature_for(tta)
 
     def scored(p: np.ndarray) -> np.ndarray:
@@ -144,3 +148,23 @@ def evaluate(
     metrics["failed"] = failed
     metrics["manifest_problems"] = problems
     return EvalResult(metrics, keys, y_true, probs)
+
+
+def _nothing_to_score(model: str, split: str, excluded: Counter, unknown: Counter, left_out: Counter, problems) -> str:
+    """Why no image is left to score, in one line that says what to do."""
+    why = []
+    if excluded:
+        seen = ", ".join(f"{n} in its {where} split" for where, n in sorted(excluded.items()))
+        why.append(f"{sum(excluded.values())} image(s) excluded by --split {split} ({seen})")
+    if unknown:
+        why.append(f"labels model {model!r} does not know: {dict(unknown)}")
+    if left_out:
+        why.append(f"labels the taxonomy leaves out: {dict(left_out)}")
+    if problems:
+        why.append(f"{len(problems)} manifest problem(s), first: {problems[0]}")
+    hint = (
+        "; score images the model never trained on, or pass --taxonomy to map the labels"
+        if excluded or unknown
+        else ""
+    )
+    return f"nothing to score for model {model!r}: " + ("; ".join(why) or "the datasets are empty") + hint

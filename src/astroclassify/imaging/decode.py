@@ -17,7 +17,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from astroclassify.errors import FileTooLargeError, ImageDecodeError
 
-__all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "read_image_bytes", "sniff_format"]
+__all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "has_image_signature", "read_image_bytes", "sniff_format"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,15 @@ _SIGNATURES = {
     b"GIF8": "GIF",
     b"BM": "BMP",
 }
+
+
+def has_image_signature(head: bytes) -> bool:
+    """True when the first bytes are those of an accepted format (a cheap test before decoding)."""
+    return (
+        head.startswith(_FITS_MAGIC)
+        or any(head.startswith(sig) for sig in _SIGNATURES)
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    )
 
 
 def sniff_format(data: bytes) -> str | None:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from astroclassify import __version__
+from astroclassify._version import __version__
 from astroclassify.errors import IngestError
 
 __all__ = ["FetchError", "PoliteClient", "Response"]
