@@ -18,7 +18,6 @@ from astroclassify.errors import (
 )
 
 
-
 def create_model(name: str, pretrained: bool = False, **kwargs):
     """Build a registered architecture (needs the ``train`` extra: torch)."""
     from astroclassify.models import create_model as _create

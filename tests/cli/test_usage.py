@@ -88,7 +88,9 @@ def test_evaluate_with_nothing_to_score_is_one_line(shared_data, tmp_path):
     seen = tmp_path / "seen"
     (seen / "elliptical").mkdir(parents=True)
     for r in trained:
-        (seen / "elliptical" / os.path.basename(r["file"])).write_bytes((shared_data / "gz1-sdss" / r["file"]).read_bytes())
+        (seen / "elliptical" / os.path.basename(r["file"])).write_bytes(
+            (shared_data / "gz1-sdss" / r["file"]).read_bytes()
+        )
     res = run_cli("evaluate", "--model", "morphology", "--data", str(seen), "--json")
     assert res.returncode == 2, res.stderr
     assert "3 image(s) excluded by --split auto (3 in its train split)" in res.stderr

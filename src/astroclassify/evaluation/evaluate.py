@@ -163,8 +163,6 @@ def _nothing_to_score(model: str, split: str, excluded: Counter, unknown: Counte
     if problems:
         why.append(f"{len(problems)} manifest problem(s), first: {problems[0]}")
     hint = (
-        "; score images the model never trained on, or pass --taxonomy to map the labels"
-        if excluded or unknown
-        else ""
+        "; score images the model never trained on, or pass --taxonomy to map the labels" if excluded or unknown else ""
     )
     return f"nothing to score for model {model!r}: " + ("; ".join(why) or "the datasets are empty") + hint
