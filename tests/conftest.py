@@ -80,6 +80,15 @@ def small_cnn_config(data: Path, out: Path, **overrides):
     return TrainConfig(data=(str(data),), out=str(out), **(base | overrides))
 
 
+def distinct(data: bytes, tag: object) -> bytes:
+    """The same JPEG with a tag after its end marker: decodes to the same pixels, but is another file.
+
+    The server answers a repeated upload (same bytes, model and TTA) with its first record;
+    tests that need a fresh record per upload send distinct files.
+    """
+    return data + f"astroclassify-test-{tag}".encode()
+
+
 def jpeg_bytes(arr: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=quality)

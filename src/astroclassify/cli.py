@@ -468,10 +468,14 @@ def _cross_validate(cfg, out_dir: Path) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled model name or model folder.")] = "",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Default model (bundled name or folder); every model is served.")
+    ] = "",
     tta: Annotated[
         str | None,
-        typer.Option(help="Test-time augmentation: none (fastest, the default), rot4, rot4flip, or model."),
+        typer.Option(
+            help="Test-time augmentation: model (each model's own, the default), none (fastest), rot4, rot4flip."
+        ),
     ] = None,
 ) -> None:
     """Run the web app and REST API (upload page at /, OpenAPI at /docs)."""
@@ -480,6 +484,7 @@ def serve(
     from astroclassify.config import get_settings
     from astroclassify.inference.bundle import load_bundle
     from astroclassify.web.app import create_app
+    from astroclassify.web.guard import LOOPBACK_HOSTS, is_loopback
 
     settings = get_settings()
     load_bundle(model or settings.default_model)  # fail fast with a one-line error
@@ -487,23 +492,21 @@ def serve(
         if tta not in ("none", "rot4", "rot4flip", "model"):
             raise AstroClassifyError(f"--tta must be none, rot4, rot4flip or model; got {tta!r}")
         settings = settings.model_copy(update={"serve_tta": tta})
-    if settings.require_api_key is None:  # keys are required as soon as others can connect
-        settings = settings.model_copy(update={"require_api_key": not _is_loopback(host)})
+    if not settings.allowed_hosts and not is_loopback(host):
+        # Answer to the address bound; a wildcard bind cannot know the names clients use.
+        wildcard = host in ("0.0.0.0", "::", "")
+        settings = settings.model_copy(update={"allowed_hosts": ["*"] if wildcard else [*LOOPBACK_HOSTS, host]})
+        if wildcard:
+            err.print("warning: answering any Host header; set ASTROCLASSIFY_ALLOWED_HOSTS to this server's names")
     _setup_logging(verbose=True)
-    auth = "API keys required" if settings.require_api_key else "no API key required"
+    auth = {True: "API keys required", False: "no API key required"}.get(
+        settings.require_api_key, "API keys required for clients on other machines"
+    )
     out.print(f"serving on http://{host}:{port} ({auth}; Ctrl-C to stop)")
-    uvicorn.run(create_app(settings, model=model or None), host=host, port=port, log_level="info")
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
+    # uvicorn's default would believe any X-Forwarded-For sent from this machine.
+    app_ = create_app(settings, model=model or None)
+    uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def _keys():

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
 
@@ -29,18 +29,31 @@ class Settings(BaseSettings):
     # Decoding limits: larger images are refused before their pixels are decoded.
     max_image_pixels: int = 50_000_000
     max_file_bytes: int = 64 * 1024 * 1024
-    # API keys: None = required exactly when serving on a non-loopback address.
+    # API keys: None = decided per request: required for every client not on this machine
+    # (judged by its address; see trusted_proxies). True/False: always/never.
     require_api_key: bool | None = None
-    # Requests per minute per API key (or per client address without one); 0 disables.
+    # Requests per minute per API key (or per client address without one, pages and refused
+    # requests included); 0 disables.
     rate_limit_per_minute: int = 600
-    # Test-time augmentation for web requests. "none" (one pass) is the default: twice the
-    # requests per second of the dso model's own rot4 (4 passes), for 4 of 296 images in
-    # cross-validation (docs/benchmarks.md). "model" = the model's own mode.
-    serve_tta: Literal["none", "rot4", "rot4flip", "model"] = "none"
+    # Reverse proxies (addresses, comma-separated) whose X-Forwarded-For names the client.
+    # Empty: the connecting address is the client, and X-Forwarded-For is ignored.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    # Host names the web app answers to (comma-separated; "*" for any). Empty: this machine's
+    # loopback names only, so a page elsewhere cannot reach the server by DNS rebinding.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Test-time augmentation for web requests: "model" (the default) uses each model's own
+    # mode, as `predict`, `evaluate` and the Python API do, so every way of asking gives the
+    # same answer. "none" (one pass) doubles the requests per second of a rot4 model.
+    serve_tta: Literal["none", "rot4", "rot4flip", "model"] = "model"
     # Results under this calibrated confidence are flagged as unusual (web page and API).
     low_confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
-    # Largest single upload the web API accepts (413 above it).
+    # Largest single upload the web API accepts (413 above it), and the most pixels it may
+    # decode to (after JPEG draft decoding): lower than the CLI's, because a server decodes
+    # for anyone. A 40 Mpx PNG takes about 320 MB while it is decoded.
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_pixels: int = 40_000_000
+    # Web decodes running at once (0 = one per CPU core): each may hold a full-size image.
+    max_concurrent_decodes: int = Field(default=0, ge=0)
     # Batch uploads: most files per request, and the most bytes a zip may expand to.
     batch_max_files: int = 100
     batch_max_bytes: int = 256 * 1024 * 1024
@@ -57,6 +70,13 @@ class Settings(BaseSettings):
     tcmalloc: bool = True
     # Show full tracebacks for unexpected errors (otherwise the CLI prints one line).
     debug: bool = False
+
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @cached_property
     def models_dir(self) -> Path:

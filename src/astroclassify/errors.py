@@ -15,7 +15,8 @@ Every error says what was expected, what was got, and what to do; the CLI prints
     │   ├── UnknownNameError (also KeyError)
     │   └── NotFittedError   (also AttributeError)
     └── StoreError
-        └── RecordNotFoundError (also LookupError)
+        ├── RecordNotFoundError (also LookupError)
+        └── IdempotencyKeyReusedError
 
     AstroClassifyWarning (UserWarning)
 """
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FileTooLargeError",
+    "IdempotencyKeyReusedError",
     "ImageDecodeError",
     "IngestError",
     "ModelError",
@@ -87,3 +89,7 @@ class AstroClassifyWarning(UserWarning):
 
 class RecordNotFoundError(StoreError, LookupError):
     """A stored record or API key does not exist (or is not visible to the caller): HTTP 404."""
+
+
+class IdempotencyKeyReusedError(StoreError):
+    """An ``Idempotency-Key`` came back with a different upload than the one it first named (HTTP 422)."""

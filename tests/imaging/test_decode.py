@@ -113,3 +113,88 @@ def test_letterbox_keeps_whole_image_on_black():
     assert out[32, :].min() == 255  # full width kept
     x = to_tensor_layout(out[None], (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert x.shape == (1, 3, 64, 64) and x.min() == -1.0 and x.max() == 1.0
+
+
+def test_phone_mpo_photos_decode_to_their_first_frame():
+    photo, depth = make_sky("galaxy", 120), np.zeros((120, 120, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="MPO", save_all=True, append_images=[Image.fromarray(depth)])
+    data = buf.getvalue()
+    assert sniff_format(data) == "MPO"
+    out = decode_image(data)
+    assert out.shape == (120, 120, 3) and np.abs(out.astype(int) - photo).mean() < 6  # the photo, not the depth map
+    from astroclassify.store.images import EXTENSIONS
+
+    assert EXTENSIONS["MPO"] == "jpg"
+
+
+def _fits_bytes(*hdus) -> bytes:
+    from astropy.io import fits
+
+    buf = io.BytesIO()
+    fits.HDUList(list(hdus)).writeto(buf)
+    return buf.getvalue()
+
+
+def test_fits_uses_the_first_image_hdu_not_a_table():
+    from astropy.io import fits
+
+    image = np.zeros((40, 60), np.float32)
+    image[10:20, 20:40] = 100.0
+    table = fits.BinTableHDU.from_columns([fits.Column(name="flux", format="E", array=np.arange(5, dtype=np.float32))])
+    data = _fits_bytes(fits.PrimaryHDU(), table, fits.ImageHDU(image))
+    out = decode_image(data)
+    assert out.shape == (40, 60, 3)
+    assert out[::-1][15, 30].mean() > 200 and out[::-1][0, 0].mean() < 10  # the image, flipped as DS9 shows it
+    only_table = _fits_bytes(fits.PrimaryHDU(), table)
+    with pytest.raises(ImageDecodeError, match="no image HDU .*BinTableHDU"):
+        decode_image(only_table)
+
+
+def test_fits_cubes_are_rgb_or_say_which_plane(recwarn):
+    from astropy.io import fits
+
+    from astroclassify.errors import AstroClassifyWarning
+
+    rgb = np.zeros((3, 30, 30), np.float32)
+    rgb[0, :, :10], rgb[1, :, 10:20], rgb[2, :, 20:] = 1.0, 1.0, 1.0
+    out = decode_image(_fits_bytes(fits.PrimaryHDU(rgb)))
+    assert out[0, 5, 0] > 200 and out[0, 15, 1] > 200 and out[0, 25, 2] > 200  # planes become R, G, B
+    cube = np.random.default_rng(0).normal(size=(7, 30, 30)).astype(np.float32)
+    with pytest.warns(AstroClassifyWarning, match="cube of 7 planes .*using plane 0"):
+        out = decode_image(_fits_bytes(fits.PrimaryHDU(cube)))
+    assert out.shape == (30, 30, 3)
+
+
+def test_pixel_limit_counts_the_pixels_actually_decoded():
+    """A big JPEG decoded at 1/8 scale is cheap; a PNG of the same size is not."""
+    big = Image.fromarray(make_sky("galaxy", 64)).resize((3000, 2000))
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    big.save(jpeg, format="JPEG")
+    big.save(png, format="PNG")
+    out = decode_image(jpeg.getvalue(), max_pixels=1_000_000, draft_size=224)
+    assert min(out.shape[:2]) >= 224
+    with pytest.raises(ImageDecodeError, match="3000x2000 = 6 Mpx is over the 1 Mpx limit"):
+        decode_image(png.getvalue(), max_pixels=1_000_000, draft_size=224)
+
+
+def test_a_large_transparent_png_costs_one_copy_to_decode(tmp_path):
+    """49 Mpx RGBA: decoding for the network held four full-size copies (1.1 GB); now about two."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (7000, 7000), (0, 0, 0, 0)).save(path)
+    code = f"""
+import resource
+from astroclassify.imaging.decode import decode_pil
+data = open({str(path)!r}, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+img = decode_pil(data, draft_size=224)
+print(img.size[0], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    width, extra_mb = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert 224 <= int(width) < 500
+    assert float(extra_mb) < 450  # one RGBA buffer is 196 MB; Pillow's reduce premultiplies into a second

@@ -88,7 +88,7 @@ def test_transient_faults_are_retried(site, client, fault):
         ("timeout", "Timeout", 3),
         ("html", "body is HTML although served as image/jpeg", 1),
         ("loop", "too many redirects", 6),
-        ("huge", "Content-Length 2147 MB is over the 67 MB limit", 1),
+        ("huge", "Content-Length 2 GiB is over the 64 MiB limit", 1),
     ],
 )
 def test_persistent_faults_fail_with_a_clear_error(site, client, fault, message, requests):
@@ -102,7 +102,10 @@ def test_persistent_faults_fail_with_a_clear_error(site, client, fault, message,
 
 
 def test_body_over_the_limit_while_streaming(site, tmp_path):
-    with PoliteClient(min_interval=0, max_bytes=1000) as c, pytest.raises(FetchError, match="over the 0 MB limit"):
+    with (
+        PoliteClient(min_interval=0, max_bytes=1000) as c,
+        pytest.raises(FetchError, match="over the 1000 bytes limit"),
+    ):
         c.get_image(f"{site.url}/apod/image/2006/OrionMountains_Tabbush_960.jpg")
 
 

@@ -57,7 +57,7 @@ def test_apod_html_with_every_fault_then_resume(site, cli):
         day(4): "RemoteProtocolError",
         day(5): "body is HTML",
         day(6): "too many redirects",
-        day(7): "Content-Length 2147 MB",
+        day(7): "Content-Length 2 GiB",
         day(8): "truncated",
         page_500: "HTTP 500",
     }

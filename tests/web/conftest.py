@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,12 +19,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_process(env: dict[str, str] | None = None):
+def serve_process(env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    """A server with its own home, unless ``env`` names one.
+
+    Module-scoped servers start before the per-test settings fixture, so they must not
+    inherit ASTROCLASSIFY_HOME from the environment (it would be the developer's own).
+    """
     port = free_port()
     exe = Path(sys.executable).with_name("astroclassify")
+    own_home = tempfile.TemporaryDirectory(prefix="astroclassify-serve-")
+    env = {"ASTROCLASSIFY_HOME": own_home.name, **(env or {})}
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env={**os.environ, **(env or {})},
+        [str(exe), "serve", "--port", str(port), *args],
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -42,3 +50,4 @@ def serve_process(env: dict[str, str] | None = None):
         proc.terminate()
         proc.wait(timeout=20)
         proc.stdout.close()
+        own_home.cleanup()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.evaluation.calibration import reliability_bins, softmax
+from astroclassify.sizes import format_bytes
 
 __all__ = ["write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
 
@@ -172,7 +173,7 @@ def write_model_card(bundle) -> Path:
             if meta.get("explainable")
             else []
         ),
-        f"- `model.onnx`: {bundle.onnx_path.stat().st_size / 1e6:.1f} MB, weights stored as float16 "
+        f"- `model.onnx`: {format_bytes(bundle.onnx_path.stat().st_size)}, weights stored as float16 "
         "(half the float32 size) and widened to float32 when loaded, where ONNX Runtime's CPU kernels are fastest",
         f"- Trained in {tr.get('seconds', '?')} s on {tr.get('threads', '?')} CPU threads "
         f"(torch {tr.get('torch', '?')}), best epoch {tr.get('best_epoch', '?')}",

@@ -15,13 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from astroclassify.errors import FileTooLargeError, ImageDecodeError
+from astroclassify.errors import AstroClassifyWarning, FileTooLargeError, ImageDecodeError
+from astroclassify.sizes import format_bytes
 
 __all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "has_image_signature", "read_image_bytes", "sniff_format"]
 
 log = logging.getLogger(__name__)
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF", "FITS"})
+# MPO is the multi-picture JPEG of phone cameras (stereo, depth): its first frame is the photo.
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", "FITS"})
+DRAFTABLE = frozenset({"JPEG", "MPO"})
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -80,12 +83,12 @@ def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX
         if path.is_dir():
             raise ImageDecodeError(f"{name}: is a directory, expected an image file")
         if size > max_bytes:
-            raise FileTooLargeError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+            raise FileTooLargeError(f"{name}: file is {format_bytes(size)}, over the {format_bytes(max_bytes)} limit")
         data = path.read_bytes()
     if not data:
         raise ImageDecodeError(f"{name}: file is empty")
     if len(data) > max_bytes:
-        raise FileTooLargeError(f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit")
+        raise FileTooLargeError(f"{name}: {format_bytes(len(data))} is over the {format_bytes(max_bytes)} limit")
     return data
 
 
@@ -147,18 +150,22 @@ def decode_pil(
         width, height = img.size
         if width <= 0 or height <= 0:
             raise ImageDecodeError(f"{name}: image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
+        if draft_size and img.format in DRAFTABLE:
+            img.draft("RGB", (draft_size, draft_size))  # DCT scaling: fewer pixels are ever decoded
+        # The limit is on what gets decoded: a 50 Mpx phone JPEG decoded at 1/8 scale is cheap,
+        # a 50 Mpx PNG is not. Checked from the header, before any pixel is decoded.
+        decoded = img.size[0] * img.size[1]
+        if decoded > max_pixels:
             raise ImageDecodeError(
                 f"{name}: {width}x{height} = {width * height / 1e6:.0f} Mpx is over the "
                 f"{max_pixels / 1e6:.0f} Mpx limit (possible decompression bomb)"
             )
-        if draft_size and img.format == "JPEG":
-            img.draft("RGB", (draft_size, draft_size))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pillow warns about odd EXIF/ICC chunks
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                img = _reduce(img, draft_size)
+                ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
                 rgb = _to_rgb(img)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             reason = "truncated" if "truncated" in str(exc) else f"corrupt ({exc})"
@@ -166,32 +173,58 @@ def decode_pil(
     return rgb
 
 
+def _reduce(img: Image.Image, draft_size: int | None) -> Image.Image:
+    """Shrink by a whole factor while both sides stay >= ``draft_size`` (what ``draft`` does for JPEG).
+
+    Done before any conversion, so a large PNG costs one full-size buffer (its decode), not
+    four (an EXIF-transposed copy, an RGBA copy, a black canvas and the composite).
+    """
+    factor = min(img.size) // draft_size if draft_size else 1
+    if factor < 2:
+        return img
+    try:
+        return img.reduce(factor)
+    except ValueError:  # a mode reduce() does not support (P, 1): convert after all
+        return img
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited on black sky."""
     if img.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
         return Image.fromarray(_stretch_to_rgb(np.asarray(img, dtype=np.float64)))
     if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(black, rgba)
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size)  # black sky; alpha-weighted paste = compositing on black
+        canvas.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        return canvas
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Render the first image HDU of a FITS file with an asinh stretch (astronomy's usual view)."""
+    """Render a FITS file's first image HDU with an asinh stretch (astronomy's usual view).
+
+    Tables (``BinTableHDU``, ``TableHDU``) are skipped, whatever their position. A cube of 3
+    (or 4) planes is read as RGB; any other cube shows its first plane, with a warning saying so.
+    """
     from astropy.io import fits  # imported lazily: only FITS users pay for astropy
 
+    image_hdus = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(io.BytesIO(data), memmap=False) as hdul:
-                hdu = next((h for h in hdul if getattr(h, "data", None) is not None), None)
-                if hdu is None:
-                    raise ImageDecodeError(f"{name}: FITS file has no image data")
+                found = next(
+                    ((i, h) for i, h in enumerate(hdul) if isinstance(h, image_hdus) and len(h.shape or ()) >= 2),
+                    None,
+                )
+                if found is None:
+                    kinds = ", ".join(type(h).__name__ for h in hdul)
+                    raise ImageDecodeError(f"{name}: FITS file has no image HDU with 2 or more axes ({kinds})")
+                index, hdu = found
                 shape = hdu.shape
-                if len(shape) < 2 or int(np.prod(shape[-2:])) > max_pixels:
+                if int(np.prod(shape[-2:])) > max_pixels:
                     raise ImageDecodeError(
-                        f"{name}: FITS image shape {shape} is not a 2-D image within {max_pixels / 1e6:.0f} Mpx"
+                        f"{name}: FITS image shape {shape} is over the {max_pixels / 1e6:.0f} Mpx limit"
                     )
                 arr = np.asarray(hdu.data, dtype=np.float64)
     except ImageDecodeError:
@@ -201,6 +234,12 @@ def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[0] in (3, 4):  # (C, H, W) colour cube
         arr = np.moveaxis(arr[:3], 0, -1)
     elif arr.ndim > 2:
+        planes = int(np.prod(arr.shape[:-2]))
+        warnings.warn(
+            f"{name}: HDU {index} is a cube of {planes} planes {shape}; using plane 0 (3-plane cubes are read as RGB)",
+            AstroClassifyWarning,
+            stacklevel=4,
+        )
         arr = arr.reshape(-1, *arr.shape[-2:])[0]
     # FITS rows run bottom-up; flip so the image looks as in a viewer such as DS9.
     return _stretch_to_rgb(arr[::-1].copy())

@@ -16,7 +16,7 @@ from pathlib import Path
 from astroclassify.config import get_settings
 from astroclassify.errors import ModelError, UnknownNameError
 
-__all__ = ["Bundle", "bundled_names", "is_packaged", "load_bundle", "resolve_bundle"]
+__all__ = ["Bundle", "ModelEntry", "available_models", "bundled_names", "is_packaged", "load_bundle", "resolve_bundle"]
 
 BUNDLE_VERSION = 1
 
@@ -75,6 +75,33 @@ def is_packaged(path: Path) -> bool:
 def bundled_names() -> list[str]:
     root = resources.files("astroclassify") / "bundled"
     return sorted(p.name for p in root.iterdir() if (p / "model.json").is_file())
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model that can be used by name: bundled with the package or saved under the user's models."""
+
+    name: str
+    path: Path
+    where: str  # "bundled" | "user"
+
+
+def available_models(models_dir: Path | None = None) -> list[ModelEntry]:
+    """Every model usable by name, sorted; a user model shadows a bundled one of the same name.
+
+    Parameters
+    ----------
+    models_dir : Path, optional
+        Folder of user models (``<name>/model.json``); default: ``$ASTROCLASSIFY_HOME/models``.
+    """
+    models_dir = get_settings().models_dir if models_dir is None else models_dir
+    root = resources.files("astroclassify") / "bundled"
+    found = {n: ModelEntry(n, Path(str(root / n)), "bundled") for n in bundled_names()}
+    if models_dir.is_dir():
+        for p in sorted(models_dir.iterdir()):
+            if (p / "model.json").is_file():
+                found[p.name] = ModelEntry(p.name, p, "user")
+    return [found[n] for n in sorted(found)]
 
 
 def resolve_bundle(name_or_path: str | Path) -> Path:

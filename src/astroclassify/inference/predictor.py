@@ -98,13 +98,20 @@ class Explanation:
 
 
 class OnnxPredictor:
-    def __init__(self, bundle: Bundle | str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle | str | Path,
+        *,
+        threads: int | None = None,
+        max_pixels: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         settings = get_settings()
-        self.max_pixels = settings.max_image_pixels
-        self.max_bytes = settings.max_file_bytes
+        self.max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
+        self.max_bytes = settings.max_file_bytes if max_bytes is None else max_bytes
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.inference_threads if threads is None else threads
         opts.inter_op_num_threads = 1

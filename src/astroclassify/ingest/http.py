@@ -37,6 +37,7 @@ import httpx
 
 from astroclassify._version import __version__
 from astroclassify.errors import IngestError
+from astroclassify.sizes import format_bytes
 
 __all__ = ["FetchError", "PoliteClient", "Response"]
 
@@ -252,7 +253,7 @@ class PoliteClient:
             declared = r.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes and r.status_code == 200:
                 raise FetchError(
-                    f"{url}: Content-Length {int(declared) / 1e6:.0f} MB is over the {self.max_bytes / 1e6:.0f} MB limit",
+                    f"{url}: Content-Length {format_bytes(int(declared))} is over the {format_bytes(self.max_bytes)} limit",
                     url=url,
                     status=r.status_code,
                 )
@@ -261,7 +262,7 @@ class PoliteClient:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise FetchError(
-                        f"{url}: body is over the {self.max_bytes / 1e6:.0f} MB limit", url=url, status=r.status_code
+                        f"{url}: body is over the {format_bytes(self.max_bytes)} limit", url=url, status=r.status_code
                     )
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout(f"body not complete within {self.timeout:.0f} s")

@@ -10,12 +10,13 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from astroclassify.errors import RecordNotFoundError, StoreError
-from astroclassify.store.tables import ApiKey, Classification, Feedback
+from astroclassify.errors import IdempotencyKeyReusedError, RecordNotFoundError, StoreError
+from astroclassify.store.tables import ApiKey, Classification, Feedback, IdempotencyKey, IngestedItem
 
-__all__ = ["ApiKeys", "ClassificationQuery", "Classifications", "new_classification"]
+__all__ = ["ApiKeys", "ClassificationQuery", "Classifications", "new_classification", "stored_names"]
 
 SORTS = {
     "newest": Classification.id.desc(),
@@ -47,13 +48,15 @@ def new_classification(
     model_name: str,
     model_version: str,
     owner: str | None = None,
+    tta: str | None = None,
+    sha256: str | None = None,
 ) -> Classification:
     """A Classification row for one stored image and the model's probabilities (not yet added)."""
     best = int(probabilities.argmax())
     return Classification(
         filename=filename[:255],
         stored_name=stored_name,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
         image_format=image_format,
         label=labels[best],
         confidence=float(probabilities[best]),
@@ -61,7 +64,15 @@ def new_classification(
         model_name=model_name,
         model_version=model_version,
         owner=owner,
+        tta=tta,
     )
+
+
+def stored_names(session: Session) -> set[str]:
+    """Every file name the image store holds on behalf of a record (uploads and ingested images)."""
+    names = set(session.scalars(select(Classification.stored_name)))
+    names |= set(session.scalars(select(IngestedItem.stored_name).where(IngestedItem.stored_name.is_not(None))))
+    return names
 
 
 class Classifications:
@@ -72,6 +83,78 @@ class Classifications:
         self.session.add(record)
         self.session.commit()
         return record
+
+    def earlier_answer(
+        self,
+        sha256: str,
+        *,
+        owner: str | None,
+        model_name: str,
+        model_version: str,
+        tta: str,
+        idempotency_key: str | None = None,
+    ) -> Classification | None:
+        """The record an upload repeats, if any: by its ``Idempotency-Key``, else by its bytes.
+
+        The same bytes answered by the same model version with the same TTA get the same
+        answer, so the first record is returned rather than a copy made. A key that comes back
+        with other bytes is refused: it names a different request.
+        """
+        if idempotency_key:
+            known = self.session.scalar(
+                select(IdempotencyKey).where(
+                    IdempotencyKey.owner == (owner or ""), IdempotencyKey.key == idempotency_key
+                )
+            )
+            if known is not None:
+                if known.sha256 != sha256:
+                    raise IdempotencyKeyReusedError(
+                        f"Idempotency-Key {idempotency_key!r} was first sent with a different file; use a new key"
+                    )
+                return self.get(known.classification_id)
+        same = [
+            Classification.sha256 == sha256,
+            Classification.model_name == model_name,
+            Classification.model_version == model_version,
+            Classification.tta == tta,
+            Classification.owner.is_(None) if owner is None else Classification.owner == owner,
+        ]
+        return self.session.scalar(
+            select(Classification)
+            .options(selectinload(Classification.feedback))
+            .where(*same)
+            .order_by(Classification.id)
+            .limit(1)
+        )
+
+    def record(self, row: Classification, *, idempotency_key: str | None = None) -> tuple[Classification, bool]:
+        """Add ``row`` (and its idempotency key) in one transaction; returns (record, created).
+
+        Two requests racing with one key: the loser's row is rolled back and the winner's
+        record returned (``created`` False), so the caller can remove the loser's file.
+        """
+        self.session.add(row)
+        if idempotency_key:
+            self.session.flush()
+            self.session.add(
+                IdempotencyKey(owner=row.owner or "", key=idempotency_key, sha256=row.sha256, classification_id=row.id)
+            )
+        try:
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            winner = self.earlier_answer(
+                row.sha256,
+                owner=row.owner,
+                model_name=row.model_name,
+                model_version=row.model_version,
+                tta=row.tta or "",
+                idempotency_key=idempotency_key,
+            )
+            if winner is None:
+                raise
+            return winner, False
+        return row, True
 
     def get(self, record_id: int, *, owner: str | None = None) -> Classification:
         record = self.session.scalar(
@@ -92,6 +175,7 @@ class Classifications:
         total = self.session.scalar(select(func.count()).select_from(Classification).where(*where)) or 0
         rows = self.session.scalars(
             select(Classification)
+            .options(selectinload(Classification.feedback))
             .where(*where)
             .order_by(SORTS[q.sort])
             .limit(q.per_page)
@@ -123,8 +207,8 @@ class ApiKeys:
     def create(self, name: str) -> tuple[ApiKey, str]:
         if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
             raise StoreError(f"key name {name!r} must be 1-64 letters, digits or _.@-")
-        if self.session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
-            raise StoreError(f"a key named {name!r} already exists; revoke it or choose another name")
+        if self._active(name) is not None:
+            raise StoreError(f"a key named {name!r} is in use; revoke it first or choose another name")
         prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
         key = f"ac_{prefix}_{secret}"
         record = ApiKey(name=name, prefix=prefix, key_hash=hashlib.sha256(key.encode()).hexdigest())
@@ -145,13 +229,17 @@ class ApiKeys:
         return None
 
     def revoke(self, name: str) -> ApiKey:
-        record = self.session.scalar(select(ApiKey).where(ApiKey.name == name))
+        record = self._active(name)
         if record is None:
+            if self.session.scalar(select(ApiKey).where(ApiKey.name == name).limit(1)) is not None:
+                raise RecordNotFoundError(f"API key {name!r} is already revoked")
             raise RecordNotFoundError(f"API key {name!r} not found")
-        if record.revoked_at is None:
-            record.revoked_at = dt.datetime.now(dt.UTC)
-            self.session.commit()
+        record.revoked_at = dt.datetime.now(dt.UTC)
+        self.session.commit()
         return record
+
+    def _active(self, name: str) -> ApiKey | None:
+        return self.session.scalar(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)))
 
     def all(self) -> list[ApiKey]:
         return list(self.session.scalars(select(ApiKey).order_by(ApiKey.id)))

@@ -10,16 +10,28 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Alert", "AlertDelivery", "ApiKey", "Base", "Classification", "Feedback", "IngestRun", "IngestedItem"]
+__all__ = [
+    "Alert",
+    "AlertDelivery",
+    "ApiKey",
+    "Base",
+    "Classification",
+    "Feedback",
+    "IdempotencyKey",
+    "IngestRun",
+    "IngestedItem",
+]
 
 
 class Base(DeclarativeBase):
@@ -43,6 +55,8 @@ class Classification(Base):
     model_name: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str] = mapped_column(String(32))
     owner: Mapped[str | None] = mapped_column(String(64), index=True, default=None)  # API key id, if any
+    # Test-time augmentation the answer was computed with (none, rot4, rot4flip); NULL before 0.2.
+    tta: Mapped[str | None] = mapped_column(String(16), default=None)
 
     feedback: Mapped[list[Feedback]] = relationship(back_populates="classification", order_by="Feedback.id")
 
@@ -62,16 +76,47 @@ class Feedback(Base):
 
 
 class ApiKey(Base):
-    """An API key: only its SHA-256 is stored; the key itself is shown once at creation."""
+    """An API key: only its SHA-256 is stored; the key itself is shown once at creation.
+
+    A name is unique among keys in use; a revoked key keeps its name, which a new key may take.
+    """
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        Index(
+            "ux_api_keys_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(16), index=True)  # public part, for lookup
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a client sent with an upload, and the record it created.
+
+    A retried request (after a dropped connection) with the same key gets that record back
+    instead of creating a second one. ``owner`` is ``""`` for anonymous use, so the unique
+    constraint also holds there (SQL treats NULLs as all different).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("owner", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the upload: the same key with other bytes is refused
+    classification_id: Mapped[int] = mapped_column(ForeignKey("classifications.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
 
 
 class IngestedItem(Base):

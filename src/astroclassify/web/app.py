@@ -2,97 +2,166 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from astroclassify._version import __version__
 from astroclassify.config import Settings, get_settings
 from astroclassify.errors import (
     AstroClassifyError,
     FileTooLargeError,
+    IdempotencyKeyReusedError,
     ImageDecodeError,
     ModelError,
     RecordNotFoundError,
     UnknownNameError,
 )
+from astroclassify.web.guard import RequestGuard
 from astroclassify.web.ratelimit import RateLimiter
-from astroclassify.web.routers import api, pages
+from astroclassify.web.routers import api, docs, health, pages
 
-__all__ = ["create_app"]
+__all__ = ["SafeJSONResponse", "create_app"]
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that survives any text: a lone surrogate (``"a\\ud800b"``) is written escaped.
+
+    Starlette encodes with ``ensure_ascii=False`` and then UTF-8, which fails on a lone
+    surrogate from a client's own input and turned a 422 into a plain-text 500.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def create_app(settings: Settings | None = None, model: str | None = None) -> FastAPI:
+    """The web app and REST API, for one installation's settings.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Default: read from the environment now.
+    model : str, optional
+        The model used when a request names none (default: ``settings.default_model``).
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from astroclassify.inference.predictor import OnnxPredictor
+        from astroclassify.inference.pool import PredictorPool
         from astroclassify.store.db import make_engine, make_sessionmaker
+        from astroclassify.store.images import sweep_orphans
+        from astroclassify.store.repository import stored_names
 
         # Loaded once per process: per request only decoding and resizing remain.
-        app.state.predictor = OnnxPredictor(model or settings.default_model)
+        app.state.pool = PredictorPool(
+            model or settings.default_model,
+            models_dir=settings.models_dir,
+            threads=settings.inference_threads or None,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.max_file_bytes,
+        )
         settings.home.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         app.state.sessions = make_sessionmaker(engine)
         app.state.uploads = settings.home / "uploads"
-        log.info("serving model %s, database %s", app.state.predictor.bundle.name, engine.url)
+        with app.state.sessions() as session:  # uploads saved before a crash, never committed
+            sweep_orphans(app.state.uploads, stored_names(session))
+        log.info(
+            "serving models %s (default %s), database %s",
+            [e.name for e in app.state.pool.entries()],
+            app.state.pool.default,
+            engine.url,
+        )
         yield
         engine.dispose()
 
-    app = FastAPI(title="astroclassify", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="astroclassify",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # served from the package (routers/docs.py): no CDN
+        redoc_url=None,
+        default_response_class=SafeJSONResponse,
+    )
     app.state.settings = settings
-    app.state.require_key = bool(settings.require_api_key)
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.decode_slots = threading.BoundedSemaphore(settings.max_concurrent_decodes or os.cpu_count() or 1)
+    app.add_middleware(RequestGuard, settings=settings, limiter=app.state.limiter)
+    app.mount(
+        "/static/apidocs", StaticFiles(directory=docs.ASSETS), name="apidocs"
+    )  # before /static, which would shadow it
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(pages.router)
-    app.include_router(api.router)
-
-    @app.exception_handler(AstroClassifyError)
-    async def _errors(request: Request, exc: AstroClassifyError) -> JSONResponse:
-        if isinstance(exc, FileTooLargeError):
-            status = 413
-        elif isinstance(exc, ImageDecodeError):
-            status = 422
-        elif isinstance(exc, UnknownNameError | RecordNotFoundError):
-            status = 404
-        elif isinstance(exc, ModelError):
-            status = 500
-        else:
-            status = 400
-        return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=status)
-
-    # Every error, ours or the framework's, has one shape: {"error": {"type", "message"}}.
-    @app.exception_handler(HTTPException)
-    async def _http_errors(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"type": "HTTPError", "message": str(exc.detail)}},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_errors(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return JSONResponse(
-            {"error": {"type": "ValidationError", "message": message, "details": jsonable(exc.errors())}},
-            status_code=422,
-        )
-
+    for router in (pages.router, api.router, api.seed_router, health.router, docs.router):
+        app.include_router(router)
+    _add_error_handlers(app)
     return app
 
 
-def jsonable(errors: list) -> list:
-    from fastapi.encoders import jsonable_encoder
+def _status(exc: AstroClassifyError) -> int:
+    if isinstance(exc, FileTooLargeError):
+        return 413
+    if isinstance(exc, ImageDecodeError | IdempotencyKeyReusedError):
+        return 422
+    if isinstance(exc, UnknownNameError | RecordNotFoundError):
+        return 404
+    if isinstance(exc, ModelError):
+        return 500
+    return 400
 
-    return jsonable_encoder(errors, custom_encoder={bytes: lambda b: f"<{len(b)} bytes>"})
+
+def _error(status: int, kind: str, message: str, headers=None, **extra) -> SafeJSONResponse:
+    return SafeJSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
+
+
+def _wants_page(request: Request) -> bool:
+    """A person's browser asking for a page (not the API, not a script)."""
+    return not request.url.path.startswith(("/api/", "/static/")) and "text/html" in request.headers.get("accept", "")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error, ours or the framework's, has one shape: ``{"error": {"type", "message"}}``.
+
+    A browser asking for a missing page gets that page's HTML instead of raw JSON.
+    """
+
+    @app.exception_handler(AstroClassifyError)
+    async def _ours(request: Request, exc: AstroClassifyError) -> Response:
+        status = _status(exc)
+        if status == 404 and _wants_page(request):
+            return pages.error_page(request, status, str(exc))
+        return _error(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code in (403, 404) and _wants_page(request):
+            return pages.error_page(request, exc.status_code, str(exc.detail), headers=exc.headers)
+        return _error(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # The client's input is not echoed back: it may be huge, binary or not even valid text.
+        details = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+        first = details[0] if details else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return _error(422, "ValidationError", message, details=details)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "InternalError", "internal server error; the server log has the details")

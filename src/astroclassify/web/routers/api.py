@@ -1,103 +1,77 @@
-"""JSON API: classify uploads, browse stored classifications, take feedback, describe the model.
+"""JSON API: classify uploads, browse stored classifications, take feedback, describe the models.
 
 Routes are plain ``def``: decoding and inference are CPU work, which FastAPI runs in its
-thread pool instead of blocking the event loop.
+thread pool instead of blocking the event loop. Who may call what, and how large a body may
+be, was settled by ``web.guard.RequestGuard`` before any of this runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
-import io
 import shutil
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, HTTPException, Query, Request, Response, UploadFile
+import numpy as np
+from fastapi import APIRouter, BackgroundTasks, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
 
 from astroclassify.config import Settings
-from astroclassify.errors import FileTooLargeError, ImageDecodeError
+from astroclassify.errors import FileTooLargeError, ImageDecodeError, RecordNotFoundError, UnknownNameError
 from astroclassify.imaging.decode import sniff_format
+from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.store.export import export_feedback
-from astroclassify.store.images import derived_image, save_image, stored_path
+from astroclassify.store.images import MEDIA_TYPES, derived_image, existing_file, save_image
 from astroclassify.store.repository import Classifications, new_classification
-from astroclassify.store.tables import Classification as ClassificationRow
+from astroclassify.store.tables import Classification
 from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     ClassificationQueryDep,
     CurrentUser,
-    PredictorDep,
+    DecodeSlotsDep,
+    PoolDep,
     RecordId,
     SessionDep,
     SettingsDep,
 )
+from astroclassify.web.schemas import (
+    BatchItem,
+    BatchResult,
+    ClassificationOut,
+    ClassificationPage,
+    CreditOut,
+    FeedbackIn,
+    FeedbackOut,
+    ModelInfo,
+)
+from astroclassify.web.uploads import batch_entries, count_batch_entries, read_upload
 
-router = APIRouter(tags=["api"])
+__all__ = ["classification_out", "router", "seed_router"]
 
+router = APIRouter(prefix="/api", tags=["api"])
+seed_router = APIRouter(include_in_schema=False)  # the seed tool's form endpoint, /predict
 
-class FeedbackOut(BaseModel):
-    label: str
-    comment: str
-    created_at: dt.datetime
+BATCH_CHUNK = 16  # images decoded and held before one inference call
 
-
-class CreditOut(BaseModel):
-    archive: str
-    id: str
-    text: str
-    url: str
-    license: str
-
-
-class Classification(BaseModel):
-    id: int
-    file: str
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    model: str
-    model_version: str
-    low_confidence: bool = Field(description="Confidence under the server's threshold: treat the label with care.")
-    anomaly_score: float | None = Field(default=None, description="Not computed by this model yet.")
-    explanation_url: str = Field(description="Grad-CAM overlay of this image (PNG).")
-    credit: CreditOut | None = Field(default=None, description="Archive credit when the file name is a known id.")
-    created_at: dt.datetime | None = None
-    feedback: list[FeedbackOut] = []
+ModelField = Annotated[str | None, Form(alias="model", description="Model to use (see /api/models).")]
+ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model to use (see /api/models).")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=255,
+        description="Send the same key when retrying an upload: the first request's record comes back instead of a second one.",
+    ),
+]
 
 
-class ClassificationPage(BaseModel):
-    items: list[Classification]
-    total: int
-    page: int
-    per_page: int
-
-
-class FeedbackIn(BaseModel):
-    label: str = Field(min_length=1, max_length=64)
-    comment: str = Field(default="", max_length=2000)
-
-
-class ModelInfo(BaseModel):
-    name: str
-    version: str
-    arch: str
-    labels: list[str]
-    image_size: int
-    temperature: float
-    tta: str = Field(description="Test-time augmentation this server applies.")
-    explainable: bool = Field(description="Whether the model returns Grad-CAM maps.")
-    metrics: dict
-
-
-def _out(row: ClassificationRow, settings: Settings, session, with_feedback: bool = False) -> Classification:
+def classification_out(
+    row: Classification, settings: Settings, session, *, with_feedback: bool = False, already_stored: bool = False
+) -> ClassificationOut:
     credit = record_credit(session, row)
-    return Classification(
+    return ClassificationOut(
         id=row.id,
         file=row.filename,
         label=row.label,
@@ -105,8 +79,12 @@ def _out(row: ClassificationRow, settings: Settings, session, with_feedback: boo
         probabilities=row.probabilities,
         model=row.model_name,
         model_version=row.model_version,
+        tta=row.tta,
         low_confidence=row.confidence < settings.low_confidence_threshold,
+        corrected_label=row.feedback[-1].label if row.feedback else None,
+        already_stored=already_stored,
         explanation_url=f"/api/classifications/{row.id}/explanation.png",
+        image_url=f"/api/classifications/{row.id}/image",
         credit=CreditOut(**dataclasses.asdict(credit)) if credit else None,
         created_at=row.created_at,
         feedback=[FeedbackOut(label=f.label, comment=f.comment, created_at=f.created_at) for f in row.feedback]
@@ -115,146 +93,154 @@ def _out(row: ClassificationRow, settings: Settings, session, with_feedback: boo
     )
 
 
-def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    data = upload.file.read(limit + 1)
-    if len(data) > limit:
-        raise FileTooLargeError(f"{upload.filename or 'upload'}: upload is over the {limit / 1e6:.0f} MB limit")
-    return data
+def _serving_tta(settings: Settings, predictor: OnnxPredictor) -> str:
+    return settings.tta_override or predictor.bundle.tta
 
 
-def _store(request: Request, session, predictor, name: str, data: bytes, probs, owner: str | None) -> Classification:
-    """Save the upload under a generated name and record the model's answer."""
-    fmt = sniff_format(data) or "unknown"
+def _new_row(predictor: OnnxPredictor, tta: str, name: str, stored_name: str, sha: str, fmt: str, probs, owner):
     b = predictor.bundle
-    row = new_classification(
+    return new_classification(
         filename=name,
-        stored_name=save_image(data, fmt, request.app.state.uploads),
-        data=data,
+        stored_name=stored_name,
+        data=b"",
+        sha256=sha,
         image_format=fmt,
         labels=predictor.labels,
         probabilities=probs,
         model_name=b.name,
         model_version=b.version,
         owner=owner,
+        tta=tta,
     )
-    return _out(Classifications(session).add(row), request.app.state.settings, session)
 
 
-@router.post("/api/classify", response_model=Classification)
-@router.post("/predict", response_model=Classification, include_in_schema=False)  # the seed tool's form endpoint
+def _keep(request: Request, session, row: Classification, key: str | None) -> tuple[Classification, bool]:
+    """Commit the record; when another request won the race for its key, drop this one's file."""
+    record, created = Classifications(session).record(row, idempotency_key=key)
+    if not created:
+        (request.app.state.uploads / row.stored_name).unlink(missing_ok=True)
+    return record, created
+
+
+@router.post("/classify", response_model=ClassificationOut)
+@seed_router.post("/predict", response_model=ClassificationOut)
 def classify(
     request: Request,
     response: Response,
-    predictor: PredictorDep,
+    pool: PoolDep,
     session: SessionDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
     owner: CurrentUser,
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
-) -> Classification:
-    """Classify one image (multipart field ``image``), store it and its answer, return the record."""
-    settings = request.app.state.settings
-    data = _read_limited(image, settings.max_upload_bytes)
+    model: ModelField = None,
+    model_query: ModelQuery = None,
+    idempotency_key: IdempotencyKey = None,
+) -> ClassificationOut:
+    """Classify one image (multipart field ``image``), store it and its answer, return the record.
+
+    Choose the model with a ``model`` form field or query parameter. An upload that repeats
+    an earlier one (same ``Idempotency-Key``, or the same bytes, model and TTA) returns the
+    earlier record with ``already_stored: true``.
+    """
+    predictor = pool.get(model or model_query)
+    tta = _serving_tta(settings, predictor)
+    data = read_upload(image, settings.max_upload_bytes)
     name = image.filename or "upload"
+    sha = hashlib.sha256(data).hexdigest()
+    repo = Classifications(session)
+    b = predictor.bundle
+    earlier = repo.earlier_answer(
+        sha, owner=owner, model_name=b.name, model_version=b.version, tta=tta, idempotency_key=idempotency_key
+    )
+    if earlier is not None:
+        return classification_out(earlier, settings, session, already_stored=True)
     t0 = time.perf_counter()
     try:
-        pixels = predictor.prepare(data)
+        with slots:
+            pixels = predictor.prepare(data)
     except ImageDecodeError as exc:
-        raise ImageDecodeError(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
+        raise type(exc)(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
     t1 = time.perf_counter()
-    probs = predictor.predict_proba(pixels[None], settings.tta_override)[0]
+    probs = predictor.predict_proba(pixels[None], tta)[0]
     t2 = time.perf_counter()
-    record = _store(request, session, predictor, name, data, probs, owner)
+    fmt = sniff_format(data) or "unknown"
+    row = _new_row(predictor, tta, name, save_image(data, fmt, request.app.state.uploads), sha, fmt, probs, owner)
+    record, created = _keep(request, session, row, idempotency_key)
     t3 = time.perf_counter()
     # Standard Server-Timing header: where each request's time went (bench/serve_latency.py reads it).
     response.headers["Server-Timing"] = (
         f"decode;dur={1000 * (t1 - t0):.2f}, infer;dur={1000 * (t2 - t1):.2f}, store;dur={1000 * (t3 - t2):.2f}"
     )
-    return record
+    return classification_out(record, settings, session, already_stored=not created)
 
 
-class BatchItem(BaseModel):
-    file: str
-    result: Classification | None = None
-    error: str | None = None
-
-
-class BatchResult(BaseModel):
-    items: list[BatchItem]
-    classified: int
-    failed: int
-
-
-@router.post("/api/classify/batch", response_model=BatchResult)
+@router.post("/classify/batch", response_model=BatchResult)
 def classify_batch(
     request: Request,
-    predictor: PredictorDep,
+    pool: PoolDep,
     session: SessionDep,
+    settings: SettingsDep,
+    slots: DecodeSlotsDep,
     owner: CurrentUser,
     images: Annotated[list[UploadFile], File(description="Several images, or one .zip of images.")],
+    model: ModelField = None,
+    model_query: ModelQuery = None,
 ) -> BatchResult:
     """Classify many images (repeat the multipart field ``images``) or the images in one zip.
 
-    Each file gets its own result or error; a bad file never fails the batch.
+    Each file gets its own result or error; a bad file never fails the batch. Every file is
+    held to the single-upload limit, and files are read, decoded and stored one at a time,
+    so a batch never sits in memory whole.
     """
-    settings = request.app.state.settings
-    entries: list[tuple[str, bytes | None, str | None]] = []
-    for upload in images:
-        try:
-            data = _read_limited(upload, settings.batch_max_bytes)
-        except ImageDecodeError as exc:
-            entries.append((upload.filename or "upload", None, str(exc).split(": ", 1)[-1]))
-            continue
-        if zipfile.is_zipfile(io.BytesIO(data)):
-            entries += _zip_entries(data, settings.max_file_bytes, settings.batch_max_bytes)
-        else:
-            entries.append((upload.filename or "upload", data, None))
-    if len(entries) > settings.batch_max_files:
-        raise FileTooLargeError(f"batch has {len(entries)} files; the limit is {settings.batch_max_files} per request")
-    readable = [i for i, (_, _, err) in enumerate(entries) if err is None]
-    outcomes = dict(
-        zip(readable, predictor.run([entries[i][1] for i in readable], tta=settings.tta_override), strict=True)
-    )
-    items = []
-    for i, (name, data, err) in enumerate(entries):
-        outcome = outcomes.get(i)
-        if outcome is None or outcome.error is not None:
-            items.append(BatchItem(file=name, error=err or outcome.error))
-        else:
-            items.append(
-                BatchItem(
-                    file=name, result=_store(request, session, predictor, name, data, outcome.probabilities, owner)
-                )
+    predictor = pool.get(model or model_query)
+    tta = _serving_tta(settings, predictor)
+    n = count_batch_entries(images)
+    if n > settings.batch_max_files:
+        raise FileTooLargeError(f"batch has {n} files; the limit is {settings.batch_max_files} per request")
+    repo = Classifications(session)
+    b = predictor.bundle
+    items: list[BatchItem] = []
+    pending: list[tuple[int, str, str, str, str, np.ndarray]] = []  # (item index, name, stored, sha, format, pixels)
+
+    def flush() -> None:
+        probs = predictor.predict_proba(np.stack([p[-1] for p in pending]), tta)
+        for (i, name, stored, sha, fmt, _), p in zip(pending, probs, strict=True):
+            record, created = _keep(request, session, _new_row(predictor, tta, name, stored, sha, fmt, p, owner), None)
+            items[i] = BatchItem(
+                file=name, result=classification_out(record, settings, session, already_stored=not created)
             )
+        pending.clear()
+
+    for entry in batch_entries(images, max_file=settings.max_upload_bytes, max_total=settings.batch_max_bytes):
+        items.append(BatchItem(file=entry.name, error=entry.error))
+        if entry.data is None:
+            continue
+        sha = hashlib.sha256(entry.data).hexdigest()
+        earlier = repo.earlier_answer(sha, owner=owner, model_name=b.name, model_version=b.version, tta=tta)
+        if earlier is not None:
+            items[-1] = BatchItem(
+                file=entry.name, result=classification_out(earlier, settings, session, already_stored=True)
+            )
+            continue
+        try:
+            with slots:
+                pixels = predictor.prepare(entry.data)
+        except ImageDecodeError as exc:
+            items[-1] = BatchItem(file=entry.name, error=str(exc).removeprefix("<bytes>: "))
+            continue
+        fmt = sniff_format(entry.data) or "unknown"
+        stored = save_image(entry.data, fmt, request.app.state.uploads)
+        pending.append((len(items) - 1, entry.name, stored, sha, fmt, pixels))
+        if len(pending) >= BATCH_CHUNK:
+            flush()
+    if pending:
+        flush()
     failed = sum(i.error is not None for i in items)
     return BatchResult(items=items, classified=len(items) - failed, failed=failed)
 
 
-def _zip_entries(data: bytes, max_member: int, max_total: int) -> list[tuple[str, bytes | None, str | None]]:
-    """Read a zip's files in memory, refusing unsafe names and oversized members per entry."""
-    out: list[tuple[str, bytes | None, str | None]] = []
-    total = 0
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            name = info.filename
-            parts = name.replace("\\", "/").split("/")
-            if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-                out.append((name, None, "unsafe file name in archive (absolute or '..'); skipped"))
-                continue
-            if info.file_size > max_member or total + info.file_size > max_total:
-                out.append((name, None, f"archive member expands to {info.file_size / 1e6:.1f} MB, over the limit"))
-                continue
-            try:
-                member = zf.read(info)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, ValueError) as exc:
-                out.append((name, None, f"unreadable archive member ({exc})"))
-                continue
-            total += len(member)
-            out.append((name, member, None))
-    return out
-
-
-@router.get("/api/classifications", response_model=ClassificationPage)
+@router.get("/classifications", response_model=ClassificationPage)
 def list_classifications(
     session: SessionDep, settings: SettingsDep, owner: CurrentUser, query: ClassificationQueryDep
 ) -> ClassificationPage:
@@ -262,27 +248,49 @@ def list_classifications(
     q = dataclasses.replace(query, owner=owner)
     rows, total = Classifications(session).search(q)
     return ClassificationPage(
-        items=[_out(r, settings, session) for r in rows], total=total, page=q.page, per_page=q.per_page
+        items=[classification_out(r, settings, session) for r in rows], total=total, page=q.page, per_page=q.per_page
     )
 
 
-@router.get("/api/classifications/{record_id}", response_model=Classification)
+@router.get("/classifications/{record_id}", response_model=ClassificationOut)
 def get_classification(
     session: SessionDep, settings: SettingsDep, owner: CurrentUser, record_id: RecordId
-) -> Classification:
+) -> ClassificationOut:
     """A key holder sees only their own records; anonymous local use sees all."""
-    return _out(Classifications(session).get(record_id, owner=owner), settings, session, with_feedback=True)
+    row = Classifications(session).get(record_id, owner=owner)
+    return classification_out(row, settings, session, with_feedback=True)
 
 
 @router.get(
-    "/api/classifications/{record_id}/explanation.png",
+    "/classifications/{record_id}/image",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/fits": {}}}},
+)
+def stored_image(request: Request, session: SessionDep, owner: CurrentUser, record_id: RecordId) -> FileResponse:
+    """The image as it was uploaded (full size, original format)."""
+    row = Classifications(session).get(record_id, owner=owner)
+    path = existing_file(request.app.state.uploads, row.stored_name, f"classification {record_id}")
+    media = MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
+    inline = media.startswith("image/") and media != "image/tiff"
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=Path(row.filename).name or path.name,
+        content_disposition_type="inline" if inline else "attachment",
+        headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"},
+    )
+
+
+@router.get(
+    "/classifications/{record_id}/explanation.png",
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "No such record"}},
 )
 def explanation(
     request: Request,
     settings: SettingsDep,
-    predictor: PredictorDep,
+    pool: PoolDep,
+    slots: DecodeSlotsDep,
     session: SessionDep,
     owner: CurrentUser,
     record_id: RecordId,
@@ -292,38 +300,46 @@ def explanation(
 ) -> FileResponse:
     """Grad-CAM overlay: where the image made the model think ``label``, brightest first.
 
-    Rendered once per record, model version and label, then served from disk.
+    Computed by the model that answered, with the views it used; rendered once per record,
+    model version and label, then served from disk.
     """
     row = Classifications(session).get(record_id, owner=owner)
+    try:
+        predictor = pool.get(row.model_name)
+    except UnknownNameError:
+        raise RecordNotFoundError(f"model {row.model_name!r}, which answered this record, is not served here") from None
     label = label or row.label
     if label not in predictor.labels:
         raise HTTPException(
-            422, f"label {label!r} is not one of the loaded model's classes ({', '.join(predictor.labels)})"
+            422,
+            f"label {label!r} is not one of model {predictor.bundle.name!r}'s classes ({', '.join(predictor.labels)})",
         )
     uploads: Path = request.app.state.uploads
-    source = stored_path(uploads, row.stored_name)
+    source = existing_file(uploads, row.stored_name, f"classification {record_id}")
     b = predictor.bundle
-    key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{settings.tta_override}".encode()).hexdigest()[:16]
+    tta = row.tta or _serving_tta(settings, predictor)
+    key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{tta}".encode()).hexdigest()[:16]
 
     def render():
-        return predictor.explain(source, label, settings.tta_override).overlay(b.image_size)
+        with slots:
+            return predictor.explain(source, label, tta).overlay(b.image_size)
 
     path = derived_image(uploads / "explanations" / f"{source.stem}-{key}.png", render, "PNG")
     return FileResponse(path, media_type="image/png")
 
 
-@router.post("/api/classifications/{record_id}/feedback", response_model=Classification)
+@router.post("/classifications/{record_id}/feedback", response_model=ClassificationOut)
 def add_feedback(
     session: SessionDep, settings: SettingsDep, owner: CurrentUser, record_id: RecordId, body: FeedbackIn
-) -> Classification:
+) -> ClassificationOut:
     """Store a corrected label; earlier feedback is kept, never overwritten."""
     repo = Classifications(session)
     repo.add_feedback(record_id, body.label, body.comment, owner=owner)
     session.expire_all()
-    return _out(repo.get(record_id, owner=owner), settings, session, with_feedback=True)
+    return classification_out(repo.get(record_id, owner=owner), settings, session, with_feedback=True)
 
 
-@router.get("/api/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
+@router.get("/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
 def export(request: Request, session: SessionDep, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
     """Corrected images as a zip of a dataset folder (``manifest.csv`` + ``images/``)."""
     tmp = Path(tempfile.mkdtemp(prefix="astroclassify-export-"))
@@ -333,26 +349,24 @@ def export(request: Request, session: SessionDep, owner: CurrentUser, background
     return FileResponse(archive, media_type="application/zip", filename="feedback.zip", headers={"X-Images": str(n)})
 
 
-@router.get("/api/models", response_model=list[ModelInfo])
-def models(settings: SettingsDep, predictor: PredictorDep, owner: CurrentUser) -> list[ModelInfo]:
-    b = predictor.bundle
-    test = b.meta.get("metrics", {}).get("test", {})
-    tta = settings.tta_override or b.tta
-    return [
-        ModelInfo(
-            name=b.name,
-            version=b.version,
-            arch=b.arch,
-            labels=list(b.labels),
-            image_size=b.image_size,
-            temperature=b.temperature_for(tta),
-            tta=tta,
-            explainable=predictor.has_cam,
-            metrics=test,
+@router.get("/models", response_model=list[ModelInfo])
+def models(settings: SettingsDep, pool: PoolDep, owner: CurrentUser) -> list[ModelInfo]:
+    """Every model this server can use; name one with the ``model`` field of a classify request."""
+    out = []
+    for b in pool.bundles():
+        tta = settings.tta_override or b.tta
+        out.append(
+            ModelInfo(
+                name=b.name,
+                version=b.version,
+                arch=b.arch,
+                labels=list(b.labels),
+                image_size=b.image_size,
+                temperature=b.temperature_for(tta),
+                tta=tta,
+                explainable=bool(b.meta.get("explainable", True)),
+                default=b.name == pool.default,
+                metrics=b.meta.get("metrics", {}).get("test", {}),
+            )
         )
-    ]
-
-
-@router.get("/health")
-def health(predictor: PredictorDep) -> dict:
-    return {"status": "ok", "model": predictor.bundle.name}
+    return out

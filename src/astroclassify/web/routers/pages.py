@@ -4,127 +4,209 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from astroclassify.errors import ImageDecodeError, StoreError
-from astroclassify.store.images import derived_image, stored_path
+from astroclassify.errors import ImageDecodeError, UnknownNameError
+from astroclassify.store.images import derived_image, existing_file
 from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns
 from astroclassify.store.repository import Classifications
 from astroclassify.web.credit import record_credit
-from astroclassify.web.deps import ClassificationQueryDep, PredictorDep, RecordId, SessionDep
+from astroclassify.web.deps import (
+    CallerDep,
+    ClassificationQueryDep,
+    DecodeSlotsDep,
+    PoolDep,
+    RecordId,
+    SessionDep,
+    SettingsDep,
+)
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 THUMB_SIZE = 256
+PLOTS = {
+    "confusion_matrix.png": "Confusion matrix (test split)",
+    "reliability.png": "Reliability diagram (test split)",
+    "history.png": "Training curves",
+}
+NAV = (
+    ("/", "Classify"),
+    ("/gallery", "Gallery"),
+    ("/ingest", "Archives"),
+    ("/models", "Models"),
+    ("/documentation", "Documentation"),
+)
 
 
-def _browsable(request: Request) -> None:
+def http_url(url: str | None) -> str | None:
+    """``url`` if it is an http(s) link, else None: archive data is never rendered as a live link unchecked."""
+    if not url:
+        return None
+    return url if urlsplit(url.strip()).scheme.lower() in ("http", "https") else None
+
+
+def _page_context(request: Request) -> dict:
+    """What every page's frame needs: the nav (with the current page) and the default model."""
+    pool = getattr(request.app.state, "pool", None)
+    path = request.url.path
+    current = next((href for href, _ in NAV[1:] if path.startswith(href)), "/" if path == "/" else None)
+    return {
+        "nav": NAV,
+        "current": current,
+        "default_bundle": pool.get().bundle if pool is not None else None,
+    }
+
+
+templates = Jinja2Templates(
+    directory=Path(__file__).resolve().parents[1] / "templates", context_processors=[_page_context]
+)
+templates.env.filters["http_url"] = http_url
+
+
+def error_page(request: Request, status: int, message: str, headers=None) -> HTMLResponse:
+    titles = {403: "Not available here", 404: "Not found"}
+    context = {"status": status, "title": titles.get(status, "Error"), "message": message}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status, headers=headers)
+
+
+def _browsable(caller) -> None:
     """Pages list everyone's records, so they are for local use, where keys are not required."""
-    if request.app.state.require_key:
+    if caller.key_required:
         raise HTTPException(403, "this server requires API keys; browse records through /api/classifications")
 
 
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    return FileResponse(Path(__file__).resolve().parents[1] / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, predictor: PredictorDep) -> HTMLResponse:
-    return templates.TemplateResponse(request, "index.html", {"bundle": predictor.bundle})
+def index(request: Request, pool: PoolDep) -> HTMLResponse:
+    return templates.TemplateResponse(request, "index.html", {"models": pool.bundles(), "default": pool.default})
 
 
 @router.get("/documentation", response_class=HTMLResponse)
-def documentation(request: Request, predictor: PredictorDep) -> HTMLResponse:
-    settings = request.app.state.settings
-    context = {"bundle": predictor.bundle, "settings": settings, "low_confidence": settings.low_confidence_threshold}
+def documentation(request: Request, pool: PoolDep, settings: SettingsDep) -> HTMLResponse:
+    context = {
+        "bundle": pool.get().bundle,
+        "models": pool.bundles(),
+        "settings": settings,
+        "low_confidence": settings.low_confidence_threshold,
+    }
     return templates.TemplateResponse(request, "documentation.html", context)
 
 
 @router.get("/models", response_class=HTMLResponse)
-def model_page(request: Request, predictor: PredictorDep) -> HTMLResponse:
-    b = predictor.bundle
-    plots = [p for p in ("confusion_matrix.png", "reliability.png", "history.png") if (b.path / p).is_file()]
-    tta = request.app.state.settings.tta_override
-    context = {
-        "bundle": b,
-        "meta": b.meta,
-        "plots": plots,
-        "serving_tta": tta or b.tta,
-        "explainable": predictor.has_cam,
-    }
+def models_page(request: Request, pool: PoolDep, settings: SettingsDep) -> HTMLResponse:
+    context = {"models": pool.bundles(), "default": pool.default, "serve_tta": settings.tta_override}
     return templates.TemplateResponse(request, "models.html", context)
 
 
-@router.get("/models/plots/{name}")
-def model_plot(predictor: PredictorDep, name: str) -> FileResponse:
-    if name not in {"confusion_matrix.png", "reliability.png", "history.png"}:
-        raise HTTPException(404, "no such plot")
-    path = predictor.bundle.path / name
-    if not path.is_file():
+@router.get("/models/{name}", response_class=HTMLResponse)
+def model_page(request: Request, pool: PoolDep, settings: SettingsDep, name: str) -> HTMLResponse:
+    b = _bundle(pool, name)
+    context = {
+        "bundle": b,
+        "meta": b.meta,
+        "plots": {p: caption for p, caption in PLOTS.items() if (b.path / p).is_file()},
+        "serving_tta": settings.tta_override or b.tta,
+        "explainable": bool(b.meta.get("explainable", True)),
+        "default": pool.default,
+    }
+    return templates.TemplateResponse(request, "model.html", context)
+
+
+@router.get("/models/{name}/plots/{plot}")
+def model_plot(pool: PoolDep, name: str, plot: str) -> FileResponse:
+    path = _bundle(pool, name).path / plot
+    if plot not in PLOTS or not path.is_file():
         raise HTTPException(404, "no such plot")
     return FileResponse(path, media_type="image/png")
 
 
+def _bundle(pool, name: str):
+    b = next((b for b in pool.bundles() if b.name == name), None)
+    if b is None:
+        raise HTTPException(404, f"no model named {name!r} here")
+    return b
+
+
 @router.get("/gallery", response_class=HTMLResponse)
-def gallery(request: Request, predictor: PredictorDep, session: SessionDep, q: ClassificationQueryDep) -> HTMLResponse:
-    _browsable(request)
+def gallery(
+    request: Request, pool: PoolDep, session: SessionDep, caller: CallerDep, q: ClassificationQueryDep
+) -> HTMLResponse:
+    _browsable(caller)
     rows, total = Classifications(session).search(q)
     pages = max(1, -(-total // q.per_page))
-    context = {"bundle": predictor.bundle, "rows": rows, "total": total, "q": q, "pages": pages}
+    labels = sorted({label for b in pool.bundles() for label in b.labels})
+    context = {"rows": rows, "total": total, "q": q, "pages": pages, "labels": labels}
     return templates.TemplateResponse(request, "gallery.html", context)
 
 
 @router.get("/classifications/{record_id}", response_class=HTMLResponse)
-def detail(request: Request, predictor: PredictorDep, session: SessionDep, record_id: RecordId) -> HTMLResponse:
-    _browsable(request)
+def detail(
+    request: Request,
+    pool: PoolDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    record_id: RecordId,
+) -> HTMLResponse:
+    _browsable(caller)
+    row = Classifications(session).get(record_id)
     try:
-        row = Classifications(session).get(record_id)
-    except StoreError:
-        raise HTTPException(404, f"classification {record_id} not found") from None
+        bundle = pool.get(row.model_name).bundle
+    except UnknownNameError:
+        bundle = None  # the model that answered is no longer served: no explanation, labels from the record
+    labels = list(bundle.labels) if bundle else list(row.probabilities)
+    latest = row.feedback[-1] if row.feedback else None
     context = {
-        "bundle": predictor.bundle,
         "row": row,
+        "labels": labels,
+        "latest": latest,
         "credit": record_credit(session, row),
-        "explainable": predictor.has_cam and row.label in predictor.labels,
-        "low_confidence": request.app.state.settings.low_confidence_threshold,
+        "explainable": bundle is not None and bool(bundle.meta.get("explainable", True)) and row.label in bundle.labels,
+        "low_confidence": settings.low_confidence_threshold,
     }
     return templates.TemplateResponse(request, "detail.html", context)
 
 
 @router.post("/classifications/{record_id}/feedback")
 def detail_feedback(
-    request: Request,
     session: SessionDep,
+    caller: CallerDep,
     record_id: RecordId,
     label: Annotated[str, Form(min_length=1, max_length=64)],
     comment: Annotated[str, Form(max_length=2000)] = "",
 ) -> RedirectResponse:
-    _browsable(request)
+    _browsable(caller)
     Classifications(session).add_feedback(record_id, label, comment)
-    return RedirectResponse(f"/classifications/{record_id}?saved=1", status_code=303)
+    return RedirectResponse(f"/classifications/{record_id}?saved=1#correction", status_code=303)
 
 
 @router.get("/thumbs/{record_id}.jpg")
-def thumbnail(request: Request, session: SessionDep, record_id: RecordId) -> FileResponse:
+def thumbnail(
+    request: Request, session: SessionDep, caller: CallerDep, slots: DecodeSlotsDep, record_id: RecordId
+) -> FileResponse:
     """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
-    _browsable(request)
-    try:
-        row = Classifications(session).get(record_id)
-    except StoreError:
-        raise HTTPException(404, "no such image") from None
-    return _thumbnail(request.app.state.uploads, row.stored_name)
+    _browsable(caller)
+    row = Classifications(session).get(record_id)
+    return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", slots)
 
 
 @router.get("/ingest", response_class=HTMLResponse)
-def ingest_page(request: Request, predictor: PredictorDep, session: SessionDep) -> HTMLResponse:
+def ingest_page(request: Request, session: SessionDep, caller: CallerDep) -> HTMLResponse:
     """Sources, recent runs, alerts and the newest archive images (``astroclassify ingest`` / ``watch``)."""
-    _browsable(request)
+    _browsable(caller)
     runs = IngestRuns(session).recent(20)
     last_run = {}
     for run in runs:
         last_run.setdefault(run.source, run)
     context = {
-        "bundle": predictor.bundle,
         "counts": IngestedItems(session).counts_by_source(),
         "last_run": last_run,
         "runs": runs,
@@ -135,24 +217,27 @@ def ingest_page(request: Request, predictor: PredictorDep, session: SessionDep) 
 
 
 @router.get("/ingest/thumbs/{item_id}.jpg")
-def ingest_thumbnail(request: Request, session: SessionDep, item_id: RecordId) -> FileResponse:
-    _browsable(request)
+def ingest_thumbnail(
+    request: Request, session: SessionDep, caller: CallerDep, slots: DecodeSlotsDep, item_id: RecordId
+) -> FileResponse:
+    _browsable(caller)
     item = IngestedItems(session).get(item_id)
     if item is None or not item.stored_name:
         raise HTTPException(404, "no such image")
-    return _thumbnail(request.app.state.uploads, item.stored_name)
+    return _thumbnail(request.app.state.uploads, item.stored_name, f"archive item {item_id}", slots)
 
 
-def _thumbnail(uploads: Path, stored_name: str) -> FileResponse:
-    source = stored_path(uploads, stored_name)
+def _thumbnail(uploads: Path, stored_name: str, what: str, slots) -> FileResponse:
+    source = existing_file(uploads, stored_name, what)
 
     def render():
         from astroclassify.imaging.decode import decode_pil
 
         try:
-            img = decode_pil(source)
+            with slots:
+                img = decode_pil(source, draft_size=THUMB_SIZE)
         except ImageDecodeError:
-            raise HTTPException(404, "stored image is unreadable") from None
+            raise HTTPException(404, f"the stored image of {what} is unreadable") from None
         img.thumbnail((THUMB_SIZE, THUMB_SIZE))
         return img
 

@@ -6,13 +6,18 @@ const MAX_FILES = 50;
 const DISPLAYABLE = /^image\/(jpeg|png|webp|gif|bmp)$/;
 
 function toggleCam(button) {
-  const img = button.closest(".result, main").querySelector("img.shot");
+  const box = button.closest(".result, main");
+  const img = box.querySelector("img.shot");
   const on = button.getAttribute("aria-pressed") !== "true";
   img.src = on ? img.dataset.explanation : img.dataset.original;
-  img.alt = on ? `Grad-CAM overlay: bright areas drove the prediction` : img.dataset.alt;
+  img.alt = on ? `Grad-CAM overlay: red areas drove the prediction, blue ones did not` : img.dataset.alt;
   button.setAttribute("aria-pressed", String(on));
   button.textContent = on ? "Show the original image" : "Show what the model looked at";
+  const legend = box.querySelector(".cam-legend");
+  if (legend) legend.hidden = !on;
 }
+
+const VIEWS = { none: "one view", rot4: "4 rotated views", rot4flip: "8 rotated and mirrored views" };
 document.addEventListener("click", (e) => {
   const button = e.target.closest("button.cam");
   if (button) toggleCam(button);
@@ -76,6 +81,8 @@ if (form) {
     batch.append(card);
     const body = new FormData();
     body.append("image", file);
+    const model = document.getElementById("model");
+    if (model) body.append("model", model.value);
     let res, data;
     try {
       res = await fetch("/api/classify", { method: "POST", body });
@@ -99,7 +106,13 @@ if (form) {
     $(".label").textContent = data.label;
     $(".confidence").textContent = `${(100 * data.confidence).toFixed(1)}%`;
     $(".verdict").hidden = false;
+    $(".how").textContent = `Model ${data.model} ${data.model_version}, ${VIEWS[data.tta] || data.tta || "views unknown"}`;
+    $(".how").hidden = false;
     $(".warning").hidden = !data.low_confidence;
+    if (data.already_stored) {
+      $(".first").href = `/classifications/${data.id}`;
+      $(".repeat").hidden = false;
+    }
     fillBars($(".bars"), data.probabilities);
     $(".cam").hidden = false;
     $(".record").href = `/classifications/${data.id}`;

@@ -1,0 +1,61 @@
+"""Several models served from one process: each loaded on first use, then kept for the next request."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from astroclassify.errors import UnknownNameError
+from astroclassify.inference.bundle import Bundle, ModelEntry, available_models, load_bundle
+from astroclassify.inference.predictor import OnnxPredictor
+
+__all__ = ["PredictorPool"]
+
+
+class PredictorPool:
+    """Named ``OnnxPredictor``s: the bundled models and the user's, by name.
+
+    Parameters
+    ----------
+    default : str
+        The model used when a request names none (a name or a model folder path).
+    models_dir : Path, optional
+        Folder of user models; default: ``$ASTROCLASSIFY_HOME/models``.
+    **predictor_options
+        Passed to every ``OnnxPredictor`` (``threads``, ``max_pixels``, ``max_bytes``).
+    """
+
+    def __init__(self, default: str, *, models_dir: Path | None = None, **predictor_options) -> None:
+        self.models_dir = models_dir
+        self.options = predictor_options
+        self._loaded: dict[str, OnnxPredictor] = {}
+        self._lock = threading.Lock()
+        first = OnnxPredictor(default, **predictor_options)  # fails fast on a bad default
+        self.default = first.bundle.name
+        self._loaded[self.default] = first
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model a request may name (read again each time: new user models appear without a restart)."""
+        entries = available_models(self.models_dir)
+        default = self._loaded[self.default].bundle
+        if all(e.name != self.default for e in entries):  # served from a folder path
+            entries.insert(0, ModelEntry(self.default, default.path, "folder"))
+        return entries
+
+    def bundles(self) -> list[Bundle]:
+        return [self._loaded[e.name].bundle if e.name in self._loaded else load_bundle(e.path) for e in self.entries()]
+
+    def get(self, name: str | None = None) -> OnnxPredictor:
+        """The predictor for ``name`` (default: the pool's default model)."""
+        name = name or self.default
+        predictor = self._loaded.get(name)
+        if predictor is not None:
+            return predictor
+        entry = next((e for e in self.entries() if e.name == name), None)
+        if entry is None:
+            names = ", ".join(e.name for e in self.entries())
+            raise UnknownNameError(f"unknown model {name!r}; this server has: {names}")
+        with self._lock:  # two first requests for one model load it once
+            if name not in self._loaded:
+                self._loaded[name] = OnnxPredictor(entry.path, **self.options)
+            return self._loaded[name]

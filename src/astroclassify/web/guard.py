@@ -1,0 +1,194 @@
+"""``RequestGuard``: what every request passes before the app reads a byte of its body.
+
+In order: the Host header must be one this server answers to (DNS rebinding); the client's
+address is the connecting one unless a configured proxy vouches for another; the rate limit
+is charged (pages and refused requests too, per key or per address); an API request must
+carry a valid key where keys are required; a state-changing request from another site's page
+is refused; and the body is capped by ``Content-Length``, and again while it streams (by
+Starlette's ``RequestBodyLimitResponder``, with a limit chosen per route).
+
+It is plain ASGI rather than FastAPI dependencies because FastAPI parses a multipart body
+*before* it runs a route's dependencies: a 1 GB upload without a key used to be written to
+a temporary file in full before its 401.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio
+from starlette.middleware.body_limit import RequestBodyLimitResponder
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from astroclassify.config import Settings
+from astroclassify.sizes import format_bytes
+from astroclassify.web.ratelimit import RateLimiter
+
+__all__ = ["LOOPBACK_HOSTS", "Caller", "RequestGuard", "is_loopback"]
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Paths that need an API key where keys are required. Pages refuse such clients themselves.
+API_PREFIXES = ("/api/", "/predict")
+UNLIMITED_PREFIXES = ("/static/", "/favicon")  # cheap, and a page load fetches several
+SMALL_BODY = 1024 * 1024  # JSON feedback, form posts
+MULTIPART_SLACK = 256 * 1024  # boundaries, part headers and form fields around the file
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: set on ``request.state.caller`` for the routes."""
+
+    address: str
+    owner: str | None  # "key:<id>" for a valid API key, else None
+    key_required: bool  # whether this client must use a key (pages are refused to it)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter) -> None:
+        self.app = app
+        self.settings = settings
+        self.limiter = limiter
+        self.trusted = frozenset(settings.trusted_proxies)
+        self.hosts = frozenset(h.lower() for h in settings.allowed_hosts) or frozenset(LOOPBACK_HOSTS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path: str = scope["path"]
+        has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
+
+        async def _refuse(status: int, kind: str, message: str, extra: dict[str, str] | None = None) -> None:
+            # The body is never read: close the connection, or its bytes would be taken for the next request.
+            close = {"Connection": "close"} if has_body else {}
+            await _send_error(send, status, kind, message, {**(extra or {}), **close})
+
+        host = _host_name(headers.get("host", ""))
+        if "*" not in self.hosts and host not in self.hosts:
+            return await _refuse(
+                400, "HostNotAllowed", f"host {host!r} is not served here (ASTROCLASSIFY_ALLOWED_HOSTS)"
+            )
+        address = self._client_address(scope, headers)
+        key_required = (
+            self.settings.require_api_key if self.settings.require_api_key is not None else not is_loopback(address)
+        )
+        key = _api_key(headers)
+        owner = None
+        if key:
+            owner = await anyio.to_thread.run_sync(_verify_key, scope["app"], key)
+        limited = not path.startswith(UNLIMITED_PREFIXES)
+        if limited:
+            wait = self.limiter.check(owner or f"ip:{address}")
+            if wait:
+                return await _refuse(
+                    429,
+                    "HTTPError",
+                    f"rate limit of {self.settings.rate_limit_per_minute} requests per minute exceeded; retry in {wait:.1f} s",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        if path.startswith(API_PREFIXES):
+            if key and owner is None:
+                return await _refuse(401, "HTTPError", "invalid or revoked API key", {"WWW-Authenticate": "ApiKey"})
+            if owner is None and key_required:
+                return await _refuse(
+                    401,
+                    "HTTPError",
+                    "an API key is required: send it in the X-API-Key header",
+                    {"WWW-Authenticate": "ApiKey"},
+                )
+        if scope["method"] in UNSAFE_METHODS:
+            problem = _cross_site(headers, host, form_post=not path.startswith(API_PREFIXES))
+            if problem:
+                return await _refuse(403, "CrossSiteRequest", problem)
+        limit = self._body_limit(path)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await _refuse(413, "FileTooLargeError", _too_large(int(declared), limit))
+        scope.setdefault("state", {})["caller"] = Caller(address, owner, key_required)
+        # Starlette's own limiter counts the body as it streams (a chunked upload has no length).
+        await RequestBodyLimitResponder(self.app, limit)(scope, receive, send)
+
+    def _client_address(self, scope: Scope, headers: dict[str, str]) -> str:
+        """The connecting address, or the first address a chain of trusted proxies vouches for."""
+        peer = scope["client"][0] if scope.get("client") else ""
+        if peer not in self.trusted:
+            return peer
+        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        for hop in reversed(hops):  # the right-most entries were added by our own proxies
+            if hop not in self.trusted:
+                return hop
+        return peer
+
+    def _body_limit(self, path: str) -> int:
+        if path in ("/api/classify", "/predict"):
+            return self.settings.max_upload_bytes + MULTIPART_SLACK
+        if path == "/api/classify/batch":
+            return self.settings.batch_max_bytes + MULTIPART_SLACK
+        return SMALL_BODY
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _api_key(headers: dict[str, str]) -> str:
+    auth = headers.get("authorization", "")
+    return headers.get("x-api-key") or (auth[7:].strip() if auth.lower().startswith("bearer ") else "")
+
+
+def _verify_key(app, key: str) -> str | None:
+    from astroclassify.store.repository import ApiKeys
+
+    with app.state.sessions() as session:
+        record = ApiKeys(session).verify(key)
+        return f"key:{record.id}" if record is not None else None
+
+
+def _cross_site(headers: dict[str, str], host: str, *, form_post: bool) -> str | None:
+    """Why a state-changing request looks cross-site, or None.
+
+    Browsers send ``Origin`` with every POST (``Referer`` as a fallback); API clients such as
+    curl send neither and are let through, since a browser can never omit both. A page's
+    own forms must show where they come from.
+    """
+    origin = headers.get("origin") or headers.get("referer") or ""
+    if not origin:
+        return "a form post must come from this site's own pages (no Origin or Referer)" if form_post else None
+    origin_host = urlsplit(origin).hostname if origin != "null" else None
+    request_netloc = _host_name(host)
+    if origin_host is None or origin_host.lower() != request_netloc:
+        return f"cross-site request from {origin!r} refused"
+    return None
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"request body of {format_bytes(size)} is over the {format_bytes(limit)} limit"
+
+
+async def _send_error(send: Send, status: int, kind: str, message: str, headers: dict[str, str]) -> None:
+    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,95 @@
+"""Pydantic schemas of the REST API (kept apart from the tables of the same names in ``store``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "BatchItem",
+    "BatchResult",
+    "ClassificationOut",
+    "ClassificationPage",
+    "CreditOut",
+    "FeedbackIn",
+    "FeedbackOut",
+    "ModelInfo",
+]
+
+
+class FeedbackOut(BaseModel):
+    label: str
+    comment: str
+    created_at: dt.datetime
+
+
+class CreditOut(BaseModel):
+    archive: str
+    id: str
+    text: str
+    url: str
+    license: str
+
+
+class ClassificationOut(BaseModel):
+    id: int
+    file: str
+    label: str = Field(description="The model's answer.")
+    confidence: float
+    probabilities: dict[str, float]
+    model: str
+    model_version: str
+    tta: str | None = Field(
+        description="Test-time augmentation the answer was computed with (none, rot4, rot4flip); null for records from before 0.2."
+    )
+    low_confidence: bool = Field(description="Confidence under the server's threshold: treat the label with care.")
+    anomaly_score: float | None = Field(default=None, description="Not computed by this model yet.")
+    corrected_label: str | None = Field(default=None, description="The latest correction a person made, if any.")
+    already_stored: bool = Field(
+        default=False,
+        description="This upload repeats an earlier one (same Idempotency-Key, or the same bytes, model and TTA): "
+        "this is that earlier record, not a new one.",
+    )
+    explanation_url: str = Field(description="Grad-CAM overlay of this image (PNG).")
+    image_url: str = Field(description="The stored image, as uploaded.")
+    credit: CreditOut | None = Field(default=None, description="Archive credit when the file name is a known id.")
+    created_at: dt.datetime | None = None
+    feedback: list[FeedbackOut] = []
+
+
+class ClassificationPage(BaseModel):
+    items: list[ClassificationOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class FeedbackIn(BaseModel):
+    label: str = Field(min_length=1, max_length=64)
+    comment: str = Field(default="", max_length=2000)
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    arch: str
+    labels: list[str]
+    image_size: int
+    temperature: float
+    tta: str = Field(description="Test-time augmentation this server applies with this model.")
+    explainable: bool = Field(description="Whether the model returns Grad-CAM maps.")
+    default: bool = Field(description="Used when a request names no model.")
+    metrics: dict
+
+
+class BatchItem(BaseModel):
+    file: str
+    result: ClassificationOut | None = None
+    error: str | None = None
+
+
+class BatchResult(BaseModel):
+    items: list[BatchItem]
+    classified: int
+    failed: int
