@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -221,6 +222,22 @@ def ensemble(
 
 
 @app.command()
+def card(
+    model: Annotated[str, typer.Argument(help="Model folder (or bundled name, in a source checkout).")],
+    limit: Annotated[
+        list[str] | None,
+        typer.Option("--limit", help="A line for the card's Limits section (repeatable; replaces them)."),
+    ] = None,
+) -> None:
+    """Re-score a model's held-out test split and rewrite its metrics (with 95% intervals), plots and MODEL_CARD.md."""
+    from astroclassify.evaluation.card import refresh_model_card
+
+    with _Bars() as bars:
+        path = refresh_model_card(model, limits=limit, progress=bars)
+    out.print(f"model card rewritten: {path}")
+
+
+@app.command()
 def taxonomies() -> None:
     """List the built-in label taxonomies (use a YAML file path for your own)."""
     from astroclassify.data.taxonomy import builtin_taxonomies, load_taxonomy
@@ -302,6 +319,7 @@ def evaluate(
 ) -> None:
     """Score a model: accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE."""
     from astroclassify.evaluation.evaluate import evaluate as run_evaluation
+    from astroclassify.evaluation.metrics import with_interval
     from astroclassify.inference.predictor import OnnxPredictor
 
     predictor = OnnxPredictor(model)
@@ -317,21 +335,25 @@ def evaluate(
     target = report_dir or _report_dir(predictor.bundle)
     target.mkdir(parents=True, exist_ok=True)
     title = f"{predictor.bundle.name} on {', '.join(data)} ({split} split)"
-    report = write_html_report(m, result.keys, result.y_true, result.probs, target, title=title)
-    out.print(
-        f"[bold]{title}[/]: n={m['n']}  accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
-        f"ECE {m['ece']:.3f} (uncalibrated {m['ece_uncalibrated']:.3f})"
+    name = "report-" + re.sub(r"[^A-Za-z0-9_.+-]+", "_", "+".join(Path(d).name or d for d in data)) + f"-{split}"
+    report = write_html_report(
+        m, result.keys, result.y_true, result.probs, target, title=title, name=name, paths=result.paths
     )
-    t = Table("class", "precision", "recall", "F1", "support")
+    ci = m["ci"]
+    out.print(
+        f"[bold]{title}[/]: n={m['n']}  accuracy {with_interval(m['accuracy'], ci['accuracy'])}  "
+        f"macro-F1 {with_interval(m['macro_f1'], ci['macro_f1'])}  ECE {with_interval(m['ece'], ci['ece'])} "
+        f"(uncalibrated {m['ece_uncalibrated']:.3f}); 95% intervals: {ci['method']}",
+        highlight=False,
+    )
+    t = Table("class", "precision", "recall", "F1", "F1 95% interval", "support")
     for label, c in m["per_class"].items():
         # A class absent from the scored images has no recall or F1 to speak of: show a dash.
         cells = [f"{c[k]:.3f}" if c["support"] else "–" for k in ("precision", "recall", "f1")]
-        t.add_row(label, *cells, str(c["support"]))
+        interval = c.get("f1_ci")
+        t.add_row(label, *cells, f"{interval[0]:.2f}–{interval[1]:.2f}" if interval else "–", str(c["support"]))
     out.print(t)
-    cm = Table("true \\ predicted", *m["confusion_matrix"]["labels"])
-    for label, row in zip(m["confusion_matrix"]["labels"], m["confusion_matrix"]["matrix"], strict=True):
-        cm.add_row(label, *map(str, row))
-    out.print(cm)
+    out.print(_confusion_table(m["confusion_matrix"]))
     for what, value in (
         ("not scored, seen in training", m["excluded_seen_in_training"]),
         ("not scored, unknown labels", m["unknown_labels"]),
@@ -341,6 +363,18 @@ def evaluate(
     out.print(f"report: {report}")
     if problems:
         raise typer.Exit(1)
+
+
+def _confusion_table(cm: dict) -> Table:
+    """Rows true, columns predicted; columns are numbered where class names would not fit."""
+    labels = cm["labels"]
+    width = 18 + sum(max(len(lb), 4) + 3 for lb in labels)
+    numbered = width > out.width
+    heads = [str(i + 1) for i in range(len(labels))] if numbered else labels
+    table = Table("true \\ predicted", *heads)
+    for i, (label, row) in enumerate(zip(labels, cm["matrix"], strict=True)):
+        table.add_row(f"{i + 1} {label}" if numbered else label, *map(str, row))
+    return table
 
 
 def _report_dir(bundle) -> Path:

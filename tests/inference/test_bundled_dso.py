@@ -88,6 +88,14 @@ def test_bundled_model_card_and_metrics_are_reproducible(shared_data):
     stored = meta["metrics"]["test"]["hubble-dso"]
     assert m["n"] == stored["n"] and m["accuracy"] == stored["accuracy"] and m["macro_f1"] == stored["macro_f1"]
     assert m["unknown_labels"] == {} and m["failed"] == []
+    # Every figure has its 95% interval, in the JSON and on the card.
+    assert (
+        m["ci"]["accuracy"] == stored["ci"]["accuracy"]
+        and m["ci"]["accuracy"][0] < m["accuracy"] < m["ci"]["accuracy"][1]
+    )
+    assert set(m["ci"]) >= {"accuracy", "macro_f1", "ece"} and m["per_class"]["nebula"]["f1_ci"]
+    lo, hi = stored["ci"]["accuracy"]
+    assert f"| hubble-dso | 75 | {stored['accuracy']:.3f} [{lo:.2f}, {hi:.2f}] |" in card
 
 
 def test_evaluate_report_never_writes_into_the_package(shared_data, tmp_path):
@@ -97,6 +105,17 @@ def test_evaluate_report_never_writes_into_the_package(shared_data, tmp_path):
     res = run_cli("evaluate", "--model", "dso", "--data", "hubble-dso", env={"ASTROCLASSIFY_HOME": str(home)})
     assert res.returncode == 0, res.stderr
     assert "accuracy" in res.stdout and "galaxy" in res.stdout
-    assert (home / "reports" / "dso" / "report.html").is_file()
-    assert (home / "reports" / "dso" / "confusion_matrix.png").is_file()
+    reports = home / "reports" / "dso"
+    report = (reports / "report-hubble-dso-auto.html").read_text()  # one file name per dataset and split
+    assert (reports / "report-hubble-dso-auto-confusion_matrix.png").is_file()
+    assert "<details><summary>Raw metrics (JSON)</summary>" in report
+    assert (
+        report.count('<td class="thumb"><img src="data:image/jpeg;base64,') == report.count('<td class="thumb">') >= 1
+    )
+    other = run_cli(
+        "evaluate", "--model", "dso", "--data", "nasa-planets-galaxies", env={"ASTROCLASSIFY_HOME": str(home)}
+    )
+    assert other.returncode == 0, other.stderr
+    assert (reports / "report-nasa-planets-galaxies-auto.html").is_file()
+    assert (reports / "report-hubble-dso-auto.html").read_text() == report  # not overwritten
     assert {p.name: p.stat().st_mtime for p in bundle_dir.iterdir()} == before

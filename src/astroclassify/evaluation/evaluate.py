@@ -34,6 +34,8 @@ class EvalResult:
     keys: list[str] = field(default_factory=list)
     y_true: list[str] = field(default_factory=list)
     probs: np.ndarray | None = None
+    logits: np.ndarray | None = None  # before temperature scaling (model classes, not collapsed)
+    paths: list = field(default_factory=list)
 
 
 def _taxonomy(bundle, name: str | None):
@@ -67,9 +69,12 @@ def evaluate(
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     bundle = predictor.bundle
     splits_file = bundle.path / "splits.csv"
-    known_split = {r.sha256: r.split for r in read_splits(splits_file)} if splits_file.is_file() else {}
+    split_rows = read_splits(splits_file) if splits_file.is_file() else []
+    known_split = {r.sha256: r.split for r in split_rows}
+    known_group = {r.sha256: r.group for r in split_rows}
     labels = list(bundle.labels)
     chosen: list[Sample] = []
+    chosen_groups: list[str] = []
     unknown: Counter[str] = Counter()
     excluded: Counter[str] = Counter()
     problems: list[str] = []
@@ -106,15 +111,19 @@ def evaluate(
                 unknown[s.label] += 1
                 continue
             chosen.append(s)
+            chosen_groups.append(known_group.get(h, f"image:{h}"))
     if not chosen:
         raise DataError(_nothing_to_score(bundle.name, split, excluded, unknown, left_out, problems))
-    keys, y_true, logits, failed = [], [], [], []
+    keys, y_true, logits, failed, groups, paths = [], [], [], [], [], []
     advance = progress("evaluating", len(chosen)) if progress else (lambda n=1: None)
-    for sample, outcome in zip(chosen, predictor.run([s.path for s in chosen], batch_size=32, tta=tta), strict=True):
+    outcomes = predictor.run([s.path for s in chosen], batch_size=32, tta=tta)
+    for sample, group, outcome in zip(chosen, chosen_groups, outcomes, strict=True):
         advance(1)
         if outcome.error is not None:
             failed.append(f"{sample.key}: {outcome.error}")
             continue
+        groups.append(group)
+        paths.append(sample.path)
         keys.append(sample.key)
         y_true.append(sample.label)
         logits.append(outcome.logits)
@@ -130,7 +139,7 @@ def evaluate(
         return coarse / np.maximum(coarse.sum(axis=1, keepdims=True), 1e-12)
 
     probs = scored(softmax(logit_arr, temperature)) if len(logits) else np.zeros((0, len(labels)))
-    metrics = classification_metrics(y_true, probs, labels)
+    metrics = classification_metrics(y_true, probs, labels, groups=groups)
     y_idx = np.array([labels.index(t) for t in y_true], dtype=int)
     metrics["ece_uncalibrated"] = (
         round(expected_calibration_error(scored(softmax(logit_arr)), y_idx), 4) if len(logits) else float("nan")
@@ -147,7 +156,7 @@ def evaluate(
     metrics["left_out_by_taxonomy"] = dict(left_out)
     metrics["failed"] = failed
     metrics["manifest_problems"] = problems
-    return EvalResult(metrics, keys, y_true, probs)
+    return EvalResult(metrics, keys, y_true, probs, logit_arr, paths)
 
 
 def _nothing_to_score(model: str, split: str, excluded: Counter, unknown: Counter, left_out: Counter, problems) -> str:

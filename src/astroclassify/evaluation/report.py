@@ -8,9 +8,28 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.evaluation.calibration import reliability_bins, softmax
+from astroclassify.evaluation.metrics import with_interval
 from astroclassify.sizes import format_bytes
 
 __all__ = ["write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
+
+
+# Neutral grey text and lines on a transparent background read on a white page (a model card
+# on a code host) and on the web app's dark theme alike.
+INK = "#8a8f9c"
+PLOT_STYLE = {
+    "text.color": INK,
+    "axes.labelcolor": INK,
+    "axes.edgecolor": INK,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "axes.facecolor": "none",
+    "figure.facecolor": "none",
+    "savefig.facecolor": "none",
+    "savefig.transparent": True,
+    "legend.framealpha": 0.0,
+    "grid.color": INK,
+}
 
 
 def _plt():
@@ -19,6 +38,7 @@ def _plt():
     matplotlib.use("Agg")  # headless: servers and CI have no display
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update(PLOT_STYLE)
     return plt
 
 
@@ -44,9 +64,16 @@ def write_training_plot(history: list[dict], path: Path) -> None:
 
 
 def write_eval_plots(
-    metrics: dict, probs: np.ndarray, y: np.ndarray, logits: np.ndarray | None, out: Path, *, title: str
+    metrics: dict,
+    probs: np.ndarray,
+    y: np.ndarray,
+    logits: np.ndarray | None,
+    out: Path,
+    *,
+    title: str,
+    prefix: str = "",
 ) -> dict[str, Path]:
-    """Confusion matrix and reliability diagram PNGs; returns their paths."""
+    """Confusion matrix and reliability diagram PNGs (``<prefix>confusion_matrix.png`` ...); returns their paths."""
     plt = _plt()
     labels = metrics["confusion_matrix"]["labels"]
     cm = np.array(metrics["confusion_matrix"]["matrix"])
@@ -61,11 +88,12 @@ def write_eval_plots(
         yticklabels=labels,
         xlabel="predicted",
         ylabel="true",
-        title=f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}",
+        title=f"{title}\naccuracy {with_interval(metrics['accuracy'], metrics.get('ci', {}).get('accuracy'))}, "
+        f"macro-F1 {with_interval(metrics['macro_f1'], metrics.get('ci', {}).get('macro_f1'))}",
     )
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
-    paths = {"confusion": out / "confusion_matrix.png", "reliability": out / "reliability.png"}
+    paths = {"confusion": out / f"{prefix}confusion_matrix.png", "reliability": out / f"{prefix}reliability.png"}
     fig.savefig(paths["confusion"], dpi=110)
     plt.close(fig)
 
@@ -94,51 +122,103 @@ def write_eval_plots(
 
 
 _REPORT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}img{max-width:100%}</style></head><body>
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;vertical-align:middle}
+th:first-child,td:first-child{text-align:left}img{max-width:100%}.ci{color:#666}
+td.thumb{padding:2px}td.thumb img{width:96px;height:96px;object-fit:contain;background:#000;display:block}
+summary{cursor:pointer}</style></head><body>
 <h1>{{ title }}</h1>
-<p>{{ m.n }} images &middot; accuracy <b>{{ "%.3f"|format(m.accuracy) }}</b> &middot; macro-F1 <b>{{ "%.3f"|format(m.macro_f1) }}</b>
-&middot; ECE {{ "%.3f"|format(m.ece) }} (before temperature scaling {{ "%.3f"|format(m.ece_uncalibrated) }})</p>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{% for label, c in m.per_class.items() %}<tr><td>{{ label }}</td>{% for k in ("precision", "recall", "f1") %}<td>{{ "%.3f"|format(c[k]) if c.support else "–" }}</td>{% endfor %}<td>{{ c.support }}</td></tr>{% endfor %}
+<p>{{ m.n }} images &middot; accuracy <b>{{ "%.3f"|format(m.accuracy) }}</b> {{ ci(m.ci.accuracy) }} &middot;
+macro-F1 <b>{{ "%.3f"|format(m.macro_f1) }}</b> {{ ci(m.ci.macro_f1) }}
+&middot; ECE {{ "%.3f"|format(m.ece) }} {{ ci(m.ci.ece) }} (before temperature scaling {{ "%.3f"|format(m.ece_uncalibrated) }})</p>
+<p class="ci">Brackets: 95% intervals, {{ m.ci.method }} ({{ m.ci.n_resamples }} resamples of {{ m.ci.clusters }}).
+An independent sample of the same kind of images should score inside them.</p>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>F1 95% interval</th><th>support</th></tr>
+{% for label, c in m.per_class.items() %}<tr><td>{{ label }}</td>{% for k in ("precision", "recall", "f1") %}<td>{{ "%.3f"|format(c[k]) if c.support else "–" }}</td>{% endfor %}<td class="ci">{{ ci(c.f1_ci) if c.f1_ci else "–" }}</td><td>{{ c.support }}</td></tr>{% endfor %}
 </table>
 <h2>Confusion matrix and calibration</h2><img src="{{ confusion }}" alt="confusion matrix"> <img src="{{ reliability }}" alt="reliability diagram">
 {% if m.unknown_labels %}<h2>Not scored: labels the model does not know</h2><ul>{% for k, v in m.unknown_labels.items() %}<li>{{ k }}: {{ v }}</li>{% endfor %}</ul>{% endif %}
 {% if m.failed %}<h2>Not scored: unreadable files</h2><ul>{% for f in m.failed %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
-{% if errors %}<h2>Misclassified</h2><table><tr><th>image</th><th>true</th><th>predicted</th><th>confidence</th></tr>
-{% for e in errors %}<tr><td>{{ e[0] }}</td><td>{{ e[1] }}</td><td>{{ e[2] }}</td><td>{{ "%.2f"|format(e[3]) }}</td></tr>{% endfor %}</table>{% endif %}
-<h2>Raw metrics</h2><pre>{{ raw }}</pre></body></html>"""
+{% if errors %}<h2>Misclassified ({{ errors|length }}{% if errors|length < n_errors %} most confident of {{ n_errors }}{% endif %})</h2>
+<table><tr><th>image</th><th>file</th><th>true</th><th>predicted</th><th>confidence</th></tr>
+{% for e in errors %}<tr><td class="thumb">{% if e.thumb %}<img src="{{ e.thumb }}" alt="{{ e.key }}" loading="lazy">{% endif %}</td><td>{{ e.key }}</td><td>{{ e.true }}</td><td>{{ e.predicted }}</td><td>{{ "%.2f"|format(e.confidence) }}</td></tr>{% endfor %}</table>{% endif %}
+<details><summary>Raw metrics (JSON)</summary><pre>{{ raw }}</pre></details></body></html>"""
+
+MAX_ERRORS_SHOWN = 100
+THUMB_PX = 96
 
 
 def write_html_report(
-    metrics: dict, keys: list[str], y_true: list[str], probs: np.ndarray, out: Path, *, title: str
+    metrics: dict,
+    keys: list[str],
+    y_true: list[str],
+    probs: np.ndarray,
+    out: Path,
+    *,
+    title: str,
+    name: str = "report",
+    paths: list[Path] | None = None,
 ) -> Path:
+    """``<out>/<name>.html`` with its plots beside it (``<name>-confusion_matrix.png``, ...).
+
+    Each evaluation names its own files (the CLI uses the datasets and split), so scoring a
+    model on another dataset no longer overwrites the last report. Misclassified images are
+    shown as thumbnails embedded in the page, most confident errors first.
+    """
     from jinja2 import Environment
 
     labels = metrics["confusion_matrix"]["labels"]
     y = np.array([labels.index(t) for t in y_true], dtype=int)
-    plots = write_eval_plots(metrics, probs, y, None, out, title=title)
-    errors = sorted(
-        (
-            (k, t, labels[int(p.argmax())], float(p.max()))
-            for k, t, p in zip(keys, y_true, probs, strict=True)
-            if labels[int(p.argmax())] != t
-        ),
-        key=lambda e: -e[3],
-    )
+    plots = write_eval_plots(metrics, probs, y, None, out, title=title, prefix=f"{name}-")
+    wrong = [
+        (i, labels[int(p.argmax())], float(p.max()))
+        for i, (t, p) in enumerate(zip(y_true, probs, strict=True))
+        if labels[int(p.argmax())] != t
+    ]
+    wrong.sort(key=lambda e: -e[2])
+    errors = [
+        {
+            "key": keys[i],
+            "true": y_true[i],
+            "predicted": predicted,
+            "confidence": confidence,
+            "thumb": _thumb_data_url(paths[i]) if paths else None,
+        }
+        for i, predicted, confidence in wrong[:MAX_ERRORS_SHOWN]
+    ]
     env = Environment(autoescape=True)
     text = env.from_string(_REPORT).render(
         title=title,
         m=metrics,
         errors=errors,
+        n_errors=len(wrong),
+        ci=lambda interval: f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "",
         confusion=plots["confusion"].name,
         reliability=plots["reliability"].name,
         raw=json.dumps(metrics, indent=1),
     )
-    path = out / "report.html"
+    path = out / f"{name}.html"
     path.write_text(text)
     return path
+
+
+def _thumb_data_url(path: Path) -> str | None:
+    """A small JPEG of the image, inline, so the report is one file that can be mailed."""
+    import base64
+    import io
+
+    from astroclassify.errors import ImageDecodeError
+    from astroclassify.imaging.decode import decode_pil
+
+    try:
+        img = decode_pil(path, draft_size=THUMB_PX)
+    except ImageDecodeError:
+        return None
+    img.thumbnail((THUMB_PX, THUMB_PX))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _fmt(v) -> str:
@@ -146,9 +226,9 @@ def _fmt(v) -> str:
 
 
 def _class_f1(m: dict, label: str) -> str:
-    """F1 of one class, or a dash where the class is absent from the scored images."""
+    """F1 of one class with its interval, or a dash where the class is absent from the scored images."""
     c = m["per_class"][label]
-    return _fmt(c["f1"]) if c["support"] else "–"
+    return with_interval(c["f1"], c.get("f1_ci")) if c["support"] else "–"
 
 
 def write_model_card(bundle) -> Path:
@@ -229,19 +309,31 @@ def write_model_card(bundle) -> Path:
         lines += [f"- `{a}` vs `{b}`" for a, b in conflicts]
     lines += ["", "## Held-out metrics (test split: never trained or tuned on)", ""]
     test = metrics.get("test", {})
+    method = next((m["ci"]["method"] for m in test.values() if m.get("ci")), None)
+    if method:
+        lines += [
+            f"Brackets are 95% intervals ({method}): an independent sample of the same kind of images "
+            "should score inside them. Accuracy also depends on the class mix; per-class F1 does not.",
+            "",
+        ]
     lines += [
-        "| scope | n | accuracy | macro-F1 | ECE | ECE before scaling | "
-        + " | ".join(f"F1 {lb}" for lb in bundle.labels)
-        + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(bundle.labels),
+        "| scope | n | accuracy | macro-F1 | ECE | ECE before scaling |",
+        "|---|---|---|---|---|---|",
     ]
     for scope, m in test.items():
+        ci = m.get("ci", {})
         lines.append(
-            f"| {scope} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | {_fmt(m['ece'])} | "
-            f"{_fmt(m.get('ece_uncalibrated', float('nan')))} | "
-            + " | ".join(_class_f1(m, lb) for lb in bundle.labels)
-            + " |"
+            f"| {scope} | {m['n']} | {with_interval(m['accuracy'], ci.get('accuracy'))} | "
+            f"{with_interval(m['macro_f1'], ci.get('macro_f1'))} | {with_interval(m['ece'], ci.get('ece'))} | "
+            f"{_fmt(m.get('ece_uncalibrated', float('nan')))} |"
         )
+    lines += [
+        "",
+        "| scope | " + " | ".join(f"F1 {lb}" for lb in bundle.labels) + " |",
+        "|---|" + "---|" * len(bundle.labels),
+    ]
+    for scope, m in test.items():
+        lines.append(f"| {scope} | " + " | ".join(_class_f1(m, lb) for lb in bundle.labels) + " |")
     cv_file = bundle.path / "cv.json"
     if cv_file.is_file():
         cv = json.loads(cv_file.read_text())
@@ -284,6 +376,11 @@ def write_model_card(bundle) -> Path:
                 f"| `{s['key']}` | {s['label']} | {s['predicted']} ({s['confidence']:.2f}) | {s['p_label']:.3f} |"
                 for s in suspects
             ]
+    limits = meta.get("limits") or [
+        "Scores hold for images like the training data (sources above); other instruments, bands or "
+        "processing (FITS, single band) look different.",
+        "Labels come from archive categories or volunteer votes and carry errors.",
+    ]
     lines += [
         "",
         "## Plots",
@@ -292,9 +389,7 @@ def write_model_card(bundle) -> Path:
         "",
         "## Limits",
         "",
-        "- Scores hold for images like the training data (sources above); other instruments, bands or "
-        "processing (FITS, single band) look different.",
-        "- Labels come from archive categories or volunteer votes and carry errors.",
+        *(f"- {line}" for line in limits),
         "",
     ]
     path = bundle.path / "MODEL_CARD.md"

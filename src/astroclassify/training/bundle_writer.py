@@ -101,7 +101,8 @@ def finish_bundle(
             scopes |= {d: np.array([data.table.samples[i].dataset == d for i in rows]) for d in datasets}
         metrics[name] = {}
         for scope, mask in scopes.items():
-            m = classification_metrics([data.labels[i] for i in y[mask]], probs[mask], data.labels)
+            groups = [data.groups[i] for i in rows[mask]]  # an object's images are resampled together
+            m = classification_metrics([data.labels[i] for i in y[mask]], probs[mask], data.labels, groups=groups)
             m["ece_uncalibrated"] = round(expected_calibration_error(softmax(logits[name][mask]), y[mask]), 4)
             metrics[name][scope] = m
         if name == "test":

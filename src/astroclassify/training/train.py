@@ -206,7 +206,9 @@ def fit_model(
         if val_idx is not None and len(val_idx):
             val_logits = predict_logits(scored, data.table.pixels[val_idx], mean, std)
             val_y = data.y[val_idx]
-            metrics = classification_metrics([data.labels[i] for i in val_y], softmax(val_logits), data.labels)
+            metrics = classification_metrics(
+                [data.labels[i] for i in val_y], softmax(val_logits), data.labels, intervals=False
+            )
             row |= {
                 "val_loss": float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y))),
                 "val_accuracy": metrics["accuracy"],

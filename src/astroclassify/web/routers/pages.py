@@ -11,6 +11,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from astroclassify.errors import ImageDecodeError, UnknownNameError
+from astroclassify.evaluation.metrics import with_interval
+from astroclassify.sizes import format_bytes
 from astroclassify.store.images import derived_image, existing_file
 from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns
 from astroclassify.store.repository import Classifications
@@ -65,6 +67,8 @@ templates = Jinja2Templates(
     directory=Path(__file__).resolve().parents[1] / "templates", context_processors=[_page_context]
 )
 templates.env.filters["http_url"] = http_url
+templates.env.filters["bytes"] = format_bytes
+templates.env.filters["interval"] = with_interval
 
 
 def error_page(request: Request, status: int, message: str, headers=None) -> HTMLResponse:
