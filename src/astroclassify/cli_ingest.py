@@ -38,7 +38,9 @@ Until = Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD) to ingest
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="Site root to scrape instead of the real one (mirrors, tests).")
 ]
-ApiUrl = Annotated[str | None, typer.Option("--api-url", help="APOD API endpoint instead of api.nasa.gov.")]
+ApiUrl = Annotated[
+    str | None, typer.Option("--api-url", help="APOD API endpoint (default: ASTROCLASSIFY_APOD_API_URL, api.nasa.gov).")
+]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model that --classify uses (default: the settings').")]
 Category = Annotated[list[str] | None, typer.Option("--category", help="ESA/Hubble categories to crawl (repeatable).")]
 
@@ -101,7 +103,7 @@ def ingest(
         f"{source}: {c.get('stored', 0)} stored, {c.get('duplicate', 0)} duplicate, {c.get('skipped', 0)} skipped, "
         f"{c.get('failed', 0)} failed ({ctx['client'].requests_made} requests)"
     )
-    if summary.status == "failed":
+    if summary.status in ("failed", "empty"):  # an unreadable listing, or a range without a single item
         raise IngestError(summary.error)
     if c.get("failed"):
         raise typer.Exit(1)
@@ -226,10 +228,13 @@ def _source(name, client, base_url, api, api_url, api_key, categories, size, cou
     if name == "apod":
         from astroclassify.ingest import apod
 
+        settings = get_settings()
         if api or api_url:
-            key = api_key or get_settings().apod_api_key
-            return apod.ApodApiSource(client, key, api_url or apod.API_URL, count=count)
-        return apod.ApodHtmlSource(client, base_url or apod.BASE_URL)
+            key = api_key or settings.apod_api_key
+            return apod.ApodApiSource(client, key, api_url or settings.apod_api_url, count=count)
+        if base_url:  # a site named on the command line is the only one tried
+            return apod.ApodHtmlSource(client, base_url)
+        return apod.ApodHtmlSource(client, settings.apod_base_url, mirrors=tuple(settings.apod_mirrors))
     if name == "esahubble":
         from astroclassify.ingest import esahubble
 

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # Ingestion (astroclassify ingest / watch): NASA API key (DEMO_KEY allows 30 requests an
     # hour), seconds between two requests to one host, retries and backoff base, deadline.
     apod_api_key: str = "DEMO_KEY"
+    # Where APOD is read. The main site moved to science.nasa.gov/apod in 2026 with another
+    # layout; mirrors that keep the classic one (archivepix.html, apYYMMDD.html) are tried in
+    # turn when the main site cannot be read. apod.com is the editors' own domain (linked from
+    # recent pages); its layout could not be checked from here.
+    apod_base_url: str = "https://apod.nasa.gov/apod/"
+    apod_mirrors: Annotated[list[str], NoDecode] = ["https://apod.com/apod/"]
+    apod_api_url: str = "https://api.nasa.gov/planetary/apod"
     ingest_min_interval: float = Field(default=1.0, ge=0.0)
     ingest_retries: int = Field(default=4, ge=0)
     ingest_backoff: float = Field(default=1.0, ge=0.0)
@@ -71,7 +78,7 @@ class Settings(BaseSettings):
     # Show full tracebacks for unexpected errors (otherwise the CLI prints one line).
     debug: bool = False
 
-    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
+    @field_validator("trusted_proxies", "allowed_hosts", "apod_mirrors", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

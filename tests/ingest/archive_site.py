@@ -1,10 +1,15 @@
 """A local stand-in for apod.nasa.gov, api.nasa.gov and esahubble.org, with fault injection.
 
 - ``/apod/``: the real saved APOD pages from ``../shared/data/apod/html`` with their recorded
-  content type, ETag and Last-Modified (304 on a matching conditional request). The archive
-  index is generated in the real ``archivepix.html`` line format, listing the days this site
-  has; extra days are made from a real page (``ap230210.html``) with date, title and image
-  swapped, so faults can be attached to them.
+  content type, ETag and Last-Modified (304 on a matching conditional request).
+  ``archivepix.html`` is the real saved index (days from 2015-01-01 to 2023-02-11, and a link
+  to ``archivepixFull.html``), with the days published after it (``add_day``, and the saved
+  pages of 2024 and 2025) on top, as the live site adds them. No copy of the full archive
+  was saved: ``archivepixFull.html`` is the real index with the older saved days (1995)
+  below it, in the same line format; ``full_archive = False`` makes it answer 404. A day
+  the indexes list without a saved page is made from a real page (``ap230210.html``) with
+  date, title and image swapped, as are the days added with ``add_day`` (so faults can be
+  attached to them).
 - ``/apod/image/...``: a deterministic synthetic picture per path (JPEG, PNG or GIF by
   extension); ``aliases`` serve one path's picture at another (exact or near duplicates).
 - ``/planetary/apod``: the recorded API bodies with their status codes, chosen by the query.
@@ -13,7 +18,10 @@
 - Faults by path while ``faults_on``: ``500``, ``429`` (Retry-After), ``timeout`` (answers
   after ``slow_s``), ``drop`` (closes mid-body), ``html`` (HTML served as image/jpeg),
   ``loop`` (redirects to itself), ``huge`` (declares 2 GB), ``truncated`` (half a JPEG with a
-  correct length). ``*_once`` variants fail only the first request.
+  correct length), ``trickle`` (status line and headers at a byte every 0.1 s), ``trickle_body``
+  (headers at once, the body at a byte every 0.1 s) and ``endless`` (a body with no length
+  that never ends; ``sent[path]`` counts its bytes). ``*_once`` variants fail only the first
+  request.
 """
 
 from __future__ import annotations
@@ -69,6 +77,12 @@ class ArchiveSite:
                 page = (apod_dir / "html" / name).read_bytes()
                 title = re.search(rb"<title>\s*APOD:[^-\xe2]*[-\xe2\x80\x93]+\s*(.*?)\s*\n?</title>", page, re.S)
                 self.days[date] = (title.group(1).decode("utf-8", "replace").strip() if title else name, page)
+        real_index = (apod_dir / "html" / "archivepix.html").read_text(encoding="latin-1")
+        self.index_titles = {
+            dt.datetime.strptime(m.group(1), "%y%m%d").date(): m.group(2)
+            for m in re.finditer(r'<a href="ap(\d{6})\.html">(.*?)</a>', real_index)
+        }
+        self.full_archive = True
         self.faults: dict[str, str] = {}
         self.faults_on = True
         self.aliases: dict[str, tuple[str, str]] = {}  # path -> (source path, "exact" | "near")
@@ -82,6 +96,8 @@ class ArchiveSite:
         self.server: ThreadingHTTPServer | None = None
         self.url = ""
         self.image_delay_s = 0.0  # slows every image download (interrupt tests)
+        self.sent: dict[str, int] = {}  # bytes of an endless body written before the client hung up
+        self.redirects: dict[str, str] = {}  # path -> Location (a site that moved)
 
     # -- content ------------------------------------------------------------------------
 
@@ -106,15 +122,30 @@ class ArchiveSite:
         ]
         self.esa_per_page = per_page
 
-    def archive_index(self) -> bytes:
+    def archive_index(self, *, full: bool = False) -> bytes:
+        """The real saved index; newer days on top; with ``full``, the older saved days below."""
         real = (self.apod_dir / "html" / "archivepix.html").read_text(encoding="latin-1")
+        newest, oldest = max(self.index_titles), min(self.index_titles)
+
+        def line(d: dt.date, title: str) -> str:
+            return f'{d.year} {d:%B} {d.day:02d}:  <a href="ap{d:%y%m%d}.html">{title}</a><br>'
+
+        newer = [line(d, t) for d, (t, _) in sorted(self.days.items(), reverse=True) if d > newest]
+        older = [line(d, t) for d, (t, _) in sorted(self.days.items(), reverse=True) if d < oldest] if full else []
         head, _, rest = real.partition("<b>\n")
-        tail = rest[rest.index("</b>") :]
-        lines = [
-            f'{d.year} {d:%B} {d.day:02d}:  <a href="ap{d:%y%m%d}.html">{t}</a><br>'
-            for d, (t, _) in sorted(self.days.items(), reverse=True)
-        ]
-        return (head + "<b>\n" + "\n".join(lines) + "\n" + tail).encode("latin-1", "replace")
+        body, _, tail = rest.partition("</b>")
+        page = (
+            head + "<b>\n" + "".join(x + "\n" for x in newer) + body + "".join(x + "\n" for x in older) + "</b>" + tail
+        )
+        return page.encode("latin-1", "replace")
+
+    def day_page(self, date: dt.date) -> bytes | None:
+        if date in self.days:
+            return self.days[date][1]
+        if date in self.index_titles:  # listed by the real index, not saved: made like add_day's pages
+            self.add_day(date, self.index_titles[date])
+            return self.days[date][1]
+        return None
 
     def image_bytes(self, path: str) -> bytes:
         source, kind = self.aliases.get(path, (path, "exact"))
@@ -166,6 +197,17 @@ class ArchiveSite:
             return
         if path == "/robots.txt":
             return self._send(h, 200, self.robots.encode(), "text/plain")
+        if path in self.redirects:
+            return self._send(h, 301, b"", "text/plain", {"Location": self.redirects[path]})
+        if path.startswith("/newsite/"):  # a new layout: no classic index, no apYYMMDD.html pages
+            page = b"<!doctype html><html><head><title>APOD - NASA Science</title></head><body><div id='app'>"
+            return self._page(h, page + b"<a href='/newsite/2026/09/a-picture/'>A picture</a></div></body></html>")
+        if path == "/wp-json/wp/v2/apod-basic":  # the announced WordPress endpoint: posts, dates ignored
+            posts = [
+                {"id": 1, "slug": "a-picture", "link": f"{self.url}/newsite/a/", "title": {"rendered": "A picture"},
+                 "date": "2026-09-11T00:00:00"}
+            ]  # fmt: skip
+            return self._send(h, 200, json.dumps(posts).encode(), "application/json")
         if path.startswith("/planetary/apod"):
             return self._api(h, parse_qs(url.query))
         if path.startswith("/apod/image/"):
@@ -175,11 +217,14 @@ class ArchiveSite:
             return self._send(h, 200, data, ctype)
         if path in ("/apod/", "/apod/archivepix.html"):
             return self._page(h, self.archive_index())
+        if path == "/apod/archivepixFull.html" and self.full_archive:
+            return self._page(h, self.archive_index(full=True))
         m = re.fullmatch(r"/apod/ap(\d{6})\.html", path)
         if m:
             date = dt.datetime.strptime(m.group(1), "%y%m%d").date()
-            if date in self.days:
-                return self._page(h, self.days[date][1])
+            page = self.day_page(date)
+            if page is not None:
+                return self._page(h, page)
         m = re.fullmatch(r"/apod/(?:calendar|lib)/(\w+)\.html|/apod/(ap_faq)\.html", path)
         if m:
             name = {"allyears": "calendar_allyears.html", "ca2301": "calendar_ca2301.html"}.get(m.group(1) or "", "")
@@ -277,6 +322,31 @@ class ArchiveSite:
         elif fault == "truncated":
             data = self.image_bytes(path)
             self._send(h, 200, data[: len(data) // 2], "image/jpeg")
+        elif fault in ("trickle", "trickle_body", "endless"):
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+            body = b"User-agent: *\nAllow: /\n" * 10_000
+            try:
+                if fault == "trickle":
+                    for byte in head + body:
+                        h.wfile.write(bytes([byte]))
+                        h.wfile.flush()
+                        time.sleep(0.1)
+                elif fault == "trickle_body":
+                    h.wfile.write(head)
+                    for byte in body:
+                        h.wfile.write(bytes([byte]))
+                        h.wfile.flush()
+                        time.sleep(0.1)
+                else:
+                    h.wfile.write(head)
+                    chunk = b"# " + b"x" * 65533 + b"\n"
+                    self.sent[path] = 0
+                    while self.sent[path] < 3 * 1024**3:
+                        h.wfile.write(chunk)
+                        self.sent[path] += len(chunk)
+            except OSError:
+                pass  # the client gave up, as it should
+            h.close_connection = True
         else:
             raise ValueError(fault)
         return True

@@ -36,9 +36,13 @@ def cli(tmp_path):
         ASTROCLASSIFY_INGEST_TIMEOUT="1.5",
     )
 
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "astroclassify.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-m", "astroclassify.cli", *args],
+            env={**run.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     run.home = home

@@ -36,6 +36,8 @@ DAYS = {
                                          "image/2302/magellanic.jpg", "Felipe Mac Auliffe", "The two prominent clouds",
                                          "Small Magellanic Clouds."),
 }  # fmt: skip
+# A still image that links to a video page: the still is classified, the video recorded.
+STILLS_OF_VIDEOS = {"ap241207.html": "https://plus.nasa.gov/video/nasa-rocket-engine-fireplace/"}
 NOT_PICTURES = [
     "ap_faq.html",
     "archivepix.html",
@@ -74,7 +76,7 @@ def test_day_pages(apod, name):
     if media == "image":
         assert item.image_url.startswith("https://apod.nasa.gov/apod/image/") and item.image_url.endswith(image)
         assert item.hires_url.endswith(hires)
-        assert item.video_url is None
+        assert item.video_url == STILLS_OF_VIDEOS.get(name)
     else:
         assert item.image_url is None and item.hires_url is None
         assert item.video_url.startswith("https://")
@@ -139,3 +141,90 @@ def test_api_error_bodies(apod, name, status, expected):
     root, _ = apod
     message = api_error_message(status, json.loads((root / "api" / name).read_text()))
     assert message.startswith(f"APOD API {status}") and expected in message
+
+
+def test_words_are_not_split_where_links_end(apod):
+    """``<a>Odd Radio Circle</a>s`` is one word; the official parser agrees on every saved page."""
+    from bs4 import BeautifulSoup
+
+    root, urls = apod
+    odd = parse_day((root / "html" / "ap220330.html").read_bytes(), urls["ap220330.html"]).explanation
+    for word in ("Odd Radio Circles,", "Australian SKA", "South African MeerKAT", "optical/IR map", "ORCs’ origins"):
+        assert word in odd
+    orion = parse_day((root / "html" / "ap200609.html").read_bytes(), urls["ap200609.html"]).explanation
+    assert "Orion-encircling" in orion
+    for name in DAYS:
+        if not name.startswith("ap"):
+            continue
+        page = (root / "html" / name).read_bytes()
+        text = BeautifulSoup(page, "html.parser").text  # what nasa/apod-api's parser reads
+        official = set(text[text.find("Explanation:") + 12 : text.find("Tomorrow's picture:")].split())
+        ours = set(parse_day(page, urls[name]).explanation.split())
+        assert ours <= official, (name, sorted(ours - official))
+
+
+def test_copyright_covers_the_holder_not_the_music(apod):
+    root, urls = apod
+    video = parse_day((root / "html" / "ap211010.html").read_bytes(), urls["ap211010.html"])
+    assert video.credit == "Mark Gee; Music: Tenderness (Dan Phillipson)"
+    assert video.license == "© Mark Gee"
+    from astroclassify.ingest.apod import copyright_holder
+
+    assert copyright_holder("Jane Doe; Text: John Roe") == "Jane Doe"
+    assert copyright_holder("Processing: A. B.") == ""
+
+
+def test_youtube_days_get_a_thumbnail_from_the_html_too(apod):
+    root, urls = apod
+    odd = parse_day((root / "html" / "ap220330.html").read_bytes(), urls["ap220330.html"])
+    assert odd.thumbnail_url == "https://img.youtube.com/vi/m8qvOpcDt1o/0.jpg"  # as the API's thumbs=true gives
+
+
+def test_generic_title_never_replaces_the_index_title():
+    page = (
+        "<html><head><title>Astronomy Picture of the Day</title></head><body><center>2024 January 6<br>"
+        '<a href="image/2401/big.jpg"><img src="image/2401/small.jpg"></a></center>'
+        "<center><b>Explanation:</b> A fine picture.</center></body></html>"
+    )
+    item = parse_day(page, "https://apod.nasa.gov/apod/ap240106.html")
+    assert item.title == ""  # the pipeline keeps the index's title
+
+
+def test_a_day_page_without_a_bold_label_is_still_a_picture():
+    page = (
+        "<html><head><title>APOD: 2024 January 6 - Moon</title></head><body><center>2024 January 6<br>"
+        '<img src="image/2401/moon.jpg"></center><p>Explanation: The <a href="x.html">Moon</a>s of Mars.'
+        "<center>Tomorrow's picture</center></body></html>"
+    )
+    item = parse_day(page, "https://apod.nasa.gov/apod/ap240106.html")
+    assert (item.media_type, item.title) == ("image", "Moon")
+    assert item.explanation == "The Moons of Mars."
+
+
+def test_an_unknown_layout_at_a_day_url_is_a_failure_not_a_skip():
+    new_site = "<html><head><title>APOD - NASA Science</title></head><body><div id='app'></div></body></html>"
+    with pytest.raises(IngestError, match="not APOD's page layout.*--base-url.*--api"):
+        parse_day(new_site, "https://science.nasa.gov/apod/ap240106.html")
+
+
+def test_only_http_links_leave_a_page():
+    index = (
+        '<b>2024 January 06: <a href="javascript:alert(document.cookie)//ap240106.html">Evil</a><br>'
+        '2024 January 05: <a href="ap240105.html">Fine</a></b>'
+    )
+    assert [url for _, url, _ in parse_archive(index)] == ["https://apod.nasa.gov/apod/ap240105.html"]
+    page = (
+        "<html><body><center>2024 January 6<br>"
+        '<a href="javascript:alert(1)"><img src="data:image/png;base64,AAAA"></a>'
+        '<img src="image/2401/real.jpg"></center><center><b>Explanation:</b> x</center></body></html>'
+    )
+    item = parse_day(page, "https://apod.nasa.gov/apod/ap240106.html")
+    assert item.image_url == "https://apod.nasa.gov/apod/image/2401/real.jpg" and item.video_url is None
+    with pytest.raises(IngestError, match="not an http"):
+        _item_with_url("javascript:alert(1)")
+
+
+def _item_with_url(url):
+    from astroclassify.ingest.records import ArchiveItem
+
+    return ArchiveItem(source="apod", key="apod:2024-01-06", page_url=url, title="", media_type="image")

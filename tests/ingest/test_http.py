@@ -112,3 +112,30 @@ def test_body_over_the_limit_while_streaming(site, tmp_path):
 def test_non_image_content_type_is_refused(site, client):
     with pytest.raises(FetchError, match="served as 'text/html', not an image"):
         client.get_image(f"{site.url}/apod/ap200609.html")
+
+
+@pytest.mark.parametrize("fault", ["trickle", "trickle_body"])
+def test_one_deadline_per_request_headers_included(site, fault):
+    """A server sending a byte every 0.1 s never trips a per-read timeout; the request's deadline stops it."""
+    site.faults["/apod/ap200609.html"] = fault
+    with PoliteClient(min_interval=0, max_retries=0, timeout=1.0) as c:
+        start = time.monotonic()
+        with pytest.raises(FetchError, match="within 1 s"):
+            c.get_page(f"{site.url}/apod/ap200609.html", cache=False)
+        assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize("fault", ["trickle", "endless"])
+def test_robots_txt_has_the_same_deadline_and_a_size_cap(site, fault):
+    site.faults["/robots.txt"] = fault
+    with PoliteClient(min_interval=0, max_retries=0, timeout=1.5) as c:
+        start = time.monotonic()
+        if fault == "trickle":
+            with pytest.raises(FetchError, match="robots.txt unreachable"):
+                c.get_page(f"{site.url}/apod/ap200609.html")
+            assert site.requests_to("/apod/ap200609.html") == 0  # unreachable robots.txt: do not crawl
+        else:
+            page = c.get_page(f"{site.url}/apod/ap200609.html")  # the first 512 KiB are read and obeyed
+            assert page.status == 200
+            assert site.sent["/robots.txt"] < 32 * 1024**2  # of 3 GiB offered; the rest never read
+        assert time.monotonic() - start < 3.0

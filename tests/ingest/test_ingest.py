@@ -8,9 +8,9 @@ import sqlite3
 
 from tests.ingest.conftest import ESA_GALAXIES, ESA_NEBULAE, day
 
-REAL_IMAGE_DAYS = {"2025-03-24": "skipped", "2024-12-07": "stored", "2023-02-10": "stored", "2022-04-24": "stored",
-                   "2022-04-20": "stored", "2022-03-30": "skipped", "2021-10-10": "skipped", "2020-06-09": "stored",
-                   "1995-06-22": "stored"}  # fmt: skip
+# The saved pages from 2023-02-10 on, and 2023-02-11: listed by the real index, its page made from a real one.
+REAL_IMAGE_DAYS = {"2025-03-24": "skipped", "2024-12-07": "stored", "2023-02-11": "stored", "2023-02-10": "stored"}
+SINCE = ("--since", "2023-02-10")  # the real index lists every day since 2015: tests read a few of them
 FIELDS = {"source", "date", "title", "media_type", "image_url", "hires_url", "credit", "status"}
 
 
@@ -42,15 +42,15 @@ def test_apod_html_with_every_fault_then_resume(site, cli):
     site.add_day(page_500, "Page that fails")
     site.faults[f"/apod/ap{page_500:%y%m%d}.html"] = "500"
 
-    first = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    first = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", *SINCE, "--json")
     assert first.returncode == 1, first.stderr  # finished, with failures
     by_date = {r["date"]: r for r in lines(first)}
     assert all(set(r) >= FIELDS for r in by_date.values())
     for date, status in REAL_IMAGE_DAYS.items():
         assert by_date[date]["status"] == status, by_date[date]
     assert by_date["2025-03-24"]["media_type"] == "video" and "recorded" in by_date["2025-03-24"]["reason"]
-    assert by_date["2020-06-09"]["hires_url"].endswith("OrionMountains_Tabbush_2048.jpg")
-    assert by_date["2020-06-09"]["credit"] == "Nicolas Tabbush"
+    assert by_date["2023-02-10"]["hires_url"].endswith("C2022E3ZTFmeetsC2022U2Atlasbeschriftet.jpg")
+    assert by_date["2023-02-10"]["credit"] == "Stefan Bemmerl"
     expected_errors = {
         day(0): "HTTP 500 after 2 attempts",
         day(3): "Timeout",
@@ -70,7 +70,7 @@ def test_apod_html_with_every_fault_then_resume(site, cli):
 
     site.faults_on = False
     site.log.clear()
-    second = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    second = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", *SINCE, "--json")
     assert second.returncode == 0, second.stderr
     again = {r["date"]: r for r in lines(second)}
     for d in expected_errors:
@@ -79,7 +79,7 @@ def test_apod_html_with_every_fault_then_resume(site, cli):
         assert again[date]["status"] == "skipped"
     # Resumed without touching what it had: no page or image of a stored day was requested.
     requested = {p for _, _, p, _ in site.log}
-    assert not any("OrionMountains" in p or "ap200609" in p for p in requested)
+    assert not any("C2022E3ZTFmeets" in p or "ap230210" in p for p in requested)
     assert paths[day(1)] not in requested
     with db(cli) as con:
         failed = con.execute("select count(*) from ingested_items where status = 'failed'").fetchone()[0]
@@ -89,12 +89,59 @@ def test_apod_html_with_every_fault_then_resume(site, cli):
     assert [r[0] for r in runs] == ["finished", "finished"]
     assert json.loads(runs[0][1])["failed"] == 8
 
-    third = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    third = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", *SINCE, "--json")
     assert {r["status"] for r in lines(third)} == {"skipped"}
 
 
+def test_saved_pages_of_every_layout_and_days_before_2015(site, cli):
+    """archivepix.html lists only days since 2015; older ones come from the full archive it links to."""
+    statuses = {"2022-04-24": "stored", "2022-04-20": "stored", "2022-03-30": "skipped", "2021-10-10": "skipped",
+                "2020-06-09": "stored", "1995-06-22": "stored"}  # fmt: skip
+    for date, status in statuses.items():
+        r = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", date, "--until", date, "--json")
+        assert r.returncode == 0, r.stderr
+        (row,) = lines(r)
+        assert (row["date"], row["status"]) == (date, status), row
+    assert site.requests_to("/apod/archivepixFull.html") == 1  # read only for the range before 2015
+    old = cli(
+        "ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "1995-06-22", "--until", "1995-06-22", "--json"
+    )
+    assert [r["status"] for r in lines(old)] == ["skipped"]
+
+
+def test_days_before_2015_without_the_full_archive_are_named_by_date(site, cli):
+    site.full_archive = False  # archivepixFull.html answers 404: day pages are named by their dates
+    r = cli(
+        "ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "1995-06-20", "--until", "1995-06-22", "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {x["date"]: x for x in lines(r)}
+    assert rows["1995-06-22"]["status"] == "stored" and rows["1995-06-22"]["title"] == "The Earth from Apollo 17"
+    assert rows["1995-06-21"]["status"] == rows["1995-06-20"]["status"] == "skipped"  # no page on the site
+    assert (
+        "no APOD page for this date" in rows["1995-06-21"]["reason"] or "not a picture" in rows["1995-06-21"]["reason"]
+    )
+
+
+def test_a_range_without_a_day_is_an_error(site, cli):
+    before = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "1990-01-01", "--until", "1990-12-31")
+    assert before.returncode == 2, before.stderr
+    assert "no APOD day between 1990-01-01 and 1990-12-31" in before.stderr and "began on 1995-06-16" in before.stderr
+    after = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "2030-01-01")
+    assert after.returncode == 2 and "no APOD day between 2030-01-01" in after.stderr
+
+
+def test_an_archive_page_without_days_is_an_error(site, cli):
+    site.faults["/apod/archivepix.html"] = "html"  # an HTML page with no day in it
+    r = cli("ingest", "apod", "--base-url", f"{site.url}/apod/")
+    assert r.returncode == 2
+    assert "lists no days: not the classic archive layout" in r.stderr and "--api" in r.stderr
+
+
 def test_provenance_is_stored(site, cli):
-    result = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--until", "2020-12-31", "--json")
+    result = cli(
+        "ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "2020-06-09", "--until", "2020-06-09", "--json"
+    )
     assert result.returncode == 0, result.stderr
     with db(cli) as con:
         con.row_factory = sqlite3.Row
@@ -142,19 +189,19 @@ def test_limit_since_until_and_classify(site, cli):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = lines(result)
-    assert [r["date"] for r in rows] == ["2023-02-10", "2022-04-24"]
+    assert [r["date"] for r in rows] == ["2023-02-11", "2023-02-10"]
     assert all(r["label"] in ("galaxy", "nebula", "planet") for r in rows)  # the default model: bundled dso
     assert all(0 < r["confidence"] <= 1 for r in rows)
     with db(cli) as con:
         names = [r[0] for r in con.execute("select c.filename from classifications c order by c.id")]
-    assert names == ["ap230210.jpg", "ap220424.jpg"]  # archive ids, so the web app shows credit lines
+    assert names == ["ap230211.jpg", "ap230210.jpg"]  # archive ids, so the web app shows credit lines
     nxt = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--since", "2020-01-01", "--limit", "2", "--json")
     # Newest first: a video day (recorded) and 2024-12-07 are the two new items; then the limit stops it.
     assert [(r["date"], r["status"]) for r in lines(nxt)] == [
         ("2025-03-24", "skipped"),
         ("2024-12-07", "stored"),
+        ("2023-02-11", "skipped"),
         ("2023-02-10", "skipped"),
-        ("2022-04-24", "skipped"),
     ]
 
 
@@ -197,24 +244,28 @@ def test_interrupted_run_resumes(site, cli):
     import time
 
     site.image_delay_s = 0.7
+    since = ("--since", "2023-02-01")  # 11 listed days and the 2 saved newer ones: 12 images, 1 video
     proc = subprocess.Popen(
-        [sys.executable, "-m", "astroclassify.cli", "ingest", "apod", "--base-url", f"{site.url}/apod/", "--json"],
+        [sys.executable, "-m", "astroclassify.cli", "ingest", "apod", "--base-url", f"{site.url}/apod/", *since, "--json"],
         env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A runner started in the background (``cmd &``) ignores SIGINT, and a child inherits that:
+        # give the child Python's default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     done = [json.loads(x) for x in out.splitlines()]
-    assert 1 <= sum(r["status"] == "stored" for r in done) < 6
+    assert 1 <= sum(r["status"] == "stored" for r in done) < 12
     site.image_delay_s = 0
-    rest = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", "--json")
+    rest = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", *since, "--json")
     assert rest.returncode == 0, rest.stderr
     statuses = {r["date"]: r["status"] for r in lines(rest)}
     assert all(statuses[r["date"]] == "skipped" for r in done)
     with db(cli) as con:
-        assert con.execute("select count(*) from ingested_items where status = 'stored'").fetchone()[0] == 6
-        assert con.execute("select count(distinct key) from ingested_items").fetchone()[0] == 9
+        assert con.execute("select count(*) from ingested_items where status = 'stored'").fetchone()[0] == 12
+        assert con.execute("select count(distinct key) from ingested_items").fetchone()[0] == 13
         assert [r[0] for r in con.execute("select status from ingest_runs order by id")] == ["interrupted", "finished"]
 
 
@@ -266,3 +317,48 @@ def test_bad_arguments_get_one_line_errors(site, cli):
         assert r.returncode == 2 and r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr
     unreachable = cli("ingest", "apod", "--base-url", "http://127.0.0.1:9/apod/")
     assert unreachable.returncode == 2 and "robots.txt unreachable" in unreachable.stderr
+
+
+def test_a_moved_site_is_a_clear_error_and_mirrors_take_over(site, cli):
+    """APOD moved to science.nasa.gov/apod in 2026 with a new layout; no page of it is saved, none is guessed."""
+    site.redirects["/apod/archivepix.html"] = "/newsite/"
+    moved = cli("ingest", "apod", "--base-url", f"{site.url}/apod/", *SINCE)
+    assert moved.returncode == 2
+    error = moved.stderr.strip().splitlines()[-1]
+    assert f"redirected to {site.url}/newsite/" in error and "not the classic archive layout" in error
+    assert "--base-url with a mirror" in error and "ASTROCLASSIFY_APOD_MIRRORS" in error and "--api" in error
+    site.redirects.clear()
+
+    # The main site unreachable: the first mirror with the classic layout is used, day pages included.
+    env = {
+        "ASTROCLASSIFY_APOD_BASE_URL": "http://127.0.0.1:9/apod/",
+        "ASTROCLASSIFY_APOD_MIRRORS": f"{site.url}/newsite/,{site.url}/apod/",
+    }
+    mirrored = cli("ingest", "apod", *SINCE, "--json", env=env)
+    assert mirrored.returncode == 0, mirrored.stderr
+    rows = lines(mirrored)
+    assert {r["date"] for r in rows if r["status"] == "stored"} >= {"2023-02-10", "2024-12-07"}
+    assert all(r["page_url"].startswith(f"{site.url}/apod/") for r in rows)
+
+
+def test_the_api_address_is_a_setting_and_a_new_format_is_named(site, cli):
+    env = {"ASTROCLASSIFY_APOD_API_URL": f"{site.url}/planetary/apod"}
+    ok = cli("ingest", "apod", "--api", "--since", "2021-11-07", "--until", "2021-11-08", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr and len(lines(ok)) == 2
+    wordpress = cli(
+        "ingest", "apod", "--api", "--api-url", f"{site.url}/wp-json/wp/v2/apod-basic", "--since", "2026-09-01"
+    )
+    assert wordpress.returncode == 2
+    assert "answered with WordPress posts, not APOD items" in wordpress.stderr and "--api-url" in wordpress.stderr
+    ignored = cli(
+        "ingest",
+        "apod",
+        "--api",
+        "--api-url",
+        f"{site.url}/planetary/apod",
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-01-01",
+    )
+    assert ignored.returncode == 2 and "ignored the dates asked for (2024-01-01 to 2024-01-01)" in ignored.stderr

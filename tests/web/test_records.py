@@ -179,3 +179,23 @@ def test_pages_for_people(client, galaxy):
         page = client.get(path).text
         assert "cdn." not in page and "/static/apidocs/" in page
     assert client.get("/static/apidocs/redoc.standalone.js").status_code == 200
+
+
+def test_archive_urls_are_never_live_links_unless_http(client, home):
+    """A failed item recorded by an older release with a ``javascript:`` page URL is shown as text."""
+    from astroclassify.store.db import make_engine, make_sessionmaker
+    from astroclassify.store.ingested import IngestedItems
+    from astroclassify.store.tables import IngestedItem
+
+    engine = make_engine(f"sqlite:///{home / 'astroclassify.db'}")
+    with make_sessionmaker(engine)() as session:
+        items = IngestedItems(session)
+        items.save(IngestedItem(key="apod:2024-01-06", source="apod", status="failed", title="Evil",
+                                page_url="javascript:alert(document.cookie)//ap240106.html", error="HTTP 404"))  # fmt: skip
+        items.save(IngestedItem(key="apod:2024-01-05", source="apod", status="failed", title="Fine",
+                                page_url="https://apod.nasa.gov/apod/ap240105.html", error="HTTP 500"))  # fmt: skip
+    engine.dispose()
+    page = client.get("/ingest", headers=PAGE).text
+    assert 'href="javascript:' not in page
+    assert "javascript:alert(document.cookie)//ap240106.html" in page  # shown, escaped, as text
+    assert 'href="https://apod.nasa.gov/apod/ap240105.html"' in page

@@ -27,11 +27,12 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urljoin
 
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, Comment, Tag
 
 from astroclassify.errors import IngestError
 from astroclassify.ingest.http import FetchError, PoliteClient
-from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, Stub
+from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, NothingFound, Stub
+from astroclassify.urls import http_url
 
 __all__ = [
     "API_URL",
@@ -58,33 +59,71 @@ _DAY_URL = re.compile(r"ap(\d{2})(\d{2})(\d{2})\.html$")
 _CREDIT = re.compile(r"^\s*(?:[\w ]+\s)?credits?\b.*:\s*$|^\s*copyright\s*:\s*$", re.I)
 _IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|tiff?|webp)(\?.*)?$", re.I)
 _VIDEO_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", ".mp4", ".webm", ".mov")
+_VIDEO_LINKS = _VIDEO_HOSTS + (".mpg", ".mpeg", ".avi", ".m4v", ".ogv", "/video")
+_YOUTUBE_ID = re.compile(
+    r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?(?:.*&)?v=|v/|shorts/)|youtu\.be/)([\w-]{6,})"
+)
+_ROLE = re.compile(
+    r"^(?:music|text|processing|data|animation|illustration|video|image|audio|narration|editing|editor|song|sound|software|visualization)\b[^:]{0,30}:",
+    re.I,
+)
+_BREAKS = frozenset(
+    {"br", "p", "div", "center", "li", "ul", "ol", "table", "tr", "td", "h1", "h2", "h3", "hr", "blockquote"}
+)
 
 
 def parse_archive(html: str | bytes, base_url: str = BASE_URL) -> list[tuple[dt.date, str, str]]:
-    """``(date, page_url, title)`` for every day linked from ``archivepix.html``, newest first."""
+    """``(date, page_url, title)`` for every day linked from an archive index, newest first.
+
+    Links that are not http(s) once resolved (``javascript:...ap240106.html``) are dropped:
+    a page's data never becomes a URL we fetch or show.
+    """
     soup = BeautifulSoup(html, "html.parser")
-    days = []
+    days = {}
     for a in soup.find_all("a", href=_DAY_URL):
+        url = http_url(urljoin(base_url, a["href"].strip()))
         date = _date_from_url(a["href"])
-        if date is not None:
-            days.append((date, urljoin(base_url, a["href"]), _clean(a.get_text())))
-    days.sort(key=lambda d: d[0], reverse=True)
-    return days
+        if url is None or date is None:
+            log.warning("archive index: ignoring link %r", a["href"][:100])
+            continue
+        days.setdefault(date, (date, url, _clean(_text(a))))
+    return sorted(days.values(), key=lambda d: d[0], reverse=True)
+
+
+def full_archive_url(html: str | bytes, base_url: str) -> str | None:
+    """The link to the archive of every day (``archivepixFull.html``) that the recent index carries."""
+    soup = BeautifulSoup(html, "html.parser")
+    a = soup.find("a", href=re.compile(r"archivepixfull\.html$", re.I))
+    return http_url(urljoin(base_url, a["href"].strip())) if a else None
 
 
 def parse_day(html: str | bytes, page_url: str) -> ArchiveItem:
-    """One day's page → ArchiveItem; raises NotAPicturePage for calendars, FAQ and index pages."""
+    """One day's page → ArchiveItem.
+
+    Raises NotAPicturePage for calendars, FAQ and index pages, and IngestError for a day's
+    page (``apYYMMDD.html``) whose layout is not APOD's: that is a failure to retry or to
+    report (the site moved), not a page to skip for ever.
+    """
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript"]):
         tag.decompose()
+    order = {id(node): i for i, node in enumerate(soup.descendants)}
     bolds = soup.find_all("b")
     explanation_b = next((b for b in bolds if _clean(b.get_text(" ")).lower().startswith("explanation")), None)
-    text = _clean(soup.get_text(" "))
+    # Some pages have the label without bold: the text is the marker then, as for the official parser.
+    marker = explanation_b or soup.find(string=re.compile(r"Explanation:"))
+    text = _clean(_text(soup))
     date = _date_from_url(page_url) or _date_from_text(text)
-    if explanation_b is None or date is None:
-        raise NotAPicturePage(f"{page_url}: not an APOD picture page (no date line and Explanation)")
-
-    before = bolds[: bolds.index(explanation_b)]
+    media_type, image_url, hires_url, video_url = _media(soup, marker, page_url, order)
+    if marker is None or date is None:
+        if _DAY_URL.search(page_url) and (date is None or media_type == "other"):
+            raise IngestError(
+                f"{page_url}: not APOD's page layout (no date line, picture and Explanation); "
+                "if the site moved, use --base-url with a mirror that keeps the classic layout, or --api"
+            )
+        if marker is None and not _DAY_URL.search(page_url):
+            raise NotAPicturePage(f"{page_url}: not an APOD picture page (no date line and Explanation)")
+    before = [b for b in bolds if marker is None or order[id(b)] < order[id(marker)]]
     credit_b = next((b for b in before if _CREDIT.match(_clean(b.get_text(" ")))), None)
     title = ""
     if credit_b is not None:
@@ -96,11 +135,9 @@ def parse_day(html: str | bytes, page_url: str) -> ArchiveItem:
         title = _clean(earlier[-1].get_text(" ")) if earlier else ""
     if not title:
         title = _title_from_head(soup)
-
-    media_type, image_url, hires_url, video_url = _media(soup, explanation_b, page_url)
     credit_label = _clean(credit_b.get_text(" ")) if credit_b is not None else ""
     credit = _between(text, credit_label, "Explanation:") if credit_label else ""
-    explanation = _explanation(explanation_b)
+    holder = copyright_holder(credit) if "copyright" in credit_label.lower() else ""
     return ArchiveItem(
         source="apod",
         key=f"apod:{date.isoformat()}",
@@ -111,10 +148,30 @@ def parse_day(html: str | bytes, page_url: str) -> ArchiveItem:
         image_url=image_url,
         hires_url=hires_url,
         video_url=video_url,
+        thumbnail_url=youtube_thumbnail(video_url),
         credit=credit,
-        license=f"© {credit}" if "copyright" in credit_label.lower() and credit else LICENSE,
-        explanation=explanation,
+        license=f"© {holder}" if holder else LICENSE,
+        explanation=_explanation(marker) if marker is not None else "",
     )
+
+
+def copyright_holder(credit: str) -> str:
+    """Who holds the copyright in a credit line: the part before any other role.
+
+    ``"Mark Gee; Music: Tenderness (Dan Phillipson)"`` → ``"Mark Gee"``: the © belongs to the
+    image's author, not to the music or text credited after it.
+    """
+    parts = [p.strip() for p in re.split(r";\s*", credit) if p.strip()]
+    kept = [p for p in parts if not _ROLE.match(p)]
+    return "; ".join(kept[:1]) if kept else ""
+
+
+def youtube_thumbnail(video_url: str | None) -> str | None:
+    """A still for a YouTube video, at the address the official APOD API gives for ``thumbs``."""
+    if not video_url:
+        return None
+    m = _YOUTUBE_ID.search(video_url)
+    return f"https://img.youtube.com/vi/{m.group(1)}/0.jpg" if m else None
 
 
 def parse_api_item(body: dict) -> ArchiveItem:
@@ -124,8 +181,9 @@ def parse_api_item(body: dict) -> ArchiveItem:
     except (KeyError, TypeError, ValueError):
         raise IngestError(f"APOD API item without a valid date: {str(body)[:200]}") from None
     media_type = body.get("media_type") if body.get("media_type") in ("image", "video") else "other"
-    url = body.get("url")
+    url = http_url(body.get("url"))
     copyright_ = _clean(body.get("copyright") or "")
+    holder = copyright_holder(copyright_)
     return ArchiveItem(
         source="apod",
         key=f"apod:{date.isoformat()}",
@@ -134,11 +192,11 @@ def parse_api_item(body: dict) -> ArchiveItem:
         media_type=media_type,
         date=date,
         image_url=url if media_type == "image" else None,
-        hires_url=body.get("hdurl") if media_type == "image" else None,
+        hires_url=http_url(body.get("hdurl")) if media_type == "image" else None,
         video_url=url if media_type == "video" else None,
-        thumbnail_url=body.get("thumbnail_url"),
+        thumbnail_url=http_url(body.get("thumbnail_url")) or youtube_thumbnail(url if media_type == "video" else None),
         credit=copyright_,
-        license=f"© {copyright_}" if copyright_ else LICENSE,
+        license=f"© {holder}" if holder else LICENSE,
         explanation=_clean(body.get("explanation") or ""),
     )
 
@@ -155,23 +213,99 @@ def api_error_message(status: int, body: object) -> str:
 
 
 class ApodHtmlSource:
-    """Days from the HTML site: the archive index for the list, one page per day."""
+    """Days from the HTML site: the archive index for the list, one page per day.
+
+    ``archivepix.html`` lists only the days since 2015; older ranges come from the full
+    archive it links to (``archivepixFull.html``), or, where that cannot be read, from day
+    pages named by their dates (every day since 1995-06-16 has ``apYYMMDD.html``).
+
+    The site can move (apod.nasa.gov moved to science.nasa.gov/apod in 2026, with another
+    layout): ``mirrors`` keeping the classic layout are tried in turn when the main site
+    cannot be read or answers with a page that is not a classic index.
+    """
 
     name = "apod"
 
-    def __init__(self, client: PoliteClient, base_url: str = BASE_URL) -> None:
+    def __init__(self, client: PoliteClient, base_url: str = BASE_URL, mirrors: tuple[str, ...] = ()) -> None:
         self.client = client
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.roots = [r if r.endswith("/") else r + "/" for r in (base_url, *mirrors)]
+        self._guessed: set[str] = set()  # keys of days named from their date, not read from an index
 
     def discover(self, since: dt.date | None = None, until: dt.date | None = None) -> Iterator[Stub]:
-        page = self.client.get_page(urljoin(self.base_url, "archivepix.html"))
-        for date, url, title in parse_archive(page.content, page.url):
-            if (since is None or date >= since) and (until is None or date <= until):
-                yield Stub(key=f"apod:{date.isoformat()}", page_url=url, title=title, date=date)
+        page, days = self._index()
+        oldest, newest = days[-1][0], days[0][0]
+        if (since is None or since < oldest) and (until is None or until >= FIRST_DAY):
+            days = days + self._older_days(page, since, min(until or oldest, oldest - dt.timedelta(days=1)))
+        chosen = [d for d in days if (since is None or d[0] >= since) and (until is None or d[0] <= until)]
+        if not chosen:
+            span = f"{since or FIRST_DAY} and {until or newest}"
+            raise NothingFound(
+                f"no APOD day between {span}: the archive at {page.url} lists {days[-1][0]} to {newest} "
+                f"(APOD began on {FIRST_DAY})"
+            )
+        for date, url, title in chosen:
+            yield Stub(key=f"apod:{date.isoformat()}", page_url=url, title=title, date=date)
 
     def fetch(self, stub: Stub) -> ArchiveItem:
-        page = self.client.get_page(stub.page_url)
-        return parse_day(page.content, stub.page_url)
+        try:
+            page = self.client.get_page(stub.page_url)
+        except FetchError as exc:
+            if stub.key in self._guessed and exc.status == 404:
+                raise NotAPicturePage(f"{stub.page_url}: no APOD page for this date") from None
+            raise
+        if page.url != stub.page_url and not _DAY_URL.search(page.url):
+            raise IngestError(
+                f"{stub.page_url} redirected to {page.url}, whose layout astroclassify does not know; "
+                "use --base-url with a mirror that keeps the classic layout, or --api"
+            )
+        return parse_day(page.content, page.url)
+
+    def _index(self):
+        """The recent archive index, from the first root that serves a classic one."""
+        problems = []
+        for root in self.roots:
+            url = urljoin(root, "archivepix.html")
+            try:
+                page = self.client.get_page(url)
+            except FetchError as exc:
+                problems.append(f"{url}: {exc}".replace(f"{url}: {url}: ", f"{url}: "))
+                continue
+            days = parse_archive(page.content, page.url)
+            if days:
+                self.roots = [root]  # day pages come from where the index was read
+                return page, days
+            moved = f" (redirected to {page.url})" if page.url != url else ""
+            problems.append(f"{url}{moved} lists no days: not the classic archive layout")
+        raise IngestError(
+            "APOD's archive could not be read: "
+            + "; ".join(problems)
+            + ". The site may have moved (apod.nasa.gov moved to science.nasa.gov/apod in 2026, with a new "
+            "layout): use --base-url with a mirror that keeps the classic layout, list mirrors in "
+            "ASTROCLASSIFY_APOD_MIRRORS, or use --api"
+        )
+
+    def _older_days(self, recent, since: dt.date | None, until: dt.date) -> list[tuple[dt.date, str, str]]:
+        """Days before the recent index: from the full archive, else named by their dates."""
+        start = max(since or FIRST_DAY, FIRST_DAY)
+        if until < start:
+            return []
+        full_url = full_archive_url(recent.content, recent.url) or urljoin(recent.url, "archivepixFull.html")
+        try:
+            full = self.client.get_page(full_url)
+            older = [d for d in parse_archive(full.content, full.url) if d[0] <= until]
+            if older:
+                return older
+            log.warning("%s lists no days; naming older days by their dates", full_url)
+        except FetchError as exc:
+            log.warning("full archive unreadable (%s); naming older days by their dates", exc)
+        days = []
+        date = until
+        while date >= start:
+            key = f"apod:{date.isoformat()}"
+            self._guessed.add(key)
+            days.append((date, urljoin(recent.url, f"ap{date:%y%m%d}.html"), ""))
+            date -= dt.timedelta(days=1)
+        return days
 
 
 class ApodApiSource:
@@ -220,7 +354,10 @@ class ApodApiSource:
         try:
             body = r.json()
         except ValueError:
-            raise IngestError(f"APOD API answered HTTP {r.status} with a body that is not JSON") from None
+            raise IngestError(
+                f"APOD API at {self.api_url} answered HTTP {r.status} with a body that is not JSON; "
+                "if the API moved, give its address with --api-url or ASTROCLASSIFY_APOD_API_URL"
+            ) from None
         if r.status == 404:  # "No data available for date": a gap, not a failure
             log.info("%s", api_error_message(r.status, body))
             return []
@@ -228,35 +365,68 @@ class ApodApiSource:
             hint = " (use your own key: --api-key or ASTROCLASSIFY_APOD_API_KEY)" if r.status in (403, 429) else ""
             raise IngestError(api_error_message(r.status, body) + hint)
         items = body if isinstance(body, list) else [body]
-        return [parse_api_item(b) for b in items if isinstance(b, dict)]
+        if any(isinstance(b, dict) and _looks_like_wordpress(b) for b in items):
+            raise IngestError(
+                f"APOD API at {self.api_url} answered with WordPress posts, not APOD items (the 2026 "
+                "science.nasa.gov endpoint has no dates, hd or thumbs); use the HTML site or an API that "
+                "keeps the classic format (--api-url)"
+            )
+        parsed = [parse_api_item(b) for b in items if isinstance(b, dict)]
+        wanted = _requested_dates(params)
+        if wanted and parsed:
+            inside = [i for i in parsed if wanted[0] <= i.date <= wanted[1]]
+            if not inside:
+                raise IngestError(
+                    f"APOD API at {self.api_url} ignored the dates asked for ({wanted[0]} to {wanted[1]}) and "
+                    f"answered {parsed[-1].date} to {parsed[0].date}; use the HTML site for a date range"
+                )
+            parsed = inside
+        return parsed
 
 
-def _media(soup: BeautifulSoup, stop: Tag, page_url: str) -> tuple[str, str | None, str | None, str | None]:
+def _looks_like_wordpress(item: dict) -> bool:
+    return "date" not in item or isinstance(item.get("title"), dict) or {"slug", "link"} <= item.keys()
+
+
+def _requested_dates(params: dict) -> tuple[dt.date, dt.date] | None:
+    try:
+        if "date" in params:
+            day = dt.date.fromisoformat(params["date"])
+            return day, day
+        if "start_date" in params:
+            return dt.date.fromisoformat(params["start_date"]), dt.date.fromisoformat(params["end_date"])
+    except (KeyError, ValueError):
+        pass
+    return None
+
+
+def _media(
+    soup: BeautifulSoup, stop, page_url: str, order: dict[int, int]
+) -> tuple[str, str | None, str | None, str | None]:
     """(media_type, image_url, hires_url, video_url) from the first media element before ``stop``."""
+    limit = order[id(stop)] if stop is not None else len(order)
     for el in soup.find_all(["img", "iframe", "video", "embed", "object"]):
-        if stop in el.parents or _after(el, stop):
+        if order[id(el)] > limit:
             break
         if el.name == "img":
-            src = el.get("src") or ""
-            if not src or src.endswith(("apod.gif",)):
+            src = (el.get("src") or "").strip()
+            image = http_url(urljoin(page_url, src)) if src else None
+            if image is None or src.endswith("apod.gif"):
                 continue
-            image = urljoin(page_url, src.strip())
             link = el.find_parent("a")
-            href = link.get("href", "").strip() if link else ""
-            hires = urljoin(page_url, href) if href and _IMAGE_EXT.search(href) else None
-            return "image", image, hires or image, None
+            href = http_url(urljoin(page_url, link.get("href", "").strip())) if link and link.get("href") else None
+            hires = href if href and _IMAGE_EXT.search(href) else None
+            # A still that links to a video (an .mpg, a YouTube page): the still is what we classify.
+            video = href if href and any(v in href.lower() for v in _VIDEO_LINKS) else None
+            return "image", image, hires or image, video
         if el.name == "video":
             source = el.find("source")
             src = el.get("src") or (source.get("src") if source else "")
-            return "video", None, None, urljoin(page_url, src) if src else None
+            return "video", None, None, http_url(urljoin(page_url, src)) if src else None
         src = el.get("src") or el.get("data") or ""
-        url = urljoin(page_url, src) if src else None
+        url = http_url(urljoin(page_url, src)) if src else None
         return ("video" if any(h in (src or "") for h in _VIDEO_HOSTS) else "other"), None, None, url
     return "other", None, None, None
-
-
-def _after(el: Tag, stop: Tag) -> bool:
-    return stop in el.find_all_previous("b")
 
 
 def _date_from_url(url: str) -> dt.date | None:
@@ -283,20 +453,43 @@ def _date_from_text(text: str) -> dt.date | None:
 
 
 def _title_from_head(soup: BeautifulSoup) -> str:
+    """``APOD: 2020 June 9 - Orion over ...`` → the title; the site's generic title → "" (the index has better)."""
     head = _clean(soup.title.get_text()) if soup.title else ""
-    return re.split(r"\s[-–]\s", head, maxsplit=1)[-1] if re.match(r"APOD:", head) else head
+    return re.split(r"\s[-–]\s", head, maxsplit=1)[-1] if re.match(r"APOD:", head) else ""
 
 
-def _explanation(label: Tag) -> str:
-    """The text after the ``Explanation:`` label, up to the next centred block or rule."""
+def _text(node) -> str:
+    """A node's text as a reader sees it: text runs joined as they are, block breaks as spaces.
+
+    Joining with spaces (``get_text(" ")``) splits words where a link ends mid-word: APOD
+    writes ``<a>Odd Radio Circle</a>s`` and ``<a>Orion</a>-encircling``.
+    """
     parts = []
-    for el in label.next_elements:
+    for el in node.descendants if isinstance(node, Tag) else [node]:
+        if isinstance(el, Tag):
+            if el.name in _BREAKS:
+                parts.append(" ")
+        elif not isinstance(el, Comment):
+            parts.append(str(el))
+    return "".join(parts)
+
+
+def _explanation(marker) -> str:
+    """The text after the ``Explanation:`` label (bold, or in plain text), up to the next centred block or rule."""
+    parts = []
+    if not isinstance(marker, Tag):  # the label inside a text run: keep what follows it
+        parts.append(str(marker).split("Explanation:", 1)[-1])
+    for el in marker.next_elements:
         if isinstance(el, Tag):
             if el.name in ("center", "hr", "table"):
                 break
-        elif el.parent is not label:
+            if el.name in _BREAKS:
+                parts.append(" ")
+        elif isinstance(marker, Tag) and el.parent is marker:
+            continue
+        elif not isinstance(el, Comment) and el is not marker:
             parts.append(str(el))
-    return _clean(" ".join(parts))
+    return _clean("".join(parts))
 
 
 def _between(text: str, start: str, end: str) -> str:

@@ -30,6 +30,7 @@ from bs4 import BeautifulSoup
 
 from astroclassify.ingest.http import FetchError, PoliteClient
 from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, Stub
+from astroclassify.urls import http_url
 
 __all__ = ["BASE_URL", "CATEGORIES", "SIZES", "EsaHubbleSource", "parse_image_page", "parse_listing"]
 
@@ -65,14 +66,17 @@ def parse_listing(html: str | bytes, page_url: str) -> list[tuple[str, str, str]
     for m in _ENTRY.finditer(text):
         fields = dict(_FIELD.findall(m.group(0)))
         ident = m.group(1)
-        url = urljoin(page_url, fields.get("url") or f"/images/{ident}/")
+        url = http_url(urljoin(page_url, fields.get("url") or f"/images/{ident}/"))
+        if url is None:  # a listing's data never becomes a link we follow
+            continue
         found.setdefault(ident, (ident, url, _unescape(fields.get("title", ""))))
     if not found:  # a plainer page (or a future redesign): links to image pages
         soup = BeautifulSoup(text, "html.parser")
         for a in soup.find_all("a", href=True):
             m = _IMAGE_ID.match(urlsplit(a["href"]).path)
-            if m and m.group(1) not in ("archive", "viewall"):
-                found.setdefault(m.group(1), (m.group(1), urljoin(page_url, a["href"]), " ".join(a.get_text().split())))
+            url = http_url(urljoin(page_url, a["href"]))
+            if m and url and m.group(1) not in ("archive", "viewall"):
+                found.setdefault(m.group(1), (m.group(1), url, " ".join(a.get_text().split())))
     return list(found.values())
 
 
@@ -84,8 +88,9 @@ def parse_image_page(html: str | bytes, page_url: str, *, size: str = "screen", 
     ident = ""
     for a in soup.find_all("a", href=True):
         m = _DOWNLOAD.search(a["href"])
-        if m and m.group(1) not in downloads:
-            downloads[m.group(1)] = urljoin(page_url, a["href"])
+        url = http_url(urljoin(page_url, a["href"]))
+        if m and url and m.group(1) not in downloads:
+            downloads[m.group(1)] = url
             ident = ident or m.group(2)
     if h1 is None or not downloads:
         raise NotAPicturePage(f"{page_url}: not an ESA/Hubble image page (no title or download links)")

@@ -10,8 +10,12 @@ What a maintainer of a public archive would ask of a scraper, in one place:
   connections, honouring ``Retry-After`` (seconds or an HTTP date);
 - conditional requests (ETag / Last-Modified) against an on-disk cache of pages, so
   re-running a crawl costs the site a 304 per page;
-- a deadline per request, a maximum body size (checked on Content-Length, then while
-  streaming), and for images a content-type plus magic-byte check.
+- one deadline per request, connect, headers and body included (httpx's timeouts are per
+  socket operation, so a server sending a byte a second never trips them): every socket
+  operation of a request gets at most the time left until its deadline;
+- a maximum body size (checked on Content-Length, then while streaming), robots.txt
+  included (read up to 512 KiB, as RFC 9309 allows), and for images a content-type plus
+  magic-byte check.
 
 Retries, caching and rate limiting are written here rather than taken from tenacity or
 hishel because they share state: the wait after a 429 comes from the response and also
@@ -21,6 +25,7 @@ always revalidated. Together that is about as much code as configuring the libra
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import hashlib
 import json
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from astroclassify._version import __version__
@@ -47,6 +53,7 @@ USER_AGENT = (
     f"astroclassify/{__version__} (+https://github.com/astroclassify/astroclassify; image classification research)"
 )
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: crawlers must parse at least 500 KiB, may ignore the rest
 # First bytes of the image formats we accept from archives.
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"II*\x00", b"MM\x00*", b"SIMPLE  =")
 
@@ -84,6 +91,65 @@ class _Host:
     robots_error: str | None = None
 
 
+# The deadline of the request running on this thread (None: no deadline).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("astroclassify_deadline", default=None)
+
+
+def _time_left(timeout: float | None) -> float | None:
+    """The socket timeout for one operation: never past the current request's deadline."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("request deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own socket backend, with every operation held to the request's deadline."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = self._backend.connect_tcp(host, port, _time_left(timeout), local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self._backend.connect_unix_socket(path, _time_left(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _deadline_transport() -> httpx.HTTPTransport:
+    """httpx's transport on the deadline backend (httpx takes no backend argument: set on its pool)."""
+    transport = httpx.HTTPTransport()
+    transport._pool._network_backend = _DeadlineBackend()  # httpx 0.28 / httpcore 1.0 (pinned, tested)
+    return transport
+
+
 class PoliteClient:
     """Fetch pages and images politely.
 
@@ -100,7 +166,7 @@ class PoliteClient:
     max_wait : float, default=300
         Longest wait between attempts; a longer ``Retry-After`` fails the request instead.
     timeout : float, default=60
-        Deadline in seconds for one attempt, body included.
+        Deadline in seconds for one attempt: connecting, headers and body together.
     max_bytes : int, default=64 MiB
         Larger bodies are refused (on Content-Length before downloading, then while streaming).
     """
@@ -137,7 +203,7 @@ class PoliteClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             max_redirects=5,
-            transport=transport,
+            transport=transport or _deadline_transport(),
         )
         self.requests_made = 0
 
@@ -246,33 +312,41 @@ class PoliteClient:
             self._hold_host(url, wait)
         raise FetchError(f"{url}: {last_error} after {self.max_retries + 1} attempts", url=url, status=status)
 
-    def _attempt(self, url: str, headers: dict) -> tuple[Response, dict]:
-        deadline = time.monotonic() + self.timeout
+    def _attempt(self, url: str, headers: dict, *, max_bytes: int | None = None, truncate: bool = False):
+        """One GET within the deadline and size limit; ``truncate`` keeps the first ``max_bytes`` instead of failing."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
         self.requests_made += 1
-        with self._http.stream("GET", url, headers=headers) as r:
-            declared = r.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_bytes and r.status_code == 200:
-                raise FetchError(
-                    f"{url}: Content-Length {format_bytes(int(declared))} is over the {format_bytes(self.max_bytes)} limit",
-                    url=url,
-                    status=r.status_code,
-                )
-            chunks, size = [], 0
-            for chunk in r.iter_bytes():
-                size += len(chunk)
-                if size > self.max_bytes:
+        token = _deadline.set(time.monotonic() + self.timeout)
+        try:
+            with self._http.stream("GET", url, headers=headers) as r:
+                declared = r.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit and r.status_code == 200 and not truncate:
                     raise FetchError(
-                        f"{url}: body is over the {format_bytes(self.max_bytes)} limit", url=url, status=r.status_code
+                        f"{url}: Content-Length {format_bytes(int(declared))} is over the {format_bytes(limit)} limit",
+                        url=url,
+                        status=r.status_code,
                     )
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout(f"body not complete within {self.timeout:.0f} s")
-                chunks.append(chunk)
-            meta = {
-                "etag": r.headers.get("etag"),
-                "last_modified": r.headers.get("last-modified"),
-                "retry_after": r.headers.get("retry-after"),
-            }
-            return Response(str(r.url), r.status_code, b"".join(chunks), r.headers.get("content-type", "")), meta
+                chunks, size = [], 0
+                for chunk in r.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        if truncate:
+                            chunks.append(chunk[: len(chunk) - (size - limit)])
+                            break
+                        raise FetchError(
+                            f"{url}: body is over the {format_bytes(limit)} limit", url=url, status=r.status_code
+                        )
+                    chunks.append(chunk)
+                meta = {
+                    "etag": r.headers.get("etag"),
+                    "last_modified": r.headers.get("last-modified"),
+                    "retry_after": r.headers.get("retry-after"),
+                }
+                return Response(str(r.url), r.status_code, b"".join(chunks), r.headers.get("content-type", "")), meta
+        except httpx.TimeoutException as exc:
+            raise type(exc)(f"no complete answer within {self.timeout:.0f} s ({exc})") from None
+        finally:
+            _deadline.reset(token)
 
     def _host(self, url: str) -> _Host:
         key = urlsplit(url).netloc.lower()
@@ -302,15 +376,16 @@ class PoliteClient:
         parser = urllib.robotparser.RobotFileParser(robots_url)
         try:
             self._wait_turn(robots_url)
-            self.requests_made += 1
-            r = self._http.get(robots_url)
-        except httpx.HTTPError as exc:
-            host.robots_error = f"robots.txt unreachable ({type(exc).__name__}); not crawling this host"
+            # The same deadline and a size cap as every request: a slow or endless robots.txt
+            # must not hang or fill memory. Past 512 KiB the rest is ignored, as RFC 9309 allows.
+            r, _ = self._attempt(robots_url, {}, max_bytes=ROBOTS_MAX_BYTES, truncate=True)
+        except (httpx.HTTPError, FetchError) as exc:
+            host.robots_error = f"robots.txt unreachable ({type(exc).__name__}: {exc}); not crawling this host"
             return
-        if r.status_code >= 500:
-            host.robots_error = f"robots.txt answered HTTP {r.status_code}; not crawling this host"
+        if r.status >= 500:
+            host.robots_error = f"robots.txt answered HTTP {r.status}; not crawling this host"
             return
-        parser.parse(r.text.splitlines() if r.status_code == 200 else [])
+        parser.parse(r.text.splitlines() if r.status == 200 else [])
         host.robots = parser
 
     def _cache_path(self, url: str) -> Path:

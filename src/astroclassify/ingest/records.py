@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
-__all__ = ["MEDIA_TYPES", "ArchiveItem", "NotAPicturePage", "Stub"]
+from astroclassify.errors import IngestError
+from astroclassify.urls import is_http_url
+
+__all__ = ["MEDIA_TYPES", "ArchiveItem", "NotAPicturePage", "NothingFound", "Stub"]
 
 MEDIA_TYPES = ("image", "video", "other")
+URL_FIELDS = ("page_url", "image_url", "hires_url", "video_url", "thumbnail_url")
 
 
 class NotAPicturePage(ValueError):
     """A page that is not a picture page (calendar, FAQ, index): recognised and skipped, not an error."""
+
+
+class NothingFound(IngestError):
+    """A listing was read, but it names no item in the range asked for (the message says what it has)."""
+
+
+def _check_urls(record: object) -> None:
+    """Archives may only hand us http(s) links: anything else fails the item, before it is stored or shown."""
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if f.name in URL_FIELDS and value is not None and not is_http_url(value):
+            raise IngestError(f"{f.name} {value[:100]!r} is not an http(s) URL; refused")
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,9 @@ class ArchiveItem:
     explanation: str = ""
     category: str = ""  # the archive's own category: a weak label
 
+    def __post_init__(self) -> None:
+        _check_urls(self)
+
     def to_json(self) -> dict:
         out = asdict(self)
         out["date"] = self.date.isoformat() if self.date else None
@@ -54,3 +73,6 @@ class Stub:
     date: dt.date | None = None
     category: str = ""
     item: ArchiveItem | None = None
+
+    def __post_init__(self) -> None:
+        _check_urls(self)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from astroclassify.data.splits import DETAIL, DETAIL_CORR, NEAR_DUPLICATE_CORR, THUMB, fingerprint
 from astroclassify.errors import AstroClassifyError
 from astroclassify.imaging.decode import decode_pil, sniff_format
-from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, Stub
+from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, NothingFound, Stub
 from astroclassify.store.images import EXTENSIONS, save_image
 from astroclassify.store.ingested import DONE, Alerts, IngestedItems, IngestRuns, pack_fingerprint, unpack_fingerprint
 from astroclassify.store.repository import new_classification
@@ -175,6 +175,9 @@ def ingest(
         except KeyboardInterrupt:
             IngestRuns(session).finish(run, summary.counts, "interrupted", "interrupted by the user")
             raise
+        except NothingFound as exc:  # the listing was read and has nothing in the range: say so
+            summary.status, summary.error = "empty", str(exc)
+            log.warning("%s: %s", source.name, exc)
         except AstroClassifyError as exc:  # the listing itself failed: nothing more to do this run
             summary.status, summary.error = "failed", str(exc)
             log.error("%s: %s", source.name, exc)

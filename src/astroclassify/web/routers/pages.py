@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -16,6 +15,7 @@ from astroclassify.sizes import format_bytes
 from astroclassify.store.images import derived_image, existing_file
 from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns
 from astroclassify.store.repository import Classifications
+from astroclassify.urls import http_url
 from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     CallerDep,
@@ -44,13 +44,6 @@ NAV = (
 )
 
 
-def http_url(url: str | None) -> str | None:
-    """``url`` if it is an http(s) link, else None: archive data is never rendered as a live link unchecked."""
-    if not url:
-        return None
-    return url if urlsplit(url.strip()).scheme.lower() in ("http", "https") else None
-
-
 def _page_context(request: Request) -> dict:
     """What every page's frame needs: the nav (with the current page) and the default model."""
     pool = getattr(request.app.state, "pool", None)
@@ -66,7 +59,7 @@ def _page_context(request: Request) -> dict:
 templates = Jinja2Templates(
     directory=Path(__file__).resolve().parents[1] / "templates", context_processors=[_page_context]
 )
-templates.env.filters["http_url"] = http_url
+templates.env.filters["http_url"] = http_url  # archive data is never a live link unchecked
 templates.env.filters["bytes"] = format_bytes
 templates.env.filters["interval"] = with_interval
 
