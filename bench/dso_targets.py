@@ -33,16 +33,24 @@ def main() -> None:
     hubble = evaluate(args.model, "hubble-dso")
     both = evaluate(args.model, "hubble-dso", "nasa-planets-galaxies")
     rows = [
-        ("hubble-dso test accuracy", hubble["accuracy"], ">=", 0.92),
-        ("hubble-dso test macro-F1 (galaxy/nebula)", hubble["macro_f1"], ">=", 0.92),
-        ("planet-vs-rest F1 (both test splits)", both["per_class"]["planet"]["f1"], ">=", 0.95),
-        ("hubble-dso test ECE after temperature scaling", hubble["ece"], "<=", 0.05),
-        ("both test splits ECE after temperature scaling", both["ece"], "<=", 0.05),
+        ("hubble-dso test accuracy", hubble["accuracy"], hubble["ci"]["accuracy"], ">=", 0.92),
+        ("hubble-dso test macro-F1 (galaxy/nebula)", hubble["macro_f1"], hubble["ci"]["macro_f1"], ">=", 0.92),
+        (
+            "planet-vs-rest F1 (both test splits)",
+            both["per_class"]["planet"]["f1"],
+            both["per_class"]["planet"].get("f1_ci"),
+            ">=",
+            0.95,
+        ),
+        ("hubble-dso test ECE after temperature scaling", hubble["ece"], hubble["ci"]["ece"], "<=", 0.05),
+        ("both test splits ECE after temperature scaling", both["ece"], both["ci"]["ece"], "<=", 0.05),
     ]
     print(f"model {hubble['model']}: hubble-dso test n={hubble['n']}, both test splits n={both['n']}")
-    for name, value, op, target in rows:
+    print(f"  [95% intervals: {hubble['ci']['method']}]")
+    for name, value, ci, op, target in rows:
         ok = value >= target if op == ">=" else value <= target
-        print(f"  {name:<48} {value:.3f}  (target {op} {target})  {'met' if ok else 'NOT met'}")
+        interval = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        print(f"  {name:<48} {value:.3f} {interval:<12}  (target {op} {target})  {'met' if ok else 'NOT met'}")
     print(f"  hubble-dso confusion {hubble['confusion_matrix']}")
     print(f"reproduce: astroclassify evaluate --model {args.model} --data hubble-dso --json")
     print(

@@ -76,7 +76,9 @@ def test_evaluate_json_reproduces_the_training_metrics(tiny_model, tiny_dataset)
     assert m["accuracy"] == stored["accuracy"] and m["ece"] == stored["ece"]
     assert sum(m["excluded_seen_in_training"].values()) == 48 - m["n"]
     for label in ("galaxy", "nebula"):
-        assert set(m["per_class"][label]) == {"precision", "recall", "f1", "support"}
+        c = m["per_class"][label]
+        assert set(c) == {"precision", "recall", "f1", "support", "f1_ci"}
+        assert c["f1_ci"][0] <= c["f1"] <= c["f1_ci"][1]  # a 95% interval around the figure
 
 
 def test_evaluate_reports_unknown_labels_and_bad_files(tiny_model, tmp_path):
@@ -95,9 +97,10 @@ def test_evaluate_reports_unknown_labels_and_bad_files(tiny_model, tmp_path):
     assert "error: other/d.png" in res.stderr and "Traceback" not in res.stderr
     human = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root), "--report-dir", str(tmp_path / "rep"))
     assert human.returncode == 1 and "macro-F1" in human.stdout
-    assert (tmp_path / "rep" / "report.html").is_file() and (tmp_path / "rep" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "rep" / "report-other-auto.html").is_file()
+    assert (tmp_path / "rep" / "report-other-auto-confusion_matrix.png").is_file()
     beside = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root))
-    assert beside.returncode == 1 and (tiny_model / "evaluation" / "report.html").is_file()
+    assert beside.returncode == 1 and (tiny_model / "evaluation" / "report-other-auto.html").is_file()
 
 
 def test_predict_cli_on_trained_model(tiny_model, tiny_dataset, tmp_path):

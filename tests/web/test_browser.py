@@ -197,3 +197,40 @@ def test_pages_fit_phone_and_desktop_and_work_by_keyboard(browser, site, width):
         assert "drop" in focused  # the drop area is reachable by keyboard
     finally:
         browser.set_window_size(1200, 900)
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_results_layout_and_empty_states(browser, site, shared_data, tmp_path, width):
+    """On a phone the verdict comes before the image; on a desktop the image sits on its left.
+
+    The gallery's empty state reads on one line (its link used to inherit the grid's column layout),
+    and the Grad-CAM colour key shows only with the overlay.
+    """
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(width, 900)
+    try:
+        image = tmp_path / "layout.jpg"
+        image.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes(), f"layout{width}"))
+        browser.get(site + "/")
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        browser.find_element(By.ID, "predict").click()
+        (card,) = _wait_for_results(browser)
+        verdict = card.find_element(By.CSS_SELECTOR, ".verdict-box").rect
+        figure = card.find_element(By.CSS_SELECTOR, "figure").rect
+        if width < 600:
+            assert verdict["y"] + 80 < figure["y"]  # the answer first, the picture below it
+        else:
+            assert figure["x"] + figure["width"] <= verdict["x"] and abs(figure["y"] - verdict["y"]) < 5
+        legend = card.find_element(By.CSS_SELECTOR, ".cam-legend")
+        assert not legend.is_displayed()
+        card.find_element(By.CSS_SELECTOR, "button.cam").click()
+        assert legend.is_displayed()
+        assert "4 rotated views" in card.find_element(By.CSS_SELECTOR, ".how").text
+
+        browser.get(site + "/gallery?label=no-such-label")
+        empty = browser.find_element(By.CSS_SELECTOR, "p.empty")
+        line = browser.execute_script("return parseFloat(getComputedStyle(arguments[0]).lineHeight)", empty)
+        assert empty.size["height"] < 1.5 * line  # one line
+    finally:
+        browser.set_window_size(1200, 900)

@@ -135,8 +135,11 @@ class OnnxPredictor:
     def labels(self) -> tuple[str, ...]:
         return self.bundle.labels
 
-    def prepare(self, source: str | Path | bytes | np.ndarray) -> np.ndarray:
-        """Decode (if needed) and letterbox one input to (S, S, 3) uint8."""
+    def prepare(self, source: str | Path | bytes | np.ndarray, *, max_pixels: int | None = None) -> np.ndarray:
+        """Decode (if needed) and letterbox one input to (S, S, 3) uint8.
+
+        ``max_pixels`` lowers the decoding limit for this input (a web upload) below the predictor's.
+        """
         size = self.bundle.image_size
         if isinstance(source, np.ndarray):
             arr = source
@@ -149,11 +152,12 @@ class OnnxPredictor:
             if self.crop < 1.0:
                 return letterbox(center_crop(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.crop), size)
             return letterbox(arr[..., :3], size)
-        return letterbox(self._decode(source, size), size)
+        return letterbox(self._decode(source, size, max_pixels), size)
 
-    def _decode(self, source: str | Path | bytes, draft_size: int) -> Image.Image:
+    def _decode(self, source: str | Path | bytes, draft_size: int, max_pixels: int | None = None) -> Image.Image:
         draft = math.ceil(draft_size / self.crop)
-        img = decode_pil(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=draft)
+        limit = self.max_pixels if max_pixels is None else min(max_pixels, self.max_pixels)
+        img = decode_pil(source, max_pixels=limit, max_bytes=self.max_bytes, draft_size=draft)
         return center_crop(img, self.crop)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from astroclassify.errors import (
     RecordNotFoundError,
     UnknownNameError,
 )
+from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import RequestGuard
 from astroclassify.web.ratelimit import RateLimiter
 from astroclassify.web.routers import api, docs, health, pages
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
         )
         yield
         engine.dispose()
+        app.state.decoder.shutdown()
 
     app = FastAPI(
         title="astroclassify",
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
     )
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.decode_slots = threading.BoundedSemaphore(settings.max_concurrent_decodes or os.cpu_count() or 1)
+    app.state.decoder = DecodePool(settings.max_concurrent_decodes or os.cpu_count() or 1)
     app.add_middleware(RequestGuard, settings=settings, limiter=app.state.limiter)
     app.mount(
         "/static/apidocs", StaticFiles(directory=docs.ASSETS), name="apidocs"
@@ -149,7 +150,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
         if exc.status_code in (403, 404) and _wants_page(request):
-            return pages.error_page(request, exc.status_code, str(exc.detail), headers=exc.headers)
+            message = f"There is no page at {request.url.path}." if exc.detail == "Not Found" else str(exc.detail)
+            return pages.error_page(request, exc.status_code, message, headers=exc.headers)
         return _error(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

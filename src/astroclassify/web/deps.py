@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from astroclassify.config import Settings
 from astroclassify.inference.pool import PredictorPool
 from astroclassify.store.repository import ClassificationQuery
+from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import Caller
 
 
@@ -28,8 +28,8 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _decode_slots(request: Request) -> threading.BoundedSemaphore:
-    return request.app.state.decode_slots
+def _decoder(request: Request) -> DecodePool:
+    return request.app.state.decoder
 
 
 def _caller(request: Request) -> Caller:
@@ -39,8 +39,8 @@ def _caller(request: Request) -> Caller:
 
 PoolDep = Annotated[PredictorPool, Depends(_pool)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-# At most this many full-size images are decoded at once (each can take hundreds of MB).
-DecodeSlotsDep = Annotated[threading.BoundedSemaphore, Depends(_decode_slots)]
+# Images are decoded on a few dedicated threads (each decode can take hundreds of MB).
+DecoderDep = Annotated[DecodePool, Depends(_decoder)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 # Ids beyond SQLite's 64-bit INTEGER overflow inside the driver (a 500 found by fuzzing): 422 instead.
 RecordId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A stored classification's id.")]

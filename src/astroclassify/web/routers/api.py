@@ -31,7 +31,7 @@ from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     ClassificationQueryDep,
     CurrentUser,
-    DecodeSlotsDep,
+    DecoderDep,
     PoolDep,
     RecordId,
     SessionDep,
@@ -130,7 +130,7 @@ def classify(
     pool: PoolDep,
     session: SessionDep,
     settings: SettingsDep,
-    slots: DecodeSlotsDep,
+    decoder: DecoderDep,
     owner: CurrentUser,
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
     model: ModelField = None,
@@ -157,8 +157,7 @@ def classify(
         return classification_out(earlier, settings, session, already_stored=True)
     t0 = time.perf_counter()
     try:
-        with slots:
-            pixels = predictor.prepare(data)
+        pixels = decoder.run(predictor.prepare, data, max_pixels=settings.max_upload_pixels)
     except ImageDecodeError as exc:
         raise type(exc)(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
     t1 = time.perf_counter()
@@ -181,7 +180,7 @@ def classify_batch(
     pool: PoolDep,
     session: SessionDep,
     settings: SettingsDep,
-    slots: DecodeSlotsDep,
+    decoder: DecoderDep,
     owner: CurrentUser,
     images: Annotated[list[UploadFile], File(description="Several images, or one .zip of images.")],
     model: ModelField = None,
@@ -224,8 +223,7 @@ def classify_batch(
             )
             continue
         try:
-            with slots:
-                pixels = predictor.prepare(entry.data)
+            pixels = decoder.run(predictor.prepare, entry.data, max_pixels=settings.max_upload_pixels)
         except ImageDecodeError as exc:
             items[-1] = BatchItem(file=entry.name, error=str(exc).removeprefix("<bytes>: "))
             continue
@@ -290,7 +288,7 @@ def explanation(
     request: Request,
     settings: SettingsDep,
     pool: PoolDep,
-    slots: DecodeSlotsDep,
+    decoder: DecoderDep,
     session: SessionDep,
     owner: CurrentUser,
     record_id: RecordId,
@@ -321,8 +319,7 @@ def explanation(
     key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{tta}".encode()).hexdigest()[:16]
 
     def render():
-        with slots:
-            return predictor.explain(source, label, tta).overlay(b.image_size)
+        return decoder.run(lambda: predictor.explain(source, label, tta).overlay(b.image_size))
 
     path = derived_image(uploads / "explanations" / f"{source.stem}-{key}.png", render, "PNG")
     return FileResponse(path, media_type="image/png")

@@ -20,7 +20,7 @@ from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     CallerDep,
     ClassificationQueryDep,
-    DecodeSlotsDep,
+    DecoderDep,
     PoolDep,
     RecordId,
     SessionDep,
@@ -187,12 +187,12 @@ def detail_feedback(
 
 @router.get("/thumbs/{record_id}.jpg")
 def thumbnail(
-    request: Request, session: SessionDep, caller: CallerDep, slots: DecodeSlotsDep, record_id: RecordId
+    request: Request, session: SessionDep, caller: CallerDep, decoder: DecoderDep, record_id: RecordId
 ) -> FileResponse:
     """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
     _browsable(caller)
     row = Classifications(session).get(record_id)
-    return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", slots)
+    return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", decoder)
 
 
 @router.get("/ingest", response_class=HTMLResponse)
@@ -215,24 +215,23 @@ def ingest_page(request: Request, session: SessionDep, caller: CallerDep) -> HTM
 
 @router.get("/ingest/thumbs/{item_id}.jpg")
 def ingest_thumbnail(
-    request: Request, session: SessionDep, caller: CallerDep, slots: DecodeSlotsDep, item_id: RecordId
+    request: Request, session: SessionDep, caller: CallerDep, decoder: DecoderDep, item_id: RecordId
 ) -> FileResponse:
     _browsable(caller)
     item = IngestedItems(session).get(item_id)
     if item is None or not item.stored_name:
         raise HTTPException(404, "no such image")
-    return _thumbnail(request.app.state.uploads, item.stored_name, f"archive item {item_id}", slots)
+    return _thumbnail(request.app.state.uploads, item.stored_name, f"archive item {item_id}", decoder)
 
 
-def _thumbnail(uploads: Path, stored_name: str, what: str, slots) -> FileResponse:
+def _thumbnail(uploads: Path, stored_name: str, what: str, decoder) -> FileResponse:
     source = existing_file(uploads, stored_name, what)
 
     def render():
         from astroclassify.imaging.decode import decode_pil
 
         try:
-            with slots:
-                img = decode_pil(source, draft_size=THUMB_SIZE)
+            img = decoder.run(decode_pil, source, draft_size=THUMB_SIZE)
         except ImageDecodeError:
             raise HTTPException(404, f"the stored image of {what} is unreadable") from None
         img.thumbnail((THUMB_SIZE, THUMB_SIZE))
