@@ -76,3 +76,28 @@ def test_rate_limit_answers_429_with_retry_after(keyed):
     assert int(limited.headers["Retry-After"]) >= 1
     assert "rate limit of 60 requests per minute" in limited.json()["error"]["message"]
     assert httpx.get(f"{base}/api/models", headers={"X-API-Key": keys["alice"]}).status_code == 200  # per key
+
+
+def test_a_keyless_upload_is_refused_before_its_body_is_read(keyed):
+    """Only a real server shows this: the 401 comes back while the client has sent headers alone."""
+    import socket
+    import time
+
+    base, _, _ = keyed
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            f"POST /api/classify HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1073741824\r\n\r\n"
+        )
+        start = time.monotonic()
+        sock.sendall(head.encode())  # a 1 GiB body announced, not one byte of it sent
+        answer = b""
+        while b"}}" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    text = answer.decode()
+    assert text.startswith("HTTP/1.1 401") and time.monotonic() - start < 5
+    assert "connection: close" in text.lower() and "an API key is required" in text

@@ -220,3 +220,17 @@ def test_batch_holds_each_file_to_the_upload_limit(make_client, galaxy, tmp_path
     total = [("images", (f"{i}.jpg", distinct(galaxy, i), "image/jpeg")) for i in range(160)]
     over = client.post("/api/classify/batch", files=total)
     assert over.status_code == 413 and "over the" in over.json()["error"]["message"]
+
+
+def test_web_uploads_have_a_lower_pixel_limit_than_the_cli(make_client, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (7000, 7000), (10, 10, 30, 255)).save(path)  # 49 Mpx in about 200 KB
+    refused = _upload(make_client(), path.read_bytes(), "big.png")
+    assert refused.status_code == 422
+    assert "7000x7000 = 49 Mpx is over the 40 Mpx limit" in refused.json()["error"]["message"]
+    raised = _upload(make_client(max_upload_pixels=50_000_000), path.read_bytes(), "big.png")
+    assert raised.status_code == 200
+    cli = run_cli("predict", str(path), "--json")  # the command line keeps its 50 Mpx limit
+    assert cli.returncode == 0, cli.stderr
