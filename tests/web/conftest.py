@@ -10,6 +10,20 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+LOCAL = ("127.0.0.1", 50000)  # a client address on this machine, for in-process TestClients
+
+
+@pytest.fixture(scope="module")
+def galaxy(shared_data) -> bytes:
+    """A real Hubble galaxy (heic0007b.jpg, 500 x 345 px)."""
+    return (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+
+
+def upload(client, image: bytes, name: str = "g.jpg", **kw):
+    """POST one image to /api/classify as the page's form does."""
+    return client.post("/api/classify", files={"image": (name, image, "image/jpeg")}, **kw)
 
 
 def free_port() -> int:

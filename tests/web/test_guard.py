@@ -15,8 +15,8 @@ from astroclassify.config import Settings
 from astroclassify.web.app import create_app
 from astroclassify.web.ratelimit import RateLimiter
 from tests.conftest import distinct, jpeg_bytes, make_sky, run_cli
+from tests.web.conftest import LOCAL, upload
 
-LOCAL = ("127.0.0.1", 50000)
 REMOTE = ("203.0.113.9", 50000)
 
 
@@ -36,28 +36,19 @@ def make_client(tmp_path):
         c.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="module")
-def galaxy(shared_data) -> bytes:
-    return (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
-
-
-def _upload(client, data, name="g.jpg", **kw):
-    return client.post("/api/classify", files={"image": (name, data, "image/jpeg")}, **kw)
-
-
 def test_factory_app_requires_keys_for_clients_on_other_machines(make_client, galaxy, tmp_path):
     """`uvicorn --factory ...:create_app` applies the loopback rule itself (it lived only in `serve`)."""
     remote = make_client(client=REMOTE)
-    refused = _upload(remote, galaxy)
+    refused = upload(remote, galaxy)
     assert refused.status_code == 401 and "API key is required" in refused.json()["error"]["message"]
     assert remote.get("/api/models").status_code == 401
     assert remote.get("/gallery").status_code == 403  # pages list everyone's records
     assert remote.get("/health").status_code == 200
     local = make_client(client=LOCAL)
-    assert _upload(local, galaxy).status_code == 200
+    assert upload(local, galaxy).status_code == 200
     env = {"ASTROCLASSIFY_HOME": str(tmp_path / "home")}
     key = run_cli("keys", "create", "far", env=env).stdout.strip()
-    keyed = _upload(remote, distinct(galaxy, "far"), headers={"X-API-Key": key})
+    keyed = upload(remote, distinct(galaxy, "far"), headers={"X-API-Key": key})
     assert keyed.status_code == 200, keyed.text
     assert make_client(client=REMOTE, require_api_key=False).get("/api/models").status_code == 200
 
@@ -117,7 +108,7 @@ def test_host_header_must_be_allowed(make_client):
 
 def test_cross_site_posts_are_refused(make_client, galaxy):
     client = make_client()
-    record = _upload(client, galaxy).json()
+    record = upload(client, galaxy).json()
     form = f"/classifications/{record['id']}/feedback"
     data = {"label": "nebula", "comment": "x"}
     evil = client.post(form, data=data, headers={"Origin": "https://evil.example"}, follow_redirects=False)
@@ -132,14 +123,14 @@ def test_cross_site_posts_are_refused(make_client, galaxy):
     assert ok.status_code == 303
     api = f"/api/classifications/{record['id']}/feedback"
     assert client.post(api, json=data, headers={"Origin": "https://evil.example"}).status_code == 403
-    assert _upload(client, distinct(galaxy, "x"), headers={"Origin": "https://evil.example"}).status_code == 403
+    assert upload(client, distinct(galaxy, "x"), headers={"Origin": "https://evil.example"}).status_code == 403
     assert client.post(api, json=data).status_code == 200  # curl and scripts send no Origin
 
 
 def test_bodies_are_refused_by_length_and_while_streaming(make_client, galaxy):
     client = make_client(max_upload_bytes=1_000_000)
     too_big = b"\xff\xd8" + b"0" * 1_400_000
-    declared = _upload(client, too_big)
+    declared = upload(client, too_big)
     assert declared.status_code == 413 and "over the 1.2 MiB limit" in declared.json()["error"]["message"]
 
     def chunks():  # no Content-Length: only counting the stream can stop it
@@ -162,7 +153,7 @@ def test_bodies_are_refused_by_length_and_while_streaming(make_client, galaxy):
 
 def test_every_error_keeps_the_json_shape(make_client, galaxy):
     client = make_client()
-    record = _upload(client, galaxy).json()
+    record = upload(client, galaxy).json()
     surrogate = client.post(
         f"/api/classifications/{record['id']}/feedback",
         content=b'{"label": "a\\ud800b"}',
@@ -188,7 +179,7 @@ def test_every_error_keeps_the_json_shape(make_client, galaxy):
             raise RuntimeError("a bug")
 
     client.app.dependency_overrides[_pool] = lambda: Broken()
-    bug = _upload(client, distinct(galaxy, "bug"))
+    bug = upload(client, distinct(galaxy, "bug"))
     assert bug.status_code == 500
     assert bug.json() == {
         "error": {"type": "InternalError", "message": "internal server error; the server log has the details"}
@@ -227,10 +218,10 @@ def test_web_uploads_have_a_lower_pixel_limit_than_the_cli(make_client, tmp_path
 
     path = tmp_path / "big.png"
     Image.new("RGBA", (7000, 7000), (10, 10, 30, 255)).save(path)  # 49 Mpx in about 200 KB
-    refused = _upload(make_client(), path.read_bytes(), "big.png")
+    refused = upload(make_client(), path.read_bytes(), "big.png")
     assert refused.status_code == 422
     assert "7000x7000 = 49 Mpx is over the 40 Mpx limit" in refused.json()["error"]["message"]
-    raised = _upload(make_client(max_upload_pixels=50_000_000), path.read_bytes(), "big.png")
+    raised = upload(make_client(max_upload_pixels=50_000_000), path.read_bytes(), "big.png")
     assert raised.status_code == 200
     cli = run_cli("predict", str(path), "--json")  # the command line keeps its 50 Mpx limit
     assert cli.returncode == 0, cli.stderr

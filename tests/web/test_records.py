@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from astroclassify.config import Settings
 from astroclassify.web.app import create_app
 from tests.conftest import distinct, run_cli
+from tests.web.conftest import LOCAL, upload
 
-LOCAL = ("127.0.0.1", 50000)
 PAGE = {"Accept": "text/html"}
 
 
@@ -27,25 +27,16 @@ def client(home):
         yield c
 
 
-@pytest.fixture(scope="module")
-def galaxy(shared_data) -> bytes:
-    return (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
-
-
-def _upload(client, image, name="g.jpg", **kw):
-    return client.post("/api/classify", files={"image": (name, image, "image/jpeg")}, **kw)
-
-
 def test_idempotency_key_and_repeated_bytes_return_the_first_record(client, galaxy, home):
-    first = _upload(client, galaxy, headers={"Idempotency-Key": "retry-1"}).json()
+    first = upload(client, galaxy, headers={"Idempotency-Key": "retry-1"}).json()
     assert first["already_stored"] is False
-    retried = _upload(client, galaxy, "renamed.jpg", headers={"Idempotency-Key": "retry-1"}).json()
+    retried = upload(client, galaxy, "renamed.jpg", headers={"Idempotency-Key": "retry-1"}).json()
     assert retried["id"] == first["id"] and retried["already_stored"] is True
-    clash = _upload(client, distinct(galaxy, 1), headers={"Idempotency-Key": "retry-1"})
+    clash = upload(client, distinct(galaxy, 1), headers={"Idempotency-Key": "retry-1"})
     assert clash.status_code == 422 and "different file" in clash.json()["error"]["message"]
-    again = _upload(client, galaxy, "same-bytes.jpg").json()  # no key, same bytes, model and TTA
+    again = upload(client, galaxy, "same-bytes.jpg").json()  # no key, same bytes, model and TTA
     assert again["id"] == first["id"] and again["already_stored"] is True
-    other_model = _upload(client, galaxy, data={"model": "morphology"}).json()
+    other_model = upload(client, galaxy, data={"model": "morphology"}).json()
     assert other_model["id"] != first["id"] and other_model["model"] == "morphology"
     assert client.get("/api/classifications").json()["total"] == 2
     assert len(list((home / "uploads").glob("*.jpg"))) == 2  # no file stored for the repeats
@@ -54,7 +45,7 @@ def test_idempotency_key_and_repeated_bytes_return_the_first_record(client, gala
 def test_orphan_files_are_swept_at_start_and_missing_files_hide_paths(home, galaxy):
     settings = Settings(home=home, allowed_hosts=["testserver"])
     with TestClient(create_app(settings), client=LOCAL) as c:
-        record = _upload(c, galaxy).json()
+        record = upload(c, galaxy).json()
     uploads = home / "uploads"
     old_orphan = uploads / ("a" * 32 + ".jpg")
     new_orphan = uploads / ("b" * 32 + ".jpg")
@@ -101,17 +92,17 @@ def test_every_model_is_served_and_chosen_per_request(client, galaxy, shared_dat
     assert [m["name"] for m in models] == ["dso", "morphology"]
     assert [m["default"] for m in models] == [True, False]
     sdss = next((shared_data / "gz1-sdss/images").iterdir()).read_bytes()
-    by_field = _upload(client, sdss, data={"model": "morphology"}).json()
+    by_field = upload(client, sdss, data={"model": "morphology"}).json()
     by_query = client.post(
         "/api/classify", params={"model": "morphology"}, files={"image": ("q.jpg", distinct(sdss, "q"), "image/jpeg")}
     ).json()
     assert by_field["model"] == by_query["model"] == "morphology"
     assert set(by_field["probabilities"]) == {"dont_know", "edge_on", "elliptical", "merger", "spiral_acw", "spiral_cw"}
-    default = _upload(client, galaxy).json()
+    default = upload(client, galaxy).json()
     assert default["model"] == "dso"
     explained = client.get(f"/api/classifications/{by_field['id']}/explanation.png", params={"label": "merger"})
     assert explained.status_code == 200  # explained by the model that answered, which knows "merger"
-    unknown = _upload(client, galaxy, data={"model": "nope"})
+    unknown = upload(client, galaxy, data={"model": "nope"})
     assert unknown.status_code == 404 and "this server has: dso, morphology" in unknown.json()["error"]["message"]
     page = client.get("/models", headers=PAGE).text
     assert 'href="/models/dso"' in page and 'href="/models/morphology"' in page
@@ -120,7 +111,7 @@ def test_every_model_is_served_and_chosen_per_request(client, galaxy, shared_dat
 
 
 def test_web_and_cli_give_the_same_answer_and_say_how(client, galaxy, tmp_path):
-    web = _upload(client, galaxy, "m.jpg").json()
+    web = upload(client, galaxy, "m.jpg").json()
     assert web["tta"] == "rot4"  # the dso model's own mode, as the CLI uses
     image = tmp_path / "m.jpg"
     image.write_bytes(galaxy)
@@ -134,11 +125,11 @@ def test_web_and_cli_give_the_same_answer_and_say_how(client, galaxy, tmp_path):
         create_app(Settings(home=tmp_path / "fast", allowed_hosts=["testserver"], serve_tta="none")), client=LOCAL
     )
     with fast:
-        assert _upload(fast, galaxy).json()["tta"] == "none"
+        assert upload(fast, galaxy).json()["tta"] == "none"
 
 
 def test_a_saved_correction_shows_everywhere(client, galaxy):
-    record = _upload(client, galaxy, "m51.jpg").json()
+    record = upload(client, galaxy, "m51.jpg").json()
     assert record["label"] == "galaxy"
     saved = client.post(
         f"/classifications/{record['id']}/feedback",
@@ -168,7 +159,7 @@ def test_pages_for_people(client, galaxy):
     assert client.get("/classifications/999", headers=PAGE).status_code == 404
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
-    record = _upload(client, galaxy).json()
+    record = upload(client, galaxy).json()
     detail = client.get(f"/classifications/{record['id']}", headers=PAGE).text
     assert f'href="/api/classifications/{record["id"]}/image"' in detail
     assert 'class="cam-legend"' in detail
