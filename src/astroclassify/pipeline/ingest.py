@@ -268,6 +268,7 @@ def _ingest_one(
             probabilities=probs,
             model_name=b.name,
             model_version=b.version,
+            tta=b.tta,  # predict_proba without a mode uses the model's own
         )
         session.add(record)
         session.flush()
