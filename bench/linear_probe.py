@@ -26,7 +26,7 @@ def main() -> None:
     from astroclassify.inference.predictor import tta_views
     from astroclassify.models import create_model, get_pretrained_cfg
     from astroclassify.training.config import TrainConfig
-    from astroclassify.training.table import prepare_data
+    from astroclassify.training.train import prepare as prepare_data
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", action="append", required=True)

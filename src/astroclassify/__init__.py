@@ -1,4 +1,21 @@
-"""astroclassify: classify astronomical images, from data to calibrated ONNX predictions."""
+"""astroclassify: classify astronomical images, from data to calibrated ONNX predictions.
+
+The public API, one call per task (docs/api.md has runnable examples):
+
+- models: ``load``, ``Classifier``, ``list_models``, ``create_model``, ``list_architectures``;
+- training: ``TrainConfig``, ``train``, ``cross_validate``;
+- scoring: ``evaluate``, ``build_ensemble``;
+- data: ``datasets.load / check / split / fetch``;
+- archives: ``open_store``, ``ingest``, ``watch``, ``export_dataset``, ``export_feedback``.
+
+Names are re-exported lazily, so ``import astroclassify`` stays light (no torch, no
+SQLAlchemy) until a training or archive function is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from astroclassify._version import __version__
 from astroclassify.classifier import Classifier, Prediction, load
@@ -8,6 +25,7 @@ from astroclassify.errors import (
     ConfigError,
     DataError,
     FileTooLargeError,
+    IdempotencyKeyReusedError,
     ImageDecodeError,
     IngestError,
     ModelError,
@@ -17,38 +35,109 @@ from astroclassify.errors import (
     UnknownNameError,
 )
 
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and editors
+    from astroclassify import datasets
+    from astroclassify.evaluation.card import refresh_model_card
+    from astroclassify.evaluation.ensemble import EnsembleResult, build_ensemble
+    from astroclassify.evaluation.evaluate import Evaluation, evaluate
+    from astroclassify.inference.bundle import ModelEntry
+    from astroclassify.inference.bundle import available_models as list_models
+    from astroclassify.inference.predictor import Explanation
+    from astroclassify.models import create_model
+    from astroclassify.models import list_models as list_architectures
+    from astroclassify.pipeline.ingest import IngestOptions, IngestResult, ingest
+    from astroclassify.pipeline.watch import watch
+    from astroclassify.sources.base import SourceOptions
+    from astroclassify.store import Store, open_store
+    from astroclassify.store.export import ExportResult, export_dataset, export_feedback
+    from astroclassify.training.config import TrainConfig
+    from astroclassify.training.train import CVResult, TrainResult, cross_validate, train
 
-def create_model(name: str, pretrained: bool = False, **kwargs):
-    """Build a registered architecture (needs the ``train`` extra: torch)."""
-    from astroclassify.models import create_model as _create
+_LAZY = {
+    "datasets": ("astroclassify.datasets", None),
+    "refresh_model_card": ("astroclassify.evaluation.card", "refresh_model_card"),
+    "EnsembleResult": ("astroclassify.evaluation.ensemble", "EnsembleResult"),
+    "build_ensemble": ("astroclassify.evaluation.ensemble", "build_ensemble"),
+    "Evaluation": ("astroclassify.evaluation.evaluate", "Evaluation"),
+    "evaluate": ("astroclassify.evaluation.evaluate", "evaluate"),
+    "ModelEntry": ("astroclassify.inference.bundle", "ModelEntry"),
+    "list_models": ("astroclassify.inference.bundle", "available_models"),
+    "Explanation": ("astroclassify.inference.predictor", "Explanation"),
+    "create_model": ("astroclassify.models", "create_model"),
+    "list_architectures": ("astroclassify.models", "list_models"),
+    "IngestOptions": ("astroclassify.pipeline.ingest", "IngestOptions"),
+    "IngestResult": ("astroclassify.pipeline.ingest", "IngestResult"),
+    "ingest": ("astroclassify.pipeline.ingest", "ingest"),
+    "watch": ("astroclassify.pipeline.watch", "watch"),
+    "SourceOptions": ("astroclassify.sources.base", "SourceOptions"),
+    "Store": ("astroclassify.store", "Store"),
+    "open_store": ("astroclassify.store", "open_store"),
+    "ExportResult": ("astroclassify.store.export", "ExportResult"),
+    "export_dataset": ("astroclassify.store.export", "export_dataset"),
+    "export_feedback": ("astroclassify.store.export", "export_feedback"),
+    "TrainConfig": ("astroclassify.training.config", "TrainConfig"),
+    "CVResult": ("astroclassify.training.train", "CVResult"),
+    "TrainResult": ("astroclassify.training.train", "TrainResult"),
+    "cross_validate": ("astroclassify.training.train", "cross_validate"),
+    "train": ("astroclassify.training.train", "train"),
+}
 
-    return _create(name, pretrained=pretrained, **kwargs)
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'astroclassify' has no attribute {name!r}") from None
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered architecture names (needs the ``train`` extra: torch)."""
-    from astroclassify.models import list_models as _list
-
-    return _list(pattern)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
     "AstroClassifyError",
     "AstroClassifyWarning",
+    "CVResult",
     "Classifier",
     "ConfigError",
     "DataError",
+    "EnsembleResult",
+    "Evaluation",
+    "ExportResult",
+    "Explanation",
     "FileTooLargeError",
+    "IdempotencyKeyReusedError",
     "ImageDecodeError",
     "IngestError",
+    "IngestOptions",
+    "IngestResult",
+    "ModelEntry",
     "ModelError",
     "NotFittedError",
-    "RecordNotFoundError",
     "Prediction",
+    "RecordNotFoundError",
+    "SourceOptions",
+    "Store",
     "StoreError",
+    "TrainConfig",
+    "TrainResult",
     "UnknownNameError",
     "__version__",
+    "build_ensemble",
     "create_model",
+    "cross_validate",
+    "datasets",
+    "evaluate",
+    "export_dataset",
+    "export_feedback",
+    "ingest",
+    "list_architectures",
     "list_models",
     "load",
+    "open_store",
+    "refresh_model_card",
+    "train",
+    "watch",
 ]

@@ -59,11 +59,11 @@ class Classifier:
         self.train_options = train_options
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "dso") -> Classifier:
-        """A fitted classifier from a bundled model name or a model folder."""
+    def load(cls, name_or_path: str | Path = "dso", *, models_dir: Path | None = None) -> Classifier:
+        """A fitted classifier from a model name (bundled, or in ``models_dir``) or a model folder."""
         from astroclassify.inference.predictor import OnnxPredictor
 
-        predictor = OnnxPredictor(name_or_path)
+        predictor = OnnxPredictor(name_or_path, models_dir=models_dir)
         clf = cls(model=predictor.bundle.arch)
         clf._set_fitted(predictor)
         return clf
@@ -135,6 +135,6 @@ def to_prediction(source: str, probs: np.ndarray, labels: Sequence[str]) -> Pred
     )
 
 
-def load(name_or_path: str | Path = "dso") -> Classifier:
-    """Load a bundled model by name (``"dso"``) or a model folder: ``Classifier.load``."""
-    return Classifier.load(name_or_path)
+def load(name_or_path: str | Path = "dso", *, models_dir: Path | None = None) -> Classifier:
+    """Load a model by name (``"dso"``; user models from ``models_dir``) or folder: ``Classifier.load``."""
+    return Classifier.load(name_or_path, models_dir=models_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -49,6 +48,26 @@ def _root(
     """Classify astronomical images."""
 
 
+def _settings():
+    from astroclassify.config import get_settings
+
+    return get_settings()
+
+
+def _predictor(model: str = ""):
+    """The model named on the command line (default: the settings'), with the settings' limits."""
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    settings = _settings()
+    return OnnxPredictor(
+        model or settings.default_model,
+        threads=settings.inference_threads,
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_file_bytes,
+        models_dir=settings.models_dir,
+    )
+
+
 def _error(message: str) -> None:
     """One line on stderr, never wrapped (scripts grep these)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
@@ -78,13 +97,16 @@ class _Bars:
         )
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+        if self.progress.live.is_started:
+            self.progress.__exit__(*exc)
 
     def __call__(self, description: str, total: int):
+        """Starts the bars with the first task, so an error before any work prints no blank line."""
+        if not self.progress.live.is_started:
+            self.progress.__enter__()
         task = self.progress.add_task(description, total=total or None)  # 0: unknown length
         return lambda n=1: self.progress.advance(task, n)
 
@@ -100,11 +122,9 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
 ) -> None:
     """Classify images with calibrated confidence (ONNX Runtime; no torch needed)."""
-    from astroclassify.config import get_settings
     from astroclassify.imaging.files import find_images
-    from astroclassify.inference.predictor import OnnxPredictor
 
-    predictor = OnnxPredictor(model or get_settings().default_model)
+    predictor = _predictor(model)
     found = find_images(inputs)
     if found.skipped:
         err.print(found.skipped_summary(), markup=False, highlight=False)
@@ -176,49 +196,20 @@ def ensemble(
     ] = None,
 ) -> None:
     """Average several models' calibrated probabilities in one ONNX model; score it against its members."""
-    import dataclasses
+    from astroclassify.evaluation.ensemble import build_ensemble
 
-    import numpy as np
-
-    from astroclassify.evaluation.evaluate import evaluate as run_evaluation
-    from astroclassify.evaluation.report import write_eval_plots, write_model_card
-    from astroclassify.inference.ensemble import build_ensemble
-    from astroclassify.inference.predictor import OnnxPredictor
-
-    bundle = build_ensemble(models, out_dir, name=name, tta=tta)
-    sources = bundle.meta["training"]["config"]["data"]
-    # Averaged calibrated probabilities are usually under-confident: fit one more temperature
-    # on the members' shared validation split (never on test).
-    from astroclassify.evaluation.calibration import fit_temperature
-
+    command = "astroclassify " + shlex.join(sys.argv[1:])
     with _Bars() as bars:
-        val = run_evaluation(OnnxPredictor(out_dir), sources, split="val", progress=bars)
-    if val.metrics["n"]:
-        y_val = np.array([bundle.labels.index(t) for t in val.y_true])
-        temperature = fit_temperature(np.log(np.maximum(val.probs, 1e-12)), y_val)
-        bundle = dataclasses.replace(bundle, temperature=temperature)
-        bundle.meta["temperature_fitted_on"] = "val"
-        bundle.save()
+        result = build_ensemble(
+            models, out_dir, name=name, tta=tta, command=command, models_dir=_settings().models_dir, progress=bars
+        )
     table = Table("model", "n", "accuracy", "macro-F1", "ECE")
-    scores = {}
-    with _Bars() as bars:
-        for label, path in [
-            *((m["name"], m["path"]) for m in bundle.meta["ensemble"]["members"]),
-            (bundle.name, out_dir),
-        ]:
-            result = run_evaluation(OnnxPredictor(path), sources, split="auto", progress=bars)
-            m = result.metrics
-            scores[path] = (result, m)
-            table.add_row(label, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
-    result, m = scores[out_dir]
-    y = np.array([bundle.labels.index(t) for t in result.y_true])
-    write_eval_plots(m, result.probs, y, None, out_dir, title=f"{bundle.name}: test split")
-    bundle.meta["metrics"] = {"test": {"all": {k: v for k, v in m.items() if k not in ("failed", "manifest_problems")}}}
-    bundle.meta["training"]["command"] = "astroclassify " + shlex.join(sys.argv[1:])
-    bundle.save()
-    write_model_card(bundle)
+    for label, e in result.scores.items():
+        m = e.metrics
+        table.add_row(label, str(m["n"]), f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}")
     out.print(table)
-    out.print(f"ensemble written to {out_dir} (test split of {', '.join(sources)}, never trained on by any member)")
+    sources = ", ".join(result.bundle.meta["training"]["config"]["data"])
+    out.print(f"ensemble written to {out_dir} (test split of {sources}, never trained on by any member)")
 
 
 @app.command()
@@ -233,7 +224,7 @@ def card(
     from astroclassify.evaluation.card import refresh_model_card
 
     with _Bars() as bars:
-        path = refresh_model_card(model, limits=limit, progress=bars)
+        path = refresh_model_card(model, limits=limit, models_dir=_settings().models_dir, progress=bars)
     out.print(f"model card rewritten: {path}")
 
 
@@ -263,16 +254,13 @@ def explain(
     tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the model's).")] = None,
 ) -> None:
     """Grad-CAM overlay: which parts of the image made the model choose a class."""
-    from astroclassify.config import get_settings
-    from astroclassify.inference.predictor import OnnxPredictor
-
-    predictor = OnnxPredictor(model or get_settings().default_model)
-    result = predictor.explain(image, label, tta)
     target = out_path or Path(f"{image.stem}.gradcam.png")
     if target.suffix.lower() != ".png":
         raise AstroClassifyError(f"--out must end in .png; got {target}")
+    predictor = _predictor(model)
+    result = predictor.explain(image, label, tta)
     target.parent.mkdir(parents=True, exist_ok=True)
-    result.overlay(predictor.bundle.image_size).save(target, format="PNG")
+    result.overlay().save(target, format="PNG")
     probs = ", ".join(f"{name} {p:.3f}" for name, p in zip(predictor.labels, result.probabilities, strict=True))
     out.print(f"{image}: explained {result.label} ({probs}); overlay written to {target}")
 
@@ -320,28 +308,20 @@ def evaluate(
     """Score a model: accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE."""
     from astroclassify.evaluation.evaluate import evaluate as run_evaluation
     from astroclassify.evaluation.metrics import with_interval
-    from astroclassify.inference.predictor import OnnxPredictor
 
-    predictor = OnnxPredictor(model)
+    settings = _settings()
     with _Bars(enabled=not as_json) as bars:
-        result = run_evaluation(predictor, data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
+        result = run_evaluation(_predictor(model), data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
+    for line in result.problems:  # valid inputs were scored regardless; the exit code flags the rest
+        _error(line)
     m = result.metrics
-    problems = _input_problems(m["manifest_problems"], m["failed"], m["unknown_labels"], predictor.bundle.name)
     if as_json:
         print(json.dumps(m))
-        raise typer.Exit(1 if problems else 0)
-    from astroclassify.evaluation.report import write_html_report
-
-    target = report_dir or _report_dir(predictor.bundle)
-    target.mkdir(parents=True, exist_ok=True)
-    title = f"{predictor.bundle.name} on {', '.join(data)} ({split} split)"
-    name = "report-" + re.sub(r"[^A-Za-z0-9_.+-]+", "_", "+".join(Path(d).name or d for d in data)) + f"-{split}"
-    report = write_html_report(
-        m, result.keys, result.y_true, result.probs, target, title=title, name=name, paths=result.paths
-    )
+        raise typer.Exit(1 if result.problems else 0)
+    report = result.write_report(report_dir, fallback=settings.home / "reports" / result.bundle.name)
     ci = m["ci"]
     out.print(
-        f"[bold]{title}[/]: n={m['n']}  accuracy {with_interval(m['accuracy'], ci['accuracy'])}  "
+        f"[bold]{result.title}[/]: n={m['n']}  accuracy {with_interval(m['accuracy'], ci['accuracy'])}  "
         f"macro-F1 {with_interval(m['macro_f1'], ci['macro_f1'])}  ECE {with_interval(m['ece'], ci['ece'])} "
         f"(uncalibrated {m['ece_uncalibrated']:.3f}); 95% intervals: {ci['method']}",
         highlight=False,
@@ -361,7 +341,7 @@ def evaluate(
         if value:
             out.print(f"{what}: {value}")
     out.print(f"report: {report}")
-    if problems:
+    if result.problems:
         raise typer.Exit(1)
 
 
@@ -375,31 +355,6 @@ def _confusion_table(cm: dict) -> Table:
     for i, (label, row) in enumerate(zip(labels, cm["matrix"], strict=True)):
         table.add_row(f"{i + 1} {label}" if numbered else label, *map(str, row))
     return table
-
-
-def _report_dir(bundle) -> Path:
-    """Where `evaluate` writes its report: beside a user's model, never inside the package.
-
-    A subfolder keeps the training-time test plots in the model folder intact.
-    """
-    from astroclassify.config import get_settings
-    from astroclassify.inference.bundle import is_packaged
-
-    if is_packaged(bundle.path) or not os.access(bundle.path, os.W_OK):
-        return get_settings().home / "reports" / bundle.name
-    return bundle.path / "evaluation"
-
-
-def _input_problems(manifest: list[str], failed: list[str], unknown: dict[str, int], model_name: str) -> int:
-    """Print one error line per bad input; valid inputs were processed regardless."""
-    lines = list(manifest) + list(failed)
-    lines += [
-        f"{n} image(s) labelled {label!r}, a label model {model_name!r} does not know; not scored"
-        for label, n in unknown.items()
-    ]
-    for line in lines:
-        _error(line)
-    return len(lines)
 
 
 @app.command()
@@ -459,43 +414,30 @@ def train(
     get_pretrained_cfg(cfg.model)  # unknown architecture: fail before decoding anything
     if fresh and (out_dir / "checkpoint.pt").exists():
         (out_dir / "checkpoint.pt").unlink()
-    if cv:
-        _cross_validate(dataclasses.replace(cfg, folds=cv), out_dir)
-        return
+    from astroclassify.training.train import cross_validate
     from astroclassify.training.train import train as run_training
 
+    if cv:
+        with _Bars() as bars:
+            result = cross_validate(dataclasses.replace(cfg, folds=cv), out_dir, progress=bars)
+        s = result.summary
+        out.print(
+            f"{len(s['folds'])}-fold grouped CV: accuracy {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}, "
+            f"macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}; "
+            f"{len(s['suspected_label_errors'])} suspected label errors; written to {result.path}"
+        )
+        return
     with _Bars() as bars:
-        folder = run_training(cfg, progress=bars)
-    meta = json.loads((folder / "model.json").read_text())
-    for scope, m in meta.get("metrics", {}).get("test", {}).items():
+        trained = run_training(cfg, progress=bars)
+    for scope, m in trained.test_metrics.items():
         out.print(
             f"test \\[{scope}]: n={m['n']} accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ECE {m['ece']:.3f}"
         )
-    out.print(f"model written to {folder} ({meta['training']['seconds']} s)")
-    skipped = meta["data"].get("manifest_problems", []) + meta["data"].get("undecodable", [])
-    for line in skipped:
+    out.print(f"model written to {trained.path} ({trained.bundle.meta['training']['seconds']} s)")
+    for line in trained.skipped:
         _error(f"skipped {line}")
-    if skipped:
+    if trained.skipped:
         raise typer.Exit(1)  # the model was written from the valid images; the exit code flags the rest
-
-
-def _cross_validate(cfg, out_dir: Path) -> None:
-    from astroclassify.training.train import cross_validate
-
-    with _Bars() as bars:
-        summary = cross_validate(cfg, progress=bars)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "cv.json").write_text(json.dumps(summary, indent=1) + "\n")
-    out.print(
-        f"{len(summary['folds'])}-fold grouped CV: accuracy {summary['accuracy_mean']:.3f} ± {summary['accuracy_std']:.3f}, "
-        f"macro-F1 {summary['macro_f1_mean']:.3f} ± {summary['macro_f1_std']:.3f}; "
-        f"{len(summary['suspected_label_errors'])} suspected label errors; written to {out_dir / 'cv.json'}"
-    )
-    if (out_dir / "model.json").is_file():
-        from astroclassify.evaluation.report import write_model_card
-        from astroclassify.inference.bundle import load_bundle
-
-        write_model_card(load_bundle(out_dir))
 
 
 @app.command()
@@ -543,33 +485,30 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=False)
 
 
-def _keys():
-    from astroclassify.config import get_settings
-    from astroclassify.store.db import make_engine, make_sessionmaker
-    from astroclassify.store.repository import ApiKeys
+def _store():
+    from astroclassify.store import open_store
 
-    settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return ApiKeys(make_sessionmaker(make_engine(settings.resolved_database_url))())
+    settings = _settings()
+    return open_store(settings.home, settings.database_url)
 
 
 @feedback_app.command("export")
 def feedback_export(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create.")]) -> None:
     """Write corrected images as a dataset folder (manifest.csv + images/), ready for `train`."""
-    from astroclassify.config import get_settings
-    from astroclassify.store.db import make_engine, make_sessionmaker
     from astroclassify.store.export import export_feedback
 
-    settings = get_settings()
-    with make_sessionmaker(make_engine(settings.resolved_database_url))() as session:
-        n = export_feedback(session, settings.home / "uploads", out_dir)
+    with _store() as store:
+        n = export_feedback(store, out_dir)
     out.print(f"{n} corrected image(s) written to {out_dir}")
 
 
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's holder.")]) -> None:
     """Create a key and print it once; only its hash is stored."""
-    record, key = _keys().create(name)
+    from astroclassify.store.api_keys import ApiKeys
+
+    with _store() as store, store.session() as session:
+        record, key = ApiKeys(session).create(name)
     print(key)
     err.print(f"key {record.name!r} created; store it now, it cannot be shown again")
 
@@ -577,8 +516,12 @@ def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's h
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (names and prefixes, never the keys)."""
+    from astroclassify.store.api_keys import ApiKeys
+
+    with _store() as store, store.session() as session:
+        keys = ApiKeys(session).all()
     t = Table("name", "prefix", "created", "revoked", box=None)
-    for k in _keys().all():
+    for k in keys:
         t.add_row(k.name, f"ac_{k.prefix}_…", str(k.created_at)[:19], str(k.revoked_at)[:19] if k.revoked_at else "")
     out.print(t)
 
@@ -586,25 +529,24 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    _keys().revoke(name)
+    from astroclassify.store.api_keys import ApiKeys
+
+    with _store() as store, store.session() as session:
+        ApiKeys(session).revoke(name)
     out.print(f"key {name!r} revoked")
 
 
 @app.command()
 def models() -> None:
     """List bundled and user models, and the trainable architectures."""
-    from astroclassify.config import get_settings
-    from astroclassify.inference.bundle import bundled_names, load_bundle
+    from astroclassify.inference.bundle import available_models, load_bundle
 
     t = Table("model", "where", "classes", "test accuracy", box=None)
-    user_dir = get_settings().models_dir
-    names = [(n, "bundled") for n in bundled_names()]
-    if user_dir.is_dir():
-        names += [(p.name, str(p)) for p in sorted(user_dir.iterdir()) if (p / "model.json").is_file()]
-    for n, where in names:
-        b = load_bundle(n if where == "bundled" else where)
+    for entry in available_models(_settings().models_dir):
+        b = load_bundle(entry.path)
         acc = b.meta.get("metrics", {}).get("test", {}).get("all", {}).get("accuracy")
-        t.add_row(n, where, ", ".join(b.labels), f"{acc:.3f}" if acc is not None else "-")
+        where = "bundled" if entry.where == "bundled" else str(entry.path)
+        t.add_row(entry.name, where, ", ".join(b.labels), f"{acc:.3f}" if acc is not None else "-")
     out.print(t)
     try:
         from astroclassify.models import list_models
@@ -622,31 +564,20 @@ def data_check(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Validate a dataset: files, checksums, duplicates, labels, class counts."""
-    from astroclassify.data.collections import resolve_data
-    from astroclassify.data.dataset import check_dataset, load_dataset
+    from astroclassify import datasets
 
-    root = resolve_data(folder)
     allowed = {s.strip() for s in labels.split(",")} if labels else None
-    total = len(load_dataset(root).samples)
     with _Bars(enabled=not as_json) as bars:
-        report = check_dataset(root, labels=allowed, decode=decode, progress=bars("checking", total))
+        report = datasets.check(folder, labels=allowed, decode=decode, data_dir=_settings().data_dir, progress=bars)
+    ds = report.dataset
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "n": len(report.dataset.samples),
-                    "classes": report.dataset.class_counts(),
-                    "errors": report.errors,
-                    "warnings": report.warnings,
-                }
-            )
-        )
+        summary = {"ok": report.ok, "n": len(ds.samples), "classes": ds.class_counts()}
+        print(json.dumps(summary | {"errors": report.errors, "warnings": report.warnings}))
     else:
         t = Table("label", "images", box=None)
-        for label, n in report.dataset.class_counts().items():
+        for label, n in ds.class_counts().items():
             t.add_row(label, str(n))
-        out.print(f"[bold]{root}[/]: {len(report.dataset.samples)} images")
+        out.print(f"[bold]{ds.root}[/]: {len(ds.samples)} images")
         out.print(t)
         for w in report.warnings:
             out.print(f"warning: {w}", markup=False, highlight=False)
@@ -663,10 +594,10 @@ def data_fetch(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.")],
 ) -> None:
     """Copy or download a dataset and verify every file's SHA-256 against its manifest."""
-    from astroclassify.data.collections import fetch
+    from astroclassify import datasets
 
     with _Bars() as bars:
-        n = fetch(source, out_dir, progress=bars("verifying", 0))
+        n = datasets.fetch(source, out_dir, progress=bars("verifying", 0))
     out.print(f"{n} files verified into {out_dir}")
 
 
@@ -681,26 +612,16 @@ def data_split(
     image_size: int = 64,
 ) -> None:
     """Write grouped, stratified, seeded train/val/test splits (and CV folds) to a CSV."""
-    from astroclassify.data.splits import SplitAssignment, write_splits
-    from astroclassify.training.config import TrainConfig
-    from astroclassify.training.table import prepare_data
+    from astroclassify import datasets
 
-    cfg = TrainConfig(
-        data=tuple(data), seed=seed, test_frac=test_frac, val_frac=val_frac, folds=folds, image_size=image_size
-    )
     with _Bars() as bars:
-        prep = prepare_data(cfg, bars)
-    rows = [
-        SplitAssignment(s.key, h, s.label, g, str(sp), int(f))
-        for s, h, g, sp, f in zip(
-            prep.table.samples, prep.table.sha256, prep.groups, prep.split, prep.fold, strict=True
-        )
-    ]
-    write_splits(out_file, rows)
-    counts = {sp: int((prep.split == sp).sum()) for sp in ("train", "val", "test")}
+        result = datasets.split(
+            data, out_file, seed=seed, test_frac=test_frac, val_frac=val_frac, folds=folds,
+            image_size=image_size, data_dir=_settings().data_dir, progress=bars,
+        )  # fmt: skip
     out.print(
-        f"{out_file}: {counts}, {len(set(prep.groups))} groups, {len(prep.near_duplicates)} near-duplicate pairs, "
-        f"{len(prep.label_conflicts)} label conflicts"
+        f"{out_file}: {result.counts}, {result.groups} groups, {result.near_duplicate_pairs} near-duplicate pairs, "
+        f"{result.label_conflicts} label conflicts"
     )
 
 

@@ -20,8 +20,6 @@ __all__ = ["dataset_app", "register"]
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Build datasets from ingested archive images.")
 
-SOURCES = ("apod", "esahubble")
-
 
 def register(app: typer.Typer) -> None:
     """Add the commands to the main app (kept here so cli.py stays one screen per concern)."""
@@ -67,44 +65,30 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
 ) -> None:
     """Fetch an archive's images with provenance into the store (resumable; duplicates reported)."""
-    from astroclassify.pipeline.ingest import IngestOptions
     from astroclassify.pipeline.ingest import ingest as run_ingest
 
     if alert_below is not None and not classify:
         raise ConfigError("--alert-below needs --classify: alerts are raised on the model's confidence")
-    ctx = _context(classify, model)
-    src = _source(source, ctx["client"], base_url, api or bool(count), api_url, api_key, category, size, count)
-    options = IngestOptions(
-        since=_date(since, "--since"),
-        until=_date(until, "--until"),
-        limit=limit,
-        max_pixels=ctx["settings"].max_image_pixels,
-        max_bytes=ctx["settings"].max_file_bytes,
-        alert_below=alert_below,
-        notifiers=("log",) if alert_below is not None else (),
-    )
-    with ctx["client"]:
-        summary = run_ingest(
-            src,
-            ctx["client"],
-            ctx["sessions"],
-            ctx["uploads"],
-            options,
-            predictor=ctx["predictor"],
+    settings = _settings()
+    sources = _source_options(settings, base_url, api or bool(count), api_url, api_key, category, size, count)
+    with _store(settings) as store, _client(settings, store) as client:
+        result = run_ingest(
+            source,
+            store,
+            client=client,
+            options=_options(settings, since, until, limit, alert_below),
+            source_options=sources,
+            predictor=_predictor(settings, model) if classify else None,
+            notifiers=_notifiers(log_alerts=alert_below is not None),
             on_item=_printer(as_json),
         )
-    if alert_below is not None:  # alerts from this run go to the log (watch adds webhooks, files, mail)
-        from astroclassify.pipeline.alerts import LogNotifier, deliver_pending
-
-        with ctx["sessions"]() as session:
-            deliver_pending(session, [LogNotifier()])
-    c = summary.counts
+    c = result.counts
     err.print(
         f"{source}: {c.get('stored', 0)} stored, {c.get('duplicate', 0)} duplicate, {c.get('skipped', 0)} skipped, "
-        f"{c.get('failed', 0)} failed ({ctx['client'].requests_made} requests)"
+        f"{c.get('failed', 0)} failed ({result.requests} requests)"
     )
-    if summary.status in ("failed", "empty"):  # an unreadable listing, or a range without a single item
-        raise IngestError(summary.error)
+    if result.status in ("failed", "empty"):  # an unreadable listing, or a range without a single item
+        raise IngestError(result.error)
     if c.get("failed"):
         raise typer.Exit(1)
 
@@ -126,40 +110,31 @@ def watch(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
 ) -> None:
     """Poll sources on a schedule, ingest and classify new images, and send alerts for unusual ones."""
-    from astroclassify.pipeline.alerts import make_notifiers
-    from astroclassify.pipeline.ingest import IngestOptions
-    from astroclassify.pipeline.watch import WatchedSource, Watcher
+    from astroclassify.pipeline.watch import watch as run_watch
+    from astroclassify.sources.base import make_source
 
-    ctx = _context(True, model)
+    settings = _settings()
     interval = _interval(every)
-    watched = [
-        WatchedSource(_source(s, ctx["client"], base_url, api, api_url, None, category, "screen", watch=True), interval)
-        for s in (source or ["apod"])
-    ]
-    notifiers = make_notifiers(webhooks=webhook or (), files=alerts_file or (), mailboxes=mailbox or ())
-    settings = ctx["settings"]
-    options = IngestOptions(
-        max_pixels=settings.max_image_pixels, max_bytes=settings.max_file_bytes, alert_below=alert_below
-    )
-    watcher = Watcher(
-        watched,
-        ctx["client"],
-        ctx["sessions"],
-        ctx["uploads"],
-        options,
-        notifiers,
-        predictor=ctx["predictor"],
-        on_item=_printer(as_json),
-    )
-    with ctx["client"]:
-        if once:
-            watcher.poll_once(force=force)
-            return
-        stop = threading.Event()
+    options = _source_options(settings, base_url, api, api_url, None, category, "screen", 0, watch=True)
+    stop = threading.Event()
+    if not once:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        err.print(f"watching {', '.join(w.source.name for w in watched)} every {every} (Ctrl-C to stop)")
-        watcher.run(stop)
+        err.print(f"watching {', '.join(source or ['apod'])} every {every} (Ctrl-C to stop)")
+    with _store(settings) as store, _client(settings, store) as client:
+        run_watch(
+            [make_source(name, client, options) for name in source or ["apod"]],
+            store,
+            every=interval,
+            client=client,
+            options=_options(settings, None, None, None, alert_below),
+            notifiers=_notifiers(webhook or (), alerts_file or (), mailbox or ()),
+            predictor=_predictor(settings, model),
+            on_item=_printer(as_json),
+            once=once,
+            force=force,
+            stop=stop,
+        )
 
 
 @dataset_app.command("export")
@@ -174,83 +149,87 @@ def dataset_export(
     ] = "category",
 ) -> None:
     """Write ingested images as a dataset folder (manifest.csv + images/) that `train` reads."""
+    from astroclassify.store.export import export_dataset
+
+    with _store(_settings()) as store:
+        result = export_dataset(
+            store, out_dir, labels=labels, source=source, category=category,
+            since=_date(since, "--since"), until=_date(until, "--until"),
+        )  # fmt: skip
+    out.print(f"{result.written} image(s) written to {out_dir}; {result.left_out} left out without a {labels} label")
+
+
+def _settings():
     from astroclassify.config import get_settings
-    from astroclassify.store.db import make_engine, make_sessionmaker
-    from astroclassify.store.export import export_ingested
 
-    settings = get_settings()
-    with make_sessionmaker(make_engine(settings.resolved_database_url))() as session:
-        n, left = export_ingested(
-            session,
-            settings.home / "uploads",
-            out_dir,
-            labels=labels,
-            source=source,
-            category=category,
-            since=_date(since, "--since"),
-            until=_date(until, "--until"),
-        )
-    out.print(f"{n} image(s) written to {out_dir}; {left} left out without a {labels} label")
+    return get_settings()
 
 
-def _context(classify: bool, model: str) -> dict:
-    from astroclassify.config import get_settings
-    from astroclassify.ingest.http import PoliteClient
-    from astroclassify.store.db import make_engine, make_sessionmaker
+def _store(settings):
+    from astroclassify.store import open_store
 
-    settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    predictor = None
-    if classify:
-        from astroclassify.inference.predictor import OnnxPredictor
+    return open_store(settings.home, settings.database_url)
 
-        predictor = OnnxPredictor(model or settings.default_model)
-    client = PoliteClient(
-        cache_dir=settings.cache_dir / "http",
+
+def _client(settings, store):
+    from astroclassify.sources.http import PoliteClient
+
+    return PoliteClient(
+        cache_dir=store.home / "cache" / "http",
         min_interval=settings.ingest_min_interval,
         max_retries=settings.ingest_retries,
         backoff=settings.ingest_backoff,
         timeout=settings.ingest_timeout,
         max_bytes=settings.max_file_bytes,
     )
-    return {
-        "settings": settings,
-        "client": client,
-        "sessions": make_sessionmaker(make_engine(settings.resolved_database_url)),
-        "uploads": settings.home / "uploads",
-        "predictor": predictor,
-    }
 
 
-def _source(name, client, base_url, api, api_url, api_key, categories, size, count=0, watch=False):
-    from astroclassify.config import get_settings
+def _predictor(settings, model: str):
+    from astroclassify.inference.predictor import OnnxPredictor
 
-    if name == "apod":
-        from astroclassify.ingest import apod
+    return OnnxPredictor(
+        model or settings.default_model,
+        threads=settings.inference_threads,
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_file_bytes,
+        models_dir=settings.models_dir,
+    )
 
-        settings = get_settings()
-        if api or api_url:
-            key = api_key or settings.apod_api_key
-            return apod.ApodApiSource(client, key, api_url or settings.apod_api_url, count=count)
-        if base_url:  # a site named on the command line is the only one tried
-            return apod.ApodHtmlSource(client, base_url)
-        return apod.ApodHtmlSource(client, settings.apod_base_url, mirrors=tuple(settings.apod_mirrors))
-    if name == "esahubble":
-        from astroclassify.ingest import esahubble
 
-        unknown = [c for c in categories or () if c not in esahubble.CATEGORIES]
-        if unknown:
-            raise ConfigError(f"unknown ESA/Hubble categories {unknown}; choose from {', '.join(esahubble.CATEGORIES)}")
-        if size not in esahubble.SIZES:
-            raise ConfigError(f"--size must be one of {', '.join(esahubble.SIZES)}; got {size!r}")
-        return esahubble.EsaHubbleSource(
-            client,
-            tuple(categories or ("galaxies", "nebulae")),
-            base_url or esahubble.BASE_URL,
-            size,
-            stop_after_known=50 if watch else None,  # one listing page of known images
-        )
-    raise ConfigError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
+def _options(settings, since, until, limit, alert_below):
+    from astroclassify.pipeline.ingest import IngestOptions
+
+    return IngestOptions(
+        since=_date(since, "--since"),
+        until=_date(until, "--until"),
+        limit=limit,
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_file_bytes,
+        alert_below=alert_below,
+    )
+
+
+def _source_options(settings, base_url, api, api_url, api_key, categories, size, count, watch=False):
+    """Command-line flags over settings: a site named with --base-url is the only one tried."""
+    from astroclassify.sources.base import SourceOptions
+
+    return SourceOptions(
+        base_url=base_url,
+        sites=(settings.apod_base_url, *settings.apod_mirrors),
+        api=api or bool(api_url),
+        api_url=api_url or settings.apod_api_url,
+        api_key=api_key or settings.apod_api_key,
+        count=count,
+        categories=tuple(categories or ()),
+        size=size,
+        watch=watch,
+    )
+
+
+def _notifiers(webhooks=(), files=(), mailboxes=(), log_alerts: bool = True):
+    from astroclassify.pipeline.alerts import make_notifiers
+
+    return make_notifiers(webhooks=webhooks, files=files, mailboxes=mailboxes, log_alerts=log_alerts)
 
 
 def _printer(as_json: bool):

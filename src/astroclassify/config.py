@@ -13,7 +13,18 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "Settings",
+    "default_data_dir",
+    "default_models_dir",
+    "get_settings",
+]
+
+# Decoding limits, in one place: larger images are refused before their pixels are decoded.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -27,8 +38,8 @@ class Settings(BaseSettings):
     default_model: str = "dso"
     database_url: str | None = None
     # Decoding limits: larger images are refused before their pixels are decoded.
-    max_image_pixels: int = 50_000_000
-    max_file_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     # API keys: None = decided per request: required for every client not on this machine
     # (judged by its address; see trusted_proxies). True/False: always/never.
     require_api_key: bool | None = None
@@ -114,6 +125,21 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"ASTROCLASSIFY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"bad setting: {problems}") from None
+
+
+def default_models_dir() -> Path:
+    """Where user models are found when a library call is given no ``models_dir``.
+
+    The library takes its settings as arguments; the CLI and the web app always pass them.
+    This default serves notebooks: ``astroclassify.load("my-model")`` finds
+    ``$ASTROCLASSIFY_HOME/models/my-model`` as the command line does.
+    """
+    return get_settings().models_dir
+
+
+def default_data_dir() -> Path | None:
+    """``ASTROCLASSIFY_DATA_DIR`` for a library call given no ``data_dir`` (named collections)."""
+    return get_settings().data_dir
 
 
 TCMALLOC_CANDIDATES = (

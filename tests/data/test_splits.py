@@ -4,7 +4,7 @@ import pytest
 from astroclassify.data.dataset import Sample
 from astroclassify.data.splits import release_key
 from astroclassify.training.config import TrainConfig
-from astroclassify.training.table import prepare_data
+from astroclassify.training.train import prepare as prepare_data
 
 
 def _sample(name, **meta):

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from astroclassify.errors import ConfigError
-from astroclassify.inference.ensemble import build_ensemble
+from astroclassify.inference.ensemble import merge_models
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.training.train import train
 from tests.conftest import make_sky, run_cli, small_cnn_config
 
 
 def _tiny(tiny_dataset, out, **kw):
-    return train(small_cnn_config(tiny_dataset, out, tta="rot4", **kw))
+    return train(small_cnn_config(tiny_dataset, out, tta="rot4", **kw)).path
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,6 @@ def test_members_with_different_splits_are_refused(members, tiny_dataset, tmp_pa
     a, _ = members
     other = _tiny(tiny_dataset, tmp_path / "other", seed=5, test_frac=0.3)
     with pytest.raises(ConfigError, match="same splits.csv"):
-        build_ensemble([a, other], tmp_path / "bad")
+        merge_models([a, other], tmp_path / "bad")
     with pytest.raises(ConfigError, match="at least two"):
-        build_ensemble([a], tmp_path / "bad")
+        merge_models([a], tmp_path / "bad")

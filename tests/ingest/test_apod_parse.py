@@ -8,8 +8,8 @@ import json
 import pytest
 
 from astroclassify.errors import IngestError
-from astroclassify.ingest.apod import LICENSE, api_error_message, parse_api_item, parse_archive, parse_day
-from astroclassify.ingest.records import NotAPicturePage
+from astroclassify.sources.apod import LICENSE, api_error_message, parse_api_item, parse_archive, parse_day
+from astroclassify.sources.base import NotAPicturePage
 
 # file: (date, media type, title, image URL ends, hires URL ends, credit starts, explanation starts, explanation ends)
 DAYS = {
@@ -168,7 +168,7 @@ def test_copyright_covers_the_holder_not_the_music(apod):
     video = parse_day((root / "html" / "ap211010.html").read_bytes(), urls["ap211010.html"])
     assert video.credit == "Mark Gee; Music: Tenderness (Dan Phillipson)"
     assert video.license == "© Mark Gee"
-    from astroclassify.ingest.apod import copyright_holder
+    from astroclassify.sources.apod import copyright_holder
 
     assert copyright_holder("Jane Doe; Text: John Roe") == "Jane Doe"
     assert copyright_holder("Processing: A. B.") == ""
@@ -225,6 +225,6 @@ def test_only_http_links_leave_a_page():
 
 
 def _item_with_url(url):
-    from astroclassify.ingest.records import ArchiveItem
+    from astroclassify.sources.base import ArchiveItem
 
     return ArchiveItem(source="apod", key="apod:2024-01-06", page_url=url, title="", media_type="image")

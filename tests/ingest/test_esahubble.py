@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from astroclassify.ingest.esahubble import EsaHubbleSource, parse_image_page, parse_listing
-from astroclassify.ingest.http import PoliteClient
-from astroclassify.ingest.records import NotAPicturePage
+from astroclassify.sources.base import NotAPicturePage
+from astroclassify.sources.esahubble import EsaHubbleSource, parse_image_page, parse_listing
+from astroclassify.sources.http import PoliteClient
 from tests.ingest.archive_site import esa_image_page, esa_listing
 from tests.ingest.conftest import ESA_GALAXIES
 

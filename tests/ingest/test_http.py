@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from astroclassify.ingest.http import USER_AGENT, FetchError, PoliteClient
+from astroclassify.sources.http import USER_AGENT, FetchError, PoliteClient
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from astroclassify.pipeline.alerts import FileNotifier, MailboxNotifier, WebhookNotifier, deliver_pending
+from astroclassify.store.alerts import Alerts
+from astroclassify.store.archive import IngestedItems, now
 from astroclassify.store.db import make_engine, make_sessionmaker
-from astroclassify.store.ingested import Alerts, IngestedItems, now
 from astroclassify.store.tables import IngestedItem
 
 

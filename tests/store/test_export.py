@@ -2,9 +2,9 @@ import csv
 import hashlib
 
 from astroclassify.config import get_settings
+from astroclassify.store.classifications import Classifications
 from astroclassify.store.db import make_engine, make_sessionmaker
 from astroclassify.store.images import save_image
-from astroclassify.store.repository import Classifications
 from astroclassify.store.tables import Classification
 from tests.conftest import jpeg_bytes, make_sky, run_cli
 

@@ -10,8 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from astroclassify.store.api_keys import ApiKeys
+from astroclassify.store.classifications import Classifications
 from astroclassify.store.db import MIGRATIONS, SCHEMA_REVISION, make_engine, make_sessionmaker
-from astroclassify.store.repository import ApiKeys, Classifications
 from astroclassify.store.tables import Base
 
 # Made with the 0.1.0 release's own code (create_all, no migrations): two classifications, a
@@ -52,7 +53,7 @@ def test_a_0_1_0_database_upgrades_in_place(tmp_path):
 
 
 def _query():
-    from astroclassify.store.repository import ClassificationQuery
+    from astroclassify.store.classifications import ClassificationQuery
 
     return ClassificationQuery()
 

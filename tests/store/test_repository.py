@@ -3,9 +3,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from astroclassify.errors import StoreError
+from astroclassify.store.classifications import ClassificationQuery, Classifications
 from astroclassify.store.db import make_engine, make_sessionmaker
 from astroclassify.store.images import save_image
-from astroclassify.store.repository import ClassificationQuery, Classifications
 from astroclassify.store.tables import Classification
 
 

@@ -236,8 +236,8 @@ def test_frozen_epochs_leave_the_backbone_untouched(tiny_dataset, tmp_path):
     import torch
 
     from astroclassify.models import create_model
-    from astroclassify.training.table import prepare_data
     from astroclassify.training.train import _seed_everything, fit_model
+    from astroclassify.training.train import prepare as prepare_data
 
     cfg = TrainConfig(
         data=(str(tiny_dataset),),

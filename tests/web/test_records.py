@@ -174,8 +174,8 @@ def test_pages_for_people(client, galaxy):
 
 def test_archive_urls_are_never_live_links_unless_http(client, home):
     """A failed item recorded by an older release with a ``javascript:`` page URL is shown as text."""
+    from astroclassify.store.archive import IngestedItems
     from astroclassify.store.db import make_engine, make_sessionmaker
-    from astroclassify.store.ingested import IngestedItems
     from astroclassify.store.tables import IngestedItem
 
     engine = make_engine(f"sqlite:///{home / 'astroclassify.db'}")

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from astroclassify.config import get_settings
+from astroclassify.config import default_data_dir
 from astroclassify.data.dataset import load_dataset, sha256_file
 from astroclassify.errors import DataError, IngestError
 from astroclassify.registry import Registry
@@ -39,10 +39,11 @@ for _name, _about in {
 DEFAULT_TAXONOMY = {"gz1-sdss": "gz1-6class"}
 
 
-def shared_data_dir() -> Path | None:
-    settings = get_settings()
-    if settings.data_dir:
-        return settings.data_dir
+def shared_data_dir(data_dir: Path | None = None) -> Path | None:
+    """Where named collections live: ``data_dir``, ``ASTROCLASSIFY_DATA_DIR``, or ``shared/data`` nearby."""
+    data_dir = data_dir or default_data_dir()
+    if data_dir:
+        return data_dir
     here = Path(__file__).resolve()
     for base in (Path.cwd(), *Path.cwd().parents[:2], *here.parents[2:5]):
         candidate = base / "shared" / "data"
@@ -54,13 +55,14 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def resolve_data(source: str) -> Path:
+def resolve_data(source: str | Path, *, data_dir: Path | None = None) -> Path:
     """A dataset folder path for a folder path or a collection name."""
+    source = str(source)
     path = Path(source).expanduser()
     if path.is_dir():
         return path
     if source in COLLECTIONS:
-        base = shared_data_dir()
+        base = shared_data_dir(data_dir)
         if base and (base / source).is_dir():
             return base / source
         raise DataError(
@@ -75,7 +77,9 @@ def resolve_data(source: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def fetch(source: str, out: Path, *, timeout: float = 60.0, progress=None) -> int:
+def fetch(
+    source: str | Path, out: str | Path, *, timeout: float = 60.0, data_dir: Path | None = None, progress=None
+) -> int:
     """Copy/download a collection into ``out`` and verify each file's SHA-256.
 
     ``source`` is a collection name, a folder, an archive (.zip, .tar, .tar.gz) or an
@@ -87,7 +91,7 @@ def fetch(source: str, out: Path, *, timeout: float = 60.0, progress=None) -> in
         Download failed, unsafe archive member, or a checksum mismatch (nothing is left
         half-written in ``out``: files are verified in a temporary folder first).
     """
-    out = Path(out)
+    source, out = str(source), Path(out)
     if out.exists() and any(out.iterdir()):
         raise IngestError(f"{out}: output folder exists and is not empty")
     with tempfile.TemporaryDirectory(prefix="astroclassify-fetch-") as tmp:
@@ -99,7 +103,7 @@ def fetch(source: str, out: Path, *, timeout: float = 60.0, progress=None) -> in
         else:
             src = Path(source).expanduser()
             if not src.exists():
-                src = resolve_data(source)
+                src = resolve_data(source, data_dir=data_dir)
             if src.is_dir():
                 shutil.copytree(src, staging)
             else:

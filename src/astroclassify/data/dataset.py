@@ -163,11 +163,12 @@ def check_dataset(
     """Validate every row: files present and decodable, checksums, duplicates, labels.
 
     ``labels``, if given, is the allowed label set; other labels are errors.
-    ``progress`` is an optional callable invoked once per sample (for progress bars).
+    ``progress(description, total) -> advance(n)`` draws a progress bar, as elsewhere.
     """
     from astroclassify.imaging.decode import decode_image
 
     ds = load_dataset(root)
+    advance = progress("checking", len(ds.samples)) if progress else None
     errors = list(ds.problems)
     warnings_: list[str] = []
     if ds.extra_columns:
@@ -190,8 +191,8 @@ def check_dataset(
                 decode_image(sample.path)
             except ImageDecodeError as exc:
                 errors.append(f"{rel}: {str(exc).split(': ', 1)[-1]}")
-        if progress:
-            progress()
+        if advance:
+            advance(1)
     counts = ds.class_counts()
     if len(counts) < 2:
         warnings_.append(f"only one class ({', '.join(counts)}): a classifier needs at least two")

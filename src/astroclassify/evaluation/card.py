@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 RUN_FIELDS = ("failed", "manifest_problems", "excluded_seen_in_training", "unknown_labels", "data", "split", "model")
 
 
-def refresh_model_card(model: str | Path, *, limits: list[str] | None = None, progress=None) -> Path:
+def refresh_model_card(
+    model: str | Path, *, limits: list[str] | None = None, models_dir: Path | None = None, progress=None
+) -> Path:
     """Re-score ``model``'s test split (all its training datasets together, then each) and rewrite its card.
 
     ``limits`` replaces the lines of the card's Limits section (kept in ``model.json``).
@@ -34,7 +36,7 @@ def refresh_model_card(model: str | Path, *, limits: list[str] | None = None, pr
     Returns the path of ``MODEL_CARD.md``. Raises ModelError when the folder has no
     ``splits.csv`` (nothing says which images are held out) or a point figure changes.
     """
-    bundle = load_bundle(model)
+    bundle = load_bundle(model, models_dir=models_dir)
     if not (bundle.path / "splits.csv").is_file():
         raise ModelError(f"{bundle.path}: no splits.csv, so its test split is unknown; re-train it to get a card")
     sources = list(bundle.meta.get("training", {}).get("config", {}).get("data", []))

@@ -9,19 +9,26 @@ know, and files that cannot be decoded, are reported rather than silently droppe
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from astroclassify.data.collections import resolve_data
 from astroclassify.data.dataset import Sample, load_dataset, sha256_file
+from astroclassify.data.prepare import Progress
 from astroclassify.data.splits import read_splits
 from astroclassify.errors import ConfigError, DataError
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
-from astroclassify.evaluation.metrics import classification_metrics
+from astroclassify.evaluation.metrics import classification_metrics, with_interval
+from astroclassify.inference.bundle import Bundle
+from astroclassify.inference.predictor import OnnxPredictor
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "Evaluation", "evaluate"]
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +36,87 @@ SPLITS = ("auto", "test", "val", "train", "all")
 
 
 @dataclass
-class EvalResult:
+class Evaluation:
+    """A model scored on labelled data: ``metrics`` (the ``evaluate --json`` contract) and the rows scored.
+
+    Examples
+    --------
+    >>> ev = astroclassify.evaluate("dso", ["hubble-dso"])  # doctest: +SKIP
+    >>> ev
+    Evaluation(dso on hubble-dso (auto split): n=75, accuracy 0.893 [0.82, 0.96], macro-F1 0.893 [0.82, 0.96])
+    """
+
     metrics: dict
     keys: list[str] = field(default_factory=list)
     y_true: list[str] = field(default_factory=list)
-    probs: np.ndarray | None = None
-    logits: np.ndarray | None = None  # before temperature scaling (model classes, not collapsed)
-    paths: list = field(default_factory=list)
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # before temperature scaling
+    paths: list[Path] = field(default_factory=list)
+    bundle: Bundle | None = None
+
+    @property
+    def title(self) -> str:
+        m = self.metrics
+        return f"{self.bundle.name if self.bundle else m.get('model', '?')} on {', '.join(map(str, m['data']))} ({m['split']} split)"
+
+    def __repr__(self) -> str:
+        m, ci = self.metrics, self.metrics.get("ci", {})
+        return (
+            f"Evaluation({self.title}: n={m['n']}, accuracy {with_interval(m['accuracy'], ci.get('accuracy'))}, "
+            f"macro-F1 {with_interval(m['macro_f1'], ci.get('macro_f1'))})"
+        )
+
+    def to_dict(self) -> dict:
+        """The JSON-ready metrics (what ``astroclassify evaluate --json`` prints)."""
+        return self.metrics
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per input that was not scored: manifest rows, unreadable files, unknown labels."""
+        m = self.metrics
+        model = self.bundle.name if self.bundle else m.get("model", "?")
+        lines = list(m["manifest_problems"]) + list(m["failed"])
+        lines += [
+            f"{n} image(s) labelled {label!r}, a label model {model!r} does not know; not scored"
+            for label, n in m["unknown_labels"].items()
+        ]
+        return lines
+
+    def report_dir(self, fallback: Path | None = None) -> Path:
+        """Where ``write_report`` writes by default: beside a user's model, never inside the package.
+
+        A bundled (or read-only) model's report goes to ``fallback`` (the CLI passes
+        ``$ASTROCLASSIFY_HOME/reports/NAME``), else to ``./NAME-report``.
+        """
+        from astroclassify.inference.bundle import is_packaged
+
+        b = self.bundle
+        name = b.name if b else "model"
+        if b is None or is_packaged(b.path) or not os.access(b.path, os.W_OK):
+            return fallback or Path(f"{name}-report")
+        return b.path / "evaluation"  # a subfolder keeps the training-time test plots intact
+
+    def write_report(self, out: str | Path | None = None, *, fallback: Path | None = None) -> Path:
+        """An HTML report with plots, named for the datasets and split; returns its path.
+
+        Parameters
+        ----------
+        out : Path, optional
+            Folder to write to (default: ``report_dir(fallback)``).
+        """
+        from astroclassify.evaluation.report import write_html_report
+
+        target = Path(out) if out is not None else self.report_dir(fallback)
+        target.mkdir(parents=True, exist_ok=True)
+        m = self.metrics
+        datasets = "+".join(Path(str(d)).name or str(d) for d in m["data"])
+        name = "report-" + re.sub(r"[^A-Za-z0-9_.+-]+", "_", datasets) + f"-{m['split']}"
+        return write_html_report(
+            m, self.keys, self.y_true, self.probs, target, title=self.title, name=name, paths=self.paths
+        )
+
+
+EvalResult = Evaluation  # the name before 0.2
 
 
 def _taxonomy(bundle, name: str | None):
@@ -48,15 +129,43 @@ def _taxonomy(bundle, name: str | None):
 
 
 def evaluate(
-    predictor,
-    sources: list[str],
+    model: OnnxPredictor | Bundle | str | Path,
+    data: Sequence[str | Path],
     *,
     split: str = "auto",
     tta: str | None = None,
     taxonomy: str | None = None,
-    progress=None,
-) -> EvalResult:
-    """Evaluate ``predictor`` (an ``OnnxPredictor``) on dataset folders or collection names.
+    models_dir: Path | None = None,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Score ``model`` on dataset folders or collection names, honestly.
+
+    Parameters
+    ----------
+    model : OnnxPredictor, Bundle, str or Path
+        A loaded predictor, or a model to load (a bundled name, a user model's name, a folder).
+    data : sequence of str or Path
+        Dataset folders or collection names.
+    split : {"auto", "test", "val", "train", "all"}, default="auto"
+        ``auto``: a dataset the model trained on is scored on its held-out test rows only;
+        other datasets are scored whole.
+    tta : str, optional
+        Test-time augmentation (default: the model's own).
+    taxonomy : str, optional
+        Map dataset labels with this taxonomy (default: the one the model was trained with).
+    models_dir, data_dir : Path, optional
+        Where model and collection names are looked up.
+
+    Returns
+    -------
+    Evaluation
+        Metrics with 95% intervals, and the rows scored.
+
+    Raises
+    ------
+    DataError
+        Nothing is left to score (every image seen in training, or no known label).
 
     Dataset labels go through ``taxonomy`` (a name or YAML file), else through the taxonomy
     the model was trained with, so a six-label dataset scores a four-class model. When the
@@ -67,6 +176,8 @@ def evaluate(
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    predictor = model if isinstance(model, OnnxPredictor) else OnnxPredictor(model, models_dir=models_dir)
+    sources = list(data)
     bundle = predictor.bundle
     splits_file = bundle.path / "splits.csv"
     split_rows = read_splits(splits_file) if splits_file.is_file() else []
@@ -90,7 +201,7 @@ def evaluate(
         collapse = np.array([[float(t == c) for c in labels] for t in targets])  # (model classes, scored)
     left_out: Counter[str] = Counter()
     for source in sources:
-        ds = load_dataset(resolve_data(source))
+        ds = load_dataset(resolve_data(source, data_dir=data_dir))
         problems += [f"{ds.name}: {p}" for p in ds.problems]
         if mapping is not None:
             ds.samples, dropped = mapping.apply(ds.samples)
@@ -147,7 +258,7 @@ def evaluate(
     metrics["temperature"] = temperature
     metrics["tta"] = tta or bundle.tta
     metrics["model"] = f"{bundle.name} {bundle.version}"
-    metrics["data"] = list(sources)
+    metrics["data"] = [str(d) for d in sources]
     metrics["split"] = split
     metrics["excluded_seen_in_training"] = dict(excluded)
     metrics["unknown_labels"] = dict(unknown)
@@ -156,7 +267,7 @@ def evaluate(
     metrics["left_out_by_taxonomy"] = dict(left_out)
     metrics["failed"] = failed
     metrics["manifest_problems"] = problems
-    return EvalResult(metrics, keys, y_true, probs, logit_arr, paths)
+    return Evaluation(metrics, keys, y_true, probs, logit_arr, paths, bundle)
 
 
 def _nothing_to_score(model: str, split: str, excluded: Counter, unknown: Counter, left_out: Counter, problems) -> str:

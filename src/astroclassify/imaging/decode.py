@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.errors import AstroClassifyWarning, FileTooLargeError, ImageDecodeError
 from astroclassify.sizes import format_bytes
 
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 # MPO is the multi-picture JPEG of phone cameras (stereo, depth): its first frame is the photo.
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", "FITS"})
 DRAFTABLE = frozenset({"JPEG", "MPO"})
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
+DEFAULT_MAX_BYTES = DEFAULT_MAX_FILE_BYTES
 
 # Never decode a truncated file silently; we check pixel counts ourselves, so Pillow's own
 # bomb guard (a warning, then an error at twice the limit) is disabled in favour of ours.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from astroclassify.config import get_settings
+from astroclassify.config import default_models_dir
 from astroclassify.errors import ModelError, UnknownNameError
 
 __all__ = ["Bundle", "ModelEntry", "available_models", "bundled_names", "is_packaged", "load_bundle", "resolve_bundle"]
@@ -94,7 +94,7 @@ def available_models(models_dir: Path | None = None) -> list[ModelEntry]:
     models_dir : Path, optional
         Folder of user models (``<name>/model.json``); default: ``$ASTROCLASSIFY_HOME/models``.
     """
-    models_dir = get_settings().models_dir if models_dir is None else models_dir
+    models_dir = default_models_dir() if models_dir is None else models_dir
     root = resources.files("astroclassify") / "bundled"
     found = {n: ModelEntry(n, Path(str(root / n)), "bundled") for n in bundled_names()}
     if models_dir.is_dir():
@@ -104,14 +104,15 @@ def available_models(models_dir: Path | None = None) -> list[ModelEntry]:
     return [found[n] for n in sorted(found)]
 
 
-def resolve_bundle(name_or_path: str | Path) -> Path:
+def resolve_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) -> Path:
+    """A model folder: the path given, else ``models_dir/<name>``, else the bundled model of that name."""
     path = Path(name_or_path).expanduser()
     if (path / "model.json").is_file():
         return path
     if path.is_dir() or path.suffix == ".onnx":
         raise ModelError(f"{path}: not a model folder (expected model.json and model.onnx inside)")
     name = str(name_or_path)
-    user = get_settings().models_dir / name
+    user = (default_models_dir() if models_dir is None else models_dir) / name
     if (user / "model.json").is_file():
         return user
     packaged = Path(str(resources.files("astroclassify") / "bundled" / name))
@@ -127,8 +128,8 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
     )
 
 
-def load_bundle(name_or_path: str | Path) -> Bundle:
-    path = resolve_bundle(name_or_path)
+def load_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) -> Bundle:
+    path = resolve_bundle(name_or_path, models_dir=models_dir)
     try:
         data = json.loads((path / "model.json").read_text())
         bundle = Bundle(

@@ -26,7 +26,7 @@ from astroclassify.errors import ConfigError
 from astroclassify.inference.bundle import Bundle, load_bundle
 from astroclassify.inference.predictor import FP16_MARKER
 
-__all__ = ["build_ensemble"]
+__all__ = ["merge_models"]
 
 _SAME = ("labels", "image_size", "mean", "std")
 
@@ -129,11 +129,21 @@ def _cam_shape(bundle: Bundle) -> tuple:
     return tuple(predictor.session.run(["cam"], {predictor.input_name: x})[0].shape)
 
 
-def build_ensemble(models: list[str | Path], out: Path, name: str | None = None, tta: str | None = None) -> Bundle:
-    """Write an ensemble model folder to ``out``; returns its bundle (metrics not yet scored)."""
+def merge_models(
+    models: list[str | Path],
+    out: Path,
+    name: str | None = None,
+    tta: str | None = None,
+    *,
+    models_dir: Path | None = None,
+) -> Bundle:
+    """Write an ensemble model folder (one merged ONNX graph) to ``out``; returns its bundle, not yet scored.
+
+    ``evaluation.ensemble.build_ensemble`` also calibrates it, scores it and writes its card.
+    """
     import onnx
 
-    members = [load_bundle(m) for m in models]
+    members = [load_bundle(m, models_dir=models_dir) for m in models]
     _check_members(members)
     first = members[0]
     mode = tta or first.tta

@@ -30,7 +30,7 @@ class PredictorPool:
         self.options = predictor_options
         self._loaded: dict[str, OnnxPredictor] = {}
         self._lock = threading.Lock()
-        first = OnnxPredictor(default, **predictor_options)  # fails fast on a bad default
+        first = OnnxPredictor(default, models_dir=models_dir, **predictor_options)  # fails fast on a bad default
         self.default = first.bundle.name
         self._loaded[self.default] = first
 

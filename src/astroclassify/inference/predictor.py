@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from astroclassify.config import get_settings
+from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.data.taxonomy import Taxonomy
 from astroclassify.errors import ConfigError, ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
@@ -90,11 +90,13 @@ class Explanation:
     probabilities: np.ndarray
     heatmap: np.ndarray  # (h, w) in [0, 1], over the letterboxed (S, S) input
     image: Image.Image  # the decoded image, for drawing the overlay
+    image_size: int = 0  # the model's input size S (the heat map is laid over a letterbox of it)
 
-    def overlay(self, image_size: int, **kwargs) -> Image.Image:
+    def overlay(self, image_size: int | None = None, **kwargs) -> Image.Image:
+        """The heat map blended over the image, at the image's size (at most 512 px a side)."""
         from astroclassify.explanations.overlay import render_overlay
 
-        return render_overlay(self.image, self.heatmap, image_size, **kwargs)
+        return render_overlay(self.image, self.heatmap, image_size or self.image_size, **kwargs)
 
 
 class OnnxPredictor:
@@ -102,18 +104,24 @@ class OnnxPredictor:
         self,
         bundle: Bundle | str | Path,
         *,
-        threads: int | None = None,
-        max_pixels: int | None = None,
-        max_bytes: int | None = None,
+        threads: int = 0,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        models_dir: Path | None = None,
     ) -> None:
+        """Load ``bundle`` (a ``Bundle``, a model folder or a model name) into an ONNX Runtime session.
+
+        ``threads`` is ONNX Runtime's intra-op thread count (0: all cores); ``max_pixels`` and
+        ``max_bytes`` are the decoding limits; ``models_dir`` is where names are looked up
+        besides the bundled models.
+        """
         import onnxruntime as ort
 
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        settings = get_settings()
-        self.max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
-        self.max_bytes = settings.max_file_bytes if max_bytes is None else max_bytes
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, models_dir=models_dir)
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.inference_threads if threads is None else threads
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -214,7 +222,7 @@ class OnnxPredictor:
         heat = np.mean([undo_tta_view(cams[v, k if v < 4 else mirrored_k], v) for v in range(len(views))], axis=0)
         heat = np.maximum(heat, 0)
         peak = float(heat.max())
-        return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image)
+        return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image, size)
 
     def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         from astroclassify.evaluation.calibration import softmax

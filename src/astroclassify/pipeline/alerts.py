@@ -21,7 +21,8 @@ import httpx
 from sqlalchemy.orm import Session
 
 from astroclassify.errors import ConfigError
-from astroclassify.store.ingested import Alerts, now
+from astroclassify.store.alerts import Alerts
+from astroclassify.store.archive import now
 
 __all__ = [
     "FileNotifier",

@@ -4,41 +4,50 @@ Each item is committed on its own, so an interrupted run loses at most the item 
 and a re-run skips every item already stored without a single request for it (the listing
 page itself is revalidated with a conditional request). Failed items are recorded with their
 error and tried again by the next run.
+
+One item goes through ``_Run.item`` in steps: fetch its page, keep its provenance, download
+and decode its image, look for a duplicate, store it, classify it, raise an alert.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
-from sqlalchemy.orm import Session, sessionmaker
+from PIL import Image
+from sqlalchemy.orm import Session
 
-from astroclassify.data.splits import DETAIL, DETAIL_CORR, NEAR_DUPLICATE_CORR, THUMB, fingerprint
+from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.data.splits import DETAIL, DETAIL_CORR, NEAR_DUPLICATE_CORR, THUMB, Fingerprint, fingerprint
 from astroclassify.errors import AstroClassifyError
 from astroclassify.imaging.decode import decode_pil, sniff_format
-from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, NothingFound, Stub
+from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.pipeline.alerts import Notifier, deliver_pending
+from astroclassify.sources.base import (
+    ArchiveItem,
+    NotAPicturePage,
+    NothingFound,
+    Source,
+    SourceOptions,
+    Stub,
+    make_source,
+)
+from astroclassify.sources.http import PoliteClient
+from astroclassify.store import Store
+from astroclassify.store.alerts import Alerts
+from astroclassify.store.archive import DONE, IngestedItems, IngestRuns, pack_fingerprint, unpack_fingerprint
+from astroclassify.store.classifications import Answer, record_classification
 from astroclassify.store.images import EXTENSIONS, save_image
-from astroclassify.store.ingested import DONE, Alerts, IngestedItems, IngestRuns, pack_fingerprint, unpack_fingerprint
-from astroclassify.store.repository import new_classification
 from astroclassify.store.tables import IngestedItem
 
-__all__ = ["IngestOptions", "ItemOutcome", "RunSummary", "Source", "ingest"]
+__all__ = ["IngestOptions", "IngestResult", "ItemOutcome", "ingest"]
 
 log = logging.getLogger(__name__)
-
-
-class Source(Protocol):
-    name: str
-
-    def discover(self, since: dt.date | None = None, until: dt.date | None = None) -> Iterator[Stub]: ...
-
-    def fetch(self, stub: Stub) -> ArchiveItem: ...
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,8 @@ class IngestOptions:
     since: dt.date | None = None
     until: dt.date | None = None
     limit: int | None = None  # most new items to handle (already-stored ones do not count)
-    max_pixels: int = 50_000_000
-    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES
     alert_below: float | None = None  # raise a low-confidence alert under this confidence
     notifiers: tuple[str, ...] = ()  # names of the notifiers each new alert is queued for
 
@@ -76,12 +85,26 @@ class ItemOutcome:
 
 
 @dataclass
-class RunSummary:
+class IngestResult:
+    """What one run did: counts by status, alerts raised, how it ended (finished, failed, empty, interrupted)."""
+
     run_id: int
+    source: str = ""
     counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "skipped": 0, "duplicate": 0, "failed": 0})
     alerts: int = 0
     status: str = "finished"
     error: str = ""
+    requests: int = 0
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (
+            f"IngestResult({self.source}: {c.get('stored', 0)} stored, {c.get('duplicate', 0)} duplicate, "
+            f"{c.get('skipped', 0)} skipped, {c.get('failed', 0)} failed; {self.status})"
+        )
+
+
+RunSummary = IngestResult  # the name before 0.2
 
 
 class _DedupeIndex:
@@ -131,163 +154,252 @@ class _DedupeIndex:
 
 
 def ingest(
-    source: Source,
-    client,
-    sessions: sessionmaker[Session],
-    image_root: Path,
-    options: IngestOptions = IngestOptions(),
+    source: str | Source,
+    store: Store,
     *,
-    predictor=None,
+    client: PoliteClient | None = None,
+    options: IngestOptions = IngestOptions(),
+    source_options: SourceOptions | None = None,
+    predictor: OnnxPredictor | None = None,
+    notifiers: Sequence[Notifier] = (),
     on_item: Callable[[ItemOutcome], None] | None = None,
-) -> RunSummary:
-    """Ingest ``source`` into the database and image store; see the module docstring."""
-    with sessions() as session:
+) -> IngestResult:
+    """Ingest an archive into ``store``; see the module docstring.
+
+    Parameters
+    ----------
+    source : str or Source
+        A registered source name (``"apod"``, ``"esahubble"``) or a source object.
+    store : Store
+        Where records and images go (``astroclassify.store.open_store(home)``).
+    client : PoliteClient, optional
+        The HTTP client (default: a polite client with default settings).
+    options : IngestOptions
+        Date range, limit, decoding limits, alert threshold.
+    source_options : SourceOptions, optional
+        How to build ``source`` when it is a name (site, mirrors, API, categories).
+    predictor : OnnxPredictor, optional
+        Classify each new image with it.
+    notifiers : sequence of Notifier
+        Alerts raised in this run are queued for these and delivered at the end.
+    on_item : callable, optional
+        Called with each item's outcome as it is done (the CLI prints it).
+
+    Examples
+    --------
+    >>> from astroclassify.store import open_store  # doctest: +SKIP
+    >>> with open_store(home) as store:  # doctest: +SKIP
+    ...     result = ingest("apod", store, options=IngestOptions(since=dt.date(2024, 1, 1)))
+    """
+    own_client = client is None
+    client = client or PoliteClient(cache_dir=store.home / "cache" / "http")
+    if isinstance(source, str):
+        source = make_source(source, client, source_options)
+    if notifiers:
+        options = dataclasses.replace(options, notifiers=tuple(n.name for n in notifiers))
+    try:
+        with store.session() as session:
+            result = _Run(source, client, session, store, options, predictor).all(on_item)
+            if notifiers:
+                deliver_pending(session, list(notifiers))
+    finally:
+        if own_client:
+            client.close()
+    result.requests = client.requests_made
+    return result
+
+
+@dataclass
+class _Run:
+    source: Source
+    client: PoliteClient
+    session: Session
+    store: Store
+    options: IngestOptions
+    predictor: OnnxPredictor | None
+
+    def all(self, on_item: Callable[[ItemOutcome], None] | None) -> IngestResult:
+        """Every stub the source lists in range: skip the stored ones, handle the rest up to ``limit``."""
+        o = self.options
         params = {
-            "since": options.since.isoformat() if options.since else None,
-            "until": options.until.isoformat() if options.until else None,
-            "limit": options.limit,
-            "classify": predictor is not None,
+            "since": _iso(o.since),
+            "until": _iso(o.until),
+            "limit": o.limit,
+            "classify": self.predictor is not None,
         }
-        run = IngestRuns(session).start(source.name, params)
-        summary = RunSummary(run.id)
-        items = IngestedItems(session)
-        index = _DedupeIndex(items.with_pixels())
-        if hasattr(source, "known"):  # lets a newest-first listing stop where stored images begin
-            source.known = items.done_keys(source.name)
+        runs, items = IngestRuns(self.session), IngestedItems(self.session)
+        run = runs.start(self.source.name, params)
+        result = IngestResult(run.id, self.source.name)
+        self.index = _DedupeIndex(items.with_pixels())
+        self.source.known = items.done_keys(self.source.name)  # lets a newest-first listing stop early
         handled = 0
         try:
-            for stub in source.discover(options.since, options.until):
+            for stub in self.source.discover(o.since, o.until):
                 existing = items.by_key(stub.key)
                 if existing is not None and existing.status in DONE:
                     outcome = _outcome_of(existing, "skipped", reason="already stored")
                 else:
-                    if options.limit is not None and handled >= options.limit:
+                    if o.limit is not None and handled >= o.limit:
                         break
                     handled += 1
-                    outcome = _ingest_one(
-                        stub, existing, source, client, session, image_root, index, options, predictor
-                    )
-                    if outcome.status == "stored" and outcome.item_id is not None:
-                        summary.alerts += _maybe_alert(session, outcome, options)
-                summary.counts[outcome.status] = summary.counts.get(outcome.status, 0) + 1
+                    outcome = self.item(stub, existing)
+                    result.alerts += self.alert(outcome)
+                result.counts[outcome.status] = result.counts.get(outcome.status, 0) + 1
                 if on_item:
                     on_item(outcome)
         except KeyboardInterrupt:
-            IngestRuns(session).finish(run, summary.counts, "interrupted", "interrupted by the user")
+            runs.finish(run, result.counts, "interrupted", "interrupted by the user")
             raise
         except NothingFound as exc:  # the listing was read and has nothing in the range: say so
-            summary.status, summary.error = "empty", str(exc)
-            log.warning("%s: %s", source.name, exc)
+            result.status, result.error = "empty", str(exc)
+            log.warning("%s: %s", self.source.name, exc)
         except AstroClassifyError as exc:  # the listing itself failed: nothing more to do this run
-            summary.status, summary.error = "failed", str(exc)
-            log.error("%s: %s", source.name, exc)
-        IngestRuns(session).finish(run, summary.counts, summary.status, summary.error)
-    return summary
+            result.status, result.error = "failed", str(exc)
+            log.error("%s: %s", self.source.name, exc)
+        runs.finish(run, result.counts, result.status, result.error)
+        return result
 
+    def item(self, stub: Stub, row: IngestedItem | None) -> ItemOutcome:
+        """One new (or previously failed) item, step by step; each step may end it."""
+        row = self.start_row(stub, row)
+        item = self.fetch(stub, row)
+        if isinstance(item, ItemOutcome):
+            return item
+        if self.out_of_range(stub, item):
+            if row.id is not None:
+                self.save(row)
+            return _outcome_of(row, "skipped", reason="outside --since/--until")
+        _copy_provenance(row, item)
+        if item.media_type != "image" or not item.image_url:
+            row.status, row.error = "recorded", ""
+            self.save(row)
+            return _outcome_of(row, "skipped", reason=f"{item.media_type} day: recorded, not classified")
+        download = self.download(item.image_url, row)
+        if isinstance(download, ItemOutcome):
+            return download
+        data, image = download
+        fp = fingerprint(image)
+        self.describe_image(row, data, image, fp)
+        match = self.index.find(fp)
+        if match is not None:
+            return self.store_duplicate(row, data, match)
+        row.stored_name = save_image(data, row.image_format or "JPEG", self.store.images)
+        row.status = "stored"
+        self.save(row)
+        self.index.add(row.id, fp)
+        outcome = _outcome_of(row, "stored")
+        if self.predictor is not None:
+            self.classify(row, image, outcome)
+        return outcome
 
-def _ingest_one(
-    stub: Stub,
-    row: IngestedItem | None,
-    source: Source,
-    client,
-    session: Session,
-    image_root: Path,
-    index,
-    options,
-    predictor,
-) -> ItemOutcome:
-    row = row or IngestedItem(key=stub.key, source=source.name, status="failed")
-    row.attempts = (row.attempts or 0) + 1
-    row.date, row.title, row.page_url, row.category = stub.date, stub.title, stub.page_url, stub.category
-    items = IngestedItems(session)
-    try:
-        item = source.fetch(stub)
-    except NotAPicturePage as exc:
-        row.status, row.media_type, row.error = "recorded", "other", str(exc)
-        items.save(row)
-        return _outcome_of(row, "skipped", reason="not a picture page")
-    except AstroClassifyError as exc:
-        row.status, row.error = "failed", str(exc)
-        items.save(row)
-        return _outcome_of(row, "failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a page the parser has never seen must not end the run
-        log.exception("cannot parse %s", stub.page_url)
-        row.status, row.error = "failed", f"cannot parse {stub.page_url}: {type(exc).__name__}: {exc}"
-        items.save(row)
-        return _outcome_of(row, "failed", error=row.error)
-    if item.date and ((options.since and item.date < options.since) or (options.until and item.date > options.until)):
-        # Listings without dates (ESA/Hubble) are filtered here, once the page gave the date.
-        if options.since and item.date < options.since and hasattr(source, "note_older"):
-            source.note_older(stub)
-        if row.id is not None:
-            items.save(row)
-        return _outcome_of(row, "skipped", reason="outside --since/--until")
-    _copy_provenance(row, item)
-    if item.media_type != "image" or not item.image_url:
-        row.status, row.error = "recorded", ""
-        items.save(row)
-        return _outcome_of(row, "skipped", reason=f"{item.media_type} day: recorded, not classified")
-    try:
-        response = client.get_image(item.image_url)
-        image = decode_pil(response.content, max_pixels=options.max_pixels, max_bytes=options.max_bytes)
-    except AstroClassifyError as exc:  # FetchError, ImageDecodeError
-        row.status, row.error = "failed", str(exc).replace("<bytes>", item.image_url)
-        items.save(row)
-        return _outcome_of(row, "failed", error=row.error)
+    def start_row(self, stub: Stub, row: IngestedItem | None) -> IngestedItem:
+        row = row or IngestedItem(key=stub.key, source=self.source.name, status="failed")
+        row.attempts = (row.attempts or 0) + 1
+        row.date, row.title, row.page_url, row.category = stub.date, stub.title, stub.page_url, stub.category
+        return row
 
-    data = response.content
-    fmt = sniff_format(data) or "JPEG"
-    fp = fingerprint(image)
-    match = index.find(fp)
-    row.sha256 = hashlib.sha256(data).hexdigest()
-    row.pixels_sha256 = fp.pixels_sha
-    row.fingerprint = pack_fingerprint(fp.thumb, fp.detail)
-    row.width, row.height = image.size
-    row.image_format = fmt
-    row.error = ""
-    if match is not None:
-        original = items.get(match[0])
+    def fetch(self, stub: Stub, row: IngestedItem) -> ArchiveItem | ItemOutcome:
+        try:
+            return self.source.fetch(stub)
+        except NotAPicturePage as exc:
+            row.status, row.media_type, row.error = "recorded", "other", str(exc)
+            self.save(row)
+            return _outcome_of(row, "skipped", reason="not a picture page")
+        except AstroClassifyError as exc:
+            return self.fail(row, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a page the parser has never seen must not end the run
+            log.exception("cannot parse %s", stub.page_url)
+            return self.fail(row, f"cannot parse {stub.page_url}: {type(exc).__name__}: {exc}")
+
+    def out_of_range(self, stub: Stub, item: ArchiveItem) -> bool:
+        """Listings without dates (ESA/Hubble) are filtered here, once the page gave the date."""
+        o = self.options
+        if not item.date:
+            return False
+        older = o.since is not None and item.date < o.since
+        if older:
+            self.source.note_older(stub)
+        return older or (o.until is not None and item.date > o.until)
+
+    def download(self, url: str, row: IngestedItem) -> tuple[bytes, Image.Image] | ItemOutcome:
+        try:
+            response = self.client.get_image(url)
+            image = decode_pil(response.content, max_pixels=self.options.max_pixels, max_bytes=self.options.max_bytes)
+        except AstroClassifyError as exc:  # FetchError, ImageDecodeError
+            return self.fail(row, str(exc).replace("<bytes>", url))
+        return response.content, image
+
+    @staticmethod
+    def describe_image(row: IngestedItem, data: bytes, image: Image.Image, fp: Fingerprint) -> None:
+        row.sha256 = hashlib.sha256(data).hexdigest()
+        row.pixels_sha256 = fp.pixels_sha
+        row.fingerprint = pack_fingerprint(fp.thumb, fp.detail)
+        row.width, row.height = image.size
+        row.image_format = sniff_format(data) or "JPEG"
+        row.error = ""
+
+    def store_duplicate(self, row: IngestedItem, data: bytes, match: tuple[int, str, float]) -> ItemOutcome:
+        """Kept and reported, not dropped: an exact copy shares the original's file."""
+        original = IngestedItems(self.session).get(match[0])
         row.status, row.duplicate_of_id, row.duplicate_kind = "duplicate", match[0], match[1]
-        row.stored_name = original.stored_name if match[1] == "exact" else save_image(data, fmt, image_root)
-        items.save(row)
-        return _outcome_of(row, "duplicate", duplicate_of=original.key, reason=f"{match[1]} duplicate")
-    row.stored_name = save_image(data, fmt, image_root)
-    row.status = "stored"
-    items.save(row)
-    index.add(row.id, fp)
-    outcome = _outcome_of(row, "stored")
-    if predictor is not None:
-        probs = predictor.predict_proba(predictor.prepare(np.asarray(image))[None])[0]
-        b = predictor.bundle
-        record = new_classification(
-            filename=f"{_archive_name(row.key)}.{EXTENSIONS.get(fmt, 'bin')}",
-            stored_name=row.stored_name,
-            data=data,
-            image_format=fmt,
-            labels=predictor.labels,
-            probabilities=probs,
-            model_name=b.name,
-            model_version=b.version,
-            tta=b.tta,  # predict_proba without a mode uses the model's own
+        exact = match[1] == "exact" and original is not None
+        row.stored_name = (
+            original.stored_name if exact else save_image(data, row.image_format or "JPEG", self.store.images)
         )
-        session.add(record)
-        session.flush()
+        self.save(row)
+        return _outcome_of(
+            row, "duplicate", duplicate_of=original.key if original else None, reason=f"{match[1]} duplicate"
+        )
+
+    def classify(self, row: IngestedItem, image: Image.Image, outcome: ItemOutcome) -> None:
+        p = self.predictor
+        assert p is not None and row.stored_name and row.sha256
+        probs = p.predict_proba(p.prepare(np.asarray(image))[None])[0]  # the model's own TTA
+        b = p.bundle
+        record, _ = record_classification(
+            self.session,
+            filename=f"{_archive_name(row.key)}.{EXTENSIONS.get(row.image_format or '', 'bin')}",
+            stored_name=row.stored_name,
+            sha256=row.sha256,
+            image_format=row.image_format or "JPEG",
+            answer=Answer(p.labels, probs, b.name, b.version, b.tta),
+        )
         row.classification_id = record.id
-        session.commit()
+        self.save(row)
         outcome.label, outcome.confidence = record.label, round(record.confidence, 4)
-    return outcome
+
+    def alert(self, outcome: ItemOutcome) -> int:
+        """A low-confidence alert for a newly classified image, at most once per image."""
+        threshold = self.options.alert_below
+        if (
+            threshold is None
+            or outcome.status != "stored"
+            or outcome.confidence is None
+            or outcome.confidence >= threshold
+        ):
+            return 0
+        assert outcome.item_id is not None
+        message = (
+            f"{outcome.title or outcome.key}: the model is unsure ({outcome.label}, "
+            f"confidence {outcome.confidence:.2f} < {threshold:.2f})"
+        )
+        payload = {"kind": "low_confidence", **{k: v for k, v in vars(outcome).items() if v is not None}}
+        alert = Alerts(self.session).raise_once(
+            outcome.item_id, "low_confidence", message, payload, list(self.options.notifiers)
+        )
+        return int(alert is not None)
+
+    def fail(self, row: IngestedItem, error: str) -> ItemOutcome:
+        row.status, row.error = "failed", error
+        self.save(row)
+        return _outcome_of(row, "failed", error=error)
+
+    def save(self, row: IngestedItem) -> None:
+        IngestedItems(self.session).save(row)
 
 
-def _maybe_alert(session: Session, outcome: ItemOutcome, options: IngestOptions) -> int:
-    if options.alert_below is None or outcome.confidence is None or outcome.confidence >= options.alert_below:
-        return 0
-    message = (
-        f"{outcome.title or outcome.key}: the model is unsure ({outcome.label}, "
-        f"confidence {outcome.confidence:.2f} < {options.alert_below:.2f})"
-    )
-    payload = {"kind": "low_confidence", **{k: v for k, v in vars(outcome).items() if v is not None}}
-    alert = Alerts(session).raise_once(outcome.item_id, "low_confidence", message, payload, list(options.notifiers))
-    return int(alert is not None)
+def _iso(date: dt.date | None) -> str | None:
+    return date.isoformat() if date else None
 
 
 def _copy_provenance(row: IngestedItem, item: ArchiveItem) -> None:

@@ -1,4 +1,4 @@
-"""``astroclassify watch``: poll sources on a schedule, ingest and classify, raise and deliver alerts.
+"""``watch``: poll sources on a schedule, ingest and classify, raise and deliver alerts.
 
 The schedule lives in the database (the last finished run of each source), not in memory,
 so a restarted watcher neither polls early nor forgets a poll that is due; pending alert
@@ -11,17 +11,19 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
-
+from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.pipeline.alerts import Notifier, deliver_pending
-from astroclassify.pipeline.ingest import IngestOptions, ItemOutcome, RunSummary, Source, ingest
-from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns, as_utc, now
+from astroclassify.pipeline.ingest import IngestOptions, IngestResult, ItemOutcome, ingest
+from astroclassify.sources.base import Source
+from astroclassify.sources.http import PoliteClient
+from astroclassify.store import Store
+from astroclassify.store.alerts import Alerts
+from astroclassify.store.archive import IngestedItems, IngestRuns, as_utc, now
 
-__all__ = ["WatchedSource", "Watcher"]
+__all__ = ["WatchedSource", "Watcher", "watch"]
 
 log = logging.getLogger(__name__)
 
@@ -40,41 +42,34 @@ class Watcher:
     """What a watcher polls, where it stores, whom it alerts; ``poll_once`` or ``run``."""
 
     watched: list[WatchedSource]
-    client: object
-    sessions: sessionmaker[Session]
-    image_root: Path
+    client: PoliteClient
+    store: Store
     options: IngestOptions
-    notifiers: list[Notifier]
-    predictor: object = None
+    notifiers: Sequence[Notifier]
+    predictor: OnnxPredictor | None = None
     on_item: Callable[[ItemOutcome], None] | None = None
 
-    def poll_once(self, *, force: bool = False) -> list[RunSummary]:
+    def poll_once(self, *, force: bool = False) -> list[IngestResult]:
         """Ingest every source that is due (all of them with ``force``), then deliver due alerts."""
-        summaries = []
+        results = []
         for w in self.watched:
-            with self.sessions() as session:
+            with self.store.session() as session:
                 last = IngestRuns(session).last_finished(w.source.name)
                 items = IngestedItems(session)
                 newest, failed = items.newest_date(w.source.name), items.oldest_failed_date(w.source.name)
-            if not force and last is not None and as_utc(last.finished_at) + w.every > now():
+            if not force and last is not None and last.finished_at and as_utc(last.finished_at) + w.every > now():
                 continue
             # From the newest day stored, or the oldest that failed (retried), or the lookback.
             since = min(d for d in (newest, failed) if d) if (newest or failed) else (now() - w.lookback).date()
             opts = dataclasses.replace(self.options, since=since, notifiers=tuple(n.name for n in self.notifiers))
-            summary = ingest(
-                w.source,
-                self.client,
-                self.sessions,
-                self.image_root,
-                opts,
-                predictor=self.predictor,
-                on_item=self.on_item,
+            result = ingest(
+                w.source, self.store, client=self.client, options=opts, predictor=self.predictor, on_item=self.on_item
             )
-            log.info("%s: %s, %d alerts", w.source.name, summary.counts, summary.alerts)
-            summaries.append(summary)
-        with self.sessions() as session:
-            deliver_pending(session, self.notifiers)
-        return summaries
+            log.info("%s: %s, %d alerts", w.source.name, result.counts, result.alerts)
+            results.append(result)
+        with self.store.session() as session:
+            deliver_pending(session, list(self.notifiers))
+        return results
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Poll until ``stop`` is set (the CLI sets it on SIGINT / SIGTERM)."""
@@ -85,12 +80,38 @@ class Watcher:
 
     def _seconds_until_next(self) -> float:
         wake = now() + dt.timedelta(seconds=MAX_SLEEP_S)
-        with self.sessions() as session:
+        with self.store.session() as session:
             for w in self.watched:
                 last = IngestRuns(session).last_finished(w.source.name)
-                if last is not None:
+                if last is not None and last.finished_at:
                     wake = min(wake, as_utc(last.finished_at) + w.every)
             retry = Alerts(session).next_retry()
             if retry is not None:
                 wake = min(wake, retry)
         return max(1.0, (wake - now()).total_seconds())
+
+
+def watch(
+    sources: Sequence[Source],
+    store: Store,
+    *,
+    every: dt.timedelta = dt.timedelta(days=1),
+    client: PoliteClient,
+    options: IngestOptions | None = None,
+    notifiers: Sequence[Notifier] = (),
+    predictor: OnnxPredictor | None = None,
+    on_item: Callable[[ItemOutcome], None] | None = None,
+    once: bool = False,
+    force: bool = False,
+    stop: threading.Event | None = None,
+) -> list[IngestResult]:
+    """Poll ``sources`` every ``every`` until ``stop`` is set, or once (``once``; ``force``: even if not due).
+
+    Returns the results of the polls made with ``once``; a long-running watch returns [] when stopped.
+    """
+    watched = [WatchedSource(s, every) for s in sources]
+    watcher = Watcher(watched, client, store, options or IngestOptions(), notifiers, predictor, on_item)
+    if once:
+        return watcher.poll_once(force=force)
+    watcher.run(stop)
+    return []

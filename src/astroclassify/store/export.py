@@ -7,17 +7,20 @@ metadata, so the export can train the next model or audit the current one.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
 from astroclassify.errors import StoreError
-from astroclassify.store.ingested import IngestedItems
+from astroclassify.store import Store
+from astroclassify.store.archive import IngestedItems
 from astroclassify.store.tables import Classification
 
-__all__ = ["export_feedback", "export_ingested"]
+__all__ = ["ExportResult", "export_dataset", "export_feedback"]
 
 COLUMNS = [
     "file",
@@ -51,18 +54,27 @@ INGESTED_COLUMNS = [
 LABEL_SOURCES = ("category", "feedback", "model")
 
 
-def export_ingested(
-    session: Session,
-    uploads: Path,
+@dataclass(frozen=True)
+class ExportResult:
+    """A dataset folder written: how many images, and how many were left out for want of a label."""
+
+    out: Path
+    written: int
+    left_out: int
+    labels: str
+
+
+def export_dataset(
+    store: Store,
     out: Path,
     *,
     labels: str = "category",
     source: str | None = None,
     category: str | None = None,
-    since=None,
-    until=None,
-) -> tuple[int, int]:
-    """Write ingested images as a dataset folder; returns (written, left out for want of a label).
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> ExportResult:
+    """Write ingested images as a dataset folder (``manifest.csv`` + ``images/``) that ``train`` reads.
 
     ``labels``: ``category`` (the archive's category, a weak label), ``feedback`` (the newest
     correction from the web app) or ``model`` (the model's answer, for review only: training
@@ -73,47 +85,49 @@ def export_ingested(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise StoreError(f"{out}: output folder exists and is not empty")
-    rows = IngestedItems(session).select(source=source, category=category, since=since, until=until)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    written = unlabelled = 0
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(INGESTED_COLUMNS)
-        for row in rows:
-            c = row.classification
-            label = {
-                "category": row.category,
-                "feedback": c.feedback[-1].label if c is not None and c.feedback else "",
-                "model": c.label if c is not None else "",
-            }[labels]
-            src = uploads / (row.stored_name or "")
-            if not label or not row.stored_name or not src.is_file():
-                unlabelled += 1
-                continue
-            shutil.copyfile(src, out / "images" / row.stored_name)
-            writer.writerow(
-                [
-                    f"images/{row.stored_name}",
-                    label,
-                    row.source,
-                    row.key,
-                    row.date.isoformat() if row.date else "",
-                    row.title,
-                    row.category,
-                    row.credit,
-                    row.license,
-                    row.page_url,
-                    row.image_url or "",
-                    row.sha256 or "",
-                    c.label if c is not None else "",
-                    f"{c.confidence:.4f}" if c is not None else "",
-                ]
-            )
-            written += 1
-    return written, unlabelled
+    uploads = store.images
+    with store.session() as session:
+        rows = IngestedItems(session).select(source=source, category=category, since=since, until=until)
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        written = unlabelled = 0
+        with (out / "manifest.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(INGESTED_COLUMNS)
+            for row in rows:
+                c = row.classification
+                label = {
+                    "category": row.category,
+                    "feedback": c.feedback[-1].label if c is not None and c.feedback else "",
+                    "model": c.label if c is not None else "",
+                }[labels]
+                src = uploads / (row.stored_name or "")
+                if not label or not row.stored_name or not src.is_file():
+                    unlabelled += 1
+                    continue
+                shutil.copyfile(src, out / "images" / row.stored_name)
+                writer.writerow(
+                    [
+                        f"images/{row.stored_name}",
+                        label,
+                        row.source,
+                        row.key,
+                        row.date.isoformat() if row.date else "",
+                        row.title,
+                        row.category,
+                        row.credit,
+                        row.license,
+                        row.page_url,
+                        row.image_url or "",
+                        row.sha256 or "",
+                        c.label if c is not None else "",
+                        f"{c.confidence:.4f}" if c is not None else "",
+                    ]
+                )
+                written += 1
+        return ExportResult(out, written, unlabelled, labels)
 
 
-def export_feedback(session: Session, uploads: Path, out: Path, *, owner: str | None = None) -> int:
+def export_feedback(store: Store, out: Path, *, owner: str | None = None) -> int:
     """Write ``out/manifest.csv`` and ``out/images/*``; returns the number of images."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -121,30 +135,32 @@ def export_feedback(session: Session, uploads: Path, out: Path, *, owner: str | 
     query = select(Classification).options(selectinload(Classification.feedback)).where(Classification.feedback.any())
     if owner is not None:
         query = query.where(Classification.owner == owner)
-    rows = session.scalars(query.order_by(Classification.id)).all()
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    written = 0
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            source = uploads / row.stored_name
-            if not source.is_file():
-                continue  # an upload removed by hand; the record stays in the database
-            latest = row.feedback[-1]
-            shutil.copyfile(source, out / "images" / row.stored_name)
-            writer.writerow(
-                [
-                    f"images/{row.stored_name}",
-                    latest.label,
-                    row.sha256,
-                    row.label,
-                    f"{row.confidence:.4f}",
-                    f"{row.model_name} {row.model_version}",
-                    row.filename,
-                    row.id,
-                    latest.comment,
-                ]
-            )
-            written += 1
-    return written
+    uploads = store.images
+    with store.session() as session:
+        rows = session.scalars(query.order_by(Classification.id)).all()
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        written = 0
+        with (out / "manifest.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            for row in rows:
+                source = uploads / row.stored_name
+                if not source.is_file():
+                    continue  # an upload removed by hand; the record stays in the database
+                latest = row.feedback[-1]
+                shutil.copyfile(source, out / "images" / row.stored_name)
+                writer.writerow(
+                    [
+                        f"images/{row.stored_name}",
+                        latest.label,
+                        row.sha256,
+                        row.label,
+                        f"{row.confidence:.4f}",
+                        f"{row.model_name} {row.model_version}",
+                        row.filename,
+                        row.id,
+                        latest.comment,
+                    ]
+                )
+                written += 1
+        return written

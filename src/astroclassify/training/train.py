@@ -15,24 +15,25 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from astroclassify.data.splits import SplitAssignment, write_splits
+from astroclassify.data.prepare import PreparedData, Progress, _silent, prepare_data, write_split_file
 from astroclassify.errors import ConfigError
 from astroclassify.evaluation.calibration import softmax
-from astroclassify.evaluation.metrics import classification_metrics
+from astroclassify.evaluation.metrics import classification_metrics, with_interval
 from astroclassify.imaging.augment import build_augment
 from astroclassify.imaging.transforms import to_tensor_layout
+from astroclassify.inference.bundle import Bundle
 from astroclassify.inference.predictor import TTA_MODES, merge_views, tta_views
 from astroclassify.models import create_model, get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
-from astroclassify.training.table import PreparedData, Progress, _silent, prepare_data
 
-__all__ = ["cross_validate", "fit_model", "train"]
+__all__ = ["CVResult", "TrainResult", "cross_validate", "fit_model", "prepare", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +251,43 @@ def fit_model(
     return scored.eval(), history, best["epoch"]
 
 
-def train(cfg: TrainConfig, progress: Progress = _silent) -> Path:
-    """Train, calibrate, export and evaluate one model; returns its folder."""
+@dataclass
+class TrainResult:
+    """A trained model folder: its bundle, its held-out test metrics, and the inputs it had to skip."""
+
+    path: Path
+    bundle: Bundle
+    seconds: float
+    skipped: list[str]  # manifest rows and files that could not be used, one line each
+
+    @property
+    def test_metrics(self) -> dict[str, dict]:
+        """Metrics on the test split per scope (``all`` and each dataset), with 95% intervals."""
+        return self.bundle.meta.get("metrics", {}).get("test", {})
+
+    def __repr__(self) -> str:
+        m, ci = self.test_metrics.get("all", {}), self.test_metrics.get("all", {}).get("ci", {})
+        score = f"test accuracy {with_interval(m['accuracy'], ci.get('accuracy'))}" if m else "no test split"
+        return f"TrainResult({self.bundle.name} at {self.path}: {score}, {self.seconds:.0f} s)"
+
+
+def train(cfg: TrainConfig, progress: Progress = _silent) -> TrainResult:
+    """Train, calibrate, export and evaluate one model into ``cfg.out``; resumes from its checkpoint.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Data, architecture and recipe (``TrainConfig(data=("hubble-dso",), out="runs/dso")``).
+    progress : callable, optional
+        ``progress(description, total) -> advance(n)``, for progress bars.
+
+    Returns
+    -------
+    TrainResult
+        The model folder (``model.onnx``, ``model.json``, ``splits.csv``, card, plots).
+    """
     from astroclassify.evaluation.report import write_model_card, write_training_plot
+    from astroclassify.inference.bundle import load_bundle
     from astroclassify.training.bundle_writer import finish_bundle
 
     if cfg.tta not in TTA_MODES:
@@ -267,8 +302,8 @@ def train(cfg: TrainConfig, progress: Progress = _silent) -> Path:
     resume_splits = out / "splits.csv"
     if (out / "checkpoint.pt").is_file() and resume_splits.is_file() and not cfg.splits:
         cfg = dataclasses.replace(cfg, splits=str(resume_splits))  # resuming: keep the same split
-    data = prepare_data(cfg, progress)
-    _write_split_file(out / "splits.csv", data)
+    data = prepare(cfg, progress)
+    write_split_file(out / "splits.csv", data)
     train_idx = np.flatnonzero(data.split == "train")
     val_idx = np.flatnonzero(data.split == "val")
     log.info("split: %d train, %d val, %d test images", len(train_idx), len(val_idx), int((data.split == "test").sum()))
@@ -276,29 +311,70 @@ def train(cfg: TrainConfig, progress: Progress = _silent) -> Path:
     model, history, best_epoch = fit_model(cfg, data, train_idx, val_idx, progress, checkpoint=out / "checkpoint.pt")
     (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     write_training_plot(history, out / "history.png")
-    bundle = finish_bundle(cfg, data, model, out, best_epoch=best_epoch, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    bundle = finish_bundle(cfg, data, model, out, best_epoch=best_epoch, seconds=seconds)
     write_model_card(bundle)
-    return out
+    skipped = bundle.meta["data"].get("manifest_problems", []) + bundle.meta["data"].get("undecodable", [])
+    return TrainResult(out, load_bundle(out), seconds, skipped)
 
 
-def _write_split_file(path: Path, data: PreparedData) -> None:
-    rows = [
-        SplitAssignment(s.key, h, s.label, g, str(sp), int(f))
-        for s, h, g, sp, f in zip(
-            data.table.samples, data.table.sha256, data.groups, data.split, data.fold, strict=True
+def prepare(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:
+    """``prepare_data`` with a training config's data, size, crop, taxonomy and split."""
+    return prepare_data(
+        cfg.data,
+        image_size=cfg.image_size or get_pretrained_cfg(cfg.model).input_size,
+        crop=cfg.crop,
+        taxonomy=cfg.taxonomy,
+        seed=cfg.seed,
+        test_frac=cfg.test_frac,
+        val_frac=cfg.val_frac,
+        folds=cfg.folds,
+        splits_file=cfg.splits,
+        progress=progress,
+    )
+
+
+@dataclass
+class CVResult:
+    """Grouped K-fold cross-validation: per-fold and pooled out-of-fold scores, suspected label errors."""
+
+    summary: dict  # what cv.json holds
+    path: Path | None  # cv.json, when written
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (
+            f"CVResult({len(s['folds'])} folds: accuracy {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}, "
+            f"macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}; "
+            f"{len(s['suspected_label_errors'])} suspected label errors)"
         )
-    ]
-    write_splits(path, rows)
 
 
-def cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
-    """K-fold grouped CV on the non-test part; returns per-fold metrics and OOF probabilities.
+def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Progress = _silent) -> CVResult:
+    """K-fold grouped CV on the non-test part; writes ``out/cv.json`` and, beside a model, its card.
 
     Each fold trains for exactly ``cfg.epochs`` (no early stopping, so no fold peeks at
     its held-out part). Held-out folds are scored under every TTA mode, so the mode can be
-    chosen by CV; ``oof`` holds the probabilities for ``cfg.tta``.
+    chosen by CV. ``out`` defaults to ``cfg.out``; where it holds a trained model, its
+    model card is rewritten with the CV section.
     """
-    data = prepare_data(cfg, progress)
+    summary = _cross_validate(cfg, progress)
+    folder = Path(out if out is not None else cfg.out) if (out is not None or cfg.out) else None
+    path = None
+    if folder is not None:
+        from astroclassify.evaluation.report import write_model_card
+        from astroclassify.inference.bundle import load_bundle
+
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cv.json"
+        path.write_text(json.dumps(summary, indent=1) + "\n")
+        if (folder / "model.json").is_file():
+            write_model_card(load_bundle(folder))
+    return CVResult(summary, path)
+
+
+def _cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
+    data = prepare(cfg, progress)
     pre = get_pretrained_cfg(cfg.model)
     pool = np.flatnonzero(data.split != "test")
     oof = {mode: np.full((len(data.y), len(data.labels)), np.nan) for mode in TTA_MODES}

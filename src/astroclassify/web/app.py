@@ -63,32 +63,26 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from astroclassify.inference.pool import PredictorPool
-        from astroclassify.store.db import make_engine, make_sessionmaker
+        from astroclassify.store import open_store
+        from astroclassify.store.classifications import stored_names
         from astroclassify.store.images import sweep_orphans
-        from astroclassify.store.repository import stored_names
 
         # Loaded once per process: per request only decoding and resizing remain.
         app.state.pool = PredictorPool(
             model or settings.default_model,
             models_dir=settings.models_dir,
-            threads=settings.inference_threads or None,
+            threads=settings.inference_threads,
             max_pixels=settings.max_image_pixels,
             max_bytes=settings.max_file_bytes,
         )
-        settings.home.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.resolved_database_url)
-        app.state.sessions = make_sessionmaker(engine)
-        app.state.uploads = settings.home / "uploads"
-        with app.state.sessions() as session:  # uploads saved before a crash, never committed
-            sweep_orphans(app.state.uploads, stored_names(session))
-        log.info(
-            "serving models %s (default %s), database %s",
-            [e.name for e in app.state.pool.entries()],
-            app.state.pool.default,
-            engine.url,
-        )
+        app.state.store = store = open_store(settings.home, settings.database_url)
+        app.state.sessions, app.state.uploads = store.sessions, store.images
+        with store.session() as session:  # uploads saved before a crash, never committed
+            sweep_orphans(store.images, stored_names(session))
+        names = [e.name for e in app.state.pool.entries()]
+        log.info("serving models %s (default %s), database %s", names, app.state.pool.default, store.engine.url)
         yield
-        engine.dispose()
+        store.close()
         app.state.decoder.shutdown()
 
     app = FastAPI(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from astroclassify.credits import Credit, credit_for, ingested_credit
-from astroclassify.store.ingested import IngestedItems
+from astroclassify.store.archive import IngestedItems
 
 __all__ = ["record_credit"]
 

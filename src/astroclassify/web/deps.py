@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from astroclassify.config import Settings
 from astroclassify.inference.pool import PredictorPool
-from astroclassify.store.repository import ClassificationQuery
+from astroclassify.store.classifications import ClassificationQuery
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import Caller
 

@@ -158,7 +158,7 @@ def _api_key(headers: dict[str, str]) -> str:
 
 
 def _verify_key(app, key: str) -> str | None:
-    from astroclassify.store.repository import ApiKeys
+    from astroclassify.store.api_keys import ApiKeys
 
     with app.state.sessions() as session:
         record = ApiKeys(session).verify(key)

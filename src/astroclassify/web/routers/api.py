@@ -23,9 +23,9 @@ from astroclassify.config import Settings
 from astroclassify.errors import FileTooLargeError, ImageDecodeError, RecordNotFoundError, UnknownNameError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.store.classifications import Answer, Classifications, record_classification
 from astroclassify.store.export import export_feedback
 from astroclassify.store.images import MEDIA_TYPES, derived_image, existing_file, save_image
-from astroclassify.store.repository import Classifications, new_classification
 from astroclassify.store.tables import Classification
 from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
@@ -97,28 +97,34 @@ def _serving_tta(settings: Settings, predictor: OnnxPredictor) -> str:
     return settings.tta_override or predictor.bundle.tta
 
 
-def _new_row(predictor: OnnxPredictor, tta: str, name: str, stored_name: str, sha: str, fmt: str, probs, owner):
+def _record(
+    request: Request,
+    session,
+    predictor: OnnxPredictor,
+    tta: str,
+    upload: tuple[str, str, str, str],
+    probs,
+    owner: str | None,
+    key: str | None = None,
+) -> tuple[Classification, bool]:
+    """Record the answer for an upload already in the image store (``upload``: name, stored name, SHA-256, format).
+
+    When another request with the same key won the race, this one's file is removed.
+    """
+    name, stored, sha, fmt = upload
     b = predictor.bundle
-    return new_classification(
+    record, created = record_classification(
+        session,
         filename=name,
-        stored_name=stored_name,
-        data=b"",
+        stored_name=stored,
         sha256=sha,
         image_format=fmt,
-        labels=predictor.labels,
-        probabilities=probs,
-        model_name=b.name,
-        model_version=b.version,
+        answer=Answer(predictor.labels, probs, b.name, b.version, tta),
         owner=owner,
-        tta=tta,
+        idempotency_key=key,
     )
-
-
-def _keep(request: Request, session, row: Classification, key: str | None) -> tuple[Classification, bool]:
-    """Commit the record; when another request won the race for its key, drop this one's file."""
-    record, created = Classifications(session).record(row, idempotency_key=key)
     if not created:
-        (request.app.state.uploads / row.stored_name).unlink(missing_ok=True)
+        (request.app.state.uploads / stored).unlink(missing_ok=True)
     return record, created
 
 
@@ -164,8 +170,8 @@ def classify(
     probs = predictor.predict_proba(pixels[None], tta)[0]
     t2 = time.perf_counter()
     fmt = sniff_format(data) or "unknown"
-    row = _new_row(predictor, tta, name, save_image(data, fmt, request.app.state.uploads), sha, fmt, probs, owner)
-    record, created = _keep(request, session, row, idempotency_key)
+    stored = save_image(data, fmt, request.app.state.uploads)
+    record, created = _record(request, session, predictor, tta, (name, stored, sha, fmt), probs, owner, idempotency_key)
     t3 = time.perf_counter()
     # Standard Server-Timing header: where each request's time went (bench/serve_latency.py reads it).
     response.headers["Server-Timing"] = (
@@ -205,7 +211,7 @@ def classify_batch(
     def flush() -> None:
         probs = predictor.predict_proba(np.stack([p[-1] for p in pending]), tta)
         for (i, name, stored, sha, fmt, _), p in zip(pending, probs, strict=True):
-            record, created = _keep(request, session, _new_row(predictor, tta, name, stored, sha, fmt, p, owner), None)
+            record, created = _record(request, session, predictor, tta, (name, stored, sha, fmt), p, owner)
             items[i] = BatchItem(
                 file=name, result=classification_out(record, settings, session, already_stored=not created)
             )
@@ -337,11 +343,11 @@ def add_feedback(
 
 
 @router.get("/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
-def export(request: Request, session: SessionDep, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
+def export(request: Request, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
     """Corrected images as a zip of a dataset folder (``manifest.csv`` + ``images/``)."""
     tmp = Path(tempfile.mkdtemp(prefix="astroclassify-export-"))
     background.add_task(shutil.rmtree, tmp, True)
-    n = export_feedback(session, request.app.state.uploads, tmp / "feedback", owner=owner)
+    n = export_feedback(request.app.state.store, tmp / "feedback", owner=owner)
     archive = shutil.make_archive(str(tmp / "feedback"), "zip", tmp, "feedback")
     return FileResponse(archive, media_type="application/zip", filename="feedback.zip", headers={"X-Images": str(n)})
 

@@ -12,9 +12,10 @@ from fastapi.templating import Jinja2Templates
 from astroclassify.errors import ImageDecodeError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.sizes import format_bytes
+from astroclassify.store.alerts import Alerts
+from astroclassify.store.archive import IngestedItems, IngestRuns
+from astroclassify.store.classifications import Classifications
 from astroclassify.store.images import derived_image, existing_file
-from astroclassify.store.ingested import Alerts, IngestedItems, IngestRuns
-from astroclassify.store.repository import Classifications
 from astroclassify.urls import http_url
 from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (

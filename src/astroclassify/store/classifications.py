@@ -1,12 +1,8 @@
-"""Repositories: the operations the app needs, as plain methods over a Session."""
+"""Stored classifications: one record per classified image, with its corrections."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import hmac
-import re
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -14,9 +10,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from astroclassify.errors import IdempotencyKeyReusedError, RecordNotFoundError, StoreError
-from astroclassify.store.tables import ApiKey, Classification, Feedback, IdempotencyKey, IngestedItem
+from astroclassify.store.tables import Classification, Feedback, IdempotencyKey, IngestedItem
 
-__all__ = ["ApiKeys", "ClassificationQuery", "Classifications", "new_classification", "stored_names"]
+__all__ = [
+    "Answer",
+    "ClassificationQuery",
+    "Classifications",
+    "new_classification",
+    "record_classification",
+    "stored_names",
+]
 
 SORTS = {
     "newest": Classification.id.desc(),
@@ -37,35 +40,59 @@ class ClassificationQuery:
     per_page: int = 24
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A model's answer for one image, as it is stored."""
+
+    labels: tuple[str, ...]
+    probabilities: Sequence[float]
+    model_name: str
+    model_version: str
+    tta: str | None
+
+
 def new_classification(
-    *,
-    filename: str,
-    stored_name: str,
-    data: bytes,
-    image_format: str,
-    labels: tuple[str, ...],
-    probabilities,
-    model_name: str,
-    model_version: str,
-    owner: str | None = None,
-    tta: str | None = None,
-    sha256: str | None = None,
+    *, filename: str, stored_name: str, sha256: str, image_format: str, answer: Answer, owner: str | None = None
 ) -> Classification:
-    """A Classification row for one stored image and the model's probabilities (not yet added)."""
-    best = int(probabilities.argmax())
+    """A Classification row for one stored image and a model's answer (not yet added)."""
+    probabilities = [float(p) for p in answer.probabilities]
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
     return Classification(
         filename=filename[:255],
         stored_name=stored_name,
-        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         image_format=image_format,
-        label=labels[best],
-        confidence=float(probabilities[best]),
-        probabilities={label: float(p) for label, p in zip(labels, probabilities, strict=True)},
-        model_name=model_name,
-        model_version=model_version,
+        label=answer.labels[best],
+        confidence=probabilities[best],
+        probabilities=dict(zip(answer.labels, probabilities, strict=True)),
+        model_name=answer.model_name,
+        model_version=answer.model_version,
         owner=owner,
-        tta=tta,
+        tta=answer.tta,
     )
+
+
+def record_classification(
+    session: Session,
+    *,
+    filename: str,
+    stored_name: str,
+    sha256: str,
+    image_format: str,
+    answer: Answer,
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Classification, bool]:
+    """Store a model's answer for an image already in the image store; returns (record, created).
+
+    The one way records are made: web uploads and ingestion both come here. ``created`` is
+    False when another request with the same ``idempotency_key`` won a race; the caller then
+    removes its own copy of the file.
+    """
+    row = new_classification(
+        filename=filename, stored_name=stored_name, sha256=sha256, image_format=image_format, answer=answer, owner=owner
+    )
+    return Classifications(session).record(row, idempotency_key=idempotency_key)
 
 
 def stored_names(session: Session) -> set[str]:
@@ -191,55 +218,3 @@ class Classifications:
         self.session.add(item)
         self.session.commit()
         return item
-
-
-class ApiKeys:
-    """Create, verify and revoke API keys of the form ``ac_<prefix>_<secret>``.
-
-    Keys are 256-bit random secrets, so a plain SHA-256 is enough to store them (a slow
-    password hash protects guessable passwords, which these are not); lookup goes by the
-    public prefix and comparison is constant-time.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def create(self, name: str) -> tuple[ApiKey, str]:
-        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
-            raise StoreError(f"key name {name!r} must be 1-64 letters, digits or _.@-")
-        if self._active(name) is not None:
-            raise StoreError(f"a key named {name!r} is in use; revoke it first or choose another name")
-        prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
-        key = f"ac_{prefix}_{secret}"
-        record = ApiKey(name=name, prefix=prefix, key_hash=hashlib.sha256(key.encode()).hexdigest())
-        self.session.add(record)
-        self.session.commit()
-        return record, key
-
-    def verify(self, key: str) -> ApiKey | None:
-        parts = key.split("_", 2)
-        if len(parts) != 3 or parts[0] != "ac":
-            return None
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        for record in self.session.scalars(
-            select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
-        ):
-            if hmac.compare_digest(record.key_hash, digest):
-                return record
-        return None
-
-    def revoke(self, name: str) -> ApiKey:
-        record = self._active(name)
-        if record is None:
-            if self.session.scalar(select(ApiKey).where(ApiKey.name == name).limit(1)) is not None:
-                raise RecordNotFoundError(f"API key {name!r} is already revoked")
-            raise RecordNotFoundError(f"API key {name!r} not found")
-        record.revoked_at = dt.datetime.now(dt.UTC)
-        self.session.commit()
-        return record
-
-    def _active(self, name: str) -> ApiKey | None:
-        return self.session.scalar(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)))
-
-    def all(self) -> list[ApiKey]:
-        return list(self.session.scalars(select(ApiKey).order_by(ApiKey.id)))

@@ -30,8 +30,16 @@ from urllib.parse import urljoin
 from bs4 import BeautifulSoup, Comment, Tag
 
 from astroclassify.errors import IngestError
-from astroclassify.ingest.http import FetchError, PoliteClient
-from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, NothingFound, Stub
+from astroclassify.sources.base import (
+    ArchiveItem,
+    NotAPicturePage,
+    NothingFound,
+    Source,
+    SourceOptions,
+    Stub,
+    register_source,
+)
+from astroclassify.sources.http import FetchError, PoliteClient
 from astroclassify.urls import http_url
 
 __all__ = [
@@ -212,7 +220,7 @@ def api_error_message(status: int, body: object) -> str:
     return f"APOD API {status}: {str(body)[:200]}"
 
 
-class ApodHtmlSource:
+class ApodHtmlSource(Source):
     """Days from the HTML site: the archive index for the list, one page per day.
 
     ``archivepix.html`` lists only the days since 2015; older ranges come from the full
@@ -227,6 +235,7 @@ class ApodHtmlSource:
     name = "apod"
 
     def __init__(self, client: PoliteClient, base_url: str = BASE_URL, mirrors: tuple[str, ...] = ()) -> None:
+        super().__init__()
         self.client = client
         self.roots = [r if r.endswith("/") else r + "/" for r in (base_url, *mirrors)]
         self._guessed: set[str] = set()  # keys of days named from their date, not read from an index
@@ -308,7 +317,7 @@ class ApodHtmlSource:
         return days
 
 
-class ApodApiSource:
+class ApodApiSource(Source):
     """Days from the official API, one date range per request (at most ``window`` days), newest first."""
 
     name = "apod"
@@ -316,6 +325,7 @@ class ApodApiSource:
     def __init__(
         self, client: PoliteClient, api_key: str = "DEMO_KEY", api_url: str = API_URL, window: int = 30, count: int = 0
     ) -> None:
+        super().__init__()
         self.client = client
         self.count = count
         self.api_key = api_key
@@ -382,6 +392,17 @@ class ApodApiSource:
                 )
             parsed = inside
         return parsed
+
+
+@register_source("apod")
+def _apod(client: PoliteClient, options: SourceOptions) -> Source:
+    """The JSON API with ``api`` (or ``count``); else the HTML site: ``base_url`` alone, or ``sites`` in turn."""
+    if options.api or options.count:
+        return ApodApiSource(client, options.api_key, options.api_url or API_URL, count=options.count)
+    if options.base_url:
+        return ApodHtmlSource(client, options.base_url)
+    first, *rest = options.sites or (BASE_URL,)
+    return ApodHtmlSource(client, first, mirrors=tuple(rest))
 
 
 def _looks_like_wordpress(item: dict) -> bool:

@@ -28,8 +28,9 @@ from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
-from astroclassify.ingest.http import FetchError, PoliteClient
-from astroclassify.ingest.records import ArchiveItem, NotAPicturePage, Stub
+from astroclassify.errors import ConfigError
+from astroclassify.sources.base import ArchiveItem, NotAPicturePage, Source, SourceOptions, Stub, register_source
+from astroclassify.sources.http import FetchError, PoliteClient
 from astroclassify.urls import http_url
 
 __all__ = ["BASE_URL", "CATEGORIES", "SIZES", "EsaHubbleSource", "parse_image_page", "parse_listing"]
@@ -123,7 +124,7 @@ def parse_image_page(html: str | bytes, page_url: str, *, size: str = "screen", 
     )
 
 
-class EsaHubbleSource:
+class EsaHubbleSource(Source):
     """Images of one or more categories, newest first, page by page."""
 
     name = "esahubble"
@@ -137,6 +138,7 @@ class EsaHubbleSource:
         max_pages: int = 1000,
         stop_after_known: int | None = None,
     ) -> None:
+        super().__init__()
         self.client = client
         self.categories = categories
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
@@ -145,7 +147,6 @@ class EsaHubbleSource:
         # Listings are newest first: after this many images in a row that are already stored, the
         # rest of a category is too (how ``watch`` avoids re-reading the whole archive each poll).
         self.stop_after_known = stop_after_known
-        self.known: set[str] = set()  # keys already stored; set by the ingest pipeline
         # Dates are only on image pages: after this many images older than --since in one
         # category (the pipeline reports them through ``note_older``), the rest is older too.
         self.stop_after_older = 10
@@ -186,6 +187,22 @@ class EsaHubbleSource:
     def fetch(self, stub: Stub) -> ArchiveItem:
         page = self.client.get_page(stub.page_url)
         return parse_image_page(page.content, stub.page_url, size=self.size, category=stub.category)
+
+
+@register_source("esahubble")
+def _esahubble(client: PoliteClient, options: SourceOptions) -> Source:
+    unknown = [c for c in options.categories if c not in CATEGORIES]
+    if unknown:
+        raise ConfigError(f"unknown ESA/Hubble categories {unknown}; choose from {', '.join(CATEGORIES)}")
+    if options.size not in SIZES:
+        raise ConfigError(f"--size must be one of {', '.join(SIZES)}; got {options.size!r}")
+    return EsaHubbleSource(
+        client,
+        tuple(options.categories or ("galaxies", "nebulae")),
+        options.base_url or BASE_URL,
+        options.size,
+        stop_after_known=50 if options.watch else None,  # one listing page of known images
+    )
 
 
 def _about_table(soup: BeautifulSoup) -> dict[str, str]:

@@ -1,14 +1,16 @@
-"""Decode a list of samples once into an in-memory table of letterboxed pixels.
+"""Prepare datasets for training and splitting: load, map labels, decode once, group, split.
 
 Small astronomy datasets fit in RAM at network resolution (5665 x 160² x 3 = 435 MB), and
-decoding once instead of every epoch is what makes CPU training practical here.
+decoding once instead of every epoch is what makes CPU training practical here. Splitting
+needs the same decode (near-duplicate groups come from pixels), so ``astroclassify data
+split`` and ``train`` share ``prepare_data`` and write the same ``splits.csv``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,18 +20,29 @@ from astroclassify.data.collections import DEFAULT_TAXONOMY, resolve_data
 from astroclassify.data.dataset import Sample, load_dataset, sha256_file
 from astroclassify.data.splits import (
     Fingerprint,
+    SplitAssignment,
     assign_groups,
     fingerprint,
     make_splits_and_folds,
     read_splits,
+    write_splits,
 )
 from astroclassify.data.taxonomy import Taxonomy, load_taxonomy
 from astroclassify.errors import ConfigError, DataError, ImageDecodeError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import center_crop, letterbox
-from astroclassify.training.config import TrainConfig
 
-__all__ = ["ImageTable", "PreparedData", "Progress", "build_table", "prepare_data"]
+__all__ = [
+    "ImageTable",
+    "PreparedData",
+    "Progress",
+    "SplitResult",
+    "build_table",
+    "prepare_data",
+    "resolve_taxonomy",
+    "split_datasets",
+    "write_split_file",
+]
 
 # progress(description, total) -> advance(n); the CLI draws Rich bars, library use is silent.
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -98,29 +111,59 @@ class PreparedData:
     left_out_labels: dict[str, int] = field(default_factory=dict)  # dataset labels the taxonomy does not map
 
 
-def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:
-    """Load, decode, fingerprint, group and split every dataset named in ``cfg.data``."""
-    if not cfg.data:
+def prepare_data(
+    sources: Sequence[str | Path],
+    *,
+    image_size: int,
+    crop: float = 1.0,
+    taxonomy: str | None = None,
+    seed: int = 0,
+    test_frac: float = 0.2,
+    val_frac: float = 0.15,
+    folds: int = 5,
+    splits_file: str | Path | None = None,
+    data_dir: Path | None = None,
+    progress: Progress = _silent,
+) -> PreparedData:
+    """Load, decode, fingerprint, group and split every dataset in ``sources``.
+
+    Parameters
+    ----------
+    sources : sequence of str or Path
+        Dataset folders or collection names; labels merge by name.
+    image_size : int
+        Decoded images are letterboxed to this size.
+    crop : float, default=1.0
+        The central fraction of each image kept before resizing.
+    taxonomy : str, optional
+        Label mapping (a built-in name or a YAML file); default: the collections' own.
+    seed, test_frac, val_frac, folds
+        The grouped, stratified split and its cross-validation folds.
+    splits_file : path, optional
+        Read the split from this ``splits.csv`` instead of making one.
+    data_dir : Path, optional
+        Where named collections live (default: ``ASTROCLASSIFY_DATA_DIR`` or ``shared/data``).
+    """
+    if not sources:
         raise ConfigError("no training data: pass --data DIR (a dataset folder or collection name)")
     samples: list[Sample] = []
     problems: list[str] = []
-    for source in cfg.data:
-        ds = load_dataset(resolve_data(source))
+    for source in sources:
+        ds = load_dataset(resolve_data(source, data_dir=data_dir))
         problems += [f"{ds.name}: {p}" for p in ds.problems]
         samples += ds.samples
     for problem in problems:
         log.warning("%s", problem)
-    taxonomy = resolve_taxonomy(cfg)
+    mapping = resolve_taxonomy(taxonomy, sources)
     left_out: dict[str, int] = {}
-    if taxonomy is not None:
-        samples, dropped = taxonomy.apply(samples)
+    if mapping is not None:
+        samples, dropped = mapping.apply(samples)
         left_out = dict(dropped)
         if dropped:
-            log.warning("taxonomy %s leaves out %s", taxonomy.name, dict(dropped))
-    if not 0 < cfg.crop <= 1:
-        raise ConfigError(f"crop must be in (0, 1]; got {cfg.crop}")
-    size = cfg.image_size or _default_size(cfg.model)
-    table = build_table(samples, size, progress("decoding images", len(samples)), crop=cfg.crop)
+            log.warning("taxonomy %s leaves out %s", mapping.name, dict(dropped))
+    if not 0 < crop <= 1:
+        raise ConfigError(f"crop must be in (0, 1]; got {crop}")
+    table = build_table(samples, image_size, progress("decoding images", len(samples)), crop=crop)
     labels = sorted({s.label for s in table.samples})
     if len(labels) < 2:
         raise DataError(f"training needs at least two labels; found {labels}")
@@ -129,11 +172,11 @@ def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData
     keys = [s.key for s in table.samples]
     near = [(keys[a], keys[b]) for a, b in pairs]
     conflicts = [(keys[a], keys[b]) for a, b in pairs if y[a] != y[b]]
-    if cfg.splits:
-        split, fold = _splits_from_file(Path(cfg.splits), table)
+    if splits_file:
+        split, fold = _splits_from_file(Path(splits_file), table)
     else:
         split_list, fold_list = make_splits_and_folds(
-            table.samples, groups, test_frac=cfg.test_frac, val_frac=cfg.val_frac, folds=cfg.folds, seed=cfg.seed
+            table.samples, groups, test_frac=test_frac, val_frac=val_frac, folds=folds, seed=seed
         )
         split, fold = np.array(split_list), np.array(fold_list)
     return PreparedData(
@@ -146,17 +189,71 @@ def prepare_data(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData
         near_duplicates=near,
         manifest_problems=problems,
         label_conflicts=conflicts,
-        size=size,
-        taxonomy=taxonomy,
+        size=image_size,
+        taxonomy=mapping,
         left_out_labels=left_out,
     )
 
 
-def resolve_taxonomy(cfg: TrainConfig) -> Taxonomy | None:
-    """``cfg.taxonomy``, else the default of a collection being trained on, else None."""
-    if cfg.taxonomy:
-        return load_taxonomy(cfg.taxonomy)
-    defaults = {DEFAULT_TAXONOMY[s] for s in cfg.data if s in DEFAULT_TAXONOMY}
+def write_split_file(path: Path, data: PreparedData) -> None:
+    """``splits.csv``: every image's key, SHA-256, label, group, split and fold."""
+    rows = [
+        SplitAssignment(s.key, h, s.label, g, str(sp), int(f))
+        for s, h, g, sp, f in zip(
+            data.table.samples, data.table.sha256, data.groups, data.split, data.fold, strict=True
+        )
+    ]
+    write_splits(path, rows)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """A ``splits.csv`` written: images per split, groups, near-duplicate pairs and label conflicts."""
+
+    path: Path
+    counts: dict[str, int]
+    groups: int
+    near_duplicate_pairs: int
+    label_conflicts: int
+
+
+def split_datasets(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    seed: int = 0,
+    test_frac: float = 0.2,
+    val_frac: float = 0.15,
+    folds: int = 5,
+    image_size: int = 64,
+    data_dir: Path | None = None,
+    progress: Progress = _silent,
+) -> SplitResult:
+    """Write grouped, stratified, seeded train/val/test splits and CV folds to ``out`` (a CSV).
+
+    The same split ``train`` makes with the same seed and fractions (``image_size`` only sets
+    the decode used for near-duplicate fingerprints, which are taken at 128 px regardless).
+    """
+    data = prepare_data(
+        sources,
+        image_size=image_size,
+        seed=seed,
+        test_frac=test_frac,
+        val_frac=val_frac,
+        folds=folds,
+        data_dir=data_dir,
+        progress=progress,
+    )
+    write_split_file(Path(out), data)
+    counts = {sp: int((data.split == sp).sum()) for sp in ("train", "val", "test")}
+    return SplitResult(Path(out), counts, len(set(data.groups)), len(data.near_duplicates), len(data.label_conflicts))
+
+
+def resolve_taxonomy(taxonomy: str | None, sources: Sequence[str | Path]) -> Taxonomy | None:
+    """``taxonomy``, else the default of a collection among ``sources``, else None."""
+    if taxonomy:
+        return load_taxonomy(taxonomy)
+    defaults = {DEFAULT_TAXONOMY[str(s)] for s in sources if str(s) in DEFAULT_TAXONOMY}
     if len(defaults) > 1:
         raise ConfigError(
             f"these datasets have different default taxonomies ({', '.join(sorted(defaults))}); pass --taxonomy"
@@ -171,9 +268,3 @@ def _splits_from_file(path: Path, table: ImageTable) -> tuple[np.ndarray, np.nda
         raise DataError(f"{path}: {len(missing)} image(s) are not in the splits file, e.g. {missing[0]}")
     rows = [by_sha[h] for h in table.sha256]
     return np.array([r.split for r in rows]), np.array([r.fold for r in rows])
-
-
-def _default_size(arch: str) -> int:
-    from astroclassify.models import get_pretrained_cfg  # torch only when no size is given
-
-    return get_pretrained_cfg(arch).input_size

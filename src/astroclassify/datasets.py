@@ -1,0 +1,48 @@
+"""Datasets as a Python API: ``load``, ``check``, ``split`` and ``fetch``.
+
+A dataset is a folder with ``manifest.csv`` (``file,label`` + metadata) or one sub-folder
+per label; named collections (``hubble-dso``, ``gz1-sdss``, ...) resolve to folders.
+
+Examples
+--------
+>>> from astroclassify import datasets
+>>> ds = datasets.load("hubble-dso")  # doctest: +SKIP
+>>> ds.class_counts()  # doctest: +SKIP
+{'galaxy': 189, 'nebula': 182}
+>>> datasets.check("hubble-dso").ok  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from astroclassify.data.collections import fetch, resolve_data
+from astroclassify.data.dataset import CheckReport, Dataset
+from astroclassify.data.dataset import check_dataset as _check
+from astroclassify.data.dataset import load_dataset as _load
+from astroclassify.data.prepare import SplitResult
+from astroclassify.data.prepare import split_datasets as split
+
+__all__ = ["CheckReport", "Dataset", "SplitResult", "check", "fetch", "load", "split"]
+
+
+def load(source: str | Path, *, data_dir: Path | None = None) -> Dataset:
+    """A dataset folder or named collection, with the rows that could not be used in ``problems``."""
+    return _load(resolve_data(source, data_dir=data_dir))
+
+
+def check(
+    source: str | Path,
+    *,
+    labels: set[str] | None = None,
+    decode: bool = True,
+    data_dir: Path | None = None,
+    progress=None,
+) -> CheckReport:
+    """Validate a dataset: missing, corrupt and duplicate files, checksums, labels, class balance.
+
+    ``labels`` limits the allowed labels; ``decode=False`` skips decoding every image (faster,
+    finds fewer corrupt files).
+    """
+    return _check(resolve_data(source, data_dir=data_dir), labels=labels, decode=decode, progress=progress)

@@ -1,0 +1,96 @@
+"""``build_ensemble``: merge models into one, calibrate it on validation, score it on test, write its card."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astroclassify.data.prepare import Progress
+from astroclassify.evaluation.calibration import fit_temperature
+from astroclassify.evaluation.evaluate import Evaluation, evaluate
+from astroclassify.evaluation.metrics import with_interval
+from astroclassify.evaluation.report import write_eval_plots, write_model_card
+from astroclassify.inference.bundle import Bundle
+from astroclassify.inference.ensemble import merge_models
+
+__all__ = ["EnsembleResult", "build_ensemble"]
+
+RUN_FIELDS = ("failed", "manifest_problems")
+
+
+@dataclass
+class EnsembleResult:
+    """The ensemble's model folder and the test scores of its members and of itself."""
+
+    bundle: Bundle
+    scores: dict[str, Evaluation]  # name -> evaluation on the shared test split; the ensemble's last
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
+
+    def __repr__(self) -> str:
+        rows = ", ".join(
+            f"{name} {with_interval(e.metrics['macro_f1'], e.metrics.get('ci', {}).get('macro_f1'))}"
+            for name, e in self.scores.items()
+        )
+        return f"EnsembleResult({self.bundle.name} at {self.path}; test macro-F1: {rows})"
+
+
+def build_ensemble(
+    members: list[str | Path],
+    out: str | Path,
+    *,
+    name: str | None = None,
+    tta: str | None = None,
+    calibrate: bool = True,
+    command: str = "",
+    models_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> EnsembleResult:
+    """One ONNX model averaging its members' calibrated probabilities; it loads like any model.
+
+    Parameters
+    ----------
+    members : list of str or Path
+        Two or more model folders or names with the same classes, preprocessing and ``splits.csv``.
+    out : str or Path
+        The ensemble's model folder.
+    calibrate : bool, default=True
+        Averaged calibrated probabilities are usually under-confident: fit one more temperature
+        on the members' shared validation split (never on test).
+    command : str
+        How it was made, for the model card (the CLI passes its own command line).
+
+    Returns
+    -------
+    EnsembleResult
+        Each member's and the ensemble's scores on the shared test split, which no member trained on.
+    """
+    out = Path(out)
+    bundle = merge_models(list(members), out, name=name, tta=tta, models_dir=models_dir)
+    sources = bundle.meta["training"]["config"]["data"]
+    if calibrate:
+        val = evaluate(bundle, sources, split="val", progress=progress)
+        if val.metrics["n"]:
+            y_val = np.array([bundle.labels.index(t) for t in val.y_true])
+            temperature = fit_temperature(np.log(np.maximum(val.probs, 1e-12)), y_val)
+            bundle = dataclasses.replace(bundle, temperature=temperature)
+            bundle.meta["temperature_fitted_on"] = "val"
+            bundle.save()
+    scores = {
+        m["name"]: evaluate(m["path"], sources, split="auto", progress=progress)
+        for m in bundle.meta["ensemble"]["members"]
+    }
+    scores[bundle.name] = result = evaluate(bundle, sources, split="auto", progress=progress)
+    m = result.metrics
+    y = np.array([bundle.labels.index(t) for t in result.y_true])
+    write_eval_plots(m, result.probs, y, None, out, title=f"{bundle.name}: test split")
+    bundle.meta["metrics"] = {"test": {"all": {k: v for k, v in m.items() if k not in RUN_FIELDS}}}
+    bundle.meta["training"]["command"] = command
+    bundle.save()
+    write_model_card(bundle)
+    return EnsembleResult(bundle, scores)

@@ -1,0 +1,34 @@
+"""docs/api.md's examples, run in order as one session (as a notebook would run them)."""
+
+import os
+import re
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.ingest.archive_site import ArchiveSite
+
+LIVE_APOD = "https://apod.nasa.gov/apod/"
+
+
+def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
+    text = (ROOT / "docs" / "api.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 5
+    site = ArchiveSite(shared_data / "apod")
+    url = site.start()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASTROCLASSIFY_INGEST_MIN_INTERVAL", "0")
+    namespace: dict = {"HUBBLE": shared_data / "hubble-dso"}
+    try:
+        for i, block in enumerate(blocks):
+            code = block.replace(LIVE_APOD, f"{url}/apod/")  # the archive, served locally
+            exec(compile(code, f"docs/api.md block {i + 1}", "exec"), namespace)
+    finally:
+        site.stop()
+    printed = capsys.readouterr().out
+    assert "('galaxy', 'nebula', 'planet')" in printed and "Evaluation(dso on hubble-dso (auto split): n=75" in printed
+    assert "TrainResult(tiny at runs/tiny" in printed and "CVResult(5 folds" in printed
+    assert "EnsembleResult(tiny-ens" in printed and "IngestResult(apod:" in printed
+    assert Path("m51-gradcam.png").is_file() and Path("reports/report-hubble-dso-auto.html").is_file()
+    assert Path("runs/tiny/cv.json").is_file() and Path("apod-dataset/manifest.csv").is_file()
+    assert os.environ["ASTROCLASSIFY_HOME"] not in str(Path.cwd())
