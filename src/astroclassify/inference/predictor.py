@@ -224,6 +224,14 @@ class OnnxPredictor:
         peak = float(heat.max())
         return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image, size)
 
+    def explanation_key(self, label: str, tta: str | None = None) -> str:
+        """A short key naming one rendered explanation: model, version, class and views."""
+        import hashlib
+
+        b = self.bundle
+        mode = b.tta if tta is None else tta
+        return hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{mode}".encode()).hexdigest()[:16]
+
     def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         from astroclassify.evaluation.calibration import softmax
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from pydantic import BaseModel, Field
+
+from astroclassify.credits import Credit
+from astroclassify.store.tables import Classification
 
 __all__ = [
     "BatchItem",
@@ -56,6 +60,38 @@ class ClassificationOut(BaseModel):
     credit: CreditOut | None = Field(default=None, description="Archive credit when the file name is a known id.")
     created_at: dt.datetime | None = None
     feedback: list[FeedbackOut] = []
+
+    @classmethod
+    def of(
+        cls,
+        row: Classification,
+        *,
+        credit: Credit | None,
+        low_confidence_below: float,
+        with_feedback: bool = False,
+        already_stored: bool = False,
+    ) -> ClassificationOut:
+        """A stored record as the API shows it; ``low_confidence_below`` is the server's threshold."""
+        return cls(
+            id=row.id,
+            file=row.filename,
+            label=row.label,
+            confidence=row.confidence,
+            probabilities=row.probabilities,
+            model=row.model_name,
+            model_version=row.model_version,
+            tta=row.tta,
+            low_confidence=row.confidence < low_confidence_below,
+            corrected_label=row.feedback[-1].label if row.feedback else None,
+            already_stored=already_stored,
+            explanation_url=f"/api/classifications/{row.id}/explanation.png",
+            image_url=f"/api/classifications/{row.id}/image",
+            credit=CreditOut(**dataclasses.asdict(credit)) if credit else None,
+            created_at=row.created_at,
+            feedback=[FeedbackOut(label=f.label, comment=f.comment, created_at=f.created_at) for f in row.feedback]
+            if with_feedback
+            else [],
+        )
 
 
 class ClassificationPage(BaseModel):

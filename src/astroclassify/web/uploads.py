@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from fastapi import UploadFile
 
 from astroclassify.errors import FileTooLargeError
+from astroclassify.pipeline.uploads import Upload
 from astroclassify.sizes import format_bytes
 
-__all__ = ["BatchEntry", "batch_entries", "count_batch_entries", "read_upload"]
+__all__ = ["batch_entries", "count_batch_entries", "read_upload"]
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-
-@dataclass
-class BatchEntry:
-    """One file of a batch: its bytes, or why it cannot be used."""
-
-    name: str
-    data: bytes | None
-    error: str | None = None
 
 
 def read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -56,7 +47,7 @@ def count_batch_entries(uploads: list[UploadFile]) -> int:
     return n
 
 
-def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -> Iterator[BatchEntry]:
+def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -> Iterator[Upload]:
     """Each file of a batch in order, one at a time: plain uploads, and the members of zips.
 
     Every file, plain or zipped, is held to ``max_file`` (the single-upload limit), and zip
@@ -68,14 +59,14 @@ def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -
         name = upload.filename or "upload"
         if not _is_zip(upload.file):
             try:
-                yield BatchEntry(name, read_upload(upload, max_file))
+                yield Upload(name, read_upload(upload, max_file))
             except FileTooLargeError:
-                yield BatchEntry(name, None, f"over the {format_bytes(max_file)} limit for one file")
+                yield Upload(name, None, f"over the {format_bytes(max_file)} limit for one file")
             continue
         try:
             archive = zipfile.ZipFile(upload.file)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            yield BatchEntry(name, None, f"not a readable zip archive ({exc})")
+            yield Upload(name, None, f"not a readable zip archive ({exc})")
             continue
         with archive:
             for info in archive.infolist():
@@ -84,17 +75,17 @@ def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -
                 member = info.filename
                 parts = member.replace("\\", "/").split("/")
                 if member.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-                    yield BatchEntry(member, None, "unsafe file name in archive (absolute or '..'); skipped")
+                    yield Upload(member, None, "unsafe file name in archive (absolute or '..'); skipped")
                     continue
                 if info.file_size > max_file:
-                    yield BatchEntry(
+                    yield Upload(
                         member,
                         None,
                         f"expands to {format_bytes(info.file_size)}, over the {format_bytes(max_file)} limit for one file",
                     )
                     continue
                 if total + info.file_size > max_total:
-                    yield BatchEntry(
+                    yield Upload(
                         member, None, f"the archive expands to over the {format_bytes(max_total)} limit for a batch"
                     )
                     continue
@@ -102,10 +93,10 @@ def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -
                     with archive.open(info) as fh:
                         data = fh.read(max_file + 1)  # a member that lies about its size stops here
                 except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, ValueError) as exc:
-                    yield BatchEntry(member, None, f"unreadable archive member ({exc})")
+                    yield Upload(member, None, f"unreadable archive member ({exc})")
                     continue
                 if len(data) > max_file:
-                    yield BatchEntry(member, None, f"over the {format_bytes(max_file)} limit for one file")
+                    yield Upload(member, None, f"over the {format_bytes(max_file)} limit for one file")
                     continue
                 total += len(data)
-                yield BatchEntry(member, data)
+                yield Upload(member, data)

@@ -8,25 +8,22 @@ be, was settled by ``web.guard.RequestGuard`` before any of this runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, BackgroundTasks, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from astroclassify.config import Settings
-from astroclassify.errors import FileTooLargeError, ImageDecodeError, RecordNotFoundError, UnknownNameError
-from astroclassify.imaging.decode import sniff_format
+from astroclassify.errors import FileTooLargeError, RecordNotFoundError, UnknownNameError
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.store.classifications import Answer, Classifications, record_classification
+from astroclassify.pipeline.uploads import classify_batch as run_batch
+from astroclassify.pipeline.uploads import classify_upload
+from astroclassify.store.classifications import Classifications
 from astroclassify.store.export import export_feedback
-from astroclassify.store.images import MEDIA_TYPES, derived_image, existing_file, save_image
-from astroclassify.store.tables import Classification
+from astroclassify.store.images import MEDIA_TYPES, derived_image, existing_file
 from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     ClassificationQueryDep,
@@ -42,19 +39,15 @@ from astroclassify.web.schemas import (
     BatchResult,
     ClassificationOut,
     ClassificationPage,
-    CreditOut,
     FeedbackIn,
-    FeedbackOut,
     ModelInfo,
 )
 from astroclassify.web.uploads import batch_entries, count_batch_entries, read_upload
 
-__all__ = ["classification_out", "router", "seed_router"]
+__all__ = ["router", "seed_router"]
 
 router = APIRouter(prefix="/api", tags=["api"])
 seed_router = APIRouter(include_in_schema=False)  # the seed tool's form endpoint, /predict
-
-BATCH_CHUNK = 16  # images decoded and held before one inference call
 
 ModelField = Annotated[str | None, Form(alias="model", description="Model to use (see /api/models).")]
 ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model to use (see /api/models).")]
@@ -67,65 +60,15 @@ IdempotencyKey = Annotated[
 ]
 
 
-def classification_out(
-    row: Classification, settings: Settings, session, *, with_feedback: bool = False, already_stored: bool = False
-) -> ClassificationOut:
-    credit = record_credit(session, row)
-    return ClassificationOut(
-        id=row.id,
-        file=row.filename,
-        label=row.label,
-        confidence=row.confidence,
-        probabilities=row.probabilities,
-        model=row.model_name,
-        model_version=row.model_version,
-        tta=row.tta,
-        low_confidence=row.confidence < settings.low_confidence_threshold,
-        corrected_label=row.feedback[-1].label if row.feedback else None,
-        already_stored=already_stored,
-        explanation_url=f"/api/classifications/{row.id}/explanation.png",
-        image_url=f"/api/classifications/{row.id}/image",
-        credit=CreditOut(**dataclasses.asdict(credit)) if credit else None,
-        created_at=row.created_at,
-        feedback=[FeedbackOut(label=f.label, comment=f.comment, created_at=f.created_at) for f in row.feedback]
-        if with_feedback
-        else [],
-    )
-
-
 def _serving_tta(settings: Settings, predictor: OnnxPredictor) -> str:
     return settings.tta_override or predictor.bundle.tta
 
 
-def _record(
-    request: Request,
-    session,
-    predictor: OnnxPredictor,
-    tta: str,
-    upload: tuple[str, str, str, str],
-    probs,
-    owner: str | None,
-    key: str | None = None,
-) -> tuple[Classification, bool]:
-    """Record the answer for an upload already in the image store (``upload``: name, stored name, SHA-256, format).
-
-    When another request with the same key won the race, this one's file is removed.
-    """
-    name, stored, sha, fmt = upload
-    b = predictor.bundle
-    record, created = record_classification(
-        session,
-        filename=name,
-        stored_name=stored,
-        sha256=sha,
-        image_format=fmt,
-        answer=Answer(predictor.labels, probs, b.name, b.version, tta),
-        owner=owner,
-        idempotency_key=key,
+def classification_out(row, settings: Settings, session, **kw) -> ClassificationOut:
+    """The API's view of a record, with its archive credit and the server's low-confidence threshold."""
+    return ClassificationOut.of(
+        row, credit=record_credit(session, row), low_confidence_below=settings.low_confidence_threshold, **kw
     )
-    if not created:
-        (request.app.state.uploads / stored).unlink(missing_ok=True)
-    return record, created
 
 
 @router.post("/classify", response_model=ClassificationOut)
@@ -150,34 +93,22 @@ def classify(
     earlier record with ``already_stored: true``.
     """
     predictor = pool.get(model or model_query)
-    tta = _serving_tta(settings, predictor)
     data = read_upload(image, settings.max_upload_bytes)
-    name = image.filename or "upload"
-    sha = hashlib.sha256(data).hexdigest()
-    repo = Classifications(session)
-    b = predictor.bundle
-    earlier = repo.earlier_answer(
-        sha, owner=owner, model_name=b.name, model_version=b.version, tta=tta, idempotency_key=idempotency_key
+    result = classify_upload(
+        session,
+        request.app.state.uploads,
+        predictor,
+        data,
+        name=image.filename or "upload",
+        tta=_serving_tta(settings, predictor),
+        owner=owner,
+        idempotency_key=idempotency_key,
+        max_pixels=settings.max_upload_pixels,
+        run=decoder.run,
     )
-    if earlier is not None:
-        return classification_out(earlier, settings, session, already_stored=True)
-    t0 = time.perf_counter()
-    try:
-        pixels = decoder.run(predictor.prepare, data, max_pixels=settings.max_upload_pixels)
-    except ImageDecodeError as exc:
-        raise type(exc)(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
-    t1 = time.perf_counter()
-    probs = predictor.predict_proba(pixels[None], tta)[0]
-    t2 = time.perf_counter()
-    fmt = sniff_format(data) or "unknown"
-    stored = save_image(data, fmt, request.app.state.uploads)
-    record, created = _record(request, session, predictor, tta, (name, stored, sha, fmt), probs, owner, idempotency_key)
-    t3 = time.perf_counter()
     # Standard Server-Timing header: where each request's time went (bench/serve_latency.py reads it).
-    response.headers["Server-Timing"] = (
-        f"decode;dur={1000 * (t1 - t0):.2f}, infer;dur={1000 * (t2 - t1):.2f}, store;dur={1000 * (t3 - t2):.2f}"
-    )
-    return classification_out(record, settings, session, already_stored=not created)
+    response.headers["Server-Timing"] = ", ".join(f"{k};dur={v:.2f}" for k, v in result.timings.items())
+    return classification_out(result.record, settings, session, already_stored=result.already_stored)
 
 
 @router.post("/classify/batch", response_model=BatchResult)
@@ -199,47 +130,28 @@ def classify_batch(
     so a batch never sits in memory whole.
     """
     predictor = pool.get(model or model_query)
-    tta = _serving_tta(settings, predictor)
     n = count_batch_entries(images)
     if n > settings.batch_max_files:
         raise FileTooLargeError(f"batch has {n} files; the limit is {settings.batch_max_files} per request")
-    repo = Classifications(session)
-    b = predictor.bundle
-    items: list[BatchItem] = []
-    pending: list[tuple[int, str, str, str, str, np.ndarray]] = []  # (item index, name, stored, sha, format, pixels)
-
-    def flush() -> None:
-        probs = predictor.predict_proba(np.stack([p[-1] for p in pending]), tta)
-        for (i, name, stored, sha, fmt, _), p in zip(pending, probs, strict=True):
-            record, created = _record(request, session, predictor, tta, (name, stored, sha, fmt), p, owner)
-            items[i] = BatchItem(
-                file=name, result=classification_out(record, settings, session, already_stored=not created)
-            )
-        pending.clear()
-
-    for entry in batch_entries(images, max_file=settings.max_upload_bytes, max_total=settings.batch_max_bytes):
-        items.append(BatchItem(file=entry.name, error=entry.error))
-        if entry.data is None:
-            continue
-        sha = hashlib.sha256(entry.data).hexdigest()
-        earlier = repo.earlier_answer(sha, owner=owner, model_name=b.name, model_version=b.version, tta=tta)
-        if earlier is not None:
-            items[-1] = BatchItem(
-                file=entry.name, result=classification_out(earlier, settings, session, already_stored=True)
-            )
-            continue
-        try:
-            pixels = decoder.run(predictor.prepare, entry.data, max_pixels=settings.max_upload_pixels)
-        except ImageDecodeError as exc:
-            items[-1] = BatchItem(file=entry.name, error=str(exc).removeprefix("<bytes>: "))
-            continue
-        fmt = sniff_format(entry.data) or "unknown"
-        stored = save_image(entry.data, fmt, request.app.state.uploads)
-        pending.append((len(items) - 1, entry.name, stored, sha, fmt, pixels))
-        if len(pending) >= BATCH_CHUNK:
-            flush()
-    if pending:
-        flush()
+    outcomes = run_batch(
+        session,
+        request.app.state.uploads,
+        predictor,
+        batch_entries(images, max_file=settings.max_upload_bytes, max_total=settings.batch_max_bytes),
+        tta=_serving_tta(settings, predictor),
+        owner=owner,
+        max_pixels=settings.max_upload_pixels,
+        run=decoder.run,
+    )
+    items = [
+        BatchItem(file=o.name, error=o.error)
+        if o.result is None
+        else BatchItem(
+            file=o.name,
+            result=classification_out(o.result.record, settings, session, already_stored=o.result.already_stored),
+        )
+        for o in outcomes
+    ]
     failed = sum(i.error is not None for i in items)
     return BatchResult(items=items, classified=len(items) - failed, failed=failed)
 
@@ -320,14 +232,13 @@ def explanation(
         )
     uploads: Path = request.app.state.uploads
     source = existing_file(uploads, row.stored_name, f"classification {record_id}")
-    b = predictor.bundle
     tta = row.tta or _serving_tta(settings, predictor)
-    key = hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{tta}".encode()).hexdigest()[:16]
 
     def render():
-        return decoder.run(lambda: predictor.explain(source, label, tta).overlay(b.image_size))
+        return decoder.run(lambda: predictor.explain(source, label, tta).overlay())
 
-    path = derived_image(uploads / "explanations" / f"{source.stem}-{key}.png", render, "PNG")
+    name = f"{source.stem}-{predictor.explanation_key(label, tta)}.png"
+    path = derived_image(uploads / "explanations" / name, render, "PNG")
     return FileResponse(path, media_type="image/png")
 
 
