@@ -6,11 +6,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from astroclassify.errors import DataError, ImageDecodeError, NotFittedError
+
+if TYPE_CHECKING:
+    from astroclassify.inference.predictor import Explanation, OnnxPredictor
 
 __all__ = ["Classifier", "Prediction", "load"]
 
@@ -68,7 +71,7 @@ class Classifier:
         clf._set_fitted(predictor)
         return clf
 
-    def _set_fitted(self, predictor) -> None:
+    def _set_fitted(self, predictor: OnnxPredictor) -> None:
         self.predictor_ = predictor
         self.bundle_ = predictor.bundle
         self.classes_ = predictor.labels
@@ -111,12 +114,12 @@ class Classifier:
         self._check_fitted()
         results = []
         for outcome in self.predictor_.run(X, tta=tta):
-            if outcome.error is not None:
+            if outcome.error is not None or outcome.probabilities is None:
                 raise ImageDecodeError(f"{outcome.source}: {outcome.error}")
             results.append(to_prediction(outcome.source, outcome.probabilities, self.classes_))
         return results
 
-    def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None):
+    def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None) -> Explanation:
         """Grad-CAM for one image: an ``Explanation`` with ``label``, ``heatmap`` and ``overlay()``.
 
         >>> clf.explain("m51.jpg").overlay(clf.bundle_.image_size).save("m51-gradcam.png")  # doctest: +SKIP

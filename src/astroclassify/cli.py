@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -311,14 +311,15 @@ def evaluate(
 
     settings = _settings()
     with _Bars(enabled=not as_json) as bars:
-        result = run_evaluation(_predictor(model), data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
+        predictor = _predictor(model)
+        result = run_evaluation(predictor, data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
     for line in result.problems:  # valid inputs were scored regardless; the exit code flags the rest
         _error(line)
     m = result.metrics
     if as_json:
         print(json.dumps(m))
         raise typer.Exit(1 if result.problems else 0)
-    report = result.write_report(report_dir, fallback=settings.home / "reports" / result.bundle.name)
+    report = result.write_report(report_dir, fallback=settings.home / "reports" / predictor.bundle.name)
     ci = m["ci"]
     out.print(
         f"[bold]{result.title}[/]: n={m['n']}  accuracy {with_interval(m['accuracy'], ci['accuracy'])}  "
@@ -393,7 +394,7 @@ def train(
 
     from astroclassify.training.config import TrainConfig, apply_overrides
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {
             "epochs": epochs,
@@ -475,9 +476,11 @@ def serve(
         if wildcard:
             err.print("warning: answering any Host header; set ASTROCLASSIFY_ALLOWED_HOSTS to this server's names")
     _setup_logging(verbose=True)
-    auth = {True: "API keys required", False: "no API key required"}.get(
-        settings.require_api_key, "API keys required for clients on other machines"
-    )
+    auth = {
+        True: "API keys required",
+        False: "no API key required",
+        None: "API keys required for clients on other machines",
+    }[settings.require_api_key]
     out.print(f"serving on http://{host}:{port} ({auth}; Ctrl-C to stop)")
     # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
     # uvicorn's default would believe any X-Forwarded-For sent from this machine.

@@ -21,7 +21,7 @@ from astroclassify.data.collections import fetch, resolve_data
 from astroclassify.data.dataset import CheckReport, Dataset
 from astroclassify.data.dataset import check_dataset as _check
 from astroclassify.data.dataset import load_dataset as _load
-from astroclassify.data.prepare import SplitResult
+from astroclassify.data.prepare import Progress, SplitResult
 from astroclassify.data.prepare import split_datasets as split
 
 __all__ = ["CheckReport", "Dataset", "SplitResult", "check", "fetch", "load", "split"]
@@ -38,7 +38,7 @@ def check(
     labels: set[str] | None = None,
     decode: bool = True,
     data_dir: Path | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> CheckReport:
     """Validate a dataset: missing, corrupt and duplicate files, checksums, labels, class balance.
 

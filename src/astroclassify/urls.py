@@ -20,4 +20,4 @@ def is_http_url(url: str | None) -> bool:
 
 def http_url(url: str | None) -> str | None:
     """``url`` when it is an absolute http(s) URL, else None."""
-    return url.strip() if is_http_url(url) else None
+    return url.strip() if url and is_http_url(url) else None

@@ -49,7 +49,10 @@ Progress = Callable[[str, int], Callable[[int], None]]
 
 
 def _silent(description: str, total: int) -> Callable[[int], None]:
-    return lambda n=1: None
+    def advance(n: int = 1) -> None:
+        pass
+
+    return advance
 
 
 log = logging.getLogger(__name__)

@@ -58,7 +58,8 @@ class Taxonomy:
 
     def apply(self, samples: list[Sample]) -> tuple[list[Sample], Counter]:
         """Samples relabelled into this taxonomy, and a count of the labels left out."""
-        kept, dropped = [], Counter()
+        kept: list[Sample] = []
+        dropped: Counter[str] = Counter()
         for s in samples:
             target = self.map_label(s.label)
             if target is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astroclassify.data.prepare import Progress
 from astroclassify.errors import ModelError
 from astroclassify.evaluation.evaluate import evaluate
 from astroclassify.evaluation.report import write_eval_plots, write_model_card, write_training_plot
@@ -27,7 +28,11 @@ RUN_FIELDS = ("failed", "manifest_problems", "excluded_seen_in_training", "unkno
 
 
 def refresh_model_card(
-    model: str | Path, *, limits: list[str] | None = None, models_dir: Path | None = None, progress=None
+    model: str | Path,
+    *,
+    limits: list[str] | None = None,
+    models_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Re-score ``model``'s test split (all its training datasets together, then each) and rewrite its card.
 

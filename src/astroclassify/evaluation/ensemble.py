@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class EnsembleResult:
 
 
 def build_ensemble(
-    members: list[str | Path],
+    members: Sequence[str | Path],
     out: str | Path,
     *,
     name: str | None = None,

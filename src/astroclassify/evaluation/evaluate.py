@@ -22,6 +22,7 @@ from astroclassify.data.collections import resolve_data
 from astroclassify.data.dataset import Sample, load_dataset, sha256_file
 from astroclassify.data.prepare import Progress
 from astroclassify.data.splits import read_splits
+from astroclassify.data.taxonomy import Taxonomy
 from astroclassify.errors import ConfigError, DataError
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
@@ -119,7 +120,7 @@ class Evaluation:
 EvalResult = Evaluation  # the name before 0.2
 
 
-def _taxonomy(bundle, name: str | None):
+def _taxonomy(bundle: Bundle, name: str | None) -> Taxonomy | None:
     from astroclassify.data.taxonomy import Taxonomy, load_taxonomy
 
     if name:
@@ -270,7 +271,9 @@ def evaluate(
     return Evaluation(metrics, keys, y_true, probs, logit_arr, paths, bundle)
 
 
-def _nothing_to_score(model: str, split: str, excluded: Counter, unknown: Counter, left_out: Counter, problems) -> str:
+def _nothing_to_score(
+    model: str, split: str, excluded: Counter, unknown: Counter, left_out: Counter, problems: list[str]
+) -> str:
     """Why no image is left to score, in one line that says what to do."""
     why = []
     if excluded:

@@ -165,9 +165,9 @@ def decode_pil(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pillow warns about odd EXIF/ICC chunks
                 img.load()
-                img = _reduce(img, draft_size)
-                ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
-                rgb = _to_rgb(img)
+                small = _reduce(img, draft_size)
+                ImageOps.exif_transpose(small, in_place=True)  # no copy when there is nothing to turn
+                rgb = _to_rgb(small)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             reason = "truncated" if "truncated" in str(exc) else f"corrupt ({exc})"
             raise ImageDecodeError(f"{name}: image data is {reason}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class FoundImages:
         return f"skipped {len(self.skipped)} file(s) in the given folders: {'; '.join(reasons)} ({names})"
 
 
-def find_images(inputs: list[str | Path]) -> FoundImages:
+def find_images(inputs: Sequence[str | Path]) -> FoundImages:
     """Files as given, plus every image inside the given folders (searched recursively).
 
     Inside folders a file is taken when its first bytes are those of an image format we

@@ -62,8 +62,11 @@ def _merge(members: list[Bundle], tta: str):
     import onnx
     from onnx import compose, helper, numpy_helper
 
-    nodes, inits, logit_names, cam_names = [], [], [], []
-    cam_shapes = set()
+    nodes: list = []
+    inits: list = []
+    logit_names: list[str] = []
+    cam_names: list[tuple[str, str]] = []
+    cam_shapes: set[tuple] = set()
     fp16, ir_version = True, 0
     for i, b in enumerate(members):
         proto = onnx.load(str(b.onnx_path))
@@ -95,9 +98,9 @@ def _merge(members: list[Bundle], tta: str):
     outputs = [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", len(members[0].labels)])]
     if len(cam_names) == len(members) and len(cam_shapes) == 1:
         scaled = []
-        for name, t in cam_names:
-            nodes.append(helper.make_node("Div", [name, t], [f"{name}_scaled"]))
-            scaled.append(f"{name}_scaled")
+        for cam, temperature in cam_names:
+            nodes.append(helper.make_node("Div", [cam, temperature], [f"{cam}_scaled"]))
+            scaled.append(f"{cam}_scaled")
         nodes += [
             helper.make_node("Sum", scaled, ["sum_cam"]),
             helper.make_node("Div", ["sum_cam", "n_members"], ["cam"]),

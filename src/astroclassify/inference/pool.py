@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from astroclassify.errors import UnknownNameError
 from astroclassify.inference.bundle import Bundle, ModelEntry, available_models, load_bundle
@@ -25,7 +26,7 @@ class PredictorPool:
         Passed to every ``OnnxPredictor`` (``threads``, ``max_pixels``, ``max_bytes``).
     """
 
-    def __init__(self, default: str, *, models_dir: Path | None = None, **predictor_options) -> None:
+    def __init__(self, default: str, *, models_dir: Path | None = None, **predictor_options: Any) -> None:
         self.models_dir = models_dir
         self.options = predictor_options
         self._loaded: dict[str, OnnxPredictor] = {}

@@ -17,6 +17,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -114,7 +115,7 @@ class _DedupeIndex:
     definition of "the same picture" holds across the project.
     """
 
-    def __init__(self, rows: list[tuple[int, str, bytes | None]]) -> None:
+    def __init__(self, rows: list[tuple[int, str | None, bytes | None]]) -> None:
         self.exact = {sha: item_id for item_id, sha, _ in rows}
         self.ids: list[int] = []
         # Preallocated and doubled when full: appending by np.vstack copied the whole index per image.
@@ -125,7 +126,7 @@ class _DedupeIndex:
                 t, d = unpack_fingerprint(blob, THUMB * THUMB)
                 self._append(item_id, t, d)
 
-    def find(self, fp) -> tuple[int, str, float] | None:
+    def find(self, fp: Fingerprint) -> tuple[int, str, float] | None:
         if fp.pixels_sha in self.exact:
             return self.exact[fp.pixels_sha], "exact", 1.0
         n = len(self.ids)
@@ -140,7 +141,7 @@ class _DedupeIndex:
                 return self.ids[i], "near", detail
         return None
 
-    def add(self, item_id: int, fp) -> None:
+    def add(self, item_id: int, fp: Fingerprint) -> None:
         self.exact.setdefault(fp.pixels_sha, item_id)
         self._append(item_id, fp.thumb, fp.detail)
 
@@ -342,10 +343,10 @@ class _Run:
         """Kept and reported, not dropped: an exact copy shares the original's file."""
         original = IngestedItems(self.session).get(match[0])
         row.status, row.duplicate_of_id, row.duplicate_kind = "duplicate", match[0], match[1]
-        exact = match[1] == "exact" and original is not None
-        row.stored_name = (
-            original.stored_name if exact else save_image(data, row.image_format or "JPEG", self.store.images)
-        )
+        if match[1] == "exact" and original is not None:
+            row.stored_name = original.stored_name
+        else:
+            row.stored_name = save_image(data, row.image_format or "JPEG", self.store.images)
         self.save(row)
         return _outcome_of(
             row, "duplicate", duplicate_of=original.key if original else None, reason=f"{match[1]} duplicate"
@@ -362,7 +363,7 @@ class _Run:
             stored_name=row.stored_name,
             sha256=row.sha256,
             image_format=row.image_format or "JPEG",
-            answer=Answer(p.labels, probs, b.name, b.version, b.tta),
+            answer=Answer(p.labels, probs.tolist(), b.name, b.version, b.tta),
         )
         row.classification_id = record.id
         self.save(row)
@@ -421,7 +422,7 @@ def _archive_name(key: str) -> str:
     return ident
 
 
-def _outcome_of(row: IngestedItem, status: str, **extra) -> ItemOutcome:
+def _outcome_of(row: IngestedItem, status: str, **extra: Any) -> ItemOutcome:
     return ItemOutcome(
         source=row.source,
         key=row.key,

@@ -81,7 +81,9 @@ class _Target:
         fmt = sniff_format(data) or "unknown"
         return save_image(data, fmt, self.images), fmt
 
-    def record(self, name: str, saved: tuple[str, str], sha: str, probs: np.ndarray, key: str | None = None):
+    def record(
+        self, name: str, saved: tuple[str, str], sha: str, probs: np.ndarray, key: str | None = None
+    ) -> tuple[Classification, bool]:
         stored, fmt = saved
         b = self.predictor.bundle
         record, created = record_classification(
@@ -90,7 +92,7 @@ class _Target:
             stored_name=stored,
             sha256=sha,
             image_format=fmt,
-            answer=Answer(self.predictor.labels, probs, b.name, b.version, self.tta),
+            answer=Answer(self.predictor.labels, probs.tolist(), b.name, b.version, self.tta),
             owner=self.owner,
             idempotency_key=key,
         )

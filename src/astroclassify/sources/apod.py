@@ -38,6 +38,7 @@ from astroclassify.sources.base import (
     SourceOptions,
     Stub,
     register_source,
+    tag_attr,
 )
 from astroclassify.sources.http import FetchError, PoliteClient
 from astroclassify.urls import http_url
@@ -87,12 +88,13 @@ def parse_archive(html: str | bytes, base_url: str = BASE_URL) -> list[tuple[dt.
     a page's data never becomes a URL we fetch or show.
     """
     soup = BeautifulSoup(html, "html.parser")
-    days = {}
+    days: dict[dt.date, tuple[dt.date, str, str]] = {}
     for a in soup.find_all("a", href=_DAY_URL):
-        url = http_url(urljoin(base_url, a["href"].strip()))
-        date = _date_from_url(a["href"])
+        href = tag_attr(a, "href")
+        url = http_url(urljoin(base_url, href))
+        date = _date_from_url(href)
         if url is None or date is None:
-            log.warning("archive index: ignoring link %r", a["href"][:100])
+            log.warning("archive index: ignoring link %r", href[:100])
             continue
         days.setdefault(date, (date, url, _clean(_text(a))))
     return sorted(days.values(), key=lambda d: d[0], reverse=True)
@@ -102,7 +104,7 @@ def full_archive_url(html: str | bytes, base_url: str) -> str | None:
     """The link to the archive of every day (``archivepixFull.html``) that the recent index carries."""
     soup = BeautifulSoup(html, "html.parser")
     a = soup.find("a", href=re.compile(r"archivepixfull\.html$", re.I))
-    return http_url(urljoin(base_url, a["href"].strip())) if a else None
+    return http_url(urljoin(base_url, tag_attr(a, "href"))) if a else None
 
 
 def parse_day(html: str | bytes, page_url: str) -> ArchiveItem:
@@ -129,7 +131,7 @@ def parse_day(html: str | bytes, page_url: str) -> ArchiveItem:
                 f"{page_url}: not APOD's page layout (no date line, picture and Explanation); "
                 "if the site moved, use --base-url with a mirror that keeps the classic layout, or --api"
             )
-        if marker is None and not _DAY_URL.search(page_url):
+        if date is None or (marker is None and not _DAY_URL.search(page_url)):
             raise NotAPicturePage(f"{page_url}: not an APOD picture page (no date line and Explanation)")
     before = [b for b in bolds if marker is None or order[id(b)] < order[id(marker)]]
     credit_b = next((b for b in before if _CREDIT.match(_clean(b.get_text(" ")))), None)
@@ -188,7 +190,7 @@ def parse_api_item(body: dict) -> ArchiveItem:
         date = dt.date.fromisoformat(body["date"])
     except (KeyError, TypeError, ValueError):
         raise IngestError(f"APOD API item without a valid date: {str(body)[:200]}") from None
-    media_type = body.get("media_type") if body.get("media_type") in ("image", "video") else "other"
+    media_type = str(body["media_type"]) if body.get("media_type") in ("image", "video") else "other"
     url = http_url(body.get("url"))
     copyright_ = _clean(body.get("copyright") or "")
     holder = copyright_holder(copyright_)
@@ -350,10 +352,11 @@ class ApodApiSource(Source):
                 end = start - dt.timedelta(days=1)
         for params in requests:
             items = self._get({"api_key": self.api_key, "thumbs": "true", **params})
-            for item in sorted(items, key=lambda i: i.date, reverse=True):
+            for item in sorted(items, key=lambda i: i.date or FIRST_DAY, reverse=True):
                 yield Stub(key=item.key, page_url=item.page_url, title=item.title, date=item.date, item=item)
 
     def fetch(self, stub: Stub) -> ArchiveItem:
+        assert stub.item is not None  # the API's listing carries whole items
         return stub.item
 
     def _get(self, params: dict) -> list[ArchiveItem]:
@@ -384,7 +387,7 @@ class ApodApiSource(Source):
         parsed = [parse_api_item(b) for b in items if isinstance(b, dict)]
         wanted = _requested_dates(params)
         if wanted and parsed:
-            inside = [i for i in parsed if wanted[0] <= i.date <= wanted[1]]
+            inside = [i for i in parsed if i.date is not None and wanted[0] <= i.date <= wanted[1]]
             if not inside:
                 raise IngestError(
                     f"APOD API at {self.api_url} ignored the dates asked for ({wanted[0]} to {wanted[1]}) and "
@@ -430,21 +433,20 @@ def _media(
         if order[id(el)] > limit:
             break
         if el.name == "img":
-            src = (el.get("src") or "").strip()
+            src = tag_attr(el, "src")
             image = http_url(urljoin(page_url, src)) if src else None
             if image is None or src.endswith("apod.gif"):
                 continue
             link = el.find_parent("a")
-            href = http_url(urljoin(page_url, link.get("href", "").strip())) if link and link.get("href") else None
+            href = http_url(urljoin(page_url, tag_attr(link, "href"))) if tag_attr(link, "href") else None
             hires = href if href and _IMAGE_EXT.search(href) else None
             # A still that links to a video (an .mpg, a YouTube page): the still is what we classify.
             video = href if href and any(v in href.lower() for v in _VIDEO_LINKS) else None
             return "image", image, hires or image, video
         if el.name == "video":
-            source = el.find("source")
-            src = el.get("src") or (source.get("src") if source else "")
+            src = tag_attr(el, "src") or tag_attr(el.find("source"), "src")
             return "video", None, None, http_url(urljoin(page_url, src)) if src else None
-        src = el.get("src") or el.get("data") or ""
+        src = tag_attr(el, "src") or tag_attr(el, "data")
         url = http_url(urljoin(page_url, src)) if src else None
         return ("video" if any(h in (src or "") for h in _VIDEO_HOSTS) else "other"), None, None, url
     return "other", None, None, None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from astroclassify.errors import IngestError
 from astroclassify.registry import Registry
@@ -35,6 +35,7 @@ __all__ = [
     "Stub",
     "make_source",
     "register_source",
+    "tag_attr",
 ]
 
 MEDIA_TYPES = ("image", "video", "other")
@@ -49,7 +50,15 @@ class NothingFound(IngestError):
     """A listing was read, but it names no item in the range asked for (the message says what it has)."""
 
 
-def _check_urls(record: object) -> None:
+def tag_attr(tag: object, name: str) -> str:
+    """An HTML attribute as one stripped string ("" when absent): BeautifulSoup may give a list."""
+    value = getattr(tag, "get", lambda _: None)(name)
+    if value is None:
+        return ""
+    return (" ".join(value) if isinstance(value, list) else str(value)).strip()
+
+
+def _check_urls(record: Any) -> None:
     """Archives may only hand us http(s) links: anything else fails the item, before it is stored or shown."""
     for f in fields(record):
         value = getattr(record, f.name)

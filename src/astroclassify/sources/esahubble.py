@@ -29,7 +29,15 @@ from urllib.parse import urljoin, urlsplit
 from bs4 import BeautifulSoup
 
 from astroclassify.errors import ConfigError
-from astroclassify.sources.base import ArchiveItem, NotAPicturePage, Source, SourceOptions, Stub, register_source
+from astroclassify.sources.base import (
+    ArchiveItem,
+    NotAPicturePage,
+    Source,
+    SourceOptions,
+    Stub,
+    register_source,
+    tag_attr,
+)
 from astroclassify.sources.http import FetchError, PoliteClient
 from astroclassify.urls import http_url
 
@@ -74,10 +82,11 @@ def parse_listing(html: str | bytes, page_url: str) -> list[tuple[str, str, str]
     if not found:  # a plainer page (or a future redesign): links to image pages
         soup = BeautifulSoup(text, "html.parser")
         for a in soup.find_all("a", href=True):
-            m = _IMAGE_ID.match(urlsplit(a["href"]).path)
-            url = http_url(urljoin(page_url, a["href"]))
-            if m and url and m.group(1) not in ("archive", "viewall"):
-                found.setdefault(m.group(1), (m.group(1), url, " ".join(a.get_text().split())))
+            href = tag_attr(a, "href")
+            link = _IMAGE_ID.match(urlsplit(href).path)
+            url = http_url(urljoin(page_url, href))
+            if link and url and link.group(1) not in ("archive", "viewall"):
+                found.setdefault(link.group(1), (link.group(1), url, " ".join(a.get_text().split())))
     return list(found.values())
 
 
@@ -88,8 +97,9 @@ def parse_image_page(html: str | bytes, page_url: str, *, size: str = "screen", 
     downloads: dict[str, str] = {}
     ident = ""
     for a in soup.find_all("a", href=True):
-        m = _DOWNLOAD.search(a["href"])
-        url = http_url(urljoin(page_url, a["href"]))
+        href = tag_attr(a, "href")
+        m = _DOWNLOAD.search(href)
+        url = http_url(urljoin(page_url, href))
         if m and url and m.group(1) not in downloads:
             downloads[m.group(1)] = url
             ident = ident or m.group(2)

@@ -261,7 +261,7 @@ class PoliteClient:
         host = self._host(url)
         if host.robots is None and host.robots_error is None:
             self._load_robots(url, host)
-        if host.robots_error is not None:
+        if host.robots_error is not None or host.robots is None:
             return False
         return host.robots.can_fetch(self.user_agent, url)
 
@@ -389,6 +389,7 @@ class PoliteClient:
         host.robots = parser
 
     def _cache_path(self, url: str) -> Path:
+        assert self.cache_dir is not None  # only called where the cache is on
         return self.cache_dir / hashlib.sha256(url.encode()).hexdigest()[:32]
 
     def _cache_read(self, url: str) -> dict | None:

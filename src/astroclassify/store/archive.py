@@ -50,14 +50,14 @@ class IngestedItems:
             select(IngestedItem).where(IngestedItem.sha256 == sha256, IngestedItem.status.in_(DONE)).limit(1)
         )
 
-    def with_pixels(self) -> list[tuple[int, str, bytes | None]]:
+    def with_pixels(self) -> list[tuple[int, str | None, bytes | None]]:
         """(id, pixel hash, fingerprint) of every item whose pixels were kept: the dedupe index."""
         rows = self.session.execute(
             select(IngestedItem.id, IngestedItem.pixels_sha256, IngestedItem.fingerprint).where(
                 IngestedItem.pixels_sha256.is_not(None)
             )
         )
-        return [tuple(r) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def latest(self, limit: int = 24, source: str | None = None) -> list[IngestedItem]:
         q = select(IngestedItem).order_by(IngestedItem.id.desc()).limit(limit)

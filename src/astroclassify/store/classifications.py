@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +22,7 @@ __all__ = [
     "stored_names",
 ]
 
-SORTS = {
+SORTS: dict[str, Any] = {
     "newest": Classification.id.desc(),
     "oldest": Classification.id.asc(),
     "confidence": Classification.confidence.desc(),

@@ -31,7 +31,7 @@ def finish_bundle(
     """Export ONNX, fit the temperature on validation, score the test split through ONNX."""
     pre = get_pretrained_cfg(cfg.model)
     export_onnx(model, out / "model.onnx", data.size)
-    counts = {}
+    counts: dict[str, dict[str, dict[str, int]]] = {}
     for s, sp in zip(data.table.samples, data.split, strict=True):
         counts.setdefault(s.dataset, {}).setdefault(str(sp), {}).setdefault(s.label, 0)
         counts[s.dataset][str(sp)][s.label] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 from astroclassify.errors import ConfigError
 
@@ -52,7 +53,7 @@ class TrainConfig:
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply ``key=value`` strings with type checks; unknown keys fail (nanoGPT configurator)."""
     hints = typing.get_type_hints(TrainConfig)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.lstrip("-").partition("=")
         key = key.replace("-", "_")
@@ -62,7 +63,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             close = [f.name for f in dataclasses.fields(TrainConfig) if key[:4] in f.name]
             raise ConfigError(f"unknown training option {key!r}" + (f"; did you mean {close}?" if close else ""))
         changes[key] = _parse(key, hints[key], raw)
-    return dataclasses.replace(cfg, **changes)
+    return dataclasses.replace(cfg, **changes)  # each value parsed to its field's type
 
 
 def _parse(key: str, hint: object, raw: str) -> object:

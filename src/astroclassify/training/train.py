@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +71,13 @@ def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str = "cosi
 
 @torch.no_grad()
 def predict_logits(
-    model, pixels: np.ndarray, mean, std, tta: str = "none", batch: int = 64, mirror: np.ndarray | None = None
+    model: torch.nn.Module,
+    pixels: np.ndarray,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    tta: str = "none",
+    batch: int = 64,
+    mirror: np.ndarray | None = None,
 ) -> np.ndarray:
     model.eval()
     out = []
@@ -102,8 +109,8 @@ def fit_model(
     val_idx: np.ndarray | None,
     progress: Progress = _silent,
     checkpoint: Path | None = None,
-):
-    """One obvious loop. Returns (model with the best validation weights, history list)."""
+) -> tuple[torch.nn.Module, list[dict], int]:
+    """One obvious loop. Returns (model with the best validation weights, history, best epoch)."""
     _seed_everything(cfg.seed)
     pre = get_pretrained_cfg(cfg.model)
     mean, std = pre.mean, pre.std
@@ -141,8 +148,8 @@ def fit_model(
     # otherwise flips are label-preserving or off (cfg.flips).
     mirror = _mirror(data)
     history: list[dict] = []
-    best = {"score": -1.0, "state": None, "epoch": -1}
-    plateau = {"scale": 1.0, "since": 0}  # plateau schedule: LR factor and the epoch it last changed
+    best: dict[str, Any] = {"score": -1.0, "state": None, "epoch": -1}
+    plateau: dict[str, Any] = {"scale": 1.0, "since": 0}  # plateau schedule: LR factor and the epoch it last changed
     start_epoch = 0
     if checkpoint and checkpoint.is_file():
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -393,7 +400,7 @@ def _cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
         folds.append(row)
         log.info("fold %d: %s", f, row)
     keys = [s.key for s in data.table.samples]
-    per_dataset = {}
+    per_dataset: dict[str, dict[str, dict]] = {}
     for mode in TTA_MODES:
         for ds in sorted({data.table.samples[i].dataset for i in pool}):
             rows = np.array([i for i in pool if data.table.samples[i].dataset == ds])

@@ -201,7 +201,7 @@ def ingest_page(request: Request, session: SessionDep, caller: CallerDep) -> HTM
     """Sources, recent runs, alerts and the newest archive images (``astroclassify ingest`` / ``watch``)."""
     _browsable(caller)
     runs = IngestRuns(session).recent(20)
-    last_run = {}
+    last_run: dict[str, object] = {}
     for run in runs:
         last_run.setdefault(run.source, run)
     context = {

@@ -7,7 +7,7 @@ import sqlite3
 
 import httpx
 
-from tests.ingest.conftest import day
+from tests.conftest import day
 from tests.web.conftest import serve_process
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 import sqlite3
 
-from tests.ingest.conftest import ESA_GALAXIES, ESA_NEBULAE, day
+from tests.conftest import ESA_GALAXIES, ESA_NEBULAE, day
 
 # The saved pages from 2023-02-10 on, and 2023-02-11: listed by the real index, its page made from a real one.
 REAL_IMAGE_DAYS = {"2025-03-24": "skipped", "2024-12-07": "stored", "2023-02-11": "stored", "2023-02-10": "stored"}

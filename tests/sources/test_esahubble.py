@@ -7,8 +7,8 @@ import datetime as dt
 from astroclassify.sources.base import NotAPicturePage
 from astroclassify.sources.esahubble import EsaHubbleSource, parse_image_page, parse_listing
 from astroclassify.sources.http import PoliteClient
-from tests.ingest.archive_site import esa_image_page, esa_listing
-from tests.ingest.conftest import ESA_GALAXIES
+from tests.conftest import ESA_GALAXIES
+from tests.sources.archive_site import esa_image_page, esa_listing
 
 
 def test_listing_script_block_and_plain_links():
