@@ -23,7 +23,7 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from astroclassify.imaging.transforms import to_tensor_layout
-    from astroclassify.inference.predictor import tta_views
+    from astroclassify.imaging.tta import tta_views
     from astroclassify.models import create_model, get_pretrained_cfg
     from astroclassify.training.config import TrainConfig
     from astroclassify.training.train import prepare as prepare_data

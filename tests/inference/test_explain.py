@@ -8,8 +8,7 @@ from PIL import Image
 
 import astroclassify
 from astroclassify.errors import ModelError, UnknownNameError
-from astroclassify.explanations.overlay import undo_tta_view
-from astroclassify.inference.predictor import tta_views
+from astroclassify.imaging.tta import tta_views, undo_tta_view
 from tests.conftest import run_cli
 
 
@@ -49,8 +48,8 @@ def test_heat_falls_on_the_object_in_every_tta_mode(clf, shared_data, name, left
 
 @pytest.mark.parametrize(("width", "height"), [(900, 450), (300, 600)])
 def test_overlay_puts_model_frame_heat_on_the_right_image_pixels(width, height):
-    from astroclassify.explanations.overlay import render_overlay
     from astroclassify.imaging.transforms import letterbox_box
+    from astroclassify.inference.overlay import render_overlay
 
     size = 224
     left, top, nw, nh = letterbox_box(width, height, size)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from astroclassify.errors import UnknownNameError
-from astroclassify.explanations.gradcam import gradcam
 from astroclassify.inference.predictor import _session_bytes
 from astroclassify.models import create_model, get_pretrained_cfg, list_models
 from astroclassify.training.export import export_onnx
+from astroclassify.training.gradcam import gradcam
 
 # Parameter counts at 1000 classes: EfficientNet-Lite as published with the TF-Lite release
 # (millions, one decimal); MobileNetV3 and SqueezeNet 1.1 exactly as torchvision publishes them.

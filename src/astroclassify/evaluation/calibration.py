@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from astroclassify.inference.probabilities import softmax
+
 __all__ = ["expected_calibration_error", "fit_temperature", "reliability_bins", "softmax"]
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def reliability_bins(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,7 +12,10 @@ from astroclassify.evaluation.calibration import reliability_bins, softmax
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.sizes import format_bytes
 
-__all__ = ["write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
+if TYPE_CHECKING:
+    from astroclassify.inference.bundle import Bundle
+
+__all__ = ["render_model_card", "write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
 
 
 # Neutral grey text and lines on a transparent background read on a white page (a model card
@@ -231,167 +235,46 @@ def _class_f1(m: dict, label: str) -> str:
     return with_interval(c["f1"], c.get("f1_ci")) if c["support"] else "–"
 
 
-def write_model_card(bundle) -> Path:
-    """MODEL_CARD.md: what the model is, what data it saw, how it was split, how it scores."""
+DEFAULT_LIMITS = [
+    "Scores hold for images like the training data (sources above); other instruments, bands or "
+    "processing (FITS, single band) look different.",
+    "Labels come from archive categories or volunteer votes and carry errors.",
+]
+
+
+def render_model_card(bundle: Bundle) -> str:
+    """The text of MODEL_CARD.md, from ``templates/model_card.md.j2`` and the bundle's metadata."""
+    from jinja2 import Environment, PackageLoader
+
+    env = Environment(
+        loader=PackageLoader("astroclassify.evaluation", "templates"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML
+    )
+    env.filters["interval"] = with_interval
     meta = bundle.meta
-    tr, data, metrics = meta.get("training", {}), meta.get("data", {}), meta.get("metrics", {})
-    lines = [
-        f"# Model card: {bundle.name} (version {bundle.version})",
-        "",
-        f"- Architecture: `{bundle.arch}`, input {bundle.image_size} px (letterboxed on black), "
-        f"weights initialised from {tr.get('pretrained', '?')}",
-        f"- Classes: {', '.join(bundle.labels)}",
-        f"- Calibration: temperature {bundle.temperature:.3f}, fitted on the validation split; "
-        f"test-time augmentation: `{bundle.tta}`"
-        + "".join(
-            f"; with `{mode}` views: temperature {t:.3f}"
-            for mode, t in meta.get("temperatures", {}).items()
-            if mode != bundle.tta
-        ),
-        *(
-            ["- Grad-CAM: `model.onnx` also returns the maps (output `cam`), so explanations need no torch"]
-            if meta.get("explainable")
-            else []
-        ),
-        f"- `model.onnx`: {format_bytes(bundle.onnx_path.stat().st_size)}, weights stored as float16 "
-        "(half the float32 size) and widened to float32 when loaded, where ONNX Runtime's CPU kernels are fastest",
-        f"- Trained in {tr.get('seconds', '?')} s on {tr.get('threads', '?')} CPU threads "
-        f"(torch {tr.get('torch', '?')}), best epoch {tr.get('best_epoch', '?')}",
-        "",
-        "## Reproduce",
-        "",
-        "```",
-        tr.get("command") or "(trained through the Python API)",
-        "```",
-        "",
-        "## Data and split",
-        "",
-        f"Sources: {', '.join(data.get('sources', []))}. Split: {data.get('split_rule', '?')}. "
-        f"{data.get('near_duplicate_pairs', 0)} near-duplicate pairs were kept in one group each; "
-        "`splits.csv` lists every image's SHA-256, group and split.",
-        "",
-        "| dataset | split | " + " | ".join(bundle.labels) + " |",
-        "|---|---|" + "---|" * len(bundle.labels),
-    ]
-    for ds, by_split in data.get("counts", {}).items():
-        for sp in ("train", "val", "test"):
-            row = by_split.get(sp, {})
-            lines.append(f"| {ds} | {sp} | " + " | ".join(str(row.get(lb, 0)) for lb in bundle.labels) + " |")
-    taxonomy = meta.get("taxonomy")
-    if taxonomy:
-        lines += [
-            "",
-            f"Taxonomy `{taxonomy['name']}` ({taxonomy.get('description', '')}): "
-            + "; ".join(f"{k} ← {', '.join(v)}" for k, v in taxonomy["classes"].items())
-            + "."
-            + (
-                " Mirror images swap "
-                + ", ".join(f"{a} ↔ {b}" for a, b in taxonomy["mirror"].items() if a < b)
-                + " (training flips images and swaps these labels; flipped test-time views swap them back)."
-                if taxonomy.get("mirror")
-                else ""
-            ),
-        ]
-        if data.get("left_out_by_taxonomy"):
-            lines.append(f"Left out by the taxonomy: {data['left_out_by_taxonomy']}.")
-    if meta.get("crop", 1.0) < 1.0:
-        lines += ["", f"Inputs: the central {meta['crop']:.0%} of each image (width and height), then resized."]
-    ensemble = meta.get("ensemble")
-    if ensemble:
-        lines += ["", f"Ensemble ({ensemble['rule']}) of:", ""]
-        lines += [
-            f"- {m['name']} {m['version']} (`{m['arch']}`, temperature {m['temperature']:.3f})"
-            for m in ensemble["members"]
-        ]
-    conflicts = data.get("label_conflicts", [])
-    if conflicts:
-        lines += ["", "Near-duplicate images carrying different labels in their datasets (left as they are):", ""]
-        lines += [f"- `{a}` vs `{b}`" for a, b in conflicts]
-    lines += ["", "## Held-out metrics (test split: never trained or tuned on)", ""]
-    test = metrics.get("test", {})
-    method = next((m["ci"]["method"] for m in test.values() if m.get("ci")), None)
-    if method:
-        lines += [
-            f"Brackets are 95% intervals ({method}): an independent sample of the same kind of images "
-            "should score inside them. Accuracy also depends on the class mix; per-class F1 does not.",
-            "",
-        ]
-    lines += [
-        "| scope | n | accuracy | macro-F1 | ECE | ECE before scaling |",
-        "|---|---|---|---|---|---|",
-    ]
-    for scope, m in test.items():
-        ci = m.get("ci", {})
-        lines.append(
-            f"| {scope} | {m['n']} | {with_interval(m['accuracy'], ci.get('accuracy'))} | "
-            f"{with_interval(m['macro_f1'], ci.get('macro_f1'))} | {with_interval(m['ece'], ci.get('ece'))} | "
-            f"{_fmt(m.get('ece_uncalibrated', float('nan')))} |"
-        )
-    lines += [
-        "",
-        "| scope | " + " | ".join(f"F1 {lb}" for lb in bundle.labels) + " |",
-        "|---|" + "---|" * len(bundle.labels),
-    ]
-    for scope, m in test.items():
-        lines.append(f"| {scope} | " + " | ".join(_class_f1(m, lb) for lb in bundle.labels) + " |")
+    test = meta.get("metrics", {}).get("test", {})
     cv_file = bundle.path / "cv.json"
-    if cv_file.is_file():
-        cv = json.loads(cv_file.read_text())
-        lines += [
-            "",
-            f"## Cross-validation ({len(cv['folds'])} grouped folds of the non-test images)",
-            "",
-            f"Accuracy {cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}, macro-F1 {cv['macro_f1_mean']:.3f} ± {cv['macro_f1_std']:.3f}.",
-            "",
-            "Command: `" + cv.get("command", "") + "`",
-            "",
-        ]
-        pooled = cv.get("pooled_out_of_fold", {}).get(cv.get("tta", bundle.tta), {})
-        if pooled:
-            lines += [
-                "Pooled out-of-fold predictions (TTA `" + cv.get("tta", "") + "`):",
-                "",
-                "| dataset | n | accuracy | macro-F1 | per-class F1 |",
-                "|---|---|---|---|---|",
-            ]
-            lines += [
-                f"| {ds} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                + ", ".join(f"{k} {v:.3f}" for k, v in m["f1"].items())
-                + " |"
-                for ds, m in pooled.items()
-            ]
-            lines.append("")
-        suspects = cv.get("suspected_label_errors", [])
-        if suspects:
-            lines += [
-                "### Suspected label errors",
-                "",
-                "Images whose out-of-fold probability for their own label was lowest "
-                f"(< {cv.get('suspect_threshold', 0.2)}); worth a human look. The data was not edited.",
-                "",
-                "| image | label | out-of-fold prediction | p(own label) |",
-                "|---|---|---|---|",
-            ]
-            lines += [
-                f"| `{s['key']}` | {s['label']} | {s['predicted']} ({s['confidence']:.2f}) | {s['p_label']:.3f} |"
-                for s in suspects
-            ]
-    limits = meta.get("limits") or [
-        "Scores hold for images like the training data (sources above); other instruments, bands or "
-        "processing (FITS, single band) look different.",
-        "Labels come from archive categories or volunteer votes and carry errors.",
-    ]
-    lines += [
-        "",
-        "## Plots",
-        "",
-        "![training history](history.png) ![confusion matrix](confusion_matrix.png) ![reliability](reliability.png)",
-        "",
-        "## Limits",
-        "",
-        *(f"- {line}" for line in limits),
-        "",
-    ]
+    return env.get_template("model_card.md.j2").render(
+        b=bundle,
+        meta=meta,
+        tr=meta.get("training", {}),
+        data=meta.get("data", {}),
+        test=test,
+        method=next((m["ci"]["method"] for m in test.values() if m.get("ci")), None),
+        cv=json.loads(cv_file.read_text()) if cv_file.is_file() else None,
+        limits=meta.get("limits") or DEFAULT_LIMITS,
+        onnx_size=format_bytes(bundle.onnx_path.stat().st_size),
+        fmt=_fmt,
+        class_f1=_class_f1,
+        nan=float("nan"),
+    )
+
+
+def write_model_card(bundle: Bundle) -> Path:
+    """MODEL_CARD.md: what the model is, what data it saw, how it was split, how it scores."""
     path = bundle.path / "MODEL_CARD.md"
-    path.write_text("\n".join(lines))
+    path.write_text(render_model_card(bundle))
     return path

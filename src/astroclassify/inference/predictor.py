@@ -17,41 +17,19 @@ from PIL import Image
 
 from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.data.taxonomy import Taxonomy
-from astroclassify.errors import ConfigError, ImageDecodeError, ModelError, UnknownNameError
+from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import center_crop, letterbox, to_tensor_layout
+from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views, undo_tta_view
 from astroclassify.inference.bundle import Bundle, load_bundle
+from astroclassify.inference.probabilities import softmax
 
-__all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views", "tta_views"]
+__all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views", "tta_views"]  # TTA re-exported
 
 log = logging.getLogger(__name__)
 
-TTA_MODES = ("none", "rot4", "rot4flip")
 MAX_RUN_BATCH = 32
 FP16_MARKER = "astroclassify.fp16_weights"
-
-
-def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
-    """Stack label-preserving views of (N, S, S, 3) images: (V, N, S, S, 3)."""
-    if mode == "none":
-        return batch[None]
-    if mode not in TTA_MODES:
-        raise ConfigError(f"unknown test-time augmentation {mode!r}; choose from {', '.join(TTA_MODES)}")
-    views = [np.rot90(batch, k, axes=(1, 2)) for k in range(4)]
-    if mode == "rot4flip":
-        views += [v[:, :, ::-1] for v in views]
-    return np.stack(views)
-
-
-def merge_views(outputs: np.ndarray, mirror: np.ndarray | None = None) -> np.ndarray:
-    """Average (V, N, K) per-view logits over the views made by ``tta_views``.
-
-    Mirrored views (index 4 and up) see a mirror image: where the classes themselves
-    mirror (clockwise and anticlockwise spirals), their columns are swapped back first.
-    """
-    if mirror is not None and len(outputs) > 4:
-        outputs = np.concatenate([outputs[:4], outputs[4:][..., mirror]])
-    return outputs.mean(axis=0)
 
 
 def _session_bytes(path: Path) -> bytes:
@@ -94,7 +72,7 @@ class Explanation:
 
     def overlay(self, image_size: int | None = None, **kwargs) -> Image.Image:
         """The heat map blended over the image, at the image's size (at most 512 px a side)."""
-        from astroclassify.explanations.overlay import render_overlay
+        from astroclassify.inference.overlay import render_overlay
 
         return render_overlay(self.image, self.heatmap, image_size or self.image_size, **kwargs)
 
@@ -197,9 +175,6 @@ class OnnxPredictor:
         Each view's map is turned back into the original orientation before averaging, so
         the explanation belongs to the same prediction the classifier reports.
         """
-        from astroclassify.evaluation.calibration import softmax
-        from astroclassify.explanations.overlay import undo_tta_view
-
         if not self.has_cam:
             raise ModelError(
                 f"model {self.bundle.name!r} was exported without Grad-CAM maps; "
@@ -233,8 +208,6 @@ class OnnxPredictor:
         return hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{mode}".encode()).hexdigest()[:16]
 
     def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
-        from astroclassify.evaluation.calibration import softmax
-
         return softmax(self.logits(batch, tta), self.bundle.temperature_for(tta))
 
     def run(
@@ -244,8 +217,6 @@ class OnnxPredictor:
         pending: list[tuple[str, np.ndarray | None, str | None]] = []
 
         def flush() -> Iterator[Outcome]:
-            from astroclassify.evaluation.calibration import softmax
-
             arrays = [a for _, a, _ in pending if a is not None]
             logits = self.logits(np.stack(arrays), tta) if arrays else np.zeros((0, len(self.labels)))
             rows = iter(zip(logits, softmax(logits, self.bundle.temperature_for(tta)), strict=True))

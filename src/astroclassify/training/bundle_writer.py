@@ -14,8 +14,9 @@ import torch
 from astroclassify.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from astroclassify.evaluation.metrics import classification_metrics
 from astroclassify.evaluation.report import write_eval_plots
+from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.inference.bundle import Bundle
-from astroclassify.inference.predictor import TTA_MODES, OnnxPredictor
+from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
 from astroclassify.training.export import export_onnx

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from astroclassify.explanations.gradcam import CamExport
 from astroclassify.inference.predictor import FP16_MARKER
+from astroclassify.training.gradcam import CamExport
 
 __all__ = ["export_onnx"]
 

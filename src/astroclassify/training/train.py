@@ -29,8 +29,8 @@ from astroclassify.evaluation.calibration import softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
 from astroclassify.imaging.augment import build_augment
 from astroclassify.imaging.transforms import to_tensor_layout
+from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views
 from astroclassify.inference.bundle import Bundle
-from astroclassify.inference.predictor import TTA_MODES, merge_views, tta_views
 from astroclassify.models import create_model, get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
 
@@ -102,6 +102,16 @@ def _resume_key(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in {"splits", "extra"}}
 
 
+@dataclass
+class _Run:
+    """What the loop carries from epoch to epoch (and a checkpoint saves)."""
+
+    history: list[dict]
+    best: dict[str, Any]  # score, epoch, state (the weights to keep)
+    plateau: dict[str, Any]  # plateau schedule: LR factor and the epoch it last changed
+    start_epoch: int = 0
+
+
 def fit_model(
     cfg: TrainConfig,
     data: PreparedData,
@@ -110,15 +120,61 @@ def fit_model(
     progress: Progress = _silent,
     checkpoint: Path | None = None,
 ) -> tuple[torch.nn.Module, list[dict], int]:
-    """One obvious loop. Returns (model with the best validation weights, history, best epoch)."""
+    """One obvious loop. Returns (model with the best validation weights, history, best epoch).
+
+    Per epoch: freeze or thaw the backbone, one pass over the (balanced) training order,
+    score validation, adjust a plateau schedule, save a checkpoint, stop early.
+    """
     _seed_everything(cfg.seed)
     pre = get_pretrained_cfg(cfg.model)
-    mean, std = pre.mean, pre.std
+    model, optimizer, ema, body_params, has_head = _model_and_optimizer(cfg, data, pre)
+    scored = ema.module if ema is not None else model  # the weights that are scored and kept
+    # A taxonomy with a mirror map (spiral winding) flips images and swaps their labels;
+    # otherwise flips are label-preserving or off (cfg.flips).
+    mirror = _mirror(data)
+    run = _resume(checkpoint, cfg, model, optimizer, ema)
+    for epoch in range(run.start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        # Linear probe first, then fine-tune (LP-FT): a frozen pretrained backbone keeps its
+        # features while the fresh head settles, so small datasets overfit less. Frozen epochs
+        # skip the backbone's backward pass and keep its BatchNorm statistics.
+        frozen = epoch < cfg.freeze_epochs and has_head
+        for p in body_params:
+            p.requires_grad_(not frozen)
+        model.train(not frozen)
+        row = _train_epoch(cfg, data, train_idx, epoch, model, optimizer, ema, mirror, run.plateau, progress)
+        if val_idx is not None and len(val_idx):
+            row |= _validate(scored, data, val_idx, pre.mean, pre.std)
+            # Early stopping on macro-F1, ties broken by the lower validation loss.
+            score = row["val_macro_f1"] - 1e-3 * row["val_loss"]
+            if score > run.best["score"]:
+                state = {k: v.clone() for k, v in scored.state_dict().items()}
+                run.best = {"score": score, "epoch": epoch + 1, "state": state}
+        if (
+            cfg.schedule == "plateau"
+            and epoch + 1 - max(run.best["epoch"], run.plateau["since"]) >= cfg.plateau_patience
+        ):
+            run.plateau = {"scale": run.plateau["scale"] * cfg.plateau_factor, "since": epoch + 1}
+            log.info("validation stalled: learning rate x%.2f from epoch %d", run.plateau["scale"], epoch + 2)
+        row["seconds"] = time.perf_counter() - t0
+        run.history.append(row)
+        log.info("epoch %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        if checkpoint:
+            _save_checkpoint(checkpoint, cfg, epoch, model, optimizer, ema, run)
+        if val_idx is not None and epoch + 1 - run.best["epoch"] >= cfg.patience:
+            log.info("early stop: no validation improvement for %d epochs", cfg.patience)
+            break
+    if run.best["state"] is not None:
+        scored.load_state_dict(run.best["state"])
+    return scored.eval(), run.history, run.best["epoch"]
+
+
+def _model_and_optimizer(cfg: TrainConfig, data: PreparedData, pre: Any) -> tuple[Any, Any, Any, list, bool]:
+    """The network, AdamW with a slower backbone (discriminative learning rates), and an optional EMA."""
     pretrained = cfg.pretrained and pre.weights is not None
     model = create_model(cfg.model, pretrained=pretrained, num_classes=len(data.labels))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # Pretrained backbones learn slower than the fresh head (discriminative learning rates).
     head = {id(p) for p in model.head_parameters()} if hasattr(model, "head_parameters") else set()
     head_params = [p for p in model.parameters() if id(p) in head]
     body_params = [p for p in model.parameters() if id(p) not in head]
@@ -134,128 +190,117 @@ def fit_model(
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    scored = ema.module if ema is not None else model
-    y_train = data.y[train_idx]
-    counts = np.bincount(y_train, minlength=len(data.labels))
-    if cfg.balanced_sampling:
-        weights = np.maximum(counts[y_train], 1) ** -cfg.balance_power
-        weights /= weights.sum()
+    return model, optimizer, ema, body_params, bool(head_params)
+
+
+def _train_epoch(
+    cfg: TrainConfig,
+    data: PreparedData,
+    train_idx: np.ndarray,
+    epoch: int,
+    model: Any,
+    optimizer: Any,
+    ema: Any,
+    mirror: np.ndarray | None,
+    plateau: dict[str, Any],
+    progress: Progress,
+) -> dict:
+    """One pass over the training images: the steps of one epoch. Returns the epoch's training scores."""
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    pre = get_pretrained_cfg(cfg.model)
+    # Every random stream is seeded per epoch, so a resumed run equals an uninterrupted one.
+    rng = np.random.default_rng([cfg.seed, epoch])
+    augment = build_augment(flips=cfg.flips and mirror is None, seed=cfg.seed * 1000 + epoch)
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    order = _epoch_order(cfg, data, train_idx, rng)
+    advance = progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch)
+    run_loss = run_correct = seen = 0.0
+    lr = cfg.lr
+    for step_in_epoch in range(steps_per_epoch):
+        step = epoch * steps_per_epoch + step_in_epoch
+        lr = lr_at(step, total_steps, warmup, cfg.lr, cfg.schedule) * plateau["scale"]
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["scale"]
+        idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+        images, y_batch = [data.table.pixels[i] for i in idx], data.y[idx]
+        if mirror is not None:  # mirror half the images and give them their mirror class
+            flip = rng.random(len(idx)) < 0.5
+            images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flip, strict=True)]
+            y_batch = np.where(flip, mirror[y_batch], y_batch)
+        batch = np.stack([augment(im) for im in images])
+        x = torch.from_numpy(to_tensor_layout(batch, pre.mean, pre.std))
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = torch.from_numpy(y_batch)
+        logits = model(x)
+        loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        run_loss += loss.item() * len(idx)
+        run_correct += float((logits.argmax(1) == target).sum())
+        seen += len(idx)
+        advance(1)
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen}
 
-    # A taxonomy with a mirror map (spiral winding) flips images and swaps their labels;
-    # otherwise flips are label-preserving or off (cfg.flips).
-    mirror = _mirror(data)
-    history: list[dict] = []
-    best: dict[str, Any] = {"score": -1.0, "state": None, "epoch": -1}
-    plateau: dict[str, Any] = {"scale": 1.0, "since": 0}  # plateau schedule: LR factor and the epoch it last changed
-    start_epoch = 0
-    if checkpoint and checkpoint.is_file():
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if _resume_key(ck["config"]) == _resume_key(dataclasses.asdict(cfg)):
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            if ema is not None and ck.get("ema"):
-                ema.load_state_dict(ck["ema"])
-            history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
-            plateau = ck.get("plateau", plateau)
-            log.info("resumed from %s at epoch %d", checkpoint, start_epoch + 1)
-        else:
-            log.warning("%s was written with another config; starting afresh", checkpoint)
 
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        # Linear probe first, then fine-tune (LP-FT): a frozen pretrained backbone keeps its
-        # features while the fresh head settles, so small datasets overfit less. Frozen epochs
-        # skip the backbone's backward pass and keep its BatchNorm statistics.
-        frozen = epoch < cfg.freeze_epochs and bool(head_params)
-        for p in body_params:
-            p.requires_grad_(not frozen)
-        model.train(not frozen)
-        # Every random stream is seeded per epoch, so a resumed run equals an uninterrupted one.
-        rng = np.random.default_rng([cfg.seed, epoch])
-        augment = build_augment(flips=cfg.flips and mirror is None, seed=cfg.seed * 1000 + epoch)
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        if cfg.balanced_sampling:
-            order = rng.choice(train_idx, size=len(train_idx), replace=True, p=weights)
-        else:
-            order = rng.permutation(train_idx)
-        advance = progress(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch)
-        run_loss = run_correct = seen = 0.0
-        for step_in_epoch in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + step_in_epoch
-            lr = lr_at(step, total_steps, warmup, cfg.lr, cfg.schedule) * plateau["scale"]
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["scale"]
-            idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
-            images, y_batch = [data.table.pixels[i] for i in idx], data.y[idx]
-            if mirror is not None:  # mirror half the images and give them their mirror class
-                flip = rng.random(len(idx)) < 0.5
-                images = [np.ascontiguousarray(im[:, ::-1]) if f else im for im, f in zip(images, flip, strict=True)]
-                y_batch = np.where(flip, mirror[y_batch], y_batch)
-            batch = np.stack([augment(im) for im in images])
-            x = torch.from_numpy(to_tensor_layout(batch, mean, std))
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            target = torch.from_numpy(y_batch)
-            logits = model(x)
-            loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            run_loss += loss.item() * len(idx)
-            run_correct += float((logits.argmax(1) == target).sum())
-            seen += len(idx)
-            advance(1)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen}
-        if val_idx is not None and len(val_idx):
-            val_logits = predict_logits(scored, data.table.pixels[val_idx], mean, std)
-            val_y = data.y[val_idx]
-            metrics = classification_metrics(
-                [data.labels[i] for i in val_y], softmax(val_logits), data.labels, intervals=False
-            )
-            row |= {
-                "val_loss": float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y))),
-                "val_accuracy": metrics["accuracy"],
-                "val_macro_f1": metrics["macro_f1"],
-            }
-            # Early stopping on macro-F1, ties broken by the lower validation loss.
-            score = row["val_macro_f1"] - 1e-3 * row["val_loss"]
-            if score > best["score"]:
-                best = {
-                    "score": score,
-                    "epoch": epoch + 1,
-                    "state": {k: v.clone() for k, v in scored.state_dict().items()},
-                }
-        if cfg.schedule == "plateau" and epoch + 1 - max(best["epoch"], plateau["since"]) >= cfg.plateau_patience:
-            plateau = {"scale": plateau["scale"] * cfg.plateau_factor, "since": epoch + 1}
-            log.info("validation stalled: learning rate x%.2f from epoch %d", plateau["scale"], epoch + 2)
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        log.info("epoch %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
-        if checkpoint:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "config": dataclasses.asdict(cfg),
-                    "epoch": epoch,
-                    "history": history,
-                    "best": best,
-                    "plateau": plateau,
-                },
-                checkpoint,
-            )
-        if val_idx is not None and epoch + 1 - best["epoch"] >= cfg.patience:
-            log.info("early stop: no validation improvement for %d epochs", cfg.patience)
-            break
-    if best["state"] is not None:
-        scored.load_state_dict(best["state"])
-    return scored.eval(), history, best["epoch"]
+def _epoch_order(cfg: TrainConfig, data: PreparedData, train_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The training images of one epoch, in order: a permutation, or a class-balanced draw."""
+    if not cfg.balanced_sampling:
+        return rng.permutation(train_idx)
+    y_train = data.y[train_idx]
+    counts = np.bincount(y_train, minlength=len(data.labels))
+    weights = np.maximum(counts[y_train], 1) ** -cfg.balance_power
+    return rng.choice(train_idx, size=len(train_idx), replace=True, p=weights / weights.sum())
+
+
+def _validate(scored: Any, data: PreparedData, val_idx: np.ndarray, mean: tuple, std: tuple) -> dict:
+    val_logits = predict_logits(scored, data.table.pixels[val_idx], mean, std)
+    val_y = data.y[val_idx]
+    metrics = classification_metrics([data.labels[i] for i in val_y], softmax(val_logits), data.labels, intervals=False)
+    return {
+        "val_loss": float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y))),
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+    }
+
+
+def _resume(checkpoint: Path | None, cfg: TrainConfig, model: Any, optimizer: Any, ema: Any) -> _Run:
+    """Where a previous run of the same config left off (its checkpoint), or a fresh start."""
+    run = _Run(history=[], best={"score": -1.0, "state": None, "epoch": -1}, plateau={"scale": 1.0, "since": 0})
+    if not (checkpoint and checkpoint.is_file()):
+        return run
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if _resume_key(ck["config"]) != _resume_key(dataclasses.asdict(cfg)):
+        log.warning("%s was written with another config; starting afresh", checkpoint)
+        return run
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    if ema is not None and ck.get("ema"):
+        ema.load_state_dict(ck["ema"])
+    run = _Run(ck["history"], ck["best"], ck.get("plateau", run.plateau), ck["epoch"] + 1)
+    log.info("resumed from %s at epoch %d", checkpoint, run.start_epoch + 1)
+    return run
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, model: Any, optimizer: Any, ema: Any, run: _Run) -> None:
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "config": dataclasses.asdict(cfg),
+            "epoch": epoch,
+            "history": run.history,
+            "best": run.best,
+            "plateau": run.plateau,
+        },
+        path,
+    )
 
 
 @dataclass

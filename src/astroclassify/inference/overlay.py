@@ -1,4 +1,4 @@
-"""Turn a low-resolution Grad-CAM map into a heat-map overlay on the original image."""
+"""Turn a low-resolution Grad-CAM map into a heat-map overlay on the original image (no torch)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,7 @@ from PIL import Image
 
 from astroclassify.imaging.transforms import letterbox_box
 
-__all__ = ["render_overlay", "undo_tta_view"]
-
-
-def undo_tta_view(array: np.ndarray, view: int) -> np.ndarray:
-    """Map an (H, W, ...) array seen through TTA view ``view`` back to the original frame.
-
-    Views are ordered as ``inference.predictor.tta_views`` makes them: rotations by
-    0, 90, 180 and 270 degrees, then the same four mirrored left-right.
-    """
-    if view >= 4:
-        array = array[:, ::-1]
-    return np.rot90(array, -(view % 4), axes=(0, 1))
+__all__ = ["render_overlay"]
 
 
 def render_overlay(
