@@ -104,13 +104,49 @@ class Classifier:
             raise NotFittedError("this Classifier is not fitted; call fit(X, y) or Classifier.load(name)")
 
     def predict_proba(self, X: Sequence[str | Path | bytes | np.ndarray], *, tta: str | None = None) -> np.ndarray:
-        """Calibrated probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        """Calibrated class probabilities.
+
+        Parameters
+        ----------
+        X : sequence of path, bytes or array
+            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3).
+        tta : {"none", "rot4", "rot4flip"}, optional
+            Test-time augmentation; default: the model's own mode (chosen by CV).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n, n_classes), columns in ``classes_`` order; each row sums to 1.
+
+        Raises
+        ------
+        ImageDecodeError
+            If an input cannot be decoded (corrupt, truncated, over the pixel limit).
+        """
         self._check_fitted()
         batch = np.stack([self.predictor_.prepare(x) for x in X])
         return self.predictor_.predict_proba(batch, tta)
 
     def predict(self, X: Sequence[str | Path | bytes | np.ndarray], *, tta: str | None = None) -> list[Prediction]:
-        """Typed predictions, one per input. Raises ``ImageDecodeError`` on an unreadable input."""
+        """Typed predictions, one per input, in input order.
+
+        Parameters
+        ----------
+        X : sequence of path, bytes or array
+            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3).
+        tta : {"none", "rot4", "rot4flip"}, optional
+            Test-time augmentation; default: the model's own mode.
+
+        Returns
+        -------
+        list of Prediction
+            ``label``, calibrated ``confidence`` and every class's ``probabilities``.
+
+        Raises
+        ------
+        ImageDecodeError
+            If an input cannot be decoded; the message names it.
+        """
         self._check_fitted()
         results = []
         for outcome in self.predictor_.run(X, tta=tta):
@@ -120,8 +156,31 @@ class Classifier:
         return results
 
     def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None) -> Explanation:
-        """Grad-CAM for one image: an ``Explanation`` with ``label``, ``heatmap`` and ``overlay()``.
+        """Grad-CAM for one image, averaged over the same TTA views as the prediction.
 
+        Parameters
+        ----------
+        source : path or bytes
+            The image.
+        label : str, optional
+            The class to explain; default: the predicted one.
+        tta : {"none", "rot4", "rot4flip"}, optional
+            Default: the model's own mode.
+
+        Returns
+        -------
+        Explanation
+            ``label``, ``probabilities``, ``heatmap`` (0-1, model input size) and ``overlay()``.
+
+        Raises
+        ------
+        ModelError
+            If the model was exported without Grad-CAM maps.
+        UnknownNameError
+            If ``label`` is not one of the model's classes.
+
+        Examples
+        --------
         >>> clf.explain("m51.jpg").overlay(clf.bundle_.image_size).save("m51-gradcam.png")  # doctest: +SKIP
         """
         self._check_fitted()
@@ -139,5 +198,24 @@ def to_prediction(source: str, probs: np.ndarray, labels: Sequence[str]) -> Pred
 
 
 def load(name_or_path: str | Path = "dso", *, models_dir: Path | None = None) -> Classifier:
-    """Load a model by name (``"dso"``; user models from ``models_dir``) or folder: ``Classifier.load``."""
+    """Load a trained model for prediction.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A model name (bundled: ``"dso"``, ``"morphology"``; or a user model in ``models_dir``)
+        or a model folder.
+    models_dir : Path, optional
+        Folder of user models; default: ``$ASTROCLASSIFY_HOME/models``.
+
+    Returns
+    -------
+    Classifier
+        Fitted: ``predict``, ``predict_proba`` and ``explain`` are ready.
+
+    Raises
+    ------
+    UnknownNameError
+        No model of that name (the message lists close matches).
+    """
     return Classifier.load(name_or_path, models_dir=models_dir)

@@ -28,7 +28,22 @@ __all__ = ["CheckReport", "Dataset", "SplitResult", "check", "fetch", "load", "s
 
 
 def load(source: str | Path, *, data_dir: Path | None = None) -> Dataset:
-    """A dataset folder or named collection, with the rows that could not be used in ``problems``."""
+    """Read a dataset's manifest (or its class folders) without decoding any image.
+
+    Parameters
+    ----------
+    source : str or Path
+        A dataset folder (``manifest.csv`` or one folder per class) or a collection name
+        (``"hubble-dso"``, see ``astroclassify data list``).
+    data_dir : Path, optional
+        Where named collections are found; default: ``$ASTROCLASSIFY_DATA_DIR``.
+
+    Returns
+    -------
+    Dataset
+        ``samples`` (path, label, group, ...), ``labels``, ``class_counts()`` and
+        ``problems``: the rows that could not be used, one line each with its reason.
+    """
     return _load(resolve_data(source, data_dir=data_dir))
 
 
@@ -42,7 +57,22 @@ def check(
 ) -> CheckReport:
     """Validate a dataset: missing, corrupt and duplicate files, checksums, labels, class balance.
 
-    ``labels`` limits the allowed labels; ``decode=False`` skips decoding every image (faster,
-    finds fewer corrupt files).
+    Parameters
+    ----------
+    source : str or Path
+        A dataset folder or collection name.
+    labels : set of str, optional
+        The allowed labels; others are reported.
+    decode : bool
+        Decode every image (``False`` is faster and finds fewer corrupt files).
+    data_dir : Path, optional
+        Where named collections are found.
+    progress : callable, optional
+        Called as ``progress(done, total)``.
+
+    Returns
+    -------
+    CheckReport
+        ``ok``, ``errors`` and ``warnings`` (one line each), and the loaded ``dataset``.
     """
     return _check(resolve_data(source, data_dir=data_dir), labels=labels, decode=decode, progress=progress)

@@ -82,8 +82,23 @@ def fetch(
 ) -> int:
     """Copy/download a collection into ``out`` and verify each file's SHA-256.
 
-    ``source`` is a collection name, a folder, an archive (.zip, .tar, .tar.gz) or an
-    http(s) URL to an archive. Returns the number of verified files.
+    Parameters
+    ----------
+    source : str or Path
+        A collection name, a folder, an archive (.zip, .tar, .tar.gz) or an http(s) URL to one.
+    out : str or Path
+        The folder to fill.
+    timeout : float
+        Seconds without progress before a download is abandoned.
+    data_dir : Path, optional
+        Where named collections are found.
+    progress : callable, optional
+        Called as files are verified.
+
+    Returns
+    -------
+    int
+        The number of verified files.
 
     Raises
     ------

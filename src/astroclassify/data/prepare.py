@@ -234,8 +234,32 @@ def split_datasets(
 ) -> SplitResult:
     """Write grouped, stratified, seeded train/val/test splits and CV folds to ``out`` (a CSV).
 
-    The same split ``train`` makes with the same seed and fractions (``image_size`` only sets
-    the decode used for near-duplicate fingerprints, which are taken at 128 px regardless).
+    The same split ``train`` makes with the same seed and fractions: near-duplicates and
+    images of one object or release share a group, and a group never straddles two splits.
+
+    Parameters
+    ----------
+    sources : sequence of str or Path
+        Dataset folders or collection names, split together.
+    out : str or Path
+        The CSV to write (SHA-256, path, label, group, split, fold).
+    seed : int
+        Same seed, same data: same split.
+    test_frac, val_frac : float
+        Fractions of the groups held out for test and validation.
+    folds : int
+        CV folds over the non-test part.
+    image_size : int
+        Only sets the decode; fingerprints are taken at 128 px regardless.
+    data_dir : Path, optional
+        Where named collections are found.
+    progress : callable, optional
+        Called as images are decoded.
+
+    Returns
+    -------
+    SplitResult
+        ``path``, images per split, ``groups``, ``near_duplicate_pairs``, ``label_conflicts``.
     """
     data = prepare_data(
         sources,

@@ -36,10 +36,27 @@ def refresh_model_card(
 ) -> Path:
     """Re-score ``model``'s test split (all its training datasets together, then each) and rewrite its card.
 
-    ``limits`` replaces the lines of the card's Limits section (kept in ``model.json``).
+    Parameters
+    ----------
+    model : str or Path
+        A user model's name or a model folder (bundled models are read-only).
+    limits : list of str, optional
+        Replaces the lines of the card's Limits section (kept in ``model.json``).
+    models_dir : Path, optional
+        Folder of user models.
+    progress : callable, optional
+        Called as images are scored.
 
-    Returns the path of ``MODEL_CARD.md``. Raises ModelError when the folder has no
-    ``splits.csv`` (nothing says which images are held out) or a point figure changes.
+    Returns
+    -------
+    Path
+        ``MODEL_CARD.md``.
+
+    Raises
+    ------
+    ModelError
+        When the folder has no ``splits.csv`` (nothing says which images are held out), or a
+        point figure changes (the stored metrics and the card would disagree).
     """
     bundle = load_bundle(model, models_dir=models_dir)
     if not (bundle.path / "splits.csv").is_file():

@@ -131,7 +131,7 @@ def _taxonomy(bundle: Bundle, name: str | None) -> Taxonomy | None:
 
 def evaluate(
     model: OnnxPredictor | Bundle | str | Path,
-    data: Sequence[str | Path],
+    data: str | Path | Sequence[str | Path],
     *,
     split: str = "auto",
     tta: str | None = None,
@@ -146,8 +146,8 @@ def evaluate(
     ----------
     model : OnnxPredictor, Bundle, str or Path
         A loaded predictor, or a model to load (a bundled name, a user model's name, a folder).
-    data : sequence of str or Path
-        Dataset folders or collection names.
+    data : str, Path or a sequence of them
+        A dataset folder or collection name, or several.
     split : {"auto", "test", "val", "train", "all"}, default="auto"
         ``auto``: a dataset the model trained on is scored on its held-out test rows only;
         other datasets are scored whole.
@@ -178,7 +178,7 @@ def evaluate(
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     predictor = model if isinstance(model, OnnxPredictor) else OnnxPredictor(model, models_dir=models_dir)
-    sources = list(data)
+    sources = [data] if isinstance(data, str | Path) else list(data)
     bundle = predictor.bundle
     splits_file = bundle.path / "splits.csv"
     split_rows = read_splits(splits_file) if splits_file.is_file() else []

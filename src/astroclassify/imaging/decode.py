@@ -158,8 +158,8 @@ def decode_pil(
         decoded = img.size[0] * img.size[1]
         if decoded > max_pixels:
             raise ImageDecodeError(
-                f"{name}: {width}x{height} = {width * height / 1e6:.0f} Mpx is over the "
-                f"{max_pixels / 1e6:.0f} Mpx limit (possible decompression bomb)"
+                f"{name}: {width}x{height} = {_mpx(width * height)} is over the "
+                f"{_mpx(max_pixels)} limit (possible decompression bomb)"
             )
         try:
             with warnings.catch_warnings():
@@ -224,9 +224,7 @@ def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
                 index, hdu = found
                 shape = hdu.shape
                 if int(np.prod(shape[-2:])) > max_pixels:
-                    raise ImageDecodeError(
-                        f"{name}: FITS image shape {shape} is over the {max_pixels / 1e6:.0f} Mpx limit"
-                    )
+                    raise ImageDecodeError(f"{name}: FITS image shape {shape} is over the {_mpx(max_pixels)} limit")
                 arr = np.asarray(hdu.data, dtype=np.float64)
     except ImageDecodeError:
         raise
@@ -258,3 +256,8 @@ def _stretch_to_rgb(arr: np.ndarray) -> np.ndarray:
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return out
+
+
+def _mpx(pixels: int) -> str:
+    """Megapixels to three figures: small limits (0.15 Mpx) must not print as "0 Mpx"."""
+    return f"{pixels / 1e6:.3g} Mpx"

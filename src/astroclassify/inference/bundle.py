@@ -87,12 +87,17 @@ class ModelEntry:
 
 
 def available_models(models_dir: Path | None = None) -> list[ModelEntry]:
-    """Every model usable by name, sorted; a user model shadows a bundled one of the same name.
+    """Every trained model usable by name, sorted; a user model shadows a bundled one of the same name.
 
     Parameters
     ----------
     models_dir : Path, optional
         Folder of user models (``<name>/model.json``); default: ``$ASTROCLASSIFY_HOME/models``.
+
+    Returns
+    -------
+    list of ModelEntry
+        ``name``, ``path`` and ``where`` (``"bundled"`` or ``"user"``).
     """
     models_dir = default_models_dir() if models_dir is None else models_dir
     root = resources.files("astroclassify") / "bundled"
@@ -129,12 +134,18 @@ def resolve_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) 
 
 
 def load_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) -> Bundle:
+    """A model's description, by name or folder path.
+
+    A model found by name keeps that name, even where its ``model.json`` says another (a
+    copied or renamed folder): the name a user asks for is the name results are stored under.
+    """
     path = resolve_bundle(name_or_path, models_dir=models_dir)
+    by_name = path.name == str(name_or_path) and not (Path(name_or_path).expanduser() / "model.json").is_file()
     try:
         data = json.loads((path / "model.json").read_text())
         bundle = Bundle(
             path=path,
-            name=data["name"],
+            name=path.name if by_name else data["name"],
             version=str(data.get("version", "0")),
             arch=data["arch"],
             labels=tuple(data["labels"]),

@@ -44,7 +44,16 @@ class PredictorPool:
         return entries
 
     def bundles(self) -> list[Bundle]:
-        return [self._loaded[e.name].bundle if e.name in self._loaded else load_bundle(e.path) for e in self.entries()]
+        return [
+            self._loaded[e.name].bundle
+            if e.name in self._loaded
+            else load_bundle(self._ref(e), models_dir=self.models_dir)
+            for e in self.entries()
+        ]
+
+    def _ref(self, entry: ModelEntry) -> str | Path:
+        """How to load an entry so that its bundle carries the entry's name (see ``load_bundle``)."""
+        return entry.path if entry.where == "folder" else entry.name
 
     def get(self, name: str | None = None) -> OnnxPredictor:
         """The predictor for ``name`` (default: the pool's default model)."""
@@ -58,5 +67,5 @@ class PredictorPool:
             raise UnknownNameError(f"unknown model {name!r}; this server has: {names}")
         with self._lock:  # two first requests for one model load it once
             if name not in self._loaded:
-                self._loaded[name] = OnnxPredictor(entry.path, **self.options)
+                self._loaded[name] = OnnxPredictor(self._ref(entry), models_dir=self.models_dir, **self.options)
             return self._loaded[name]

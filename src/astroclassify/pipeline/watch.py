@@ -105,9 +105,40 @@ def watch(
     force: bool = False,
     stop: threading.Event | None = None,
 ) -> list[IngestResult]:
-    """Poll ``sources`` every ``every`` until ``stop`` is set, or once (``once``; ``force``: even if not due).
+    """Poll ``sources`` for new items every ``every``, until ``stop`` is set or once.
 
-    Returns the results of the polls made with ``once``; a long-running watch returns [] when stopped.
+    The time of each source's last poll is kept in the store, so a restarted watch does not
+    poll early.
+
+    Parameters
+    ----------
+    sources : sequence of Source
+        Built with ``astroclassify.sources.make_source``.
+    store : Store
+        Where records, images and poll times go.
+    every : datetime.timedelta
+        The interval between two polls of one source.
+    client : PoliteClient
+        The HTTP client (rate limits, retries, cache).
+    options : IngestOptions, optional
+        As for ``ingest`` (limits, alert threshold).
+    notifiers : sequence of Notifier
+        Where alerts are delivered.
+    predictor : OnnxPredictor, optional
+        Classify each new image with it.
+    on_item : callable, optional
+        Called with each item's outcome.
+    once : bool
+        Poll the sources that are due, then return.
+    force : bool
+        With ``once``: poll even the sources that are not due.
+    stop : threading.Event, optional
+        Set it to end a long-running watch (the CLI sets it on Ctrl-C or SIGTERM).
+
+    Returns
+    -------
+    list of IngestResult
+        One per poll made with ``once``; ``[]`` when a long-running watch is stopped.
     """
     watched = [WatchedSource(s, every) for s in sources]
     watcher = Watcher(watched, client, store, options or IngestOptions(), notifiers, predictor, on_item)

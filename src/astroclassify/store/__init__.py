@@ -42,7 +42,20 @@ class Store:
 
 
 def open_store(home: Path, database_url: str | None = None) -> Store:
-    """The store of the installation at ``home`` (database default: ``home/astroclassify.db``)."""
+    """Open an installation's store, upgrading its database schema in place if needed.
+
+    Parameters
+    ----------
+    home : Path
+        The installation folder (images under ``home/uploads``).
+    database_url : str, optional
+        Any SQLAlchemy URL; default: ``sqlite:///home/astroclassify.db``.
+
+    Returns
+    -------
+    Store
+        ``session()``, ``images``, ``close()``; a context manager.
+    """
     from astroclassify.store.db import make_engine, make_sessionmaker
 
     home = Path(home)

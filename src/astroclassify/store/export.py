@@ -76,9 +76,28 @@ def export_dataset(
 ) -> ExportResult:
     """Write ingested images as a dataset folder (``manifest.csv`` + ``images/``) that ``train`` reads.
 
-    ``labels``: ``category`` (the archive's category, a weak label), ``feedback`` (the newest
-    correction from the web app) or ``model`` (the model's answer, for review only: training
-    on it would teach a model its own mistakes). Duplicates are left out.
+    Parameters
+    ----------
+    store : Store
+        The installation's store.
+    out : Path
+        The dataset folder to write.
+    labels : {"category", "feedback", "model"}
+        ``category``: the archive's category (a weak label); ``feedback``: the newest correction
+        from the web app; ``model``: the model's answer, for review only (training on it would
+        teach a model its own mistakes).
+    source : str, optional
+        Only items from this source (``"apod"``, ``"esahubble"``).
+    category : str, optional
+        Only items in this archive category.
+    since, until : datetime.date, optional
+        Only items published in this range (inclusive).
+
+    Returns
+    -------
+    ExportResult
+        ``out``, ``written``, and ``left_out`` (items without a label of that kind; duplicates
+        are never written).
     """
     if labels not in LABEL_SOURCES:
         raise StoreError(f"labels must be one of {', '.join(LABEL_SOURCES)}; got {labels!r}")
@@ -128,7 +147,22 @@ def export_dataset(
 
 
 def export_feedback(store: Store, out: Path, *, owner: str | None = None) -> int:
-    """Write ``out/manifest.csv`` and ``out/images/*``; returns the number of images."""
+    """Write the web app's corrected classifications as a dataset folder.
+
+    Parameters
+    ----------
+    store : Store
+        The installation's store.
+    out : Path
+        The folder: ``manifest.csv`` and ``images/``.
+    owner : str, optional
+        Only corrections made with this API key's name.
+
+    Returns
+    -------
+    int
+        The number of images written.
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise StoreError(f"{out}: output folder exists and is not empty")

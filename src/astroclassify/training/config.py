@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import Any
 
 from astroclassify.errors import ConfigError
@@ -48,6 +49,11 @@ class TrainConfig:
     channels_last: bool = True  # faster convolutions on x86 CPUs
     data_version: str = ""  # free text recorded in the model card
     extra: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # TrainConfig(data="my-dataset") would otherwise be read one character at a time.
+        data = (self.data,) if isinstance(self.data, str | PathLike) else self.data
+        object.__setattr__(self, "data", tuple(str(d) for d in data))
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:

@@ -407,8 +407,23 @@ def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Pr
 
     Each fold trains for exactly ``cfg.epochs`` (no early stopping, so no fold peeks at
     its held-out part). Held-out folds are scored under every TTA mode, so the mode can be
-    chosen by CV. ``out`` defaults to ``cfg.out``; where it holds a trained model, its
-    model card is rewritten with the CV section.
+    chosen by CV.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The recipe (data, model, epochs, seed, split fractions, ``folds``).
+    out : str or Path, optional
+        Where ``cv.json`` goes; default: ``cfg.out``. Where it holds a trained model, its
+        model card is rewritten with the CV section.
+    progress : callable, optional
+        Called with each epoch's progress (the CLI draws bars with it).
+
+    Returns
+    -------
+    CVResult
+        ``summary`` (what ``cv.json`` holds: per-fold and pooled scores, per-TTA-mode scores,
+        suspected label errors) and ``path``.
     """
     summary = _cross_validate(cfg, progress)
     folder = Path(out if out is not None else cfg.out) if (out is not None or cfg.out) else None
