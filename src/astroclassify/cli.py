@@ -59,13 +59,7 @@ def _predictor(model: str = ""):
     from astroclassify.inference.predictor import OnnxPredictor
 
     settings = _settings()
-    return OnnxPredictor(
-        model or settings.default_model,
-        threads=settings.inference_threads,
-        max_pixels=settings.max_image_pixels,
-        max_bytes=settings.max_file_bytes,
-        models_dir=settings.models_dir,
-    )
+    return OnnxPredictor(model or settings.default_model, **settings.predictor_options())
 
 
 def _error(message: str) -> None:

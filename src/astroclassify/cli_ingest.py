@@ -187,13 +187,7 @@ def _client(settings, store):
 def _predictor(settings, model: str):
     from astroclassify.inference.predictor import OnnxPredictor
 
-    return OnnxPredictor(
-        model or settings.default_model,
-        threads=settings.inference_threads,
-        max_pixels=settings.max_image_pixels,
-        max_bytes=settings.max_file_bytes,
-        models_dir=settings.models_dir,
-    )
+    return OnnxPredictor(model or settings.default_model, **settings.predictor_options())
 
 
 def _options(settings, since, until, limit, alert_below):

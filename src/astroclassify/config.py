@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     def tta_override(self) -> str | None:
         """The TTA mode web requests use; None means the model's own ("model")."""
         return None if self.serve_tta == "model" else self.serve_tta
+
+    def predictor_options(self) -> dict[str, Any]:
+        """``OnnxPredictor``/``PredictorPool`` keyword arguments: these settings' limits, threads and models."""
+        return {
+            "threads": self.inference_threads,
+            "max_pixels": self.max_image_pixels,
+            "max_bytes": self.max_file_bytes,
+            "models_dir": self.models_dir,
+        }
 
     @property
     def resolved_database_url(self) -> str:

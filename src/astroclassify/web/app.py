@@ -68,13 +68,7 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
         from astroclassify.store.images import sweep_orphans
 
         # Loaded once per process: per request only decoding and resizing remain.
-        app.state.pool = PredictorPool(
-            model or settings.default_model,
-            models_dir=settings.models_dir,
-            threads=settings.inference_threads,
-            max_pixels=settings.max_image_pixels,
-            max_bytes=settings.max_file_bytes,
-        )
+        app.state.pool = PredictorPool(model or settings.default_model, **settings.predictor_options())
         app.state.store = store = open_store(settings.home, settings.database_url)
         app.state.sessions, app.state.uploads = store.sessions, store.images
         with store.session() as session:  # uploads saved before a crash, never committed
