@@ -402,13 +402,6 @@ def train(
     command = "astroclassify " + shlex.join(sys.argv[1:])
     cfg = TrainConfig(data=tuple(data), out=str(out_dir), model=model, extra={"command": command}, **overrides)
     cfg = apply_overrides(cfg, option or [])
-    if cfg.tta not in ("none", "rot4", "rot4flip"):
-        raise AstroClassifyError(f"tta must be none, rot4 or rot4flip; got {cfg.tta!r}")
-    from astroclassify.models import get_pretrained_cfg
-
-    get_pretrained_cfg(cfg.model)  # unknown architecture: fail before decoding anything
-    if fresh and (out_dir / "checkpoint.pt").exists():
-        (out_dir / "checkpoint.pt").unlink()
     from astroclassify.training.train import cross_validate
     from astroclassify.training.train import train as run_training
 
@@ -423,7 +416,7 @@ def train(
         )
         return
     with _Bars() as bars:
-        trained = run_training(cfg, progress=bars)
+        trained = run_training(cfg, progress=bars, resume=not fresh)
     for scope, m in trained.test_metrics.items():
         out.print(
             f"test \\[{scope}]: n={m['n']} accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ECE {m['ece']:.3f}"

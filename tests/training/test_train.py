@@ -184,6 +184,12 @@ def test_train_cli_errors_are_one_line(tiny_dataset, tmp_path):
     assert res.returncode == 2 and "not" in res.stderr and "Traceback" not in res.stderr
     res = run_cli("train", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--set", "epoch=2")
     assert res.returncode == 2 and "unknown training option" in res.stderr
+    checkpoint = tmp_path / "x" / "checkpoint.pt"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_bytes(b"an earlier run's")
+    res = run_cli("train", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--set", "tta=rot8", "--fresh")
+    assert res.returncode == 2 and "tta must be one of none, rot4, rot4flip" in res.stderr
+    assert checkpoint.exists()  # a refused run deletes nothing
 
 
 def test_bad_manifest_rows_are_reported_and_valid_rows_still_used(tiny_dataset, tmp_path):

@@ -323,7 +323,7 @@ class TrainResult:
         return f"TrainResult({self.bundle.name} at {self.path}: {score}, {self.seconds:.0f} s)"
 
 
-def train(cfg: TrainConfig, progress: Progress = _silent) -> TrainResult:
+def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True) -> TrainResult:
     """Train, calibrate, export and evaluate one model into ``cfg.out``; resumes from its checkpoint.
 
     Parameters
@@ -332,6 +332,9 @@ def train(cfg: TrainConfig, progress: Progress = _silent) -> TrainResult:
         Data, architecture and recipe (``TrainConfig(data=("hubble-dso",), out="runs/dso")``).
     progress : callable, optional
         ``progress(description, total) -> advance(n)``, for progress bars.
+    resume : bool
+        Continue from ``cfg.out/checkpoint.pt`` when there is one (with the same split);
+        ``False`` deletes it and starts again.
 
     Returns
     -------
@@ -351,6 +354,8 @@ def train(cfg: TrainConfig, progress: Progress = _silent) -> TrainResult:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        (out / "checkpoint.pt").unlink(missing_ok=True)
     resume_splits = out / "splits.csv"
     if (out / "checkpoint.pt").is_file() and resume_splits.is_file() and not cfg.splits:
         cfg = dataclasses.replace(cfg, splits=str(resume_splits))  # resuming: keep the same split
