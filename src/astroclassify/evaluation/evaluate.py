@@ -180,33 +180,87 @@ def evaluate(
     predictor = model if isinstance(model, OnnxPredictor) else OnnxPredictor(model, models_dir=models_dir)
     sources = [data] if isinstance(data, str | Path) else list(data)
     bundle = predictor.bundle
-    splits_file = bundle.path / "splits.csv"
-    split_rows = read_splits(splits_file) if splits_file.is_file() else []
-    known_split = {r.sha256: r.split for r in split_rows}
-    known_group = {r.sha256: r.group for r in split_rows}
-    labels = list(bundle.labels)
-    chosen: list[Sample] = []
-    chosen_groups: list[str] = []
-    unknown: Counter[str] = Counter()
-    excluded: Counter[str] = Counter()
-    problems: list[str] = []
-    mapping = _taxonomy(bundle, taxonomy)
-    model_labels, collapse = labels, None
-    if mapping is not None and set(mapping.labels) != set(labels):
+    space = _LabelSpace.of(bundle, taxonomy)
+    rows = _select(sources, bundle, space, split, data_dir)
+    scored = _score(predictor, rows, tta, progress)
+    temperature = bundle.temperature_for(tta)
+    probs = space.collapse(softmax(scored.logits, temperature))
+    metrics = classification_metrics(scored.y_true, probs, space.labels, groups=scored.groups)
+    y_idx = np.array([space.labels.index(t) for t in scored.y_true], dtype=int)
+    metrics["ece_uncalibrated"] = round(expected_calibration_error(space.collapse(softmax(scored.logits)), y_idx), 4)
+    metrics |= {
+        "temperature": temperature,
+        "tta": tta or bundle.tta,
+        "model": f"{bundle.name} {bundle.version}",
+        "data": [str(d) for d in sources],
+        "split": split,
+        "excluded_seen_in_training": dict(rows.excluded),
+        "unknown_labels": dict(rows.unknown),
+        "taxonomy": space.mapping.name if space.mapping else None,
+        "collapsed_from": list(space.model_labels) if space.matrix is not None else None,
+        "left_out_by_taxonomy": dict(rows.left_out),
+        "failed": scored.failed,
+        "manifest_problems": rows.problems,
+    }
+    return Evaluation(metrics, scored.keys, scored.y_true, probs, scored.logits, scored.paths, bundle)
+
+
+@dataclass
+class _LabelSpace:
+    """The classes scored: the model's, or a coarser taxonomy's that its probabilities are summed into."""
+
+    labels: list[str]
+    model_labels: list[str]
+    mapping: Taxonomy | None
+    matrix: np.ndarray | None  # (model classes, scored classes); None: scored as the model's classes
+
+    @classmethod
+    def of(cls, bundle: Bundle, taxonomy: str | None) -> _LabelSpace:
+        mapping = _taxonomy(bundle, taxonomy)
+        model_labels = list(bundle.labels)
+        if mapping is None or set(mapping.labels) == set(model_labels):
+            return cls(model_labels, model_labels, mapping, None)
         targets = [mapping.map_label(m) for m in model_labels]
         labels = [t for t in mapping.labels if t in targets]
         if not labels:
             raise ConfigError(
                 f"taxonomy {mapping.name} maps none of model {bundle.name!r}'s classes ({', '.join(model_labels)})"
             )
-        collapse = np.array([[float(t == c) for c in labels] for t in targets])  # (model classes, scored)
-    left_out: Counter[str] = Counter()
+        return cls(labels, model_labels, mapping, np.array([[float(t == c) for c in labels] for t in targets]))
+
+    def collapse(self, probs: np.ndarray) -> np.ndarray:
+        """Model probabilities in the scored classes (mass on classes the taxonomy drops is renormalised away)."""
+        if self.matrix is None or not len(probs):
+            return probs
+        coarse = probs @ self.matrix
+        return coarse / np.maximum(coarse.sum(axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class _Rows:
+    """The samples chosen to score, with their groups, and why the others were not."""
+
+    samples: list[Sample] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)  # by the split they belong to
+    unknown: Counter[str] = field(default_factory=Counter)  # labels the model does not know
+    left_out: Counter[str] = field(default_factory=Counter)  # labels the taxonomy drops
+    problems: list[str] = field(default_factory=list)  # manifest rows that could not be read
+
+
+def _select(sources: list[str | Path], bundle: Bundle, space: _LabelSpace, split: str, data_dir: Path | None) -> _Rows:
+    """The rows to score: a dataset the model trained on gives only its ``split`` rows (auto: test)."""
+    splits_file = bundle.path / "splits.csv"
+    split_rows = read_splits(splits_file) if splits_file.is_file() else []
+    known_split = {r.sha256: r.split for r in split_rows}
+    known_group = {r.sha256: r.group for r in split_rows}
+    rows = _Rows()
     for source in sources:
         ds = load_dataset(resolve_data(source, data_dir=data_dir))
-        problems += [f"{ds.name}: {p}" for p in ds.problems]
-        if mapping is not None:
-            ds.samples, dropped = mapping.apply(ds.samples)
-            left_out.update(dropped)
+        rows.problems += [f"{ds.name}: {p}" for p in ds.problems]
+        if space.mapping is not None:
+            ds.samples, dropped = space.mapping.apply(ds.samples)
+            rows.left_out.update(dropped)
         shas = [sha256_file(s.path) for s in ds.samples]
         trained_on = any(h in known_split for h in shas)
         want = split if split != "auto" else ("test" if trained_on else "all")
@@ -217,58 +271,51 @@ def evaluate(
         for s, h in zip(ds.samples, shas, strict=True):
             where = known_split.get(h, "unseen")
             if want != "all" and where != want:
-                excluded[where] += 1
-                continue
-            if s.label not in labels:
-                unknown[s.label] += 1
-                continue
-            chosen.append(s)
-            chosen_groups.append(known_group.get(h, f"image:{h}"))
-    if not chosen:
-        raise DataError(_nothing_to_score(bundle.name, split, excluded, unknown, left_out, problems))
-    keys, y_true, logits, failed, groups, paths = [], [], [], [], [], []
-    advance = progress("evaluating", len(chosen)) if progress else (lambda n=1: None)
-    outcomes = predictor.run([s.path for s in chosen], batch_size=32, tta=tta)
-    for sample, group, outcome in zip(chosen, chosen_groups, outcomes, strict=True):
+                rows.excluded[where] += 1
+            elif s.label not in space.labels:
+                rows.unknown[s.label] += 1
+            else:
+                rows.samples.append(s)
+                rows.groups.append(known_group.get(h, f"image:{h}"))
+    if not rows.samples:
+        raise DataError(
+            _nothing_to_score(bundle.name, split, rows.excluded, rows.unknown, rows.left_out, rows.problems)
+        )
+    return rows
+
+
+@dataclass
+class _Scored:
+    keys: list[str]
+    y_true: list[str]
+    logits: np.ndarray
+    groups: list[str]
+    paths: list[Path]
+    failed: list[str]  # "key: why" for each file that could not be decoded
+
+
+def _score(predictor: OnnxPredictor, rows: _Rows, tta: str | None, progress: Progress | None) -> _Scored:
+    """Logits for every chosen row that decodes; the others are listed in ``failed``."""
+    out = _Scored([], [], np.zeros(0), [], [], [])
+    logits = []
+    advance = progress("evaluating", len(rows.samples)) if progress else (lambda n=1: None)
+    outcomes = predictor.run([s.path for s in rows.samples], batch_size=32, tta=tta)
+    for sample, group, outcome in zip(rows.samples, rows.groups, outcomes, strict=True):
         advance(1)
         if outcome.error is not None:
-            failed.append(f"{sample.key}: {outcome.error}")
+            out.failed.append(f"{sample.key}: {outcome.error}")
             continue
-        groups.append(group)
-        paths.append(sample.path)
-        keys.append(sample.key)
-        y_true.append(sample.label)
+        out.groups.append(group)
+        out.paths.append(sample.path)
+        out.keys.append(sample.key)
+        out.y_true.append(sample.label)
         logits.append(outcome.logits)
     if not logits:
-        raise DataError(f"nothing to score: none of the {len(chosen)} image(s) could be decoded (first: {failed[0]})")
-    logit_arr = np.array(logits)
-    temperature = bundle.temperature_for(tta)
-
-    def scored(p: np.ndarray) -> np.ndarray:
-        if collapse is None or not len(p):
-            return p
-        coarse = p @ collapse
-        return coarse / np.maximum(coarse.sum(axis=1, keepdims=True), 1e-12)
-
-    probs = scored(softmax(logit_arr, temperature)) if len(logits) else np.zeros((0, len(labels)))
-    metrics = classification_metrics(y_true, probs, labels, groups=groups)
-    y_idx = np.array([labels.index(t) for t in y_true], dtype=int)
-    metrics["ece_uncalibrated"] = (
-        round(expected_calibration_error(scored(softmax(logit_arr)), y_idx), 4) if len(logits) else float("nan")
-    )
-    metrics["temperature"] = temperature
-    metrics["tta"] = tta or bundle.tta
-    metrics["model"] = f"{bundle.name} {bundle.version}"
-    metrics["data"] = [str(d) for d in sources]
-    metrics["split"] = split
-    metrics["excluded_seen_in_training"] = dict(excluded)
-    metrics["unknown_labels"] = dict(unknown)
-    metrics["taxonomy"] = mapping.name if mapping else None
-    metrics["collapsed_from"] = list(model_labels) if collapse is not None else None
-    metrics["left_out_by_taxonomy"] = dict(left_out)
-    metrics["failed"] = failed
-    metrics["manifest_problems"] = problems
-    return Evaluation(metrics, keys, y_true, probs, logit_arr, paths, bundle)
+        raise DataError(
+            f"nothing to score: none of the {len(rows.samples)} image(s) could be decoded (first: {out.failed[0]})"
+        )
+    out.logits = np.array(logits)
+    return out
 
 
 def _nothing_to_score(
