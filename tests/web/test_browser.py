@@ -102,6 +102,7 @@ def test_upload_by_button_explain_then_correct_in_gallery(browser, site, shared_
     assert shot.get_attribute("src") == original
 
     card.find_element(By.CSS_SELECTOR, "a.record").click()
+    WebDriverWait(browser, 30).until(lambda d: "/classifications/" in d.current_url)
     cam = browser.find_element(By.CSS_SELECTOR, "button.cam")
     cam.click()
     detail_shot = browser.find_element(By.CSS_SELECTOR, "img.shot")
@@ -110,14 +111,16 @@ def test_upload_by_button_explain_then_correct_in_gallery(browser, site, shared_
     Select(browser.find_element(By.NAME, "label")).select_by_value("nebula")
     browser.find_element(By.NAME, "comment").send_keys("looks like gas")
     browser.find_element(By.CSS_SELECTOR, "#feedback button").click()
-    assert "your correction is saved" in browser.find_element(By.CSS_SELECTOR, ".saved").text
+    # The form posts and redirects: wait for the new page rather than reading the old one.
+    saved = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".saved"))[0]
+    assert "your correction is saved" in saved.text
     assert "looks like gas" in browser.find_element(By.ID, "corrections").text
 
     browser.get(site + "/gallery")
     names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".gallery .name")]
     assert "m51.jpg" in names
     thumb = browser.find_element(By.CSS_SELECTOR, ".gallery img")
-    assert _image_loaded(browser, thumb)
+    WebDriverWait(browser, 30).until(lambda d: _image_loaded(d, thumb))
 
 
 def test_drop_several_files_keeps_their_order_and_credits_archives(browser, site, shared_data):
