@@ -12,12 +12,12 @@ ROOT = Path(astroclassify.__file__).parent
 # Lower rank = lower layer. A package may import its own layer's peers only where listed.
 RANK = {
     "errors": 0, "config": 0, "_version": 0, "sizes": 0, "urls": 0, "registry": 0, "credits": 0,
-    "store": 1, "models": 1, "imaging": 1, "data": 1,
+    "store": 1, "models": 1, "imaging": 1, "data": 1, "anomalies": 1,
     "inference": 2, "sources": 2,
     "evaluation": 3, "training": 3,
     "pipeline": 4,
     "classifier": 5, "datasets": 5, "__init__": 5,
-    "cli": 6, "cli_ingest": 6, "web": 6,
+    "cli": 6, "cli_ingest": 6, "cli_anomalies": 6, "web": 6,
 }  # fmt: skip
 SAME_LAYER = {
     ("data", "imaging"),
@@ -26,6 +26,7 @@ SAME_LAYER = {
     ("registry", "errors"),
     ("__init__", "classifier"),
     ("cli", "web"),  # `serve` starts the app
+    ("cli_anomalies", "cli"),  # shares the progress bars
 }
 
 

@@ -26,6 +26,8 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    anomaly_score: float | None = None  # in [0, 1]: the share of typical images less unusual (None: no detector)
+    unusual: bool | None = None  # over the detector's threshold (5% of typical images by default)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,8 @@ class Prediction:
             "label": self.label,
             "confidence": round(self.confidence, 6),
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "anomaly_score": None if self.anomaly_score is None else round(self.anomaly_score, 6),
+            "unusual": self.unusual,
         }
 
 
@@ -152,7 +156,11 @@ class Classifier:
         for outcome in self.predictor_.run(X, tta=tta):
             if outcome.error is not None or outcome.probabilities is None:
                 raise ImageDecodeError(f"{outcome.source}: {outcome.error}")
-            results.append(to_prediction(outcome.source, outcome.probabilities, self.classes_))
+            results.append(
+                to_prediction(
+                    outcome.source, outcome.probabilities, self.classes_, outcome.anomaly_score, outcome.unusual
+                )
+            )
         return results
 
     def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None) -> Explanation:
@@ -187,13 +195,21 @@ class Classifier:
         return self.predictor_.explain(source, label, tta)
 
 
-def to_prediction(source: str, probs: np.ndarray, labels: Sequence[str]) -> Prediction:
+def to_prediction(
+    source: str,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    anomaly_score: float | None = None,
+    unusual: bool | None = None,
+) -> Prediction:
     best = int(np.argmax(probs))
     return Prediction(
         source=source,
         label=labels[best],
         confidence=float(probs[best]),
         probabilities={label: float(p) for label, p in zip(labels, probs, strict=True)},
+        anomaly_score=anomaly_score,
+        unusual=unusual,
     )
 
 

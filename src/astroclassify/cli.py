@@ -54,12 +54,12 @@ def _settings():
     return get_settings()
 
 
-def _predictor(model: str = ""):
+def _predictor(model: str = "", detector: Path | None = None):
     """The model named on the command line (default: the settings'), with the settings' limits."""
     from astroclassify.inference.predictor import OnnxPredictor
 
     settings = _settings()
-    return OnnxPredictor(model or settings.default_model, **settings.predictor_options())
+    return OnnxPredictor(model or settings.default_model, detector=detector, **settings.predictor_options())
 
 
 def _error(message: str) -> None:
@@ -114,11 +114,14 @@ def predict(
         str | None, typer.Option(help="Test-time augmentation: none, rot4, rot4flip (default: the model's).")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    detector: Annotated[
+        Path | None, typer.Option(help="Anomaly detector folder (default: the model's own, if it has one).")
+    ] = None,
 ) -> None:
-    """Classify images with calibrated confidence (ONNX Runtime; no torch needed)."""
+    """Classify images with calibrated confidence and an anomaly score (ONNX Runtime; no torch needed)."""
     from astroclassify.imaging.files import find_images
 
-    predictor = _predictor(model)
+    predictor = _predictor(model, detector)
     found = find_images(inputs)
     if found.skipped:
         err.print(found.skipped_summary(), markup=False, highlight=False)
@@ -140,6 +143,9 @@ def predict(
         failures += _emit(outcome, predictor.labels, table, as_json, names.get(outcome.source))
     if not as_json and table.row_count:
         out.print(table)
+        unusual = [f"{names.get(o.source, o.source)} ({o.anomaly_score:.2f})" for o in outcomes if o.unusual]
+        if unusual:
+            out.print(f"unusual (anomaly score): {', '.join(unusual)}", highlight=False)
     if failures:
         raise typer.Exit(1)
 
@@ -268,7 +274,7 @@ def _emit(outcome, labels, table: Table, as_json: bool, name: str | None = None)
         if as_json:
             print(json.dumps({"file": outcome.source, "error": outcome.error}), flush=True)
         return 1
-    pred = to_prediction(outcome.source, outcome.probabilities, labels)
+    pred = to_prediction(outcome.source, outcome.probabilities, labels, outcome.anomaly_score, outcome.unusual)
     if as_json:
         print(json.dumps(pred.to_dict()), flush=True)
         return 0
@@ -441,6 +447,9 @@ def serve(
             help="Test-time augmentation: model (each model's own, the default), none (fastest), rot4, rot4flip."
         ),
     ] = None,
+    detector: Annotated[
+        Path | None, typer.Option(help="Anomaly detector folder for the default model (default: its own).")
+    ] = None,
 ) -> None:
     """Run the web app and REST API (upload page at /, OpenAPI at /docs)."""
     import uvicorn
@@ -471,7 +480,7 @@ def serve(
     out.print(f"serving on http://{host}:{port} ({auth}; Ctrl-C to stop)")
     # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
     # uvicorn's default would believe any X-Forwarded-For sent from this machine.
-    app_ = create_app(settings, model=model or None)
+    app_ = create_app(settings, model=model or None, detector=detector)
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=False)
 
 
@@ -616,9 +625,10 @@ def data_split(
 
 
 def _register_archive_commands() -> None:
-    from astroclassify import cli_ingest
+    from astroclassify import cli_anomalies, cli_ingest
 
     cli_ingest.register(app)
+    cli_anomalies.register(app)
 
 
 _register_archive_commands()

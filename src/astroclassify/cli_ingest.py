@@ -62,13 +62,16 @@ def ingest(
     alert_below: Annotated[
         float | None, typer.Option(help="With --classify: raise an alert under this confidence.")
     ] = None,
+    alert_unusual: Annotated[
+        bool, typer.Option("--alert-unusual", help="With --classify: raise an alert for images flagged unusual.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
 ) -> None:
     """Fetch an archive's images with provenance into the store (resumable; duplicates reported)."""
     from astroclassify.pipeline.ingest import ingest as run_ingest
 
-    if alert_below is not None and not classify:
-        raise ConfigError("--alert-below needs --classify: alerts are raised on the model's confidence")
+    if (alert_below is not None or alert_unusual) and not classify:
+        raise ConfigError("--alert-below and --alert-unusual need --classify: alerts are raised on the model's answer")
     settings = _settings()
     sources = _source_options(settings, base_url, api or bool(count), api_url, api_key, category, size, count)
     with _store(settings) as store, _client(settings, store) as client:
@@ -76,10 +79,10 @@ def ingest(
             source,
             store,
             client=client,
-            options=_options(settings, since, until, limit, alert_below),
+            options=_options(settings, since, until, limit, alert_below, alert_unusual),
             source_options=sources,
             predictor=_predictor(settings, model) if classify else None,
-            notifiers=_notifiers(log_alerts=alert_below is not None),
+            notifiers=_notifiers(log_alerts=alert_below is not None or alert_unusual),
             on_item=_printer(as_json),
         )
     c = result.counts
@@ -104,6 +107,9 @@ def watch(
     category: Category = None,
     model: Model = "",
     alert_below: Annotated[float, typer.Option(help="Alert when the model's confidence is under this.")] = 0.6,
+    alert_unusual: Annotated[
+        bool, typer.Option("--alert-unusual/--no-alert-unusual", help="Alert for images the detector flags unusual.")
+    ] = True,
     webhook: Annotated[list[str] | None, typer.Option(help="POST alerts as JSON to this URL (repeatable).")] = None,
     alerts_file: Annotated[list[Path] | None, typer.Option(help="Append alerts as JSON lines to this file.")] = None,
     mailbox: Annotated[list[Path] | None, typer.Option(help="Append alerts as e-mails to this mbox file.")] = None,
@@ -127,7 +133,7 @@ def watch(
             store,
             every=interval,
             client=client,
-            options=_options(settings, None, None, None, alert_below),
+            options=_options(settings, None, None, None, alert_below, alert_unusual),
             notifiers=_notifiers(webhook or (), alerts_file or (), mailbox or ()),
             predictor=_predictor(settings, model),
             on_item=_printer(as_json),
@@ -190,7 +196,7 @@ def _predictor(settings, model: str):
     return OnnxPredictor(model or settings.default_model, **settings.predictor_options())
 
 
-def _options(settings, since, until, limit, alert_below):
+def _options(settings, since, until, limit, alert_below, alert_unusual=False):
     from astroclassify.pipeline.ingest import IngestOptions
 
     return IngestOptions(
@@ -200,6 +206,7 @@ def _options(settings, since, until, limit, alert_below):
         max_pixels=settings.max_image_pixels,
         max_bytes=settings.max_file_bytes,
         alert_below=alert_below,
+        alert_unusual=alert_unusual,
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ImageDecodeError",
     "IngestError",
     "ModelError",
+    "NoEmbeddingError",
     "NotFittedError",
     "RecordNotFoundError",
     "StoreError",
@@ -73,6 +74,10 @@ class UnknownNameError(ModelError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class NoEmbeddingError(ModelError):
+    """A model has no anomaly detector, or a record no stored embedding, to compare with (HTTP 409)."""
 
 
 class NotFittedError(ModelError, AttributeError):

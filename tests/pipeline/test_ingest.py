@@ -311,7 +311,8 @@ def test_bad_arguments_get_one_line_errors(site, cli):
         (("ingest", "apod", "--since", "yesterday"), "--since must be a date"),
         (("ingest", "esahubble", "--category", "dogs"), "unknown ESA/Hubble categories"),
         (("watch", "--every", "sometimes", "--once"), "--every must look like"),
-        (("ingest", "apod", "--alert-below", "0.5"), "--alert-below needs --classify"),
+        (("ingest", "apod", "--alert-below", "0.5"), "--alert-below and --alert-unusual need --classify"),
+        (("ingest", "apod", "--alert-unusual"), "--alert-below and --alert-unusual need --classify"),
     ):
         r = cli(*args)
         assert r.returncode == 2 and r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr

@@ -74,7 +74,10 @@ def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tm
     today = dt.date.today()
     site.add_day(today, "A brand new picture")
     mbox = tmp_path / "alerts.mbox"
-    common = ("--base-url", f"{site.url}/apod/", "--webhook", receiver.url, "--mailbox", str(mbox), "--json")
+    common = (
+        "--base-url", f"{site.url}/apod/", "--webhook", receiver.url, "--mailbox", str(mbox), "--json",
+        "--no-alert-unusual",  # low-confidence alerts only here; anomaly alerts have their own test
+    )  # fmt: skip
     # Every confidence is under 1.01, so every new image raises an alert.
     first = cli("watch", "--once", "--alert-below", "1.01", *common)
     assert first.returncode == 0, first.stderr
@@ -115,6 +118,22 @@ def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tm
     restarted = cli("watch", "--once", "--force", "--alert-below", "1.01", *common)
     assert restarted.returncode == 0
     assert len(receiver.received) == 2 and mails(mbox) == 2
+
+
+def test_unusual_images_raise_one_anomaly_alert(site, cli, receiver):
+    """The test site's pictures are drawn, not photographed: the dso detector flags them."""
+    today = dt.date.today()
+    site.add_day(today, "Something odd")
+    common = ("--base-url", f"{site.url}/apod/", "--webhook", receiver.url, "--json", "--alert-below", "0")
+    first = cli("watch", "--once", *common)
+    assert first.returncode == 0, first.stderr
+    (row,) = [json.loads(line) for line in first.stdout.splitlines()]
+    assert row["unusual"] is True and row["anomaly_score"] >= 0.95
+    (alert,) = receiver.received
+    assert alert["kind"] == "anomaly" and "unusual image (anomaly score" in alert["message"]
+    assert alert["anomaly_score"] == row["anomaly_score"]
+    forced = cli("watch", "--once", "--force", *common)
+    assert forced.returncode == 0 and len(receiver.received) == 1  # once per image, across restarts
 
 
 def test_failed_deliveries_are_retried_until_delivered(receiver, tmp_path):

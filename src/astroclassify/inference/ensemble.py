@@ -24,6 +24,7 @@ import numpy as np
 
 from astroclassify.errors import ConfigError
 from astroclassify.inference.bundle import Bundle, load_bundle
+from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.predictor import FP16_MARKER
 
 __all__ = ["merge_models"]
@@ -67,6 +68,7 @@ def _merge(members: list[Bundle], tta: str):
     logit_names: list[str] = []
     cam_names: list[tuple[str, str]] = []
     cam_shapes: set[tuple] = set()
+    embedding_names: list[str] = []
     fp16, ir_version = True, 0
     for i, b in enumerate(members):
         proto = onnx.load(str(b.onnx_path))
@@ -88,6 +90,8 @@ def _merge(members: list[Bundle], tta: str):
         if "cam" in outputs:
             cam_names.append((f"m{i}_cam", t.name))
             cam_shapes.add(_cam_shape(b))
+        if EMBEDDING_OUTPUT in outputs:
+            embedding_names.append(f"m{i}_{EMBEDDING_OUTPUT}")
     n = np.array(len(members), dtype=np.float32)
     inits.append(numpy_helper.from_array(n, "n_members"))
     nodes += [
@@ -107,6 +111,9 @@ def _merge(members: list[Bundle], tta: str):
         ]
         k = len(members[0].labels)
         outputs.append(helper.make_tensor_value_info("cam", onnx.TensorProto.FLOAT, ["batch", k, "h", "w"]))
+    if len(embedding_names) == len(members):  # the members' embeddings side by side
+        nodes.append(helper.make_node("Concat", embedding_names, [EMBEDDING_OUTPUT], axis=1))
+        outputs.append(helper.make_tensor_value_info(EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, ["batch", None]))
     size = members[0].image_size
     graph = helper.make_graph(
         nodes,

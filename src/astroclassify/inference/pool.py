@@ -22,16 +22,21 @@ class PredictorPool:
         The model used when a request names none (a name or a model folder path).
     models_dir : Path, optional
         Folder of user models; default: ``$ASTROCLASSIFY_HOME/models``.
+    detector : Path, optional
+        An anomaly detector folder for the default model (instead of its own).
     **predictor_options
         Passed to every ``OnnxPredictor`` (``threads``, ``max_pixels``, ``max_bytes``).
     """
 
-    def __init__(self, default: str, *, models_dir: Path | None = None, **predictor_options: Any) -> None:
+    def __init__(
+        self, default: str, *, models_dir: Path | None = None, detector: Path | None = None, **predictor_options: Any
+    ) -> None:
         self.models_dir = models_dir
         self.options = predictor_options
         self._loaded: dict[str, OnnxPredictor] = {}
         self._lock = threading.Lock()
-        first = OnnxPredictor(default, models_dir=models_dir, **predictor_options)  # fails fast on a bad default
+        # ``detector`` replaces the default model's own; the others keep theirs.
+        first = OnnxPredictor(default, models_dir=models_dir, detector=detector, **predictor_options)
         self.default = first.bundle.name
         self._loaded[self.default] = first
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
+from astroclassify.anomalies.detectors import AnomalyScores, Detector
 from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.data.taxonomy import Taxonomy
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
@@ -22,6 +24,7 @@ from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.transforms import center_crop, letterbox, to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views, undo_tta_view
 from astroclassify.inference.bundle import Bundle, load_bundle
+from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.probabilities import softmax
 
 __all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views", "tta_views"]  # TTA re-exported
@@ -58,6 +61,9 @@ class Outcome:
     probabilities: np.ndarray | None
     error: str | None = None
     logits: np.ndarray | None = None  # before temperature scaling
+    embedding: np.ndarray | None = None  # compact embedding (with a detector: see anomalies/detectors.py)
+    anomaly_score: float | None = None  # in [0, 1]: the share of typical images less unusual
+    unusual: bool | None = None  # anomaly_score over the detector's threshold
 
 
 @dataclass(frozen=True)
@@ -86,12 +92,15 @@ class OnnxPredictor:
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         max_bytes: int = DEFAULT_MAX_FILE_BYTES,
         models_dir: Path | None = None,
+        detector: Detector | str | Path | Literal[False] | None = None,
     ) -> None:
         """Load ``bundle`` (a ``Bundle``, a model folder or a model name) into an ONNX Runtime session.
 
         ``threads`` is ONNX Runtime's intra-op thread count (0: all cores); ``max_pixels`` and
         ``max_bytes`` are the decoding limits; ``models_dir`` is where names are looked up
-        besides the bundled models.
+        besides the bundled models. ``detector`` scores how unusual each image is (a
+        ``Detector`` or its folder); default: the model's own ``detector/``, if it has one;
+        ``False``: none.
         """
         import onnxruntime as ort
 
@@ -115,7 +124,37 @@ class OnnxPredictor:
         stored = self.bundle.meta.get("taxonomy")
         taxonomy = Taxonomy.from_dict(stored, f"{self.bundle.path}/model.json") if stored else None
         self.mirror = np.array(taxonomy.mirror_index(list(self.labels))) if taxonomy and taxonomy.mirror else None
-        self._logits_output = [self.session.get_outputs()[0].name]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self._outputs = [self.session.get_outputs()[0].name]
+        self.embedding_size = 0  # 0: the model has no embedding output (exported before 0.3)
+        if EMBEDDING_OUTPUT in outputs:
+            self._outputs.append(EMBEDDING_OUTPUT)
+            self.embedding_size = int(outputs[EMBEDDING_OUTPUT].shape[-1])
+        self.detector = self._detector(detector)
+
+    def _detector(self, detector: Detector | str | Path | Literal[False] | None) -> Detector | None:
+        own = self.bundle.path / "detector"
+        if detector is False or (detector is None and not (own / "detector.json").is_file()):
+            return None
+        try:
+            loaded = detector if isinstance(detector, Detector) else Detector.load(Path(detector or own))
+            if not self.embedding_size:
+                raise ModelError(
+                    f"model {self.bundle.name!r} has no embedding output for its anomaly detector; "
+                    f"run `astroclassify anomalies fit --model {self.bundle.path}`"
+                )
+            if loaded.projection.mean.shape[0] != self.embedding_size:
+                raise ModelError(
+                    f"the anomaly detector was fitted on {loaded.projection.mean.shape[0]}-number embeddings; "
+                    f"model {self.bundle.name!r} makes {self.embedding_size}"
+                )
+        except ModelError as exc:
+            if detector is not None:  # asked for by name: say so
+                raise
+            # The model's own detector cannot be used: classify without anomaly scores, and say why once.
+            log.warning("%s; classifying without anomaly scores", exc)
+            return None
+        return loaded
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -147,27 +186,64 @@ class OnnxPredictor:
         return center_crop(img, self.crop)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
-        """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch.
+        """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch."""
+        return self.forward(batch, tta)[0]
+
+    def forward(self, batch: np.ndarray, tta: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean logits over the TTA views, and the embeddings of the images as they are.
+
+        The embedding comes from the unturned view in every TTA mode, so one anomaly detector
+        serves a model whichever mode a request uses (None: no ``embedding`` output).
 
         Runs at most ``MAX_RUN_BATCH`` images per ORT call: activation memory grows with the
-        batch and ORT's arena keeps its peak (364 images at once took 7 GB).
+        batch and ORT's arena keeps its peak (364 images at once took 7 GB). The embedding
+        costs nothing extra: it is a tensor the logits are computed from.
         """
         mode = self.bundle.tta if tta is None else tta
         views = tta_views(batch, mode)
         v, n = views.shape[:2]
         flat = views.reshape(v * n, *views.shape[2:])
         if not len(flat):
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        out = np.concatenate(
-            [
-                self.session.run(
-                    self._logits_output,
-                    {self.input_name: to_tensor_layout(flat[i : i + MAX_RUN_BATCH], self.bundle.mean, self.bundle.std)},
-                )[0]
-                for i in range(0, len(flat), MAX_RUN_BATCH)
-            ]
-        )
-        return merge_views(out.reshape(v, n, -1), self.mirror)
+            empty = np.zeros((0, self.embedding_size), dtype=np.float32) if self.embedding_size else None
+            return np.zeros((0, len(self.labels)), dtype=np.float32), empty
+        runs = [
+            self.session.run(
+                self._outputs,
+                {self.input_name: to_tensor_layout(flat[i : i + MAX_RUN_BATCH], self.bundle.mean, self.bundle.std)},
+            )
+            for i in range(0, len(flat), MAX_RUN_BATCH)
+        ]
+        logits = merge_views(np.concatenate([r[0] for r in runs]).reshape(v, n, -1), self.mirror)
+        if not self.embedding_size:
+            return logits, None
+        embeddings = np.concatenate([r[1] for r in runs]).reshape(v, n, -1)[0]
+        return logits, embeddings
+
+    def outcomes(self, batch: np.ndarray, tta: str | None = None, names: Sequence[str] | None = None) -> list[Outcome]:
+        """Everything known about each image of a prepared (N, S, S, 3) batch: probabilities, logits, anomaly."""
+        logits, embeddings = self.forward(batch, tta)
+        probabilities = softmax(logits, self.bundle.temperature_for(tta))
+        compact, scores = self.anomalies(logits, embeddings)
+        out = []
+        for i in range(len(batch)):
+            extra = {}
+            if compact is not None and scores is not None:
+                extra = {
+                    "embedding": compact[i],
+                    "anomaly_score": float(scores.anomaly_score[i]),
+                    "unusual": bool(scores.unusual[i]),
+                }
+            out.append(Outcome(names[i] if names else "<array>", probabilities[i], logits=logits[i], **extra))
+        return out
+
+    def anomalies(
+        self, logits: np.ndarray, embeddings: np.ndarray | None
+    ) -> tuple[np.ndarray | None, AnomalyScores | None]:
+        """Compact embeddings and anomaly scores for a batch (None, None without a detector)."""
+        if self.detector is None or embeddings is None or not len(embeddings):
+            return None, None
+        compact = self.detector.projection.compact(embeddings)
+        return compact, self.detector.score(compact, logits)
 
     def explain(self, source: str | Path | bytes, label: str | None = None, tta: str | None = None) -> Explanation:
         """Grad-CAM for ``label`` (default: the predicted class), averaged over the TTA views.
@@ -218,14 +294,10 @@ class OnnxPredictor:
 
         def flush() -> Iterator[Outcome]:
             arrays = [a for _, a, _ in pending if a is not None]
-            logits = self.logits(np.stack(arrays), tta) if arrays else np.zeros((0, len(self.labels)))
-            rows = iter(zip(logits, softmax(logits, self.bundle.temperature_for(tta)), strict=True))
+            names = [n for n, a, _ in pending if a is not None]
+            done = iter(self.outcomes(np.stack(arrays), tta, names) if arrays else [])
             for name, arr, error in pending:
-                if arr is None:
-                    yield Outcome(name, None, error)
-                else:
-                    z, p = next(rows)
-                    yield Outcome(name, p, logits=z)
+                yield Outcome(name, None, error) if arr is None else next(done)
             pending.clear()
 
         n_arrays = 0

@@ -29,6 +29,7 @@ from astroclassify.errors import AstroClassifyError
 from astroclassify.imaging.decode import decode_pil, sniff_format
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.pipeline.alerts import Notifier, deliver_pending
+from astroclassify.pipeline.answer import answer_of
 from astroclassify.sources.base import (
     ArchiveItem,
     NotAPicturePage,
@@ -42,7 +43,7 @@ from astroclassify.sources.http import PoliteClient
 from astroclassify.store import Store
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import DONE, IngestedItems, IngestRuns, pack_fingerprint, unpack_fingerprint
-from astroclassify.store.classifications import Answer, record_classification
+from astroclassify.store.classifications import record_classification
 from astroclassify.store.images import EXTENSIONS, save_image
 from astroclassify.store.tables import IngestedItem
 
@@ -59,6 +60,7 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_bytes: int = DEFAULT_MAX_FILE_BYTES
     alert_below: float | None = None  # raise a low-confidence alert under this confidence
+    alert_unusual: bool = False  # raise an anomaly alert for images the detector flags unusual
     notifiers: tuple[str, ...] = ()  # names of the notifiers each new alert is queued for
 
 
@@ -82,6 +84,8 @@ class ItemOutcome:
     duplicate_of: str | None = None
     label: str | None = None
     confidence: float | None = None
+    anomaly_score: float | None = None
+    unusual: bool | None = None
     item_id: int | None = None
 
 
@@ -355,39 +359,46 @@ class _Run:
     def classify(self, row: IngestedItem, image: Image.Image, outcome: ItemOutcome) -> None:
         p = self.predictor
         assert p is not None and row.stored_name and row.sha256
-        probs = p.predict_proba(p.prepare(np.asarray(image))[None])[0]  # the model's own TTA
-        b = p.bundle
+        (result,) = p.outcomes(p.prepare(np.asarray(image))[None])  # the model's own TTA
         record, _ = record_classification(
             self.session,
             filename=f"{_archive_name(row.key)}.{EXTENSIONS.get(row.image_format or '', 'bin')}",
             stored_name=row.stored_name,
             sha256=row.sha256,
             image_format=row.image_format or "JPEG",
-            answer=Answer(p.labels, probs.tolist(), b.name, b.version, b.tta),
+            answer=answer_of(p, result, p.bundle.tta),
         )
         row.classification_id = record.id
         self.save(row)
         outcome.label, outcome.confidence = record.label, round(record.confidence, 4)
+        if record.anomaly_score is not None:
+            outcome.anomaly_score, outcome.unusual = round(record.anomaly_score, 4), record.unusual
 
     def alert(self, outcome: ItemOutcome) -> int:
-        """A low-confidence alert for a newly classified image, at most once per image."""
-        threshold = self.options.alert_below
-        if (
-            threshold is None
-            or outcome.status != "stored"
-            or outcome.confidence is None
-            or outcome.confidence >= threshold
-        ):
+        """Alerts for a newly classified image: low confidence, unusual (each at most once per image)."""
+        if outcome.status != "stored" or outcome.label is None:
             return 0
         assert outcome.item_id is not None
-        message = (
-            f"{outcome.title or outcome.key}: the model is unsure ({outcome.label}, "
-            f"confidence {outcome.confidence:.2f} < {threshold:.2f})"
-        )
-        payload = {"kind": "low_confidence", **{k: v for k, v in vars(outcome).items() if v is not None}}
-        alert = Alerts(self.session).raise_once(
-            outcome.item_id, "low_confidence", message, payload, list(self.options.notifiers)
-        )
+        name = outcome.title or outcome.key
+        raised = []
+        threshold = self.options.alert_below
+        if threshold is not None and outcome.confidence is not None and outcome.confidence < threshold:
+            message = (
+                f"{name}: the model is unsure ({outcome.label}, confidence {outcome.confidence:.2f} < {threshold:.2f})"
+            )
+            raised.append(self._raise(outcome, "low_confidence", message))
+        if self.options.alert_unusual and outcome.unusual:
+            message = (
+                f"{name}: unusual image (anomaly score {outcome.anomaly_score:.3f}; "
+                f"looks like {outcome.label} at confidence {outcome.confidence:.2f})"
+            )
+            raised.append(self._raise(outcome, "anomaly", message))
+        return sum(raised)
+
+    def _raise(self, outcome: ItemOutcome, kind: str, message: str) -> int:
+        assert outcome.item_id is not None
+        payload = {"kind": kind, **{k: v for k, v in vars(outcome).items() if v is not None}}
+        alert = Alerts(self.session).raise_once(outcome.item_id, kind, message, payload, list(self.options.notifiers))
         return int(alert is not None)
 
     def fail(self, row: IngestedItem, error: str) -> ItemOutcome:

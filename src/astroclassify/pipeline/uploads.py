@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
-from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.store.classifications import Answer, Classifications, record_classification
+from astroclassify.inference.predictor import OnnxPredictor, Outcome
+from astroclassify.pipeline.answer import answer_of
+from astroclassify.store.classifications import Classifications, record_classification
 from astroclassify.store.images import save_image
 from astroclassify.store.tables import Classification
 
@@ -82,17 +83,16 @@ class _Target:
         return save_image(data, fmt, self.images), fmt
 
     def record(
-        self, name: str, saved: tuple[str, str], sha: str, probs: np.ndarray, key: str | None = None
+        self, name: str, saved: tuple[str, str], sha: str, outcome: Outcome, key: str | None = None
     ) -> tuple[Classification, bool]:
         stored, fmt = saved
-        b = self.predictor.bundle
         record, created = record_classification(
             self.session,
             filename=name,
             stored_name=stored,
             sha256=sha,
             image_format=fmt,
-            answer=Answer(self.predictor.labels, probs.tolist(), b.name, b.version, self.tta),
+            answer=answer_of(self.predictor, outcome, self.tta),
             owner=self.owner,
             idempotency_key=key,
         )
@@ -134,9 +134,9 @@ def classify_upload(
     except ImageDecodeError as exc:
         raise type(exc)(f"{name}: {str(exc).removeprefix('<bytes>: ')}") from None
     t1 = time.perf_counter()
-    probs = predictor.predict_proba(pixels[None], tta)[0]
+    (outcome,) = predictor.outcomes(pixels[None], tta, [name])
     t2 = time.perf_counter()
-    record, created = target.record(name, target.save(data), sha, probs, idempotency_key)
+    record, created = target.record(name, target.save(data), sha, outcome, idempotency_key)
     t3 = time.perf_counter()
     timings = {"decode": 1000 * (t1 - t0), "infer": 1000 * (t2 - t1), "store": 1000 * (t3 - t2)}
     return UploadResult(record, not created, timings)
@@ -164,9 +164,9 @@ def classify_batch(
     pending: list[tuple[int, str, tuple[str, str], str, np.ndarray]] = []
 
     def flush() -> None:
-        probs = predictor.predict_proba(np.stack([p[-1] for p in pending]), tta)
-        for (i, name, saved, sha, _), p in zip(pending, probs, strict=True):
-            record, created = target.record(name, saved, sha, p)
+        done = predictor.outcomes(np.stack([p[-1] for p in pending]), tta, [p[1] for p in pending])
+        for (i, name, saved, sha, _), outcome in zip(pending, done, strict=True):
+            record, created = target.record(name, saved, sha, outcome)
             outcomes[i] = BatchOutcome(name, UploadResult(record, not created))
         pending.clear()
 

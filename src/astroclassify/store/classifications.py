@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from astroclassify.errors import IdempotencyKeyReusedError, RecordNotFoundError, StoreError
-from astroclassify.store.tables import Classification, Feedback, IdempotencyKey, IngestedItem
+from astroclassify.store.tables import Classification, Embedding, Feedback, IdempotencyKey, IngestedItem, Mark
 
 __all__ = [
     "Answer",
@@ -22,11 +22,19 @@ __all__ = [
     "stored_names",
 ]
 
+# Loaded with every record: API views show corrections, marks and whether look-alikes exist.
+_LOADED = (
+    selectinload(Classification.feedback),
+    selectinload(Classification.marks),
+    selectinload(Classification.embedding).load_only(Embedding.detector),
+)
+
 SORTS: dict[str, Any] = {
     "newest": Classification.id.desc(),
     "oldest": Classification.id.asc(),
     "confidence": Classification.confidence.desc(),
     "least_confident": Classification.confidence.asc(),
+    "most_unusual": Classification.anomaly_score.desc(),
 }
 
 
@@ -36,6 +44,7 @@ class ClassificationQuery:
     min_confidence: float = 0.0
     max_confidence: float = 1.0
     owner: str | None = None
+    unusual: bool | None = None  # True: only images flagged unusual
     sort: str = "newest"
     page: int = 1
     per_page: int = 24
@@ -50,6 +59,10 @@ class Answer:
     model_name: str
     model_version: str
     tta: str | None
+    anomaly_score: float | None = None
+    unusual: bool | None = None
+    embedding: bytes | None = None  # compact embedding, float16 bytes
+    detector: str | None = None  # the id of the projection the embedding is in
 
 
 def new_classification(
@@ -70,6 +83,11 @@ def new_classification(
         model_version=answer.model_version,
         owner=owner,
         tta=answer.tta,
+        anomaly_score=answer.anomaly_score,
+        unusual=answer.unusual,
+        embedding=Embedding(detector=answer.detector, vector=answer.embedding)
+        if answer.embedding is not None and answer.detector
+        else None,
     )
 
 
@@ -148,11 +166,7 @@ class Classifications:
             Classification.owner.is_(None) if owner is None else Classification.owner == owner,
         ]
         return self.session.scalar(
-            select(Classification)
-            .options(selectinload(Classification.feedback))
-            .where(*same)
-            .order_by(Classification.id)
-            .limit(1)
+            select(Classification).options(*_LOADED).where(*same).order_by(Classification.id).limit(1)
         )
 
     def record(self, row: Classification, *, idempotency_key: str | None = None) -> tuple[Classification, bool]:
@@ -185,9 +199,7 @@ class Classifications:
         return row, True
 
     def get(self, record_id: int, *, owner: str | None = None) -> Classification:
-        record = self.session.scalar(
-            select(Classification).options(selectinload(Classification.feedback)).where(Classification.id == record_id)
-        )
+        record = self.session.scalar(select(Classification).options(*_LOADED).where(Classification.id == record_id))
         if record is None or (owner is not None and record.owner != owner):
             raise RecordNotFoundError(f"classification {record_id} not found")
         return record
@@ -200,10 +212,12 @@ class Classifications:
             where.append(Classification.label == q.label)
         if q.owner is not None:
             where.append(Classification.owner == q.owner)
+        if q.unusual is not None:
+            where.append(Classification.unusual.is_(q.unusual))
         total = self.session.scalar(select(func.count()).select_from(Classification).where(*where)) or 0
         rows = self.session.scalars(
             select(Classification)
-            .options(selectinload(Classification.feedback))
+            .options(*_LOADED)
             .where(*where)
             .order_by(SORTS[q.sort])
             .limit(q.per_page)
@@ -219,3 +233,11 @@ class Classifications:
         self.session.add(item)
         self.session.commit()
         return item
+
+    def add_mark(self, record_id: int, interesting: bool, *, owner: str | None = None) -> Mark:
+        """A person's verdict on a record (kept with who and when; the newest one counts)."""
+        record = self.get(record_id, owner=owner)
+        mark = Mark(classification_id=record.id, interesting=bool(interesting), owner=owner)
+        self.session.add(mark)
+        self.session.commit()
+        return mark

@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -27,10 +28,12 @@ __all__ = [
     "ApiKey",
     "Base",
     "Classification",
+    "Embedding",
     "Feedback",
     "IdempotencyKey",
     "IngestRun",
     "IngestedItem",
+    "Mark",
 ]
 
 
@@ -57,8 +60,42 @@ class Classification(Base):
     owner: Mapped[str | None] = mapped_column(String(64), index=True, default=None)  # API key id, if any
     # Test-time augmentation the answer was computed with (none, rot4, rot4flip); NULL before 0.2.
     tta: Mapped[str | None] = mapped_column(String(16), default=None)
+    # How unusual the image is, in [0, 1] (anomalies/detectors.py); NULL: no detector, or before 0.3.
+    anomaly_score: Mapped[float | None] = mapped_column(Float, index=True, default=None)
+    unusual: Mapped[bool | None] = mapped_column(Boolean, default=None)
 
     feedback: Mapped[list[Feedback]] = relationship(back_populates="classification", order_by="Feedback.id")
+    marks: Mapped[list[Mark]] = relationship(back_populates="classification", order_by="Mark.id")
+    embedding: Mapped[Embedding | None] = relationship(back_populates="classification")
+
+
+class Embedding(Base):
+    """A record's compact embedding (float16 bytes), for look-alikes, ranking and the map.
+
+    Only embeddings under the same ``detector`` (its projection's id) are comparable.
+    """
+
+    __tablename__ = "embeddings"
+
+    classification_id: Mapped[int] = mapped_column(ForeignKey("classifications.id"), primary_key=True)
+    detector: Mapped[str] = mapped_column(String(32), index=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    classification: Mapped[Classification] = relationship(back_populates="embedding")
+
+
+class Mark(Base):
+    """A person's verdict on an image: interesting or not. Never overwritten; the newest counts."""
+
+    __tablename__ = "marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    classification_id: Mapped[int] = mapped_column(ForeignKey("classifications.id"), index=True)
+    interesting: Mapped[bool] = mapped_column(Boolean)
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)  # API key name, or None for local use
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    classification: Mapped[Classification] = relationship(back_populates="marks")
 
 
 class Feedback(Base):

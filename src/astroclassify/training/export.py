@@ -1,7 +1,8 @@
 """ONNX export. Weights are stored as float16 (half the size) and upcast when loaded.
 
-Models with a closed-form ``head_gradient`` get a second output, ``cam``: Grad-CAM maps
-for every class (see ``explanations/gradcam.py``), so explanations need no torch.
+Models with a closed-form ``head_gradient`` get two more outputs: ``cam``, Grad-CAM maps
+for every class (see ``training/gradcam.py``), so explanations need no torch; and
+``embedding``, the head's input, for anomaly scores and similarity search.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.predictor import FP16_MARKER
 from astroclassify.training.gradcam import CamExport
 
@@ -30,7 +32,7 @@ def export_onnx(model: nn.Module, path: Path, image_size: int, *, fp16_weights: 
     model = model.eval().to(memory_format=torch.contiguous_format)
     outputs = ["logits"]
     if hasattr(model, "head_gradient"):
-        model, outputs = CamExport(model).eval(), ["logits", "cam"]
+        model, outputs = CamExport(model).eval(), ["logits", "cam", EMBEDDING_OUTPUT]
     dummy = torch.zeros(1, 3, image_size, image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about constant folding

@@ -39,12 +39,17 @@ def gradcam(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class CamExport(nn.Module):
-    """Wraps a model so that its ONNX graph returns ``(logits, cam)``."""
+    """Wraps a model so that its ONNX graph returns ``(logits, cam, embedding)``.
+
+    The embedding is the pooled last feature map, the head's input (what anomaly detectors
+    and similarity search use; see ``anomalies/``).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.model.forward_features(x)
-        return self.model.forward_head(features), cam_maps(self.model, features)
+        pooled = features.mean(dim=(2, 3))
+        return self.model.forward_head(features), cam_maps(self.model, features), pooled

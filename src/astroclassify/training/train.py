@@ -371,8 +371,21 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
     seconds = time.perf_counter() - started
     bundle = finish_bundle(cfg, data, model, out, best_epoch=best_epoch, seconds=seconds)
     write_model_card(bundle)
+    _fit_detector(out)
     skipped = bundle.meta["data"].get("manifest_problems", []) + bundle.meta["data"].get("undecodable", [])
     return TrainResult(out, load_bundle(out), seconds, skipped)
+
+
+def _fit_detector(out: Path) -> None:
+    """The model's own anomaly detector: its training images as reference, validation ones calibrating."""
+    from astroclassify.errors import AstroClassifyError
+    from astroclassify.evaluation.anomalies import fit_anomalies
+
+    try:
+        fitted = fit_anomalies(out)
+        log.info("%r", fitted)
+    except AstroClassifyError as exc:  # too few validation images, say: the model works without one
+        log.warning("no anomaly detector for %s: %s", out, exc)
 
 
 def prepare(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:

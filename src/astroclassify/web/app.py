@@ -23,13 +23,14 @@ from astroclassify.errors import (
     IdempotencyKeyReusedError,
     ImageDecodeError,
     ModelError,
+    NoEmbeddingError,
     RecordNotFoundError,
     UnknownNameError,
 )
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import RequestGuard
 from astroclassify.web.ratelimit import RateLimiter
-from astroclassify.web.routers import api, docs, health, pages
+from astroclassify.web.routers import api, discovery, docs, health, pages
 
 __all__ = ["SafeJSONResponse", "create_app"]
 
@@ -48,7 +49,7 @@ class SafeJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def create_app(settings: Settings | None = None, model: str | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, model: str | None = None, detector: Path | None = None) -> FastAPI:
     """The web app and REST API, for one installation's settings.
 
     Parameters
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
         Default: read from the environment now.
     model : str, optional
         The model used when a request names none (default: ``settings.default_model``).
+    detector : Path, optional
+        An anomaly detector folder for that model (default: the model's own).
     """
     settings = settings or get_settings()
 
@@ -68,7 +71,9 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
         from astroclassify.store.images import sweep_orphans
 
         # Loaded once per process: per request only decoding and resizing remain.
-        app.state.pool = PredictorPool(model or settings.default_model, **settings.predictor_options())
+        app.state.pool = PredictorPool(
+            model or settings.default_model, detector=detector, **settings.predictor_options()
+        )
         app.state.store = store = open_store(settings.home, settings.database_url)
         app.state.sessions, app.state.uploads = store.sessions, store.images
         with store.session() as session:  # uploads saved before a crash, never committed
@@ -95,7 +100,7 @@ def create_app(settings: Settings | None = None, model: str | None = None) -> Fa
         "/static/apidocs", StaticFiles(directory=docs.ASSETS), name="apidocs"
     )  # before /static, which would shadow it
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for router in (pages.router, api.router, api.seed_router, health.router, docs.router):
+    for router in (pages.router, api.router, discovery.router, api.seed_router, health.router, docs.router):
         app.include_router(router)
     _add_error_handlers(app)
     return app
@@ -108,6 +113,8 @@ def _status(exc: AstroClassifyError) -> int:
         return 422
     if isinstance(exc, UnknownNameError | RecordNotFoundError):
         return 404
+    if isinstance(exc, NoEmbeddingError):
+        return 409
     if isinstance(exc, ModelError):
         return 500
     return 400

@@ -59,12 +59,15 @@ def _classification_query(
     label: Annotated[str | None, Query(max_length=64)] = None,
     min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
     max_confidence: Annotated[float, Query(ge=0, le=1)] = 1.0,
-    sort: Annotated[str, Query(pattern="^(newest|oldest|confidence|least_confident)$")] = "newest",
+    sort: Annotated[str, Query(pattern="^(newest|oldest|confidence|least_confident|most_unusual)$")] = "newest",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 24,
+    unusual: Annotated[bool | None, Query(description="Only images flagged unusual (true) or not (false).")] = None,
 ) -> ClassificationQuery:
     """Filter, sort and page parameters shared by the gallery page and the list API."""
-    return ClassificationQuery(label or None, min_confidence, max_confidence, None, sort, page, per_page)
+    return ClassificationQuery(
+        label or None, min_confidence, max_confidence, None, unusual, sort=sort, page=page, per_page=per_page
+    )
 
 
 ClassificationQueryDep = Annotated[ClassificationQuery, Depends(_classification_query)]

@@ -8,6 +8,7 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from astroclassify.credits import Credit
+from astroclassify.pipeline.discovery import Neighbour
 from astroclassify.store.tables import Classification
 
 __all__ = [
@@ -48,7 +49,17 @@ class ClassificationOut(BaseModel):
         description="Test-time augmentation the answer was computed with (none, rot4, rot4flip); null for records from before 0.2."
     )
     low_confidence: bool = Field(description="Confidence under the server's threshold: treat the label with care.")
-    anomaly_score: float | None = Field(default=None, description="Not computed by this model yet.")
+    anomaly_score: float | None = Field(
+        default=None,
+        description="How unusual the image is, in [0, 1]: the share of typical images (held out from the "
+        "model's training) that look less unusual. Null: the model has no anomaly detector.",
+    )
+    unusual: bool | None = Field(
+        default=None, description="anomaly_score is over the detector's threshold (5% of typical images are)."
+    )
+    interesting: bool | None = Field(
+        default=None, description="A person's latest mark: interesting (true) or not (false); null if unmarked."
+    )
     corrected_label: str | None = Field(default=None, description="The latest correction a person made, if any.")
     already_stored: bool = Field(
         default=False,
@@ -57,6 +68,7 @@ class ClassificationOut(BaseModel):
     )
     explanation_url: str = Field(description="Grad-CAM overlay of this image (PNG).")
     image_url: str = Field(description="The stored image, as uploaded.")
+    similar_url: str | None = Field(default=None, description="Stored images most like this one (needs an embedding).")
     credit: CreditOut | None = Field(default=None, description="Archive credit when the file name is a known id.")
     created_at: dt.datetime | None = None
     feedback: list[FeedbackOut] = []
@@ -82,6 +94,10 @@ class ClassificationOut(BaseModel):
             model_version=row.model_version,
             tta=row.tta,
             low_confidence=row.confidence < low_confidence_below,
+            anomaly_score=row.anomaly_score,
+            unusual=row.unusual,
+            interesting=row.marks[-1].interesting if row.marks else None,
+            similar_url=f"/api/classifications/{row.id}/similar" if row.embedding is not None else None,
             corrected_label=row.feedback[-1].label if row.feedback else None,
             already_stored=already_stored,
             explanation_url=f"/api/classifications/{row.id}/explanation.png",
@@ -129,3 +145,75 @@ class BatchResult(BaseModel):
     items: list[BatchItem]
     classified: int
     failed: int
+
+
+class NeighbourOut(BaseModel):
+    id: int
+    file: str
+    label: str
+    confidence: float
+    anomaly_score: float | None
+    interesting: bool | None
+    distance: float = Field(description="Euclidean distance between compact embeddings (smaller: more alike).")
+    image_url: str
+
+    @classmethod
+    def of(cls, n: Neighbour) -> NeighbourOut:
+        return cls(
+            id=n.id,
+            file=n.filename,
+            label=n.label,
+            confidence=n.confidence,
+            anomaly_score=n.anomaly_score,
+            interesting=n.interesting,
+            distance=n.distance,
+            image_url=f"/api/classifications/{n.id}/image",
+        )
+
+
+class SimilarOut(BaseModel):
+    query: str
+    detector: str = Field(description="Id of the embedding space compared in.")
+    items: list[NeighbourOut]
+
+
+class MarkIn(BaseModel):
+    interesting: bool = Field(description="True: interesting; false: not (boring).")
+
+
+class MarkOut(BaseModel):
+    id: int
+    classification_id: int
+    interesting: bool
+    owner: str | None
+    created_at: dt.datetime | None
+
+
+class RankedOut(BaseModel):
+    id: int
+    file: str
+    label: str
+    confidence: float
+    anomaly_score: float
+    score: float = Field(description="The anomaly score re-learned from people's marks, in [0, 1].")
+    interesting: bool | None
+    source: str
+    image_url: str
+    neighbours: list[NeighbourOut]
+
+
+class RankingOut(BaseModel):
+    items: list[RankedOut]
+    total: int
+    marked: int
+    interesting: int
+    detector: str
+
+
+class MapPointOut(BaseModel):
+    id: int
+    x: float
+    y: float
+    label: str
+    anomaly_score: float | None
+    interesting: bool | None

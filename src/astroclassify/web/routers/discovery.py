@@ -1,0 +1,112 @@
+"""JSON API for discovery: look-alikes, marks, the re-learned anomaly ranking and its map."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi.responses import FileResponse
+
+from astroclassify.pipeline.discovery import anomaly_map, anomaly_ranking, export_marks, mark_image, similar_images
+from astroclassify.web.deps import CurrentUser, PoolDep, RecordId
+from astroclassify.web.schemas import (
+    MapPointOut,
+    MarkIn,
+    MarkOut,
+    NeighbourOut,
+    RankedOut,
+    RankingOut,
+    SimilarOut,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["discovery"])
+ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model whose embeddings to use.")]
+
+
+@router.get("/classifications/{record_id}/similar", response_model=SimilarOut)
+def similar(
+    request: Request,
+    pool: PoolDep,
+    owner: CurrentUser,
+    record_id: RecordId,
+    k: Annotated[int, Query(ge=1, le=100)] = 12,
+    model: ModelQuery = None,
+) -> SimilarOut:
+    """Stored images most like this one (nearest compact embeddings), nearest first."""
+    result = similar_images(request.app.state.store, record_id, pool.get(model), k=k, owner=owner)
+    return SimilarOut(query=result.query, detector=result.detector, items=[NeighbourOut.of(h) for h in result.hits])
+
+
+@router.post("/classifications/{record_id}/mark", response_model=MarkOut)
+def mark(request: Request, owner: CurrentUser, record_id: RecordId, body: MarkIn) -> MarkOut:
+    """Mark an image interesting or not; earlier marks are kept, the newest counts."""
+    m = mark_image(request.app.state.store, record_id, body.interesting, owner=owner)
+    return MarkOut(
+        id=m.id,
+        classification_id=m.classification_id,
+        interesting=m.interesting,
+        owner=m.owner,
+        created_at=m.created_at,
+    )
+
+
+@router.get("/anomalies", response_model=RankingOut)
+def anomalies(
+    request: Request,
+    pool: PoolDep,
+    owner: CurrentUser,
+    model: ModelQuery = None,
+    label: Annotated[str | None, Query(max_length=64)] = None,
+    source: Annotated[str | None, Query(max_length=32, description="upload, apod, esahubble, ...")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    neighbours: Annotated[int, Query(ge=0, le=12)] = 4,
+) -> RankingOut:
+    """Stored images, most interesting first: the anomaly score re-learned from every mark."""
+    r = anomaly_ranking(
+        request.app.state.store,
+        pool.get(model),
+        label=label or None,
+        source=source or None,
+        limit=limit,
+        offset=offset,
+        neighbours=neighbours,
+        owner=owner,
+    )
+    items = [
+        RankedOut(
+            id=i.id,
+            file=i.filename,
+            label=i.label,
+            confidence=i.confidence,
+            anomaly_score=i.anomaly_score,
+            score=i.score,
+            interesting=i.interesting,
+            source=i.source,
+            image_url=f"/api/classifications/{i.id}/image",
+            neighbours=[NeighbourOut.of(n) for n in i.neighbours],
+        )
+        for i in r.items
+    ]
+    return RankingOut(items=items, total=r.total, marked=r.marked, interesting=r.interesting, detector=r.detector)
+
+
+@router.get("/anomalies/map", response_model=list[MapPointOut])
+def anomalies_map(request: Request, pool: PoolDep, owner: CurrentUser, model: ModelQuery = None) -> list[MapPointOut]:
+    """Every stored image on a 2-D map of the embeddings (t-SNE; x and y in [0, 1])."""
+    return [MapPointOut(**p.to_dict()) for p in anomaly_map(request.app.state.store, pool.get(model), owner=owner)]
+
+
+@router.get("/marks/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
+def export(request: Request, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
+    """Marked images as a zip of a dataset folder (label: interesting or boring; who and when)."""
+    tmp = Path(tempfile.mkdtemp(prefix="astroclassify-marks-"))
+    background.add_task(shutil.rmtree, tmp, True)
+    n = export_marks(request.app.state.store, tmp / "marks", owner=owner)
+    archive = shutil.make_archive(str(tmp / "marks"), "zip", tmp, "marks")
+    return FileResponse(archive, media_type="application/zip", filename="marks.zip", headers={"X-Images": str(n)})

@@ -1,0 +1,99 @@
+"""Look-alikes, marks, the re-learned ranking and the map, through the REST API (in-process)."""
+
+import io
+import shutil
+import zipfile
+from importlib import resources
+
+import pytest
+from fastapi.testclient import TestClient
+
+from astroclassify.config import Settings
+from astroclassify.web.app import create_app
+from tests.conftest import jpeg_bytes, make_sky
+from tests.web.conftest import LOCAL, upload
+
+
+@pytest.fixture(scope="module")
+def stored(shared_data, tmp_path_factory):
+    """A server with 6 galaxies, 4 nebulae, 3 planets and 2 drawn skies stored; ids by kind."""
+    home = tmp_path_factory.mktemp("discovery-home")
+    plain = home / "models" / "plain"  # the dso model without its detector
+    shutil.copytree(str(resources.files("astroclassify") / "bundled" / "dso"), plain)
+    shutil.rmtree(plain / "detector")
+    settings = Settings(home=home, allowed_hosts=["testserver"])
+    with TestClient(create_app(settings), client=LOCAL) as client:
+        ids: dict[str, list[int]] = {"galaxy": [], "nebula": [], "planet": [], "drawn": []}
+        files = (
+            [("galaxy", p) for p in sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[:6]]
+            + [("nebula", p) for p in sorted((shared_data / "hubble-dso/nebula").glob("*.jpg"))[:4]]
+            + [("planet", p) for p in sorted((shared_data / "nasa-planets-galaxies/planet").glob("*.jpg"))[:3]]
+        )
+        for kind, path in files:
+            ids[kind].append(upload(client, path.read_bytes(), path.name).json()["id"])
+        for seed in (1, 2):
+            drawn = jpeg_bytes(make_sky("galaxy", 128, seed=seed))
+            ids["drawn"].append(upload(client, drawn, f"drawn{seed}.jpg").json()["id"])
+        plain_id = upload(client, files[0][1].read_bytes(), "plain.jpg", data={"model": "plain"}).json()["id"]
+        yield client, ids, plain_id
+
+
+def test_records_carry_anomaly_scores_and_look_alikes(stored):
+    client, ids, _ = stored
+    galaxy = client.get(f"/api/classifications/{ids['galaxy'][0]}").json()
+    drawn = client.get(f"/api/classifications/{ids['drawn'][0]}").json()
+    assert galaxy["unusual"] is False and drawn["unusual"] is True
+    assert drawn["anomaly_score"] > galaxy["anomaly_score"]
+    assert galaxy["similar_url"] == f"/api/classifications/{ids['galaxy'][0]}/similar"
+
+    near = client.get(galaxy["similar_url"], params={"k": 5}).json()
+    found = [h["id"] for h in near["items"]]
+    assert len(found) == 5 and ids["galaxy"][0] not in found
+    distances = [h["distance"] for h in near["items"]]
+    assert distances == sorted(distances)
+    assert found[0] in ids["galaxy"] + ids["nebula"]  # a Hubble image, not a planet or a drawing
+    planet = client.get(f"/api/classifications/{ids['planet'][0]}/similar", params={"k": 2}).json()
+    assert planet["items"][0]["id"] in ids["planet"]
+
+
+def test_marks_move_the_ranking_and_are_exported(stored):
+    client, ids, _ = stored
+    before = client.get("/api/anomalies", params={"limit": 100, "neighbours": 2}).json()
+    order = [i["id"] for i in before["items"]]
+    assert before["total"] == 15 and set(order) == {i for v in ids.values() for i in v}
+    assert len(before["items"][0]["neighbours"]) == 2
+    top = order[0]
+    assert client.post(f"/api/classifications/{top}/mark", json={"interesting": False}).status_code == 200
+    galaxy = ids["galaxy"][3]
+    assert client.post(f"/api/classifications/{galaxy}/mark", json={"interesting": True}).json()["interesting"]
+    after = client.get("/api/anomalies", params={"limit": 100}).json()
+    new_order = [i["id"] for i in after["items"]]
+    assert new_order[0] == galaxy and new_order[-1] == top  # marked images sort to either end
+    assert (after["marked"], after["interesting"]) == (2, 1)
+    assert client.get(f"/api/classifications/{galaxy}").json()["interesting"] is True
+    only = client.get("/api/anomalies", params={"label": "planet", "neighbours": 0}).json()
+    assert only["items"] and all(i["label"] == "planet" for i in only["items"])
+
+    exported = client.get("/api/marks/export")
+    assert exported.status_code == 200 and exported.headers["X-Images"] == "2"
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as z:
+        manifest = z.read("marks/manifest.csv").decode()
+    assert "interesting" in manifest and "boring" in manifest and "marked_by" in manifest
+
+
+def test_the_map_places_every_image(stored):
+    client, ids, _ = stored
+    points = client.get("/api/anomalies/map").json()
+    assert {p["id"] for p in points} == {i for v in ids.values() for i in v}
+    assert all(0 <= p["x"] <= 1 and 0 <= p["y"] <= 1 for p in points)
+
+
+def test_without_a_detector_look_alikes_are_a_clear_409(stored):
+    client, _, plain_id = stored
+    record = client.get(f"/api/classifications/{plain_id}").json()
+    assert record["anomaly_score"] is None and record["similar_url"] is None
+    refused = client.get(f"/api/classifications/{plain_id}/similar")
+    assert refused.status_code == 409 and "no stored embedding" in refused.json()["error"]["message"]
+    assert client.get("/api/anomalies", params={"model": "plain"}).status_code == 409
+    assert client.get("/api/classifications/999999/similar").status_code == 404
+    assert client.post("/api/classifications/999999/mark", json={"interesting": True}).status_code == 404
