@@ -70,7 +70,9 @@ def main() -> None:
             search = make(data)
             build = time.perf_counter() - t
             ms, found = timed_queries(search, queries)
-            print(f"n={n:>9,}  {name:15s} build {build:6.1f} s  {ms:7.2f} ms/query  recall@10 {recall(found, truth):.3f}")
+            print(
+                f"n={n:>9,}  {name:15s} build {build:6.1f} s  {ms:7.2f} ms/query  recall@10 {recall(found, truth):.3f}"
+            )
     print("command: python bench/similarity.py --sizes " + " ".join(map(str, args.sizes)))
 
 

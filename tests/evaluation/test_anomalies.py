@@ -89,9 +89,7 @@ def test_fit_writes_a_detector_and_what_it_used(nebula_detector):
 
 
 def test_evaluate_leaves_out_fitted_images_and_has_a_stable_shape(nebula_detector):
-    ev = evaluate_anomalies(
-        "dso", "hubble-dso:nebula", "nasa-planets-galaxies:planet", detector=nebula_detector.path
-    )
+    ev = evaluate_anomalies("dso", "hubble-dso:nebula", "nasa-planets-galaxies:planet", detector=nebula_detector.path)
     m = ev.metrics
     assert m["excluded_fitted"] == nebula_detector.n_reference + nebula_detector.n_held_out
     assert m["n_in"] + m["excluded_fitted"] == 182 and m["n_out"] == 102  # hubble-dso has 182 nebulae
@@ -104,7 +102,12 @@ def test_evaluate_leaves_out_fitted_images_and_has_a_stable_shape(nebula_detecto
 
 def test_simulate_replays_marks(nebula_detector):
     sim = simulate_marks(
-        "dso", ["hubble-dso:nebula", "nasa-planets-galaxies:planet"], "planet", marks=9, rounds=3, detector=nebula_detector.path
+        "dso",
+        ["hubble-dso:nebula", "nasa-planets-galaxies:planet"],
+        "planet",
+        marks=9,
+        rounds=3,
+        detector=nebula_detector.path,
     )
     m = sim.metrics
     for key in ("auroc_before", "auroc_after", "precision_at_20_before", "precision_at_20_after", "marks"):
