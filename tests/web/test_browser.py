@@ -237,3 +237,60 @@ def test_results_layout_and_empty_states(browser, site, shared_data, tmp_path, w
         assert empty.size["height"] < 1.5 * line  # one line
     finally:
         browser.set_window_size(1200, 900)
+
+
+def test_anomalies_page_marks_move_the_ranking_and_the_map_opens_images(browser, shared_data):
+    """A fresh server with 12 stored images: mark the top one boring by key, it leaves the top."""
+    import httpx
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with serve_process() as base:
+        files = (
+            sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[:8]
+            + sorted((shared_data / "nasa-planets-galaxies/planet").glob("*.jpg"))[:4]
+        )
+        for path in files:
+            assert (
+                httpx.post(f"{base}/api/classify", files={"image": (path.name, path.read_bytes())}).status_code == 200
+            )
+        browser.get(base + "/anomalies")
+
+        def ranking(d):
+            items = d.find_elements(By.CSS_SELECTOR, "#ranking .rank-item")
+            return [i.get_attribute("data-record") for i in items] if len(items) == 12 else False
+
+        before = WebDriverWait(browser, 30).until(ranking)
+        assert "12 images · 0 marked" in browser.find_element(By.ID, "rank-status").text
+        first = browser.find_element(By.CSS_SELECTOR, "#ranking .rank-item")
+        assert "current" in first.get_attribute("class")
+        browser.find_element(By.TAG_NAME, "body").send_keys("b")  # the current (top) image: not interesting
+        WebDriverWait(browser, 30).until(
+            lambda d: "1 marked (0 interesting)" in d.find_element(By.ID, "rank-status").text
+        )
+        after = ranking(browser)
+        assert after[0] != before[0] and after[-1] == before[0]  # the boring one sank to the bottom
+
+        # Mark the last one interesting with its button: it rises to the top.
+        last = browser.find_elements(By.CSS_SELECTOR, "#ranking .rank-item")[-2]
+        rising = last.get_attribute("data-record")
+        last.find_element(By.CSS_SELECTOR, "button.mark[data-interesting='true']").click()
+        WebDriverWait(browser, 30).until(
+            lambda d: "2 marked (1 interesting)" in d.find_element(By.ID, "rank-status").text
+        )
+        assert ranking(browser)[0] == rising
+
+        canvas = browser.find_element(By.ID, "map")
+        WebDriverWait(browser, 30).until(lambda d: canvas.get_attribute("data-points") == "12")
+        # Hover each point until the tip shows an image, then click it open.
+        points = browser.execute_script("return fetch('/api/anomalies/map').then(r => r.json())")
+        p = points[0]
+        w, h = canvas.size["width"], canvas.size["height"]
+        x = 8 + p["x"] * (w - 16) - w / 2
+        y = 8 + p["y"] * (h - 16) - h / 2
+        ActionChains(browser).move_to_element_with_offset(canvas, int(x), int(y)).perform()
+        tip = browser.find_element(By.ID, "map-tip")
+        WebDriverWait(browser, 10).until(lambda d: tip.is_displayed())
+        ActionChains(browser).move_to_element_with_offset(canvas, int(x), int(y)).click().perform()
+        WebDriverWait(browser, 30).until(lambda d: "/classifications/" in d.current_url)

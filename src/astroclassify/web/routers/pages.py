@@ -9,8 +9,9 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from astroclassify.errors import ImageDecodeError, UnknownNameError
+from astroclassify.errors import ImageDecodeError, NoEmbeddingError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
+from astroclassify.pipeline.discovery import similar_images
 from astroclassify.sizes import format_bytes
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import IngestedItems, IngestRuns
@@ -39,6 +40,7 @@ PLOTS = {
 NAV = (
     ("/", "Classify"),
     ("/gallery", "Gallery"),
+    ("/anomalies", "Anomalies"),
     ("/ingest", "Archives"),
     ("/models", "Models"),
     ("/documentation", "Documentation"),
@@ -162,8 +164,16 @@ def detail(
         bundle = None  # the model that answered is no longer served: no explanation, labels from the record
     labels = list(bundle.labels) if bundle else list(row.probabilities)
     latest = row.feedback[-1] if row.feedback else None
+    similar = []
+    if row.embedding is not None:
+        try:
+            similar = similar_images(request.app.state.store, row.id, pool.get(), k=8).hits
+        except NoEmbeddingError:
+            similar = []
     context = {
         "row": row,
+        "similar": similar,
+        "mark": row.marks[-1].interesting if row.marks else None,
         "labels": labels,
         "latest": latest,
         "credit": record_credit(session, row),
@@ -194,6 +204,21 @@ def thumbnail(
     _browsable(caller)
     row = Classifications(session).get(record_id)
     return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", decoder)
+
+
+@router.get("/anomalies", response_class=HTMLResponse)
+def anomalies_page(request: Request, pool: PoolDep, session: SessionDep, caller: CallerDep) -> HTMLResponse:
+    """The stored images ranked by how unusual they look, re-learned from marks; and their map."""
+    _browsable(caller)
+    predictor = pool.get()
+    context = {
+        "bundle": predictor.bundle,
+        "has_detector": predictor.detector is not None,
+        "labels": list(predictor.labels),
+        "sources": ["upload", *IngestedItems(session).counts_by_source()],
+        "false_alarm_rate": predictor.detector.false_alarm_rate if predictor.detector else None,
+    }
+    return templates.TemplateResponse(request, "anomalies.html", context)
 
 
 @router.get("/ingest", response_class=HTMLResponse)

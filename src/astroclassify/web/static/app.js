@@ -109,6 +109,15 @@ if (form) {
     $(".how").textContent = `Model ${data.model} ${data.model_version}, ${VIEWS[data.tta] || data.tta || "views unknown"}`;
     $(".how").hidden = false;
     $(".warning").hidden = !data.low_confidence;
+    if (data.anomaly_score !== null && data.anomaly_score !== undefined) {
+      const line = $(".anomaly-line");
+      const score = data.anomaly_score.toFixed(2);
+      line.textContent = data.unusual
+        ? `Unusual image: anomaly score ${score}, unlike ${(100 * data.anomaly_score).toFixed(0)}% of typical images. Worth a closer look.`
+        : `Anomaly score ${score}: more unusual than ${(100 * data.anomaly_score).toFixed(0)}% of typical images, not flagged.`;
+      line.classList.toggle("unusual", data.unusual);
+      line.hidden = false;
+    }
     if (data.already_stored) {
       $(".first").href = `/classifications/${data.id}`;
       $(".repeat").hidden = false;
@@ -142,3 +151,32 @@ if (form) {
     button.disabled = false;
   });
 }
+
+// Marks (detail and anomalies pages): any .marks box with data-record holds two buttons.
+async function sendMark(box, interesting) {
+  const res = await fetch(`/api/classifications/${box.dataset.record}/mark`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ interesting }),
+  });
+  const status = box.querySelector(".mark-status");
+  if (!res.ok) {
+    const data = await res.json().catch(() => ({}));
+    status.textContent = data.error ? data.error.message : "could not save the mark";
+    return false;
+  }
+  box.querySelectorAll("button.mark").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.interesting === String(interesting))));
+  status.textContent = interesting ? "marked interesting" : "marked not interesting";
+  box.dispatchEvent(new CustomEvent("marked", { bubbles: true, detail: { interesting } }));
+  return true;
+}
+document.addEventListener("click", (e) => {
+  const button = e.target.closest("button.mark");
+  if (button) sendMark(button.closest(".marks"), button.dataset.interesting === "true");
+});
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key !== "i" && e.key !== "b") return;
+  const box = document.querySelector(".marks.current") || (document.querySelectorAll(".marks").length === 1 && document.querySelector(".marks"));
+  if (box) { e.preventDefault(); sendMark(box, e.key === "i"); }
+});
