@@ -31,4 +31,7 @@ def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
     assert "EnsembleResult(tiny-ens" in printed and "IngestResult(apod:" in printed
     assert Path("m51-gradcam.png").is_file() and Path("reports/report-hubble-dso-auto.html").is_file()
     assert Path("runs/tiny/cv.json").is_file() and Path("apod-dataset/manifest.csv").is_file()
+    assert "AnomalyFit(detectors/nebulae" in printed and "AnomalyEvaluation(n_in=" in printed
+    assert "Simulation(9 marks in 3 rounds" in printed and "1 marked image(s) exported" in printed
+    assert Path("marks-dataset/manifest.csv").is_file()
     assert os.environ["ASTROCLASSIFY_HOME"] not in str(Path.cwd())

@@ -6,7 +6,9 @@ The public API, one call per task (docs/api.md has runnable examples):
 - training: ``TrainConfig``, ``train``, ``cross_validate``;
 - scoring: ``evaluate``, ``build_ensemble``;
 - data: ``datasets.load / check / split / fetch``;
-- archives: ``open_store``, ``ingest``, ``watch``, ``export_dataset``, ``export_feedback``.
+- archives: ``open_store``, ``ingest``, ``watch``, ``export_dataset``, ``export_feedback``;
+- discovery: ``fit_anomalies``, ``evaluate_anomalies``, ``simulate_marks``, ``similar_images``,
+  ``mark_image``, ``anomaly_ranking``, ``anomaly_map``, ``export_marks``.
 
 Names are re-exported lazily, so ``import astroclassify`` stays light (no torch, no
 SQLAlchemy) until a training or archive function is used.
@@ -37,6 +39,15 @@ from astroclassify.errors import (
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and editors
     from astroclassify import datasets
+    from astroclassify.anomalies.detectors import Detector
+    from astroclassify.evaluation.anomalies import (
+        AnomalyEvaluation,
+        AnomalyFit,
+        Simulation,
+        evaluate_anomalies,
+        fit_anomalies,
+        simulate_marks,
+    )
     from astroclassify.evaluation.card import refresh_model_card
     from astroclassify.evaluation.ensemble import EnsembleResult, build_ensemble
     from astroclassify.evaluation.evaluate import Evaluation, evaluate
@@ -45,6 +56,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from astroclassify.inference.predictor import Explanation
     from astroclassify.models import create_model
     from astroclassify.models import list_models as list_architectures
+    from astroclassify.pipeline.discovery import anomaly_map, anomaly_ranking, export_marks, mark_image, similar_images
     from astroclassify.pipeline.ingest import IngestOptions, IngestResult, ingest
     from astroclassify.pipeline.watch import watch
     from astroclassify.sources.base import SourceOptions
@@ -55,6 +67,18 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 _LAZY = {
     "datasets": ("astroclassify.datasets", None),
+    "AnomalyEvaluation": ("astroclassify.evaluation.anomalies", "AnomalyEvaluation"),
+    "AnomalyFit": ("astroclassify.evaluation.anomalies", "AnomalyFit"),
+    "Simulation": ("astroclassify.evaluation.anomalies", "Simulation"),
+    "evaluate_anomalies": ("astroclassify.evaluation.anomalies", "evaluate_anomalies"),
+    "fit_anomalies": ("astroclassify.evaluation.anomalies", "fit_anomalies"),
+    "simulate_marks": ("astroclassify.evaluation.anomalies", "simulate_marks"),
+    "Detector": ("astroclassify.anomalies.detectors", "Detector"),
+    "anomaly_map": ("astroclassify.pipeline.discovery", "anomaly_map"),
+    "anomaly_ranking": ("astroclassify.pipeline.discovery", "anomaly_ranking"),
+    "export_marks": ("astroclassify.pipeline.discovery", "export_marks"),
+    "mark_image": ("astroclassify.pipeline.discovery", "mark_image"),
+    "similar_images": ("astroclassify.pipeline.discovery", "similar_images"),
     "refresh_model_card": ("astroclassify.evaluation.card", "refresh_model_card"),
     "EnsembleResult": ("astroclassify.evaluation.ensemble", "EnsembleResult"),
     "build_ensemble": ("astroclassify.evaluation.ensemble", "build_ensemble"),
@@ -97,16 +121,19 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AnomalyEvaluation",
+    "AnomalyFit",
     "AstroClassifyError",
     "AstroClassifyWarning",
     "CVResult",
     "Classifier",
     "ConfigError",
     "DataError",
+    "Detector",
     "EnsembleResult",
     "Evaluation",
-    "ExportResult",
     "Explanation",
+    "ExportResult",
     "FileTooLargeError",
     "IdempotencyKeyReusedError",
     "ImageDecodeError",
@@ -118,26 +145,35 @@ __all__ = [
     "NotFittedError",
     "Prediction",
     "RecordNotFoundError",
+    "Simulation",
     "SourceOptions",
     "Store",
     "StoreError",
     "TrainConfig",
     "TrainResult",
     "UnknownNameError",
-    "__version__",
+    "anomaly_map",
+    "anomaly_ranking",
     "build_ensemble",
     "create_model",
     "cross_validate",
     "datasets",
     "evaluate",
+    "evaluate_anomalies",
     "export_dataset",
     "export_feedback",
+    "export_marks",
+    "fit_anomalies",
     "ingest",
     "list_architectures",
     "list_models",
     "load",
+    "mark_image",
     "open_store",
     "refresh_model_card",
+    "similar_images",
+    "simulate_marks",
     "train",
     "watch",
+    "__version__",
 ]
