@@ -29,7 +29,7 @@ from astroclassify.data.dataset import Sample, load_dataset, sha256_file
 from astroclassify.data.prepare import Progress
 from astroclassify.data.splits import read_splits, release_key
 from astroclassify.errors import ConfigError, DataError, ModelError
-from astroclassify.inference.bundle import is_packaged
+from astroclassify.inference.bundle import is_packaged, load_bundle
 from astroclassify.inference.embedding import add_embedding_output
 from astroclassify.inference.predictor import OnnxPredictor
 
@@ -282,6 +282,10 @@ def fit_anomalies(
         writer = csv.writer(fh)
         writer.writerow(["sha256", "role"])
         writer.writerows([(h[:16], "reference") for h in ref.sha256] + [(h[:16], "held_out") for h in cal.sha256])
+    if folder.resolve() == (predictor.bundle.path / "detector").resolve():  # the model's own: its card says so
+        from astroclassify.evaluation.report import write_model_card
+
+        write_model_card(load_bundle(predictor.bundle.path))
     flagged = float(detector.score(detector.projection.compact(cal.embeddings), cal.logits).unusual.mean())
     return AnomalyFit(detector, folder, len(ref.samples), len(cal.samples), flagged, ref.failed + cal.failed)
 

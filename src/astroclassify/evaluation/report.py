@@ -257,7 +257,9 @@ def render_model_card(bundle: Bundle) -> str:
     meta = bundle.meta
     test = meta.get("metrics", {}).get("test", {})
     cv_file = bundle.path / "cv.json"
+    detector_file = bundle.path / "detector" / "detector.json"
     return env.get_template("model_card.md.j2").render(
+        detector=json.loads(detector_file.read_text()) if detector_file.is_file() else None,
         b=bundle,
         meta=meta,
         tr=meta.get("training", {}),
