@@ -15,7 +15,8 @@ images they are scored on (``evaluate``/``simulate`` leave out what ``fit`` used
    well a supervised model on the same embeddings does with every label, or 30.
 3. mergers: the bundled morphology model and its own detector; gz1-sdss mergers (1.7%)
    in the test split, 60 simulated marks in 3 rounds.
-4. cost: milliseconds per image that anomaly scoring adds to a batch prediction.
+4. cost: milliseconds per image that anomaly scoring adds to a batch prediction, and
+   seconds to re-rank a collection from marks.
 """
 
 from __future__ import annotations
@@ -162,6 +163,17 @@ def cost() -> None:
         print(
             f"  {name}: anomaly scoring adds {per_image:.3f} ms per image in a batch of 64, {single:.3f} ms for one image"
         )
+    from astroclassify.anomalies.active import rerank
+
+    rng = np.random.default_rng(0)
+    rerank(rng.normal(size=(100, 65)), rng.random(100), {0: True, 1: False})  # imports scikit-learn once
+    for n in (5_000, 20_000):
+        compact = rng.normal(size=(n, 65)).astype(np.float32)
+        base = rng.random(n)
+        marks = {int(i): bool(i % 3 == 0) for i in rng.choice(n, 60, replace=False)}
+        t = time.perf_counter()
+        rerank(compact, base, marks)
+        print(f"  re-ranking {n:,} images from 60 marks: {time.perf_counter() - t:.2f} s")
 
 
 TASKS = {"planets": planets, "rings": rings, "ceiling": ceiling, "mergers": mergers, "cost": cost}

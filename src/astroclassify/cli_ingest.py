@@ -40,6 +40,9 @@ ApiUrl = Annotated[
     str | None, typer.Option("--api-url", help="APOD API endpoint (default: ASTROCLASSIFY_APOD_API_URL, api.nasa.gov).")
 ]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model that --classify uses (default: the settings').")]
+DetectorOption = Annotated[
+    Path | None, typer.Option("--detector", help="Anomaly detector folder (default: the model's own).")
+]
 Category = Annotated[list[str] | None, typer.Option("--category", help="ESA/Hubble categories to crawl (repeatable).")]
 
 
@@ -65,6 +68,7 @@ def ingest(
     alert_unusual: Annotated[
         bool, typer.Option("--alert-unusual", help="With --classify: raise an alert for images flagged unusual.")
     ] = False,
+    detector: DetectorOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
 ) -> None:
     """Fetch an archive's images with provenance into the store (resumable; duplicates reported)."""
@@ -81,7 +85,7 @@ def ingest(
             client=client,
             options=_options(settings, since, until, limit, alert_below, alert_unusual),
             source_options=sources,
-            predictor=_predictor(settings, model) if classify else None,
+            predictor=_predictor(settings, model, detector) if classify else None,
             notifiers=_notifiers(log_alerts=alert_below is not None or alert_unusual),
             on_item=_printer(as_json),
         )
@@ -110,6 +114,7 @@ def watch(
     alert_unusual: Annotated[
         bool, typer.Option("--alert-unusual/--no-alert-unusual", help="Alert for images the detector flags unusual.")
     ] = True,
+    detector: DetectorOption = None,
     webhook: Annotated[list[str] | None, typer.Option(help="POST alerts as JSON to this URL (repeatable).")] = None,
     alerts_file: Annotated[list[Path] | None, typer.Option(help="Append alerts as JSON lines to this file.")] = None,
     mailbox: Annotated[list[Path] | None, typer.Option(help="Append alerts as e-mails to this mbox file.")] = None,
@@ -135,7 +140,7 @@ def watch(
             client=client,
             options=_options(settings, None, None, None, alert_below, alert_unusual),
             notifiers=_notifiers(webhook or (), alerts_file or (), mailbox or ()),
-            predictor=_predictor(settings, model),
+            predictor=_predictor(settings, model, detector),
             on_item=_printer(as_json),
             once=once,
             force=force,
@@ -190,10 +195,10 @@ def _client(settings, store):
     )
 
 
-def _predictor(settings, model: str):
+def _predictor(settings, model: str, detector: Path | None = None):
     from astroclassify.inference.predictor import OnnxPredictor
 
-    return OnnxPredictor(model or settings.default_model, **settings.predictor_options())
+    return OnnxPredictor(model or settings.default_model, detector=detector, **settings.predictor_options())
 
 
 def _options(settings, since, until, limit, alert_below, alert_unusual=False):
