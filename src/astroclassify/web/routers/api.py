@@ -8,8 +8,6 @@ be, was settled by ``web.guard.RequestGuard`` before any of this runs.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +32,7 @@ from astroclassify.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
     BatchItem,
     BatchResult,
@@ -256,11 +255,7 @@ def add_feedback(
 @router.get("/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
 def export(request: Request, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
     """Corrected images as a zip of a dataset folder (``manifest.csv`` + ``images/``)."""
-    tmp = Path(tempfile.mkdtemp(prefix="astroclassify-export-"))
-    background.add_task(shutil.rmtree, tmp, True)
-    n = export_feedback(request.app.state.store, tmp / "feedback", owner=owner)
-    archive = shutil.make_archive(str(tmp / "feedback"), "zip", tmp, "feedback")
-    return FileResponse(archive, media_type="application/zip", filename="feedback.zip", headers={"X-Images": str(n)})
+    return dataset_zip(background, "feedback", lambda out: export_feedback(request.app.state.store, out, owner=owner))
 
 
 @router.get("/models", response_model=list[ModelInfo])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
@@ -12,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from astroclassify.pipeline.discovery import anomaly_map, anomaly_ranking, export_marks, mark_image, similar_images
 from astroclassify.web.deps import CurrentUser, PoolDep, RecordId
+from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
     MapPointOut,
     MarkIn,
@@ -105,8 +103,4 @@ def anomalies_map(request: Request, pool: PoolDep, owner: CurrentUser, model: Mo
 @router.get("/marks/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
 def export(request: Request, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
     """Marked images as a zip of a dataset folder (label: interesting or boring; who and when)."""
-    tmp = Path(tempfile.mkdtemp(prefix="astroclassify-marks-"))
-    background.add_task(shutil.rmtree, tmp, True)
-    n = export_marks(request.app.state.store, tmp / "marks", owner=owner)
-    archive = shutil.make_archive(str(tmp / "marks"), "zip", tmp, "marks")
-    return FileResponse(archive, media_type="application/zip", filename="marks.zip", headers={"X-Images": str(n)})
+    return dataset_zip(background, "marks", lambda out: export_marks(request.app.state.store, out, owner=owner))
