@@ -79,6 +79,6 @@ def test_every_curl_example_on_the_documentation_page_works(server, shared_data,
             timeout=90,
         )
         assert res.returncode == 0, f"{command}: {res.stdout[:300]!r} {res.stderr[:300]!r}"
-    assert zipfile.is_zipfile(tmp_path / "feedback.zip")
+    assert zipfile.is_zipfile(tmp_path / "feedback.zip") and zipfile.is_zipfile(tmp_path / "marks.zip")
     for name in ("m51-gradcam.png", "m51-why-nebula.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
