@@ -6,6 +6,7 @@ are 65 numbers (64 principal coordinates and the residual).
 
     python bench/similarity.py                 # 100k and 1M vectors
     python bench/similarity.py --sizes 100000  # quicker
+    python bench/similarity.py --sizes 100000 --store   # also end to end through SQLite
 
 Prints per library: build seconds, mean ms per single query (k=10), recall@10 against exact.
 """
@@ -50,10 +51,53 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
+def through_the_store(n: int) -> None:
+    """``similar_images`` end to end: n records with embeddings in SQLite, queries by record id."""
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import insert
+
+    from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.pipeline.discovery import similar_images
+    from astroclassify.store import open_store
+    from astroclassify.store.tables import Classification, Embedding
+
+    predictor = OnnxPredictor("dso")
+    detector = predictor.detector.meta["id"]  # type: ignore[union-attr]
+    data = vectors(n).astype(np.float16)
+    with tempfile.TemporaryDirectory() as home, open_store(Path(home)) as store:
+        t = time.perf_counter()
+        with store.session() as session:
+            rows = [
+                {"id": i + 1, "filename": f"{i}.jpg", "stored_name": f"{i:032x}.jpg", "sha256": f"{i:064x}",
+                 "image_format": "JPEG", "label": "galaxy", "confidence": 0.9, "probabilities": {"galaxy": 0.9},
+                 "model_name": "dso", "model_version": "1", "anomaly_score": 0.5, "unusual": False}
+                for i in range(n)
+            ]  # fmt: skip
+            session.execute(insert(Classification), rows)
+            session.execute(
+                insert(Embedding),
+                [{"classification_id": i + 1, "detector": detector, "vector": data[i].tobytes()} for i in range(n)],
+            )
+            session.commit()
+        print(f"n={n:>9,}  stored in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        similar_images(store, 1, predictor, k=K)
+        print(f"n={n:>9,}  similar_images, first query (reads every embedding): {time.perf_counter() - t:.2f} s")
+        t = time.perf_counter()
+        for i in range(2, 52):
+            similar_images(store, i, predictor, k=K)
+        print(f"n={n:>9,}  similar_images, later queries: {(time.perf_counter() - t) / 50 * 1000:.1f} ms each")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--store", action="store_true", help="also time similar_images over a SQLite store")
     args = parser.parse_args()
+    if args.store:
+        through_the_store(args.sizes[0])
     for n in args.sizes:
         data = vectors(n)
         queries = vectors(QUERIES, seed=1)
@@ -73,7 +117,11 @@ def main() -> None:
             print(
                 f"n={n:>9,}  {name:15s} build {build:6.1f} s  {ms:7.2f} ms/query  recall@10 {recall(found, truth):.3f}"
             )
-    print("command: python bench/similarity.py --sizes " + " ".join(map(str, args.sizes)))
+    print(
+        "command: python bench/similarity.py --sizes "
+        + " ".join(map(str, args.sizes))
+        + (" --store" if args.store else "")
+    )
 
 
 def _hnswlib(data: np.ndarray):
