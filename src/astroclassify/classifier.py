@@ -66,11 +66,16 @@ class Classifier:
         self.train_options = train_options
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "dso", *, models_dir: Path | None = None) -> Classifier:
-        """A fitted classifier from a model name (bundled, or in ``models_dir``) or a model folder."""
+    def load(
+        cls, name_or_path: str | Path = "dso", *, models_dir: Path | None = None, detector: str | Path | None = None
+    ) -> Classifier:
+        """A fitted classifier from a model name (bundled, or in ``models_dir``) or a model folder.
+
+        ``detector``: an anomaly detector folder instead of the model's own.
+        """
         from astroclassify.inference.predictor import OnnxPredictor
 
-        predictor = OnnxPredictor(name_or_path, models_dir=models_dir)
+        predictor = OnnxPredictor(name_or_path, models_dir=models_dir, detector=detector)
         clf = cls(model=predictor.bundle.arch)
         clf._set_fitted(predictor)
         return clf
@@ -213,7 +218,9 @@ def to_prediction(
     )
 
 
-def load(name_or_path: str | Path = "dso", *, models_dir: Path | None = None) -> Classifier:
+def load(
+    name_or_path: str | Path = "dso", *, models_dir: Path | None = None, detector: str | Path | None = None
+) -> Classifier:
     """Load a trained model for prediction.
 
     Parameters
@@ -223,6 +230,9 @@ def load(name_or_path: str | Path = "dso", *, models_dir: Path | None = None) ->
         or a model folder.
     models_dir : Path, optional
         Folder of user models; default: ``$ASTROCLASSIFY_HOME/models``.
+    detector : str or Path, optional
+        An anomaly detector folder (``astroclassify anomalies fit --out``); default: the
+        model's own, if it has one.
 
     Returns
     -------
@@ -234,4 +244,4 @@ def load(name_or_path: str | Path = "dso", *, models_dir: Path | None = None) ->
     UnknownNameError
         No model of that name (the message lists close matches).
     """
-    return Classifier.load(name_or_path, models_dir=models_dir)
+    return Classifier.load(name_or_path, models_dir=models_dir, detector=detector)
