@@ -8,7 +8,7 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from astroclassify.credits import Credit
-from astroclassify.pipeline.discovery import Neighbour
+from astroclassify.pipeline.discovery import Neighbour, Ranked
 from astroclassify.store.tables import Classification
 
 __all__ = [
@@ -200,6 +200,21 @@ class RankedOut(BaseModel):
     source: str
     image_url: str
     neighbours: list[NeighbourOut]
+
+    @classmethod
+    def of(cls, r: Ranked) -> RankedOut:
+        return cls(
+            id=r.id,
+            file=r.filename,
+            label=r.label,
+            confidence=r.confidence,
+            anomaly_score=r.anomaly_score,
+            score=r.score,
+            interesting=r.interesting,
+            source=r.source,
+            image_url=f"/api/classifications/{r.id}/image",
+            neighbours=[NeighbourOut.of(n) for n in r.neighbours],
+        )
 
 
 class RankingOut(BaseModel):

@@ -76,21 +76,7 @@ def anomalies(
         neighbours=neighbours,
         owner=owner,
     )
-    items = [
-        RankedOut(
-            id=i.id,
-            file=i.filename,
-            label=i.label,
-            confidence=i.confidence,
-            anomaly_score=i.anomaly_score,
-            score=i.score,
-            interesting=i.interesting,
-            source=i.source,
-            image_url=f"/api/classifications/{i.id}/image",
-            neighbours=[NeighbourOut.of(n) for n in i.neighbours],
-        )
-        for i in r.items
-    ]
+    items = [RankedOut.of(i) for i in r.items]
     return RankingOut(items=items, total=r.total, marked=r.marked, interesting=r.interesting, detector=r.detector)
 
 
