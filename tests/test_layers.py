@@ -17,7 +17,7 @@ RANK = {
     "evaluation": 3, "training": 3,
     "pipeline": 4,
     "classifier": 5, "datasets": 5, "__init__": 5,
-    "cli": 6, "cli_ingest": 6, "cli_anomalies": 6, "web": 6,
+    "cli": 6, "cli_ingest": 6, "cli_anomalies": 6, "cli_batch": 6, "web": 6,
 }  # fmt: skip
 SAME_LAYER = {
     ("data", "imaging"),
@@ -27,6 +27,7 @@ SAME_LAYER = {
     ("__init__", "classifier"),
     ("cli", "web"),  # `serve` starts the app
     ("cli_anomalies", "cli"),  # shares the progress bars
+    ("cli_batch", "cli"),
 }
 
 

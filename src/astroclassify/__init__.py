@@ -7,6 +7,7 @@ The public API, one call per task (docs/api.md has runnable examples):
 - scoring: ``evaluate``, ``build_ensemble``;
 - data: ``datasets.load / check / split / fetch``;
 - archives: ``open_store``, ``ingest``, ``watch``, ``export_dataset``, ``export_feedback``;
+- scale: ``batch`` (Dask, Parquet out);
 - discovery: ``fit_anomalies``, ``evaluate_anomalies``, ``simulate_marks``, ``similar_images``,
   ``mark_image``, ``anomaly_ranking``, ``anomaly_map``, ``export_marks``.
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from astroclassify.inference.predictor import Explanation
     from astroclassify.models import create_model
     from astroclassify.models import list_models as list_architectures
+    from astroclassify.pipeline.batch import BatchResult, batch
     from astroclassify.pipeline.discovery import anomaly_map, anomaly_ranking, export_marks, mark_image, similar_images
     from astroclassify.pipeline.ingest import IngestOptions, IngestResult, ingest
     from astroclassify.pipeline.watch import watch
@@ -67,6 +69,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 _LAZY = {
     "datasets": ("astroclassify.datasets", None),
+    "BatchResult": ("astroclassify.pipeline.batch", "BatchResult"),
+    "batch": ("astroclassify.pipeline.batch", "batch"),
     "AnomalyEvaluation": ("astroclassify.evaluation.anomalies", "AnomalyEvaluation"),
     "AnomalyFit": ("astroclassify.evaluation.anomalies", "AnomalyFit"),
     "Simulation": ("astroclassify.evaluation.anomalies", "Simulation"),
@@ -125,6 +129,7 @@ __all__ = [
     "AnomalyFit",
     "AstroClassifyError",
     "AstroClassifyWarning",
+    "BatchResult",
     "CVResult",
     "Classifier",
     "ConfigError",
@@ -154,6 +159,7 @@ __all__ = [
     "UnknownNameError",
     "anomaly_map",
     "anomaly_ranking",
+    "batch",
     "build_ensemble",
     "create_model",
     "cross_validate",

@@ -625,10 +625,11 @@ def data_split(
 
 
 def _register_archive_commands() -> None:
-    from astroclassify import cli_anomalies, cli_ingest
+    from astroclassify import cli_anomalies, cli_batch, cli_ingest
 
     cli_ingest.register(app)
     cli_anomalies.register(app)
+    cli_batch.register(app)
 
 
 _register_archive_commands()

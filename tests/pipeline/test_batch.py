@@ -1,0 +1,82 @@
+"""``batch`` on a real local Dask cluster: Parquet out, errors as rows, resumable, exactly once."""
+
+import json
+
+import pyarrow.dataset as pads
+import pytest
+
+from astroclassify.errors import ConfigError, DataError
+from astroclassify.pipeline.batch import batch, list_inputs
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def inputs(shared_data, tmp_path_factory):
+    """30 real images in two folders, one broken file, and a CSV manifest naming 5 of them."""
+    root = tmp_path_factory.mktemp("batch-in")
+    files = (
+        sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[:20]
+        + sorted((shared_data / "nasa-planets-galaxies/planet").glob("*.jpg"))[:10]
+    )
+    for i, f in enumerate(files):
+        (root / f"d{i % 2}").mkdir(exist_ok=True)
+        (root / f"d{i % 2}" / f"{i:03d}-{f.name}").write_bytes(f.read_bytes())
+    (root / "d0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    names = sorted(p.relative_to(root) for p in root.rglob("*.jpg"))[:5]
+    (root / "list.csv").write_text("path,note\n" + "".join(f"{n},x\n" for n in names))
+    return root
+
+
+def read(out):
+    return pads.dataset(str(out), format="parquet").to_table().to_pylist()
+
+
+def test_inputs_come_from_folders_globs_and_manifests(inputs):
+    assert len(list_inputs(inputs)) == 31
+    assert len(list_inputs(str(inputs / "d1" / "*.jpg"))) == 15
+    assert len(list_inputs(inputs / "list.csv")) == 5
+    with pytest.raises(DataError, match="matches no file"):
+        list_inputs(str(inputs / "*.png"))
+    (inputs / "bad.csv").write_text("image\nx.jpg\n")
+    with pytest.raises(DataError, match="needs a column named one of path"):
+        list_inputs(inputs / "bad.csv")
+
+
+def test_batch_writes_every_input_once_and_resumes(inputs, tmp_path):
+    out = tmp_path / "results"
+    result = batch(inputs, out, model="dso", workers=2, partition_size=8, tta="none")
+    assert (result.images, result.partitions, result.errors, result.workers) == (31, 4, 1, 2)
+    rows = read(out)
+    assert sorted(r["path"] for r in rows) == list_inputs(inputs)  # each exactly once
+    broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
+    assert broken["label"] is None and "truncated or corrupt" in broken["error"]
+    good = [r for r in rows if r["error"] is None]
+    assert all(r["label"] in ("galaxy", "nebula", "planet") and r["model"] == "dso" for r in good)
+    assert all(
+        0 <= r["anomaly_score"] <= 1 and abs(r["p_galaxy"] + r["p_nebula"] + r["p_planet"] - 1) < 1e-4 for r in good
+    )
+    assert sum(r["label"] == "planet" for r in good) >= 9
+
+    # A run killed after some partitions: remove one, leave a half-written file; re-run.
+    (out / "part-00002.parquet").unlink()
+    (out / "_tmp-00002-999.parquet").write_bytes(b"half")
+    again = batch(inputs, out, model="dso", workers=1, partition_size=8, tta="none")
+    assert (again.skipped_partitions, again.images, again.errors) == (3, 31, 1)
+    assert sorted(r["path"] for r in read(out)) == list_inputs(inputs)
+    assert not list(out.glob("_tmp-*"))
+
+    with pytest.raises(ConfigError, match="holds a batch run with other partition_size"):
+        batch(inputs, out, model="dso", workers=1, partition_size=16, tta="none")
+
+
+def test_batch_command_with_embeddings_and_a_manifest(inputs, tmp_path):
+    out = tmp_path / "cli"
+    res = run_cli(
+        "batch", str(inputs / "list.csv"), "--out", str(out), "--workers", "1", "--embeddings", "--tta", "none"
+    )
+    assert res.returncode in (0, 1), res.stderr
+    assert "5 images in 1 partition(s)" in res.stdout
+    rows = read(out)
+    assert len(rows) == 5 and all(len(r["embedding"]) == 65 for r in rows if r["error"] is None)
+    settings = json.loads((out / "_batch.json").read_text())
+    assert settings["n_inputs"] == 5 and settings["embeddings"] is True
