@@ -34,14 +34,6 @@ def test_lr_schedule_warms_up_then_decays():
     assert lrs[-1] == pytest.approx(0.01, abs=0.01)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    cfg = small_cnn_config(tiny_dataset, out, epochs=12, folds=3)
-    train(cfg)
-    return out
-
-
 def test_training_writes_a_complete_bundle(tiny_model):
     for name in (
         "model.onnx",

@@ -1,0 +1,233 @@
+"""INT8 models for small machines: ONNX Runtime static quantization, calibrated on training images.
+
+The FP32 graph (float16-stored weights widened) is pre-processed (shape inference, fusions)
+and quantized to QDQ form: weights per channel as signed 8-bit, activations as unsigned
+8-bit, their ranges taken from a seeded sample of the model's *training* images, so no
+held-out image informs the quantized model. The result is a model folder like any other:
+it loads by path or name, keeps the labels, temperatures and split, gets its own anomaly
+detector (its embeddings differ slightly), and its card states what quantization cost and
+bought, both measured here on the held-out test split and on bare sessions.
+
+Needs no torch: ONNX and ONNX Runtime only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from astroclassify.data.collections import resolve_data
+from astroclassify.data.dataset import load_dataset, sha256_file
+from astroclassify.data.prepare import Progress
+from astroclassify.data.splits import read_splits
+from astroclassify.errors import ConfigError, DataError, ModelError
+from astroclassify.imaging.transforms import to_tensor_layout
+from astroclassify.inference.bundle import Bundle, load_bundle
+from astroclassify.inference.predictor import OnnxPredictor, _session_bytes
+
+if TYPE_CHECKING:
+    from astroclassify.evaluation.evaluate import Evaluation
+
+__all__ = ["QuantizeResult", "quantize_model"]
+
+CALIBRATION_IMAGES = 200
+COPIED = ("splits.csv", "history.json", "history.png", "cv.json")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """An INT8 model folder and what it cost: test-split scores and throughput, FP32 vs INT8."""
+
+    path: Path
+    fp32: dict  # accuracy, macro_f1 on the test split; images_per_second on a bare session
+    int8: dict
+    speedup: float
+
+    def __repr__(self) -> str:
+        return (
+            f"QuantizeResult({self.path}: accuracy {self.fp32['accuracy']:.3f} -> {self.int8['accuracy']:.3f}, "
+            f"macro-F1 {self.fp32['macro_f1']:.3f} -> {self.int8['macro_f1']:.3f}, {self.speedup:.2f}x faster)"
+        )
+
+
+def quantize_model(
+    model: str | Path,
+    out: str | Path,
+    *,
+    calibration_images: int = CALIBRATION_IMAGES,
+    name: str | None = None,
+    models_dir: Path | None = None,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> QuantizeResult:
+    """Write an INT8 copy of ``model`` to ``out``, calibrated on its training images, and score it.
+
+    Parameters
+    ----------
+    model : str or Path
+        A model name or folder (any architecture of the zoo).
+    out : str or Path
+        The new model folder.
+    calibration_images : int
+        Training images whose activations set the quantization ranges (seeded sample).
+    name : str, optional
+        The new model's name (default: ``<name>-int8``).
+
+    Returns
+    -------
+    QuantizeResult
+        Test-split accuracy and macro-F1 and bare-session images/s, before and after.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` is the model's own folder, or already holds a model.
+    DataError
+        The model's training images cannot be found (they calibrate).
+    """
+    source = load_bundle(model, models_dir=models_dir)
+    out = Path(out)
+    if out.resolve() == source.path.resolve():
+        raise ConfigError("--out must be a new folder, not the model's own")
+    if (out / "model.json").exists():
+        raise ConfigError(f"{out} already holds a model; choose an empty folder")
+    samples = _training_samples(source, calibration_images, data_dir)
+    fp32_predictor = OnnxPredictor(source, detector=False)
+    with tempfile.TemporaryDirectory(prefix="astroclassify-int8-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        fp32.write_bytes(_session_bytes(source.onnx_path))
+        out.mkdir(parents=True, exist_ok=True)
+        _quantize(fp32, out / "model.onnx", _calibration(fp32_predictor, samples, progress), Path(tmp))
+    for file in COPIED:
+        if (source.path / file).is_file():
+            shutil.copy2(source.path / file, out / file)
+    meta = {k: v for k, v in source.meta.items() if k not in ("metrics", "quantization", "name")}
+    meta["name"] = name or f"{source.name}-int8"
+    meta["quantization"] = {
+        "from": f"{source.name} {source.version}",
+        "method": "ONNX Runtime static quantization, QDQ, per-channel s8 weights, u8 activations, MinMax ranges",
+        "calibration_images": len(samples),
+        "calibration": "a seeded sample of the model's training images",
+    }
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    int8 = load_bundle(out)
+    scored = _test_split(int8, data_dir)
+    int8_metrics = scored.metrics
+    _write_plots(scored, out, f"{meta['name']}: test split")
+    before, after = _summary(_test_split(source, data_dir).metrics), _summary(int8_metrics)
+    before["images_per_second"] = _throughput(fp32_predictor)
+    after["images_per_second"] = _throughput(OnnxPredictor(int8, detector=False))
+    speedup = after["images_per_second"] / before["images_per_second"]
+    meta["quantization"] |= {"fp32": before, "int8": after, "speedup": round(speedup, 2)}
+    meta["metrics"] = {"test": {"all": int8_metrics}}
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _finish(out, source)
+    return QuantizeResult(out, before, after, speedup)
+
+
+def _training_samples(bundle: Bundle, n: int, data_dir: Path | None) -> list[Path]:
+    splits_file = bundle.path / "splits.csv"
+    sources = (bundle.meta.get("data") or {}).get("sources") or []
+    if not splits_file.is_file() or not sources:
+        raise DataError(f"model {bundle.name!r} records no training split to calibrate on")
+    train = {r.sha256 for r in read_splits(splits_file) if r.split == "train"}
+    paths = [
+        s.path
+        for source in sources
+        for s in load_dataset(resolve_data(source, data_dir=data_dir)).samples
+        if sha256_file(s.path) in train
+    ]
+    if not paths:
+        raise DataError(f"the training images of model {bundle.name!r} ({', '.join(sources)}) were not found")
+    rng = np.random.default_rng(0)
+    return [paths[i] for i in sorted(rng.choice(len(paths), size=min(n, len(paths)), replace=False))]
+
+
+def _calibration(predictor: OnnxPredictor, samples: list[Path], progress: Progress | None) -> Iterator[dict]:
+    advance = progress("calibrating", len(samples)) if progress else (lambda n=1: None)
+    b = predictor.bundle
+    for path in samples:
+        try:
+            image = predictor.prepare(path)
+        except DataError:
+            continue
+        advance(1)
+        yield {predictor.input_name: to_tensor_layout(image[None], b.mean, b.std)}
+
+
+def _quantize(fp32: Path, out: Path, batches: Iterator[dict], tmp: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def get_next(self) -> dict | None:
+            return next(batches, None)
+
+    prepared = tmp / "prepared.onnx"
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    except Exception as exc:  # ORT's quantizer raises assorted types for graphs it cannot handle
+        raise ModelError(f"could not quantize {fp32.name}: {exc}") from None
+
+
+def _test_split(bundle: Bundle, data_dir: Path | None) -> Evaluation:
+    """The model scored on its held-out test split, with its own TTA."""
+    from astroclassify.evaluation.evaluate import evaluate
+
+    sources = (bundle.meta.get("data") or {}).get("sources") or []
+    return evaluate(OnnxPredictor(bundle, detector=False), sources, split="test", data_dir=data_dir)
+
+
+def _write_plots(scored: Evaluation, out: Path, title: str) -> None:
+    from astroclassify.evaluation.report import write_eval_plots
+
+    labels = scored.metrics["confusion_matrix"]["labels"]
+    y = np.array([labels.index(t) for t in scored.y_true])
+    write_eval_plots(scored.metrics, scored.probs, y, scored.logits, out, title=title)
+
+
+def _summary(m: dict) -> dict:
+    return {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4), "n": m["n"]}
+
+
+def _throughput(predictor: OnnxPredictor, n: int = 256, batch: int = 32) -> float:
+    """Images/s of the bare session on pre-made tensors: the network alone, one view each."""
+    size = predictor.bundle.image_size
+    x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+    run = predictor.session.run
+    run(None, {predictor.input_name: x})  # warm-up
+    t = time.perf_counter()
+    for _ in range(n // batch):
+        run(predictor._outputs, {predictor.input_name: x})
+    return round(n / (time.perf_counter() - t), 1)
+
+
+def _finish(out: Path, source: Bundle) -> None:
+    """The INT8 model's own detector (if the source had one) and its card."""
+    from astroclassify.errors import AstroClassifyError
+    from astroclassify.evaluation.report import write_model_card
+
+    if (source.path / "detector" / "detector.json").is_file():
+        from astroclassify.evaluation.anomalies import fit_anomalies
+
+        with contextlib.suppress(AstroClassifyError):  # the model still classifies; its card says it has none
+            fit_anomalies(out)
+    write_model_card(load_bundle(out))

@@ -1,0 +1,34 @@
+"""INT8 export: a model folder that loads like any other, with its cost measured on the test split."""
+
+import json
+
+import pytest
+
+from astroclassify.errors import ConfigError
+from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.training.quantize import quantize_model
+from tests.conftest import run_cli
+
+
+def test_an_int8_copy_loads_predicts_and_says_what_it_cost(tiny_model, tiny_dataset, tmp_path):
+    result = quantize_model(tiny_model, tmp_path / "int8", calibration_images=24)
+    meta = json.loads((tmp_path / "int8" / "model.json").read_text())
+    q = meta["quantization"]
+    assert meta["name"] == "tiny-int8" and q["calibration_images"] == 24
+    assert q["fp32"]["n"] == q["int8"]["n"] > 0 and q["speedup"] == round(result.speedup, 2)
+    assert abs(q["int8"]["accuracy"] - q["fp32"]["accuracy"]) <= 0.2  # 10 synthetic test images
+    card = (tmp_path / "int8" / "MODEL_CARD.md").read_text()
+    assert "## Quantization" in card and "images/s" in card
+    assert (tmp_path / "int8" / "confusion_matrix.png").is_file()
+    predictor = OnnxPredictor(tmp_path / "int8")
+    outcome = next(predictor.run([tiny_dataset / "galaxy" / "img000.png"]))
+    assert outcome.error is None and predictor.labels == OnnxPredictor(tiny_model).labels
+    with pytest.raises(ConfigError, match="already holds a model"):
+        quantize_model(tiny_model, tmp_path / "int8")
+    with pytest.raises(ConfigError, match="must be a new folder"):
+        quantize_model(tiny_model, tiny_model)
+
+
+def test_export_needs_a_format(tiny_model, tmp_path):
+    res = run_cli("export", str(tiny_model), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "choose a format: --int8" in res.stderr
