@@ -450,14 +450,15 @@ def serve(
     detector: Annotated[
         Path | None, typer.Option(help="Anomaly detector folder for the default model (default: its own).")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Server processes (default: one per core, one ORT thread each).")
+    ] = None,
 ) -> None:
     """Run the web app and REST API (upload page at /, OpenAPI at /docs)."""
-    import uvicorn
-
     from astroclassify.config import get_settings
     from astroclassify.inference.bundle import load_bundle
-    from astroclassify.web.app import create_app
     from astroclassify.web.guard import LOOPBACK_HOSTS, is_loopback
+    from astroclassify.web.server import serve as run_server
 
     settings = get_settings()
     load_bundle(model or settings.default_model)  # fail fast with a one-line error
@@ -477,11 +478,9 @@ def serve(
         False: "no API key required",
         None: "API keys required for clients on other machines",
     }[settings.require_api_key]
-    out.print(f"serving on http://{host}:{port} ({auth}; Ctrl-C to stop)")
-    # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
-    # uvicorn's default would believe any X-Forwarded-For sent from this machine.
-    app_ = create_app(settings, model=model or None, detector=detector)
-    uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=False)
+    n = workers or os.cpu_count() or 1
+    out.print(f"serving on http://{host}:{port} ({auth}; {n} worker process(es); Ctrl-C to stop)")
+    run_server(settings, host=host, port=port, workers=n, model=model or None, detector=detector)
 
 
 def _store():

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Where named collections (hubble-dso, ...) are found; see data/collections.py.
     data_dir: Path | None = None
     default_model: str = "dso"
+    # An anomaly detector folder for the default model, instead of its own (serve --detector).
+    default_detector: Path | None = None
     database_url: str | None = None
     # Decoding limits: larger images are refused before their pixels are decoded.
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -46,6 +48,9 @@ class Settings(BaseSettings):
     # Requests per minute per API key (or per client address without one, pages and refused
     # requests included); 0 disables.
     rate_limit_per_minute: int = 600
+    # A SQLite file in which several server processes share their buckets (set by
+    # `serve --workers N`); None: this process's memory.
+    rate_limit_store: Path | None = None
     # Reverse proxies (addresses, comma-separated) whose X-Forwarded-For names the client.
     # Empty: the connecting address is the client, and X-Forwarded-For is ignored.
     trusted_proxies: Annotated[list[str], NoDecode] = []

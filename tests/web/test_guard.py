@@ -6,6 +6,7 @@ astroclassify.web.app:create_app`` serves, with the client's address set per tes
 
 import io
 import json
+import time
 import zipfile
 
 import pytest
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from astroclassify.config import Settings
 from astroclassify.web.app import create_app
-from astroclassify.web.ratelimit import RateLimiter
+from astroclassify.web.ratelimit import RateLimiter, SharedRateLimiter
 from tests.conftest import distinct, jpeg_bytes, make_sky, run_cli
 from tests.web.conftest import LOCAL, upload
 
@@ -79,22 +80,51 @@ def test_pages_and_refused_requests_are_rate_limited(make_client):
     assert statuses == [401, 401, 401, 429, 429]  # key guessing is limited too
 
 
-def test_idle_rate_limit_buckets_are_dropped(monkeypatch):
+@pytest.fixture(params=["memory", "shared"])
+def make_limiter(request, tmp_path):
+    if request.param == "memory":
+        return RateLimiter
+    return lambda *a, **kw: SharedRateLimiter(tmp_path / "buckets.sqlite3", *a, **kw)
+
+
+def test_idle_rate_limit_buckets_are_dropped(monkeypatch, make_limiter):
     import astroclassify.web.ratelimit as rl
 
     now = [1000.0]
     monkeypatch.setattr(rl.time, "monotonic", lambda: now[0])
-    limiter = RateLimiter(60)  # one token a second, 60 at most
+    limiter = make_limiter(60)  # one token a second, 60 at most
     for i in range(5000):
         limiter.check(f"ip:10.0.{i // 256}.{i % 256}")
     assert len(limiter) == 5000
     now[0] += 61  # every bucket has refilled: they say nothing a new bucket would not
     limiter.check("ip:192.0.2.1")
     assert len(limiter) == 1
-    small = RateLimiter(60, max_buckets=100)
+    small = make_limiter(60, max_buckets=100)
     for i in range(1000):
-        small.check(f"ip:{i}")
+        small.check(f"ip:x{i}")
     assert len(small) <= 100  # a flood of new addresses cannot grow the table without bound
+
+
+def _spend(path, n, out):
+    limiter = SharedRateLimiter(path, 60)
+    out.put(sum(limiter.check("key:carol") == 0 for _ in range(n)))
+
+
+def test_worker_processes_share_one_rate_limit(tmp_path):
+    """`serve --workers 2`: a client gets the advertised 60 a minute, not 60 from each worker."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_spend, args=(tmp_path / "b.sqlite3", 50, out)) for _ in range(2)]
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    allowed = out.get(timeout=60) + out.get(timeout=60)
+    for p in procs:
+        p.join()
+    refilled = time.monotonic() - t0  # one token a second
+    assert 60 <= allowed <= 60 + refilled + 1
 
 
 def test_host_header_must_be_allowed(make_client):

@@ -4,6 +4,8 @@ Twenty concurrent clients against uvicorn's thread pool and SQLite, and the docu
 page's curl commands run as printed. The rest of the API is tested in-process (test_api.py).
 """
 
+import time
+
 import httpx
 import pytest
 
@@ -82,3 +84,22 @@ def test_every_curl_example_on_the_documentation_page_works(server, shared_data,
     assert zipfile.is_zipfile(tmp_path / "feedback.zip") and zipfile.is_zipfile(tmp_path / "marks.zip")
     for name in ("m51-gradcam.png", "m51-why-nebula.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_worker_processes_answer_without_delayed_acks(shared_data):
+    """`serve --workers 2`: both share the port, settings reach them, no 40 ms Nagle stalls."""
+    galaxy = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    with serve_process({"ASTROCLASSIFY_SERVE_TTA": "none"}, args=("--workers", "2")) as base:
+        with httpx.Client(timeout=30) as client:
+            times = []
+            for _ in range(30):
+                t0 = time.perf_counter()
+                assert client.get(f"{base}/health").status_code == 200
+                times.append(time.perf_counter() - t0)
+            assert sorted(times)[15] < 0.02  # median well under the 40 ms a delayed ACK costs
+            answers = [
+                client.post(f"{base}/api/classify", files={"image": (f"g{i}.jpg", galaxy + bytes([i]))}).json()
+                for i in range(4)
+            ]
+        assert {a["label"] for a in answers} == {"galaxy"} and {a["tta"] for a in answers} == {"none"}
+        assert len({a["id"] for a in answers}) == 4  # one database, however many processes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -111,6 +112,7 @@ def decode_pil(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     draft_size: int | None = None,
+    draft_shape: str = "letterbox",
 ) -> Image.Image:
     """Decode an image file into an RGB Pillow image (kept in Pillow for fast resizing).
 
@@ -123,9 +125,12 @@ def decode_pil(
     max_bytes : int, default=64 MiB
         Larger files are refused before reading.
     draft_size : int, optional
-        If given, JPEGs may be decoded at a reduced scale whose shorter side is still at
-        least this many pixels (DCT scaling: 2-4x faster for large photos, same result
-        after the later resize).
+        If given, the image may be decoded at a reduced scale whose longer side is still at
+        least this many pixels, enough for a letterbox of that size (JPEG: DCT scaling, 2-4x
+        faster for large photos; others: a whole-factor reduce).
+    draft_shape : {"letterbox", "square"}
+        ``square`` keeps the shorter side at least ``draft_size`` instead, as models trained
+        before 0.3 saw their images (their ``model.json`` has no ``decode`` entry).
 
     Raises
     ------
@@ -152,7 +157,11 @@ def decode_pil(
         if width <= 0 or height <= 0:
             raise ImageDecodeError(f"{name}: image has no pixels ({width}x{height})")
         if draft_size and img.format in DRAFTABLE:
-            img.draft("RGB", (draft_size, draft_size))  # DCT scaling: fewer pixels are ever decoded
+            # DCT scaling: fewer pixels are ever decoded. The target is the letterbox the image
+            # will be fitted into (longer side ``draft_size``), not a square: a 500 x 345 JPEG
+            # for a 224 letterbox may decode at 250 x 173, where a square target forced 500 x 345.
+            target = _fit_within(width, height, draft_size) if draft_shape == "letterbox" else (draft_size, draft_size)
+            img.draft("RGB", target)
         # The limit is on what gets decoded: a 50 Mpx phone JPEG decoded at 1/8 scale is cheap,
         # a 50 Mpx PNG is not. Checked from the header, before any pixel is decoded.
         decoded = img.size[0] * img.size[1]
@@ -165,7 +174,7 @@ def decode_pil(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pillow warns about odd EXIF/ICC chunks
                 img.load()
-                small = _reduce(img, draft_size)
+                small = _reduce(img, draft_size, draft_shape)
                 ImageOps.exif_transpose(small, in_place=True)  # no copy when there is nothing to turn
                 rgb = _to_rgb(small)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -174,13 +183,20 @@ def decode_pil(
     return rgb
 
 
-def _reduce(img: Image.Image, draft_size: int | None) -> Image.Image:
-    """Shrink by a whole factor while both sides stay >= ``draft_size`` (what ``draft`` does for JPEG).
+def _fit_within(width: int, height: int, size: int) -> tuple[int, int]:
+    """The size an image is letterboxed to in a ``size`` square: longer side ``size``, aspect kept."""
+    longer = max(width, height)
+    return max(1, math.ceil(size * width / longer)), max(1, math.ceil(size * height / longer))
+
+
+def _reduce(img: Image.Image, draft_size: int | None, draft_shape: str = "letterbox") -> Image.Image:
+    """Shrink by a whole factor while the longer side stays >= ``draft_size`` (as ``draft`` does for JPEG).
 
     Done before any conversion, so a large PNG costs one full-size buffer (its decode), not
     four (an EXIF-transposed copy, an RGBA copy, a black canvas and the composite).
     """
-    factor = min(img.size) // draft_size if draft_size else 1
+    side = max(img.size) if draft_shape == "letterbox" else min(img.size)
+    factor = side // draft_size if draft_size else 1
     if factor < 2:
         return img
     try:

@@ -121,6 +121,8 @@ class OnnxPredictor:
         self.input_name = self.session.get_inputs()[0].name
         self.has_cam = "cam" in {o.name for o in self.session.get_outputs()}
         self.crop = float(self.bundle.meta.get("crop", 1.0))
+        # How JPEGs were draft-decoded for this model's training: "square" before 0.3.
+        self.draft_shape = str((self.bundle.meta.get("decode") or {}).get("draft", "square"))
         stored = self.bundle.meta.get("taxonomy")
         taxonomy = Taxonomy.from_dict(stored, f"{self.bundle.path}/model.json") if stored else None
         self.mirror = np.array(taxonomy.mirror_index(list(self.labels))) if taxonomy and taxonomy.mirror else None
@@ -182,7 +184,9 @@ class OnnxPredictor:
     def _decode(self, source: str | Path | bytes, draft_size: int, max_pixels: int | None = None) -> Image.Image:
         draft = math.ceil(draft_size / self.crop)
         limit = self.max_pixels if max_pixels is None else min(max_pixels, self.max_pixels)
-        img = decode_pil(source, max_pixels=limit, max_bytes=self.max_bytes, draft_size=draft)
+        img = decode_pil(
+            source, max_pixels=limit, max_bytes=self.max_bytes, draft_size=draft, draft_shape=self.draft_shape
+        )
         return center_crop(img, self.crop)
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:

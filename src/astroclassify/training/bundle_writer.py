@@ -59,6 +59,7 @@ def finish_bundle(
             },
             "explainable": hasattr(model, "head_gradient"),
             "crop": cfg.crop,
+            "decode": {"draft": "letterbox"},  # how training decoded its JPEGs (see imaging/decode.py)
             "taxonomy": data.taxonomy.to_json() if data.taxonomy else None,
             "data": {
                 "sources": list(cfg.data),

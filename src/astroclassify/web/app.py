@@ -29,7 +29,7 @@ from astroclassify.errors import (
 )
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import RequestGuard
-from astroclassify.web.ratelimit import RateLimiter
+from astroclassify.web.ratelimit import RateLimiter, SharedRateLimiter
 from astroclassify.web.routers import api, discovery, docs, health, pages
 
 __all__ = ["SafeJSONResponse", "create_app"]
@@ -72,7 +72,9 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
 
         # Loaded once per process: per request only decoding and resizing remain.
         app.state.pool = PredictorPool(
-            model or settings.default_model, detector=detector, **settings.predictor_options()
+            model or settings.default_model,
+            detector=detector or settings.default_detector,
+            **settings.predictor_options(),
         )
         app.state.store = store = open_store(settings.home, settings.database_url)
         app.state.sessions, app.state.uploads = store.sessions, store.images
@@ -93,7 +95,11 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
-    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.limiter = (
+        SharedRateLimiter(settings.rate_limit_store, settings.rate_limit_per_minute)
+        if settings.rate_limit_store
+        else RateLimiter(settings.rate_limit_per_minute)
+    )
     app.state.decoder = DecodePool(settings.max_concurrent_decodes or os.cpu_count() or 1)
     app.add_middleware(RequestGuard, settings=settings, limiter=app.state.limiter)
     app.mount(

@@ -3,17 +3,24 @@
 Buckets refill continuously at ``per_minute / 60`` tokens a second. A bucket that has
 refilled completely says nothing a new one would not, so idle buckets are dropped (at most
 once a minute, and whenever the table outgrows ``max_buckets``): a stream of new client
-addresses cannot grow the table without bound. One process serves one machine's requests
-here; several server processes each keep their own buckets (each allows the full rate).
+addresses cannot grow the table without bound.
+
+Several server processes (``serve --workers N``) share one table in a small SQLite file
+(:class:`SharedRateLimiter`): a client is held to the advertised rate whichever worker its
+connections land on. SQLite rather than Redis because the server is one machine and the
+store is already SQLite; with ``synchronous=OFF`` (a crash only forgets who spent what) one
+check costs about 0.1 ms (bench/serve_latency.py).
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "SharedRateLimiter"]
 
 
 class RateLimiter:
@@ -58,3 +65,63 @@ class RateLimiter:
     @staticmethod
     def retry_after_header(wait: float) -> str:
         return str(max(1, math.ceil(wait)))
+
+
+class SharedRateLimiter(RateLimiter):
+    """The same buckets, in a SQLite file that every worker process on this machine opens."""
+
+    def __init__(self, path: Path, per_minute: int, burst: int | None = None, *, max_buckets: int = 100_000) -> None:
+        super().__init__(per_minute, burst, max_buckets=max_buckets)
+        self.path = Path(path)
+        self._local = threading.local()
+        self._new_keys = 0
+        with self._connection() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL, last REAL)")
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=OFF")
+            self._local.db = db
+        return db
+
+    def check(self, key: str) -> float:
+        if self.rate <= 0:
+            return 0.0
+        db = self._connection()
+        # CLOCK_MONOTONIC is one clock for every process on the machine.
+        now = time.monotonic()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if now >= self._next_prune:
+                db.execute("DELETE FROM buckets WHERE tokens + (? - last) * ? >= ?", (now, self.rate, self.capacity))
+                self._next_prune = now + 60.0
+            row = db.execute("SELECT tokens, last FROM buckets WHERE key = ?", (key,)).fetchone()
+            tokens, last = row if row else (self.capacity, now)
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1
+            db.execute("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)", (key, tokens - 1 if allowed else tokens, now))
+            if not row:
+                self._new_keys += 1
+                if self._new_keys >= max(1, self.max_buckets // 10):
+                    self._cap_table(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return 0.0 if allowed else (1 - tokens) / self.rate
+
+    def _cap_table(self, db: sqlite3.Connection) -> None:
+        """Past ``max_buckets``, forget the longest idle ones (new addresses cannot grow it forever)."""
+        self._new_keys = 0
+        (count,) = db.execute("SELECT count(*) FROM buckets").fetchone()
+        if count >= self.max_buckets:
+            db.execute(
+                "DELETE FROM buckets WHERE key IN (SELECT key FROM buckets ORDER BY last LIMIT ?)",
+                (count - self.max_buckets // 2,),
+            )
+
+    def __len__(self) -> int:
+        return self._connection().execute("SELECT count(*) FROM buckets").fetchone()[0]

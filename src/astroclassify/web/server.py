@@ -1,0 +1,123 @@
+"""Running the app: uvicorn, one process or several, with what each request needs of the socket.
+
+On 2 cores two processes with one ONNX Runtime thread each serve more than one process with
+two (bench/serve_latency.py: ORT's threads wait on each other between small convolutions,
+and a decode in one process no longer stalls inference in the other). Several processes
+need what one does not:
+
+- every worker builds the app from the environment (``uvicorn --factory``), so the settings
+  the command line decided are handed over as ``ASTROCLASSIFY_*`` variables;
+- TCP_NODELAY on each accepted socket: without it a response's last small segment waits
+  for the client's delayed ACK (about 40 ms on every request, ``/health`` included);
+- the database is made or migrated under a file lock (``store/db.py``), so workers starting
+  together on a fresh home never race;
+- the rate-limit buckets live in one SQLite file (``web/ratelimit.SharedRateLimiter``), so a
+  client gets the advertised rate whichever worker answers it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from astroclassify.config import Settings
+
+__all__ = ["serve", "worker_environment"]
+
+
+class _NoDelay:
+    """Mixin for uvicorn's protocol classes: TCP_NODELAY on every accepted TCP connection."""
+
+    def connection_made(self, transport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)  # type: ignore[misc]
+
+
+# Module-level classes: uvicorn's worker processes receive them pickled, by name.
+class NoDelayH11(_NoDelay, H11Protocol):
+    pass
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class NoDelayHttpTools(_NoDelay, HttpToolsProtocol):
+        pass
+
+    HTTP_PROTOCOL: type = NoDelayHttpTools
+except ImportError:  # httptools is optional; h11 is always there
+    HTTP_PROTOCOL = NoDelayH11
+
+
+def worker_environment(settings: Settings, workers: int, model: str | None, detector: Path | None) -> dict[str, str]:
+    """The ``ASTROCLASSIFY_*`` variables that rebuild ``settings`` in each worker process."""
+    env = {
+        "ASTROCLASSIFY_HOME": str(settings.home),
+        "ASTROCLASSIFY_SERVE_TTA": settings.serve_tta,
+        "ASTROCLASSIFY_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+        "ASTROCLASSIFY_DEFAULT_MODEL": model or settings.default_model,
+        # One ORT thread per worker unless asked otherwise: the workers share the cores.
+        "ASTROCLASSIFY_INFERENCE_THREADS": str(settings.inference_threads or (1 if workers > 1 else 0)),
+        "ASTROCLASSIFY_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
+        "ASTROCLASSIFY_RATE_LIMIT_STORE": str(settings.rate_limit_store or settings.home / "ratelimit.sqlite3"),
+    }
+    if settings.require_api_key is not None:
+        env["ASTROCLASSIFY_REQUIRE_API_KEY"] = str(settings.require_api_key).lower()
+    if detector is not None:
+        env["ASTROCLASSIFY_DEFAULT_DETECTOR"] = str(Path(detector).resolve())
+    return env
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    model: str | None = None,
+    detector: Path | None = None,
+) -> None:
+    """Serve the web app and REST API until interrupted.
+
+    Parameters
+    ----------
+    settings : Settings
+        As decided by the caller (the command line's flags over the environment).
+    workers : int
+        Processes; with more than one, each gets one ORT thread, and they share the
+        rate-limit buckets.
+    model, detector
+        The default model and an anomaly detector folder for it.
+    """
+    import uvicorn
+
+    # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
+    # uvicorn's default would believe any X-Forwarded-For sent from this machine.
+    http = HTTP_PROTOCOL
+    if workers <= 1:
+        from astroclassify.web.app import create_app
+
+        app = create_app(settings, model=model, detector=detector)
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, http=http)
+        return
+    env = worker_environment(settings, workers, model, detector)
+    store = Path(env["ASTROCLASSIFY_RATE_LIMIT_STORE"])
+    store.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):  # last run's buckets
+        stale.unlink(missing_ok=True)
+    os.environ.update(env)
+    uvicorn.run(
+        "astroclassify.web.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+        http=http,
+    )
