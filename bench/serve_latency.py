@@ -4,7 +4,7 @@ One client in sequence (p50/p99), then N concurrent clients for a fixed time (re
 p99, errors). The load generator runs on the same machine, as the issue specifies. Where the
 time goes comes from the server's own Server-Timing header (decode+resize, inference, store).
 
-    python bench/serve_latency.py --seq 200 --clients 20 --seconds 30 [--tta rot4]
+    python bench/serve_latency.py --seq 200 --clients 20 --seconds 30 [--tta rot4] [--workers 2] [--model DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 from PIL import Image
 
 
@@ -58,6 +59,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--tta", default=None, help="serving TTA: model (the default), none, rot4 or rot4flip")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--workers", type=int, default=None, help="serve --workers (default: one per core)")
+    ap.add_argument("--model", default=None, help="serve --model (a zoo name or a model folder)")
     args = ap.parse_args()
     images = _images(Path(args.data))
     home = tempfile.mkdtemp(prefix="astroclassify-bench-")
@@ -65,21 +68,24 @@ def main() -> None:
     if args.tta:
         env["ASTROCLASSIFY_SERVE_TTA"] = args.tta
     exe = Path(sys.executable).with_name("astroclassify")
-    server = subprocess.Popen(
-        [str(exe), "serve", "--port", str(args.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    command = [str(exe), "serve", "--port", str(args.port)]
+    command += ["--workers", str(args.workers)] if args.workers else []
+    command += ["--model", args.model] if args.model else []
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}/api/classify"
     try:
-        for _ in range(100):
+        for _ in range(150):
             try:
                 httpx.get(f"http://127.0.0.1:{args.port}/health", timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
         with httpx.Client(timeout=30) as client:
-            for i in range(10):  # warm-up
+            for i in range(40):  # warm-up (every worker process)
                 client.post(url, files={"image": ("w.jpg", _unique(images[i % len(images)], f"w{i}"), "image/jpeg")})
             lat, parts, explain_urls = [], [], []
+            processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+            server_cpu0 = sum(sum(p.cpu_times()[:2]) for p in processes)
             for i in range(args.seq):
                 t0 = time.perf_counter()
                 r = client.post(
@@ -89,6 +95,7 @@ def main() -> None:
                 r.raise_for_status()
                 parts.append(_timing(r.headers.get("server-timing", "")))
                 explain_urls.append(r.json()["explanation_url"])
+            seq_cpu = (sum(sum(p.cpu_times()[:2]) for p in processes) - server_cpu0) / args.seq
             # Grad-CAM overlays: the first request renders (inference + drawing), later ones read the file.
             for label in ("first", "cached"):
                 times = []
@@ -99,6 +106,7 @@ def main() -> None:
                 print(f"explanation.png, {label} request: median {statistics.median(times):.1f} ms")
         p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
         print(f"one client, {args.seq} sequential requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        print(f"  server CPU per request {1000 * seq_cpu:.1f} ms")
         for key in ("decode", "infer", "store"):
             print(f"  server-side {key:<6} median {statistics.median(p.get(key, 0) for p in parts):.1f} ms")
 
@@ -129,19 +137,30 @@ def main() -> None:
                     i += 1
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.clients)]
+        processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        server_cpu0 = sum(sum(p.cpu_times()[:2]) for p in processes)
+        client_cpu0 = time.process_time()
         t_start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t_start
+        client_cpu = time.process_time() - client_cpu0
+        server_cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - server_cpu0
         ok = [ms for ms, code in results if code == 200]
         errors = len(results) - len(ok)
         print(
             f"{args.clients} concurrent clients for {elapsed:.0f} s: {len(ok) / elapsed:.1f} requests/s, "
             f"p50 {np.percentile(ok, 50):.0f} ms, p99 {np.percentile(ok, 99):.0f} ms, {errors} errors"
         )
+        print(
+            f"  CPU per request: server {1000 * server_cpu / len(results):.1f} ms, "
+            f"this load generator {1000 * client_cpu / len(results):.1f} ms "
+            f"(of {1000 * elapsed * (os.cpu_count() or 1) / len(results):.1f} ms the cores had per request)"
+        )
         print(f"serving TTA: {args.tta or 'the server default (each model its own: rot4 for dso)'}")
+        print(f"server processes: {args.workers or os.cpu_count()}; model: {args.model or 'dso (default)'}")
         print("reproduce: python bench/serve_latency.py " + " ".join(sys.argv[1:]))
     finally:
         server.terminate()

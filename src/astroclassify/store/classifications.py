@@ -88,6 +88,9 @@ def new_classification(
         embedding=Embedding(detector=answer.detector, vector=answer.embedding)
         if answer.embedding is not None and answer.detector
         else None,
+        # A new record has neither: known empty, so presenting it does not query for them.
+        feedback=[],
+        marks=[],
     )
 
 
