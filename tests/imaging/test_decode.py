@@ -198,3 +198,53 @@ print(img.size[0], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
     ).stdout.split()
     assert 224 <= int(width) < 500
     assert float(extra_mb) < 450  # one RGBA buffer is 196 MB; Pillow's reduce premultiplies into a second
+
+
+def test_fits_blank_and_nan_pixels_show_as_sky_in_compressed_and_big_endian_files():
+    from astropy.io import fits
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(100, 110, size=(64, 64)).astype(np.int16)
+    counts[20:30, 20:30] = 3000  # a star
+    counts[:, :8] = -32768  # a blank stripe (off the detector)
+    hdu = fits.ImageHDU(counts)
+    hdu.header["BLANK"] = -32768
+    compressed = fits.CompImageHDU(counts, compression_type="RICE_1")
+    compressed.header["BLANK"] = -32768
+    for data in (_fits_bytes(fits.PrimaryHDU(), hdu), _fits_bytes(fits.PrimaryHDU(), compressed)):
+        out = decode_image(data)[::-1]  # back to FITS row order
+        assert out[25, 25].mean() > 200  # the star is bright
+        assert out[40:, 40:].mean() < 30  # the sky is dark: blanks did not widen the interval
+        assert out[:, :8].max() <= out[40:, 40:].mean() + 1  # blanks are sky, not a bright band
+    flux = rng.normal(10, 1, size=(48, 48)).astype(">f4")  # big-endian floats, as on disk
+    flux[10, 10] = np.nan
+    flux[30:34, 30:34] = 500
+    out = decode_image(_fits_bytes(fits.PrimaryHDU(flux)))[::-1]
+    assert out[31, 31].mean() > 200 and out[10, 10].mean() < 100
+
+
+def test_fits_display_is_chosen_per_model_and_8_bit_data_show_as_they_are():
+    from astropy.io import fits
+
+    from astroclassify.imaging.decode import decode_pil
+    from astroclassify.imaging.stretch import FitsDisplay
+
+    rgb = make_sky("galaxy", 64)  # 8-bit display values, as a JPEG written to FITS holds
+    planes = np.moveaxis(rgb, -1, 0)[:, ::-1]  # (3, H, W), rows bottom-up
+    out = decode_image(_fits_bytes(fits.PrimaryHDU(np.ascontiguousarray(planes))))
+    assert np.array_equal(out, rgb)  # shown as they are, not stretched again
+    stretched = np.asarray(
+        decode_pil(
+            _fits_bytes(fits.PrimaryHDU(np.ascontiguousarray(planes))), fits_display=FitsDisplay("asinh", "percentile")
+        )
+    )
+    assert not np.array_equal(stretched, rgb)
+    flux = np.abs(np.random.default_rng(2).normal(0, 1, (32, 32))) ** 3
+    views = {
+        s: decode_image(_fits_bytes(fits.PrimaryHDU(flux)), fits_display=FitsDisplay(s, i)).mean()
+        for s in ("asinh", "log", "sqrt", "linear")
+        for i in ("percentile", "zscale")
+    }
+    assert len({round(v, 3) for v in views.values()}) == len(views)  # every choice is its own view
+    with pytest.raises(ValueError, match="stretch 'gamma'"):
+        FitsDisplay("gamma")

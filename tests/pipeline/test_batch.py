@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 
 @pytest.fixture(scope="module")
 def inputs(shared_data, tmp_path_factory):
-    """30 real images in two folders, one broken file, and a CSV manifest naming 5 of them."""
+    """30 real images in two folders, one as FITS too, one broken file, and a CSV manifest naming 5 of them."""
     root = tmp_path_factory.mktemp("batch-in")
     files = (
         sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[:20]
@@ -22,9 +22,19 @@ def inputs(shared_data, tmp_path_factory):
         (root / f"d{i % 2}").mkdir(exist_ok=True)
         (root / f"d{i % 2}" / f"{i:03d}-{f.name}").write_bytes(f.read_bytes())
     (root / "d0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    import numpy as np
+    from astropy.io import fits
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(files[1]).convert("RGB"))
+    fits.PrimaryHDU(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)[:, ::-1])).writeto(root / "d1" / "cube.fits")
     names = sorted(p.relative_to(root) for p in root.rglob("*.jpg"))[:5]
     (root / "list.csv").write_text("path,note\n" + "".join(f"{n},x\n" for n in names))
     return root
+
+
+def cube_source_name(root):
+    return next((root / "d1").glob("001-*.jpg")).name.removeprefix("001-")
 
 
 def read(out):
@@ -32,7 +42,7 @@ def read(out):
 
 
 def test_inputs_come_from_folders_globs_and_manifests(inputs):
-    assert len(list_inputs(inputs)) == 31
+    assert len(list_inputs(inputs)) == 32
     assert len(list_inputs(str(inputs / "d1" / "*.jpg"))) == 15
     assert len(list_inputs(inputs / "list.csv")) == 5
     with pytest.raises(DataError, match="matches no file"):
@@ -45,7 +55,7 @@ def test_inputs_come_from_folders_globs_and_manifests(inputs):
 def test_batch_writes_every_input_once_and_resumes(inputs, tmp_path):
     out = tmp_path / "results"
     result = batch(inputs, out, model="dso", workers=2, partition_size=8, tta="none")
-    assert (result.images, result.partitions, result.errors, result.workers) == (31, 4, 1, 2)
+    assert (result.images, result.partitions, result.errors, result.workers) == (32, 4, 1, 2)
     rows = read(out)
     assert sorted(r["path"] for r in rows) == list_inputs(inputs)  # each exactly once
     broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
@@ -56,12 +66,15 @@ def test_batch_writes_every_input_once_and_resumes(inputs, tmp_path):
         0 <= r["anomaly_score"] <= 1 and abs(r["p_galaxy"] + r["p_nebula"] + r["p_planet"] - 1) < 1e-4 for r in good
     )
     assert sum(r["label"] == "planet" for r in good) >= 9
+    cube = next(r for r in rows if r["path"].endswith("cube.fits"))
+    jpeg = next(r for r in rows if r["path"].endswith("001-" + cube_source_name(inputs)))
+    assert cube["label"] == jpeg["label"] and abs(cube["p_galaxy"] - jpeg["p_galaxy"]) < 0.05  # FITS reads as its JPEG
 
     # A run killed after some partitions: remove one, leave a half-written file; re-run.
     (out / "part-00002.parquet").unlink()
     (out / "_tmp-00002-999.parquet").write_bytes(b"half")
     again = batch(inputs, out, model="dso", workers=1, partition_size=8, tta="none")
-    assert (again.skipped_partitions, again.images, again.errors) == (3, 31, 1)
+    assert (again.skipped_partitions, again.images, again.errors) == (3, 32, 1)
     assert sorted(r["path"] for r in read(out)) == list_inputs(inputs)
     assert not list(out.glob("_tmp-*"))
 

@@ -30,7 +30,9 @@ from astroclassify.data.splits import (
 from astroclassify.data.taxonomy import Taxonomy, load_taxonomy
 from astroclassify.errors import ConfigError, DataError, ImageDecodeError
 from astroclassify.imaging.decode import decode_pil
-from astroclassify.imaging.transforms import center_crop, letterbox
+from astroclassify.imaging.filters import letterbox_filtered
+from astroclassify.imaging.stretch import FitsDisplay
+from astroclassify.imaging.transforms import center_crop
 
 __all__ = [
     "ImageTable",
@@ -69,7 +71,14 @@ class ImageTable:
     failed: list[str]  # "key: reason" for samples that could not be decoded
 
 
-def build_table(samples: list[Sample], size: int, progress=None, crop: float = 1.0) -> ImageTable:
+def build_table(
+    samples: list[Sample],
+    size: int,
+    progress=None,
+    crop: float = 1.0,
+    fits_display: FitsDisplay | None = None,
+    filters: Sequence[str] = (),
+) -> ImageTable:
     kept: list[Sample] = []
     pixels: list[np.ndarray] = []
     prints: list[Fingerprint] = []
@@ -79,13 +88,15 @@ def build_table(samples: list[Sample], size: int, progress=None, crop: float = 1
         try:
             # The same decode, crop and resize as inference (OnnxPredictor.prepare).
             # At least FINGERPRINT_SIZE px, so near-duplicate checks do not depend on the network size.
-            full = decode_pil(sample.path, draft_size=max(math.ceil(size / crop), FINGERPRINT_SIZE))
+            full = decode_pil(
+                sample.path, draft_size=max(math.ceil(size / crop), FINGERPRINT_SIZE), fits_display=fits_display
+            )
             img = center_crop(full, crop)
         except ImageDecodeError as exc:
             failed.append(f"{sample.key}: {str(exc).split(': ', 1)[-1]}")
         else:
             kept.append(sample)
-            pixels.append(letterbox(img, size))
+            pixels.append(letterbox_filtered(img, size, filters))
             # Duplicates are judged on the whole image: in centred survey cutouts the central crop
             # of two different compact galaxies can look alike, while their fields of stars differ.
             prints.append(fingerprint(full))
@@ -119,6 +130,8 @@ def prepare_data(
     *,
     image_size: int,
     crop: float = 1.0,
+    fits_display: FitsDisplay | None = None,
+    filters: Sequence[str] = (),
     taxonomy: str | None = None,
     seed: int = 0,
     test_frac: float = 0.2,
@@ -166,7 +179,14 @@ def prepare_data(
             log.warning("taxonomy %s leaves out %s", mapping.name, dict(dropped))
     if not 0 < crop <= 1:
         raise ConfigError(f"crop must be in (0, 1]; got {crop}")
-    table = build_table(samples, image_size, progress("decoding images", len(samples)), crop=crop)
+    table = build_table(
+        samples,
+        image_size,
+        progress("decoding images", len(samples)),
+        crop=crop,
+        fits_display=fits_display,
+        filters=filters,
+    )
     labels = sorted({s.label for s in table.samples})
     if len(labels) < 2:
         raise DataError(f"training needs at least two labels; found {labels}")

@@ -18,6 +18,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.errors import AstroClassifyWarning, FileTooLargeError, ImageDecodeError
+from astroclassify.imaging.stretch import FitsDisplay, stretch_to_uint8
 from astroclassify.sizes import format_bytes
 
 __all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "has_image_signature", "read_image_bytes", "sniff_format"]
@@ -36,6 +37,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = None
 
 _FITS_MAGIC = b"SIMPLE  ="
+HIGH_DEPTH_DISPLAY = FitsDisplay(interval="percentile")
 # Signatures of formats we accept: a file that starts like one but does not open is damaged,
 # which deserves a different message from "not an image at all".
 _SIGNATURES = {
@@ -100,9 +102,12 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     draft_size: int | None = None,
+    fits_display: FitsDisplay | None = None,
 ) -> np.ndarray:
     """Decode an image file into an RGB ``uint8`` array of shape (H, W, 3); see ``decode_pil``."""
-    img = decode_pil(source, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=draft_size)
+    img = decode_pil(
+        source, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=draft_size, fits_display=fits_display
+    )
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -113,6 +118,7 @@ def decode_pil(
     max_bytes: int = DEFAULT_MAX_BYTES,
     draft_size: int | None = None,
     draft_shape: str = "letterbox",
+    fits_display: FitsDisplay | None = None,
 ) -> Image.Image:
     """Decode an image file into an RGB Pillow image (kept in Pillow for fast resizing).
 
@@ -131,6 +137,9 @@ def decode_pil(
     draft_shape : {"letterbox", "square"}
         ``square`` keeps the shorter side at least ``draft_size`` instead, as models trained
         before 0.3 saw their images (their ``model.json`` has no ``decode`` entry).
+    fits_display : FitsDisplay, optional
+        Interval and stretch for FITS data (a model's own: ``OnnxPredictor`` passes it);
+        default ``FitsDisplay()``: 8-bit data as they are, others asinh over 0.5-99.7 %.
 
     Raises
     ------
@@ -140,7 +149,7 @@ def decode_pil(
     name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
     data = read_image_bytes(source, max_bytes=max_bytes)
     if data.startswith(_FITS_MAGIC):
-        return Image.fromarray(_decode_fits(data, name, max_pixels))
+        return Image.fromarray(_decode_fits(data, name, max_pixels, fits_display or FitsDisplay()))
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError):
@@ -208,7 +217,11 @@ def _reduce(img: Image.Image, draft_size: int | None, draft_shape: str = "letter
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited on black sky."""
     if img.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
-        return Image.fromarray(_stretch_to_rgb(np.asarray(img, dtype=np.float64)))
+        # 16-bit and float scientific TIFF/PNG: the asinh view FITS gets.
+        try:
+            return Image.fromarray(stretch_to_uint8(np.asarray(img, dtype=np.float64), HIGH_DEPTH_DISPLAY))
+        except ValueError as exc:
+            raise ImageDecodeError(str(exc)) from None
     if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
         rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         canvas = Image.new("RGB", rgba.size)  # black sky; alpha-weighted paste = compositing on black
@@ -217,11 +230,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Render a FITS file's first image HDU with an asinh stretch (astronomy's usual view).
+def _decode_fits(data: bytes, name: str, max_pixels: int, display: FitsDisplay) -> np.ndarray:
+    """Render a FITS file's first image HDU (primary, extension or tile-compressed).
 
     Tables (``BinTableHDU``, ``TableHDU``) are skipped, whatever their position. A cube of 3
     (or 4) planes is read as RGB; any other cube shows its first plane, with a warning saying so.
+    Blank pixels (NaN, or integers equal to ``BLANK``: astropy reads those as NaN) show as
+    sky. astropy returns native
+    floats whatever the file's byte order (FITS is big-endian on disk).
     """
     from astropy.io import fits  # imported lazily: only FITS users pay for astropy
 
@@ -241,7 +257,8 @@ def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
                 shape = hdu.shape
                 if int(np.prod(shape[-2:])) > max_pixels:
                     raise ImageDecodeError(f"{name}: FITS image shape {shape} is over the {_mpx(max_pixels)} limit")
-                arr = np.asarray(hdu.data, dtype=np.float64)
+                raw = hdu.data  # astropy has already made BLANK integers NaN (as floats)
+                arr = np.asarray(raw, dtype=np.float64)
     except ImageDecodeError:
         raise
     except Exception as exc:  # astropy raises many types for malformed headers
@@ -256,22 +273,12 @@ def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             stacklevel=4,
         )
         arr = arr.reshape(-1, *arr.shape[-2:])[0]
-    # FITS rows run bottom-up; flip so the image looks as in a viewer such as DS9.
-    return _stretch_to_rgb(arr[::-1].copy())
-
-
-def _stretch_to_rgb(arr: np.ndarray) -> np.ndarray:
-    """Map raw intensities to uint8 RGB: percentile clip, then asinh stretch."""
-    finite = np.isfinite(arr)
-    if not finite.any():
-        raise ImageDecodeError("image has no finite pixel values")
-    lo, hi = np.percentile(arr[finite], [0.5, 99.7])
-    scaled = np.clip((np.where(finite, arr, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
-    stretched = np.arcsinh(10 * scaled) / np.arcsinh(10)
-    out = (stretched * 255 + 0.5).astype(np.uint8)
-    if out.ndim == 2:
-        out = np.repeat(out[..., None], 3, axis=-1)
-    return out
+    eight_bit = raw.dtype == np.uint8  # BITPIX 8: display values already
+    try:
+        # FITS rows run bottom-up; flip so the image looks as in a viewer such as DS9.
+        return stretch_to_uint8(arr[::-1].copy(), display, eight_bit=eight_bit)
+    except ValueError as exc:
+        raise ImageDecodeError(f"{name}: {exc}") from None
 
 
 def _mpx(pixels: int) -> str:

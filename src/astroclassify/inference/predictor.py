@@ -21,7 +21,9 @@ from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXEL
 from astroclassify.data.taxonomy import Taxonomy
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
-from astroclassify.imaging.transforms import center_crop, letterbox, to_tensor_layout
+from astroclassify.imaging.filters import check_filters, letterbox_filtered
+from astroclassify.imaging.stretch import FitsDisplay
+from astroclassify.imaging.transforms import center_crop, to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views, undo_tta_view
 from astroclassify.inference.bundle import Bundle, load_bundle
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
@@ -123,6 +125,9 @@ class OnnxPredictor:
         self.crop = float(self.bundle.meta.get("crop", 1.0))
         # How JPEGs were draft-decoded for this model's training: "square" before 0.3.
         self.draft_shape = str((self.bundle.meta.get("decode") or {}).get("draft", "square"))
+        # The FITS stretch and the filters the model was trained with (imaging/stretch.py, filters.py).
+        self.fits_display = FitsDisplay.from_dict(self.bundle.meta.get("fits"))
+        self.filters = check_filters(self.bundle.meta.get("filters") or ())
         stored = self.bundle.meta.get("taxonomy")
         taxonomy = Taxonomy.from_dict(stored, f"{self.bundle.path}/model.json") if stored else None
         self.mirror = np.array(taxonomy.mirror_index(list(self.labels))) if taxonomy and taxonomy.mirror else None
@@ -177,15 +182,21 @@ class OnnxPredictor:
             if arr.dtype != np.uint8:
                 arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
             if self.crop < 1.0:
-                return letterbox(center_crop(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.crop), size)
-            return letterbox(arr[..., :3], size)
-        return letterbox(self._decode(source, size, max_pixels), size)
+                image = center_crop(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.crop)
+                return letterbox_filtered(image, size, self.filters)
+            return letterbox_filtered(arr[..., :3], size, self.filters)
+        return letterbox_filtered(self._decode(source, size, max_pixels), size, self.filters)
 
     def _decode(self, source: str | Path | bytes, draft_size: int, max_pixels: int | None = None) -> Image.Image:
         draft = math.ceil(draft_size / self.crop)
         limit = self.max_pixels if max_pixels is None else min(max_pixels, self.max_pixels)
         img = decode_pil(
-            source, max_pixels=limit, max_bytes=self.max_bytes, draft_size=draft, draft_shape=self.draft_shape
+            source,
+            max_pixels=limit,
+            max_bytes=self.max_bytes,
+            draft_size=draft,
+            draft_shape=self.draft_shape,
+            fits_display=self.fits_display,
         )
         return center_crop(img, self.crop)
 
@@ -266,7 +277,8 @@ class OnnxPredictor:
             )
         size = self.bundle.image_size
         image = self._decode(source, max(size, 512))
-        views = tta_views(letterbox(image, size)[None], self.bundle.tta if tta is None else tta)[:, 0]
+        pixels = letterbox_filtered(image, size, self.filters)
+        views = tta_views(pixels[None], self.bundle.tta if tta is None else tta)[:, 0]
         logits, cams = self.session.run(
             ["logits", "cam"], {self.input_name: to_tensor_layout(views, self.bundle.mean, self.bundle.std)}
         )

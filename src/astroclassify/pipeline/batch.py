@@ -263,7 +263,7 @@ def _client(scheduler: str | None, workers: int | None, threads: int):
         n_workers=workers or os.cpu_count() or 1,
         threads_per_worker=1,  # one task at a time per process; ORT gets `threads` inside it
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: None still tries 8787, taken by a second run
         silence_logs=40,
     )
     return Client(cluster), cluster

@@ -14,6 +14,8 @@ import torch
 from astroclassify.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
 from astroclassify.evaluation.metrics import classification_metrics
 from astroclassify.evaluation.report import write_eval_plots
+from astroclassify.imaging.filters import check_filters
+from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.inference.bundle import Bundle
 from astroclassify.inference.predictor import OnnxPredictor
@@ -60,6 +62,9 @@ def finish_bundle(
             "explainable": hasattr(model, "head_gradient"),
             "crop": cfg.crop,
             "decode": {"draft": "letterbox"},  # how training decoded its JPEGs (see imaging/decode.py)
+            # What training did to the pixels, done again at inference (imaging/stretch.py, filters.py).
+            "fits": FitsDisplay(cfg.fits_stretch, cfg.fits_interval).to_dict(),
+            "filters": list(check_filters(cfg.filters.split(","))),
             "taxonomy": data.taxonomy.to_json() if data.taxonomy else None,
             "data": {
                 "sources": list(cfg.data),

@@ -37,6 +37,9 @@ class TrainConfig:
     flips: bool = True  # mirror flips preserve these labels (a taxonomy's mirror map overrides: flip and swap)
     taxonomy: str = ""  # label mapping (built-in name or YAML file); "" = the data's default or labels as they are
     crop: float = 1.0  # keep this central fraction of each image before resizing (centred survey cutouts)
+    fits_stretch: str = "asinh"  # FITS display, stored with the model: asinh | log | sqrt | linear
+    fits_interval: str = "auto"  # auto (BITPIX 8 as is, else percentile) | percentile | zscale
+    filters: str = ""  # image filters in order, comma-separated: background, denoise, clahe (see bench/filters.py)
     patience: int = 5  # epochs without val macro-F1 improvement before stopping
     ema_decay: float = 0.0  # >0: evaluate and export an exponential moving average of the weights
     tta: str = "none"  # test-time augmentation stored as the model's default: none | rot4 | rot4flip
@@ -54,6 +57,14 @@ class TrainConfig:
         # TrainConfig(data="my-dataset") would otherwise be read one character at a time.
         data = (self.data,) if isinstance(self.data, str | PathLike) else self.data
         object.__setattr__(self, "data", tuple(str(d) for d in data))
+        from astroclassify.imaging.filters import check_filters
+        from astroclassify.imaging.stretch import FitsDisplay
+
+        try:  # fail when the config is made, not after an hour of decoding
+            FitsDisplay(self.fits_stretch, self.fits_interval)
+            check_filters(self.filters.split(","))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:

@@ -28,6 +28,8 @@ from astroclassify.errors import ConfigError
 from astroclassify.evaluation.calibration import softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
 from astroclassify.imaging.augment import build_augment
+from astroclassify.imaging.filters import check_filters
+from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views
 from astroclassify.inference.bundle import Bundle
@@ -394,6 +396,8 @@ def prepare(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:
         cfg.data,
         image_size=cfg.image_size or get_pretrained_cfg(cfg.model).input_size,
         crop=cfg.crop,
+        fits_display=FitsDisplay(cfg.fits_stretch, cfg.fits_interval),
+        filters=check_filters(cfg.filters.split(",")),
         taxonomy=cfg.taxonomy,
         seed=cfg.seed,
         test_frac=cfg.test_frac,

@@ -1,0 +1,88 @@
+"""How FITS intensities become display pixels: an interval, then a stretch (astropy.visualization).
+
+A model learns from pixels, so the stretch is part of the model: it is chosen when the model
+is trained (``TrainConfig.fits_stretch``/``fits_interval``), stored in ``model.json`` and used
+again whenever the model reads a FITS file, so training and inference see the same pixels.
+
+``interval="auto"`` (the default) shows 8-bit data (BITPIX 8) as they are: such files already hold display values (a JPEG written as FITS, survey colour
+cutouts), and stretching them again would show the model another picture. Any other data
+get the configured percentile interval and stretch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["STRETCHES", "INTERVALS", "FitsDisplay", "stretch_to_uint8"]
+
+STRETCHES = ("asinh", "log", "sqrt", "linear")
+INTERVALS = ("auto", "percentile", "zscale")
+
+
+@dataclass(frozen=True)
+class FitsDisplay:
+    """Interval and stretch for FITS data; the default is astronomy's usual asinh view."""
+
+    stretch: str = "asinh"  # asinh | log | sqrt | linear
+    interval: str = "auto"  # auto (BITPIX 8 data as is, else percentile) | percentile | zscale
+    percentiles: tuple[float, float] = (0.5, 99.7)  # lower, upper (percentile interval)
+
+    def __post_init__(self) -> None:
+        if self.stretch not in STRETCHES:
+            raise ValueError(f"FITS stretch {self.stretch!r} is not one of {', '.join(STRETCHES)}")
+        if self.interval not in INTERVALS:
+            raise ValueError(f"FITS interval {self.interval!r} is not one of {', '.join(INTERVALS)}")
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"FITS percentiles {self.percentiles} must satisfy 0 <= lower < upper <= 100")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"percentiles": list(self.percentiles)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> FitsDisplay:
+        """From ``model.json``; models made before stretches were stored get the old fixed view."""
+        if not data:
+            return cls(interval="percentile")
+        return cls(
+            stretch=str(data.get("stretch", "asinh")),
+            interval=str(data.get("interval", "auto")),
+            percentiles=tuple(float(p) for p in data.get("percentiles", (0.5, 99.7))),  # type: ignore[arg-type]
+        )
+
+
+def _stretch(name: str):
+    from astropy.visualization import AsinhStretch, LinearStretch, LogStretch, SqrtStretch
+
+    # a=0.1: asinh(10 x) / asinh(10), linear below about a tenth of the range, logarithmic above.
+    return {"asinh": AsinhStretch(a=0.1), "log": LogStretch(), "sqrt": SqrtStretch(), "linear": LinearStretch()}[name]
+
+
+def stretch_to_uint8(arr: np.ndarray, display: FitsDisplay, *, eight_bit: bool = False) -> np.ndarray:
+    """Map intensities (H, W) or (H, W, 3), NaN for blank pixels, to uint8 RGB.
+
+    The interval is computed over all planes together, so a colour cube keeps its colours.
+    Blank pixels show as the interval's lower end (the sky), never as bright noise.
+    """
+    from astropy.visualization import AsymmetricPercentileInterval, ZScaleInterval
+
+    finite = np.isfinite(arr)
+    if not finite.any():
+        raise ValueError("image has no finite pixel values")
+    values = arr[finite]
+    if display.interval == "auto" and eight_bit:
+        scaled = np.clip(np.where(finite, arr, 0.0) / 255.0, 0, 1)
+        out = (scaled * 255 + 0.5).astype(np.uint8)
+    else:
+        if display.interval == "zscale":
+            vmin, vmax = ZScaleInterval().get_limits(values)
+        else:
+            vmin, vmax = AsymmetricPercentileInterval(*display.percentiles).get_limits(values)
+        scaled = np.clip((np.where(finite, arr, vmin) - vmin) / max(float(vmax - vmin), 1e-12), 0, 1)
+        out = (np.clip(_stretch(display.stretch)(scaled), 0, 1) * 255 + 0.5).astype(np.uint8)
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=-1)
+    return out
