@@ -3,6 +3,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import distinct, jpeg_bytes, make_sky, run_cli
@@ -224,3 +225,23 @@ def test_renamed_files_get_no_guessed_credit(api, shared_data):
     data = distinct((shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes(), "renamed")
     rec = api.post("/api/classify", files={"image": ("my-photo.jpg", data, "image/jpeg")}).json()
     assert rec["credit"] is None
+
+
+def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, shared_data):
+    """A 3-plane FITS cube of a JPEG: the same answer as the JPEG, and a JPEG preview of it."""
+    from astropy.io import fits
+    from PIL import Image
+
+    jpeg = next((shared_data / "hubble-dso/galaxy").glob("*.jpg"))
+    rgb = np.asarray(Image.open(jpeg).convert("RGB"))
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)[:, ::-1])).writeto(buf)
+    from_jpeg = api.post("/api/classify", files={"image": ("g.jpg", jpeg.read_bytes(), "image/jpeg")}).json()
+    from_fits = api.post("/api/classify", files={"image": ("g.fits", buf.getvalue(), "image/fits")}).json()
+    assert from_fits["label"] == from_jpeg["label"]
+    assert abs(from_fits["confidence"] - from_jpeg["confidence"]) < 0.05
+    thumb = api.get(f"/thumbs/{from_fits['id']}.jpg")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    preview = np.asarray(Image.open(io.BytesIO(thumb.content)).convert("RGB")).astype(float)
+    small = np.asarray(Image.open(jpeg).convert("RGB").resize(Image.open(io.BytesIO(thumb.content)).size)).astype(float)
+    assert np.abs(preview - small).mean() < 12  # the picture itself, the right way up, not re-stretched

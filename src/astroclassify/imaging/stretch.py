@@ -44,9 +44,11 @@ class FitsDisplay:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FitsDisplay:
-        """From ``model.json``; models made before stretches were stored get the old fixed view."""
+        """From ``model.json``. Models made before stretches were stored get the default: the
+        asinh view they always had, except that BITPIX 8 data (display values) are no longer
+        stretched twice."""
         if not data:
-            return cls(interval="percentile")
+            return cls()
         return cls(
             stretch=str(data.get("stretch", "asinh")),
             interval=str(data.get("interval", "auto")),

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from astroclassify.errors import ImageDecodeError, NoEmbeddingError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
+from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.pipeline.discovery import similar_images
 from astroclassify.sizes import format_bytes
 from astroclassify.store.alerts import Alerts
@@ -203,7 +204,11 @@ def thumbnail(
     """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
     _browsable(caller)
     row = Classifications(session).get(record_id)
-    return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", decoder)
+    try:  # a FITS upload is shown with the stretch its model saw it with
+        display = request.app.state.pool.get(row.model_name).fits_display
+    except Exception:  # a model no longer served: the default view
+        display = None
+    return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", decoder, display)
 
 
 @router.get("/anomalies", response_class=HTMLResponse)
@@ -250,18 +255,23 @@ def ingest_thumbnail(
     return _thumbnail(request.app.state.uploads, item.stored_name, f"archive item {item_id}", decoder)
 
 
-def _thumbnail(uploads: Path, stored_name: str, what: str, decoder) -> FileResponse:
+def _thumbnail(uploads: Path, stored_name: str, what: str, decoder, display: FitsDisplay | None = None) -> FileResponse:
     source = existing_file(uploads, stored_name, what)
 
     def render():
         from astroclassify.imaging.decode import decode_pil
 
         try:
-            img = decoder.run(decode_pil, source, draft_size=THUMB_SIZE)
+            img = decoder.run(decode_pil, source, draft_size=THUMB_SIZE, fits_display=display)
         except ImageDecodeError:
             raise HTTPException(404, f"the stored image of {what} is unreadable") from None
         img.thumbnail((THUMB_SIZE, THUMB_SIZE))
         return img
 
-    thumb = derived_image(uploads / "thumbs" / f"{source.stem}.jpg", render, "JPEG", quality=85)
+    view = (
+        ""
+        if display is None or display == FitsDisplay() or source.suffix != ".fits"
+        else f"-{display.stretch}-{display.interval}"
+    )
+    thumb = derived_image(uploads / "thumbs" / f"{source.stem}{view}.jpg", render, "JPEG", quality=85)
     return FileResponse(thumb, media_type="image/jpeg")
