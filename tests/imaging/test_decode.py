@@ -248,3 +248,20 @@ def test_fits_display_is_chosen_per_model_and_8_bit_data_show_as_they_are():
     assert len({round(v, 3) for v in views.values()}) == len(views)  # every choice is its own view
     with pytest.raises(ValueError, match="stretch 'gamma'"):
         FitsDisplay("gamma")
+
+
+def test_filters_keep_pixels_finite_in_any_order_and_leave_the_padding_alone(shared_data):
+    from astroclassify.imaging.decode import decode_pil
+    from astroclassify.imaging.filters import FILTERS, check_filters, letterbox_filtered
+
+    # TV denoising left this one a hair below 0, which CLAHE turned into NaN (then into garbage).
+    img = decode_pil(next(shared_data.glob("hubble-dso/*/potw1926a.jpg")), draft_size=224)
+    plain = letterbox_filtered(img, 224)
+    assert plain[:40].max() == 0  # a wide image: padding above and below
+    for chain in (FILTERS, FILTERS[::-1], ("denoise", "clahe")):
+        out = letterbox_filtered(img, 224, chain)
+        assert out.dtype == np.uint8 and out.shape == (224, 224, 3)
+        assert not np.array_equal(out, plain)
+        assert out[:40].max() == 0 and out[-40:].max() == 0  # black padding stays black
+    with pytest.raises(ValueError, match="unknown image filter"):
+        check_filters(["sharpen"])

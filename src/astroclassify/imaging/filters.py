@@ -51,7 +51,9 @@ def apply_filters(
     left, top, width, height = box or (0, 0, pixels.shape[1], pixels.shape[0])
     region = pixels[top : top + height, left : left + width].astype(np.float32) / 255.0
     for name in filters:
-        region = _FUNCTIONS[name](region)
+        # Each filter gets [0, 1]: TV denoising leaves values a hair below 0, and CLAHE's
+        # colour conversion turns those into NaN.
+        region = np.clip(_FUNCTIONS[name](region), 0, 1)
     out = pixels.copy()
     out[top : top + height, left : left + width] = (np.clip(region, 0, 1) * 255 + 0.5).astype(np.uint8)
     return out
