@@ -119,3 +119,19 @@ def test_evaluate_report_never_writes_into_the_package(shared_data, tmp_path):
     assert (reports / "report-nasa-planets-galaxies-auto.html").is_file()
     assert (reports / "report-hubble-dso-auto.html").read_text() == report  # not overwritten
     assert {p.name: p.stat().st_mtime for p in bundle_dir.iterdir()} == before
+
+
+def test_run_keeps_input_order_across_batches_with_bad_inputs_among_them(shared_data):
+    """Decoding runs a batch ahead on another thread: answers still come back in input order."""
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    predictor = OnnxPredictor("dso")
+    good = sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[:7]
+    inputs = [good[0], b"not an image", *good[1:4], b"\xff\xd8\xff truncated", *good[4:]]
+    outcomes = list(predictor.run(inputs, batch_size=3, tta="none"))
+    assert [o.source for o in outcomes] == [str(p) if not isinstance(p, bytes) else "<bytes>" for p in inputs]
+    assert [o.error is not None for o in outcomes] == [isinstance(p, bytes) for p in inputs]
+    one_by_one = [next(predictor.run([p], tta="none")).probabilities for p in good]
+    together = [o.probabilities for o in outcomes if o.error is None]
+    assert np.allclose(np.stack(together), np.stack(one_by_one), atol=1e-5)
+    assert list(predictor.run([], tta="none")) == []

@@ -6,6 +6,7 @@ per image, only decoding and resizing remain.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -305,27 +306,39 @@ class OnnxPredictor:
     def run(
         self, sources: Iterable[str | Path | bytes | np.ndarray], *, batch_size: int = 16, tta: str | None = None
     ) -> Iterator[Outcome]:
-        """Predict many inputs in input order; a bad input yields an Outcome with ``error``."""
-        pending: list[tuple[str, np.ndarray | None, str | None]] = []
+        """Predict many inputs in input order; a bad input yields an Outcome with ``error``.
 
-        def flush() -> Iterator[Outcome]:
-            arrays = [a for _, a, _ in pending if a is not None]
-            names = [n for n, a, _ in pending if a is not None]
-            done = iter(self.outcomes(np.stack(arrays), tta, names) if arrays else [])
-            for name, arr, error in pending:
-                yield Outcome(name, None, error) if arr is None else next(done)
-            pending.clear()
+        The next ``batch_size`` inputs are decoded on a second thread while ONNX Runtime runs
+        the current ones (Pillow and ORT both release the GIL), so decoding no longer waits
+        for inference or inference for decoding (bench/predict_throughput.py).
+        """
+        from concurrent.futures import ThreadPoolExecutor
 
-        n_arrays = 0
-        for src in sources:
+        chunks = _chunked(iter(sources), batch_size)
+        with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+            ahead = pool.submit(self._prepare_chunk, next(chunks, []))
+            while True:
+                pending = ahead.result()
+                if not pending:
+                    return
+                ahead = pool.submit(self._prepare_chunk, next(chunks, []))
+                arrays = [a for _, a, _ in pending if a is not None]
+                names = [n for n, a, _ in pending if a is not None]
+                done = iter(self.outcomes(np.stack(arrays), tta, names) if arrays else [])
+                for name, arr, error in pending:
+                    yield Outcome(name, None, error) if arr is None else next(done)
+
+    def _prepare_chunk(self, chunk: list) -> list[tuple[str, np.ndarray | None, str | None]]:
+        out: list[tuple[str, np.ndarray | None, str | None]] = []
+        for src in chunk:
             name = "<array>" if isinstance(src, np.ndarray) else "<bytes>" if isinstance(src, bytes) else str(src)
             try:
-                pending.append((name, self.prepare(src), None))
-                n_arrays += 1
+                out.append((name, self.prepare(src), None))
             except ImageDecodeError as exc:
-                pending.append((name, None, str(exc).removeprefix(f"{name}: ")))
-            if n_arrays >= batch_size:
-                yield from flush()
-                n_arrays = 0
-        if pending:
-            yield from flush()
+                out.append((name, None, str(exc).removeprefix(f"{name}: ")))
+        return out
+
+
+def _chunked(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
