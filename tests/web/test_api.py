@@ -245,3 +245,10 @@ def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, sh
     preview = np.asarray(Image.open(io.BytesIO(thumb.content)).convert("RGB")).astype(float)
     small = np.asarray(Image.open(jpeg).convert("RGB").resize(Image.open(io.BytesIO(thumb.content)).size)).astype(float)
     assert np.abs(preview - small).mean() < 12  # the picture itself, the right way up, not re-stretched
+    before = api.post("/api/preview", files={"image": ("g.fits", buf.getvalue(), "image/fits")})
+    assert before.status_code == 200 and before.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(before.content)).size) == 320
+    listed = api.get("/api/classifications").json()["items"]
+    assert len([i for i in listed if i["file"] == "g.fits"]) == 1  # a preview stores nothing
+    bad = api.post("/api/preview", files={"image": ("x.fits", b"SIMPLE  = broken", "image/fits")})
+    assert bad.status_code == 422 and "x.fits" in bad.json()["error"]["message"]  # as classify answers

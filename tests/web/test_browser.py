@@ -178,6 +178,31 @@ def test_bad_file_shows_an_error_next_to_good_results(browser, site, shared_data
     assert good_card.find_element(By.CSS_SELECTOR, ".label").text == "galaxy"
 
 
+def test_fits_files_get_a_preview_before_upload_and_a_result_after(browser, site, shared_data, tmp_path):
+    """A browser cannot show FITS: the page asks the server for a preview, then classifies."""
+    import numpy as np
+    from astropy.io import fits
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    grey = np.asarray(Image.open(shared_data / "hubble-dso/galaxy/heic0007b.jpg").convert("L"), np.float32)
+    flux = (grey / 255) ** 2 * 5000 + 100  # counts, not display values
+    flux[:10] = np.nan
+    fits.PrimaryHDU(flux[::-1]).writeto(tmp_path / "flux.fits")
+    browser.get(site + "/")
+    browser.find_element(By.ID, "file").send_keys(str(tmp_path / "flux.fits"))
+
+    def shown(d):
+        imgs = d.find_elements(By.CSS_SELECTOR, "#chosen img")
+        return imgs and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", imgs[0])
+
+    assert WebDriverWait(browser, 30).until(shown) == 320  # the server's preview, not a broken image
+    browser.find_element(By.ID, "predict").click()
+    (card,) = _wait_for_results(browser, n=1)
+    assert card.find_element(By.CSS_SELECTOR, ".label").text == "galaxy"
+
+
 @pytest.mark.parametrize("width", [390, 1280])
 def test_pages_fit_phone_and_desktop_and_work_by_keyboard(browser, site, width):
     from selenium.webdriver.common.action_chains import ActionChains

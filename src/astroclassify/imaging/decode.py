@@ -284,3 +284,20 @@ def _decode_fits(data: bytes, name: str, max_pixels: int, display: FitsDisplay) 
 def _mpx(pixels: int) -> str:
     """Megapixels to three figures: small limits (0.15 Mpx) must not print as "0 Mpx"."""
     return f"{pixels / 1e6:.3g} Mpx"
+
+
+def preview_jpeg(
+    source: str | Path | bytes,
+    *,
+    size: int = 320,
+    fits_display: FitsDisplay | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> bytes:
+    """A JPEG of the image at most ``size`` px a side, as a model would see it (FITS stretched
+    with ``fits_display``): what a browser shows for files it cannot display itself."""
+    img = decode_pil(source, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=size, fits_display=fits_display)
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

@@ -138,7 +138,7 @@ class RequestGuard:
         return peer
 
     def _body_limit(self, path: str) -> int:
-        if path in ("/api/classify", "/predict"):
+        if path in ("/api/classify", "/predict", "/api/preview"):
             return self.settings.max_upload_bytes + MULTIPART_SLACK
         if path == "/api/classify/batch":
             return self.settings.batch_max_bytes + MULTIPART_SLACK

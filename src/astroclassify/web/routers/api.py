@@ -15,7 +15,8 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Header, HTTPExceptio
 from fastapi.responses import FileResponse
 
 from astroclassify.config import Settings
-from astroclassify.errors import FileTooLargeError, RecordNotFoundError, UnknownNameError
+from astroclassify.errors import FileTooLargeError, ImageDecodeError, RecordNotFoundError, UnknownNameError
+from astroclassify.imaging.decode import preview_jpeg
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.pipeline.uploads import classify_batch as run_batch
 from astroclassify.pipeline.uploads import classify_upload
@@ -108,6 +109,32 @@ def classify(
     # Standard Server-Timing header: where each request's time went (bench/serve_latency.py reads it).
     response.headers["Server-Timing"] = ", ".join(f"{k};dur={v:.2f}" for k, v in result.timings.items())
     return classification_out(result.record, settings, session, already_stored=result.already_stored)
+
+
+@router.post(
+    "/preview",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 422: {"description": "Not an image we can decode"}},
+)
+def preview(
+    pool: PoolDep,
+    settings: SettingsDep,
+    decoder: DecoderDep,
+    image: Annotated[UploadFile, File(description="The image (FITS, TIFF or any format classify takes).")],
+    model: ModelField = None,
+    model_query: ModelQuery = None,
+) -> Response:
+    """A JPEG of an image before it is classified, FITS stretched as the chosen model shows it.
+
+    For files a browser cannot display (FITS, 16-bit TIFF); nothing is stored.
+    """
+    display = pool.get(model or model_query).fits_display
+    data = read_upload(image, settings.max_upload_bytes)
+    try:
+        jpeg = decoder.run(preview_jpeg, data, fits_display=display, max_pixels=settings.max_upload_pixels)
+    except ImageDecodeError as exc:
+        raise type(exc)(f"{image.filename or 'upload'}: {str(exc).removeprefix('<bytes>: ')}") from None
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/classify/batch", response_model=BatchResult)

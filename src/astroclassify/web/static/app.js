@@ -4,6 +4,7 @@
 
 const MAX_FILES = 50;
 const DISPLAYABLE = /^image\/(jpeg|png|webp|gif|bmp)$/;
+const MAX_PREVIEW_BYTES = 20 * 1024 * 1024;  // the server's default upload limit
 
 function toggleCam(button) {
   const box = button.closest(".result, main");
@@ -57,16 +58,31 @@ if (form) {
     button.disabled = chosen.length === 0;
     chosenList.replaceChildren(...chosen.map((file) => {
       const item = document.createElement("li");
+      const img = document.createElement("img");
+      img.alt = file.name;
       if (DISPLAYABLE.test(file.type)) {
-        const img = document.createElement("img");
         img.src = URL.createObjectURL(file);
-        img.alt = file.name;
         item.append(img);
       } else {
+        // FITS, 16-bit TIFF: the server renders a preview as the chosen model will see it.
         item.textContent = file.name;
+        preview(file).then((url) => { if (url) { img.src = url; item.replaceChildren(img); } });
       }
       return item;
     }));
+  }
+  async function preview(file) {
+    if (file.size > MAX_PREVIEW_BYTES) return null;
+    const body = new FormData();
+    body.append("image", file);
+    const model = document.getElementById("model");
+    if (model) body.append("model", model.value);
+    try {
+      const res = await fetch("/api/preview", { method: "POST", body });
+      return res.ok ? URL.createObjectURL(await res.blob()) : null;
+    } catch (err) {
+      return null;  // no preview; the name stays and classifying still works
+    }
   }
   input.addEventListener("change", () => choose(input.files));
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
