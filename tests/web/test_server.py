@@ -4,10 +4,13 @@ Twenty concurrent clients against uvicorn's thread pool and SQLite, and the docu
 page's curl commands run as printed. The rest of the API is tested in-process (test_api.py).
 """
 
+import io
 import time
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import distinct, jpeg_bytes, make_sky
 from tests.web.conftest import serve_process
@@ -68,6 +71,9 @@ def test_every_curl_example_on_the_documentation_page_works(server, shared_data,
     (tmp_path / "m51.jpg").write_bytes(galaxy)
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes(make_sky("nebula", 200)))
     shutil.copyfile(next((shared_data / "hubble-dso/nebula").iterdir()), tmp_path / "b.fits")  # a JPEG misnamed
+    from astropy.io import fits
+
+    fits.PrimaryHDU(np.asarray(Image.open(io.BytesIO(galaxy)).convert("L"), np.float32)).writeto(tmp_path / "m51.fits")
     with zipfile.ZipFile(tmp_path / "survey.zip", "w") as zf:
         zf.writestr("one.jpg", galaxy)
     # Record 1 must exist for the examples that use it: classify first, as the page does.
@@ -82,6 +88,7 @@ def test_every_curl_example_on_the_documentation_page_works(server, shared_data,
         )
         assert res.returncode == 0, f"{command}: {res.stdout[:300]!r} {res.stderr[:300]!r}"
     assert zipfile.is_zipfile(tmp_path / "feedback.zip") and zipfile.is_zipfile(tmp_path / "marks.zip")
+    assert (tmp_path / "m51-preview.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     for name in ("m51-gradcam.png", "m51-why-nebula.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
