@@ -195,11 +195,8 @@ def batch(
     parts = [inputs[i : i + partition_size] for i in range(0, len(inputs), partition_size)]
     done = {p for p in range(len(parts)) if fs.exists(_part_path(root, p))}
     todo = [p for p in range(len(parts)) if p not in done]
-    options = {
-        "model": model_path,
-        "detector": str(detector) if detector else None,
-        "tta": tta,
-        "embeddings": embeddings,
+    # What each worker needs: the run's settings that shape the answers, and its limits.
+    options = {k: settings[k] for k in ("model", "detector", "tta", "embeddings")} | {
         "threads": threads_per_worker,
         "max_pixels": max_pixels,
         "max_bytes": max_bytes,
