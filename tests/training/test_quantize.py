@@ -32,3 +32,16 @@ def test_an_int8_copy_loads_predicts_and_says_what_it_cost(tiny_model, tiny_data
 def test_export_needs_a_format(tiny_model, tmp_path):
     res = run_cli("export", str(tiny_model), "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "choose a format: --int8" in res.stderr
+
+
+def test_every_zoo_head_quantizes_mobilenet_v3_included(tiny_dataset, tmp_path):
+    """MobileNetV3's CAM reuses a head weight along another axis; it stays float, the rest is INT8."""
+    from astroclassify.training.train import train
+    from tests.conftest import small_cnn_config
+
+    out = tmp_path / "mnv3"
+    train(small_cnn_config(tiny_dataset, out, model="mobilenet_v3_small", image_size=64, epochs=1, folds=2))
+    quantize_model(out, tmp_path / "mnv3-int8", calibration_images=16)
+    predictor = OnnxPredictor(tmp_path / "mnv3-int8")
+    explanation = predictor.explain(tiny_dataset / "galaxy" / "img000.png")
+    assert explanation.heatmap.shape[0] > 0 and explanation.heatmap.max() <= 1.0

@@ -183,9 +183,37 @@ def _quantize(fp32: Path, out: Path, batches: Iterator[dict], tmp: Path) -> None
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=_cam_only_nodes(prepared),
         )
     except Exception as exc:  # ORT's quantizer raises assorted types for graphs it cannot handle
         raise ModelError(f"could not quantize {fp32.name}: {exc}") from None
+
+
+def _cam_only_nodes(path: Path) -> list[str]:
+    """Nodes only the Grad-CAM output needs: left in float.
+
+    The closed-form CAM reuses head weights transposed (training/gradcam.py); quantized per
+    channel along another axis, a shared weight breaks the quantizer (MobileNetV3's 1024 x 576
+    hidden layer did), and the map is computed once per explanation, not per prediction.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def needed(outputs: list[str]) -> set[str]:
+        seen: set[str] = set()
+        stack = [producer[o] for o in outputs if o in producer]
+        while stack:
+            node = stack.pop()
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            stack += [producer[i] for i in node.input if i in producer]
+        return seen
+
+    names = [o.name for o in graph.output]
+    return sorted(needed([n for n in names if n == "cam"]) - needed([n for n in names if n != "cam"]))
 
 
 def _test_split(bundle: Bundle, data_dir: Path | None) -> Evaluation:
