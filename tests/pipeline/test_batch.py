@@ -93,3 +93,27 @@ def test_batch_command_with_embeddings_and_a_manifest(inputs, tmp_path):
     assert len(rows) == 5 and all(len(r["embedding"]) == 65 for r in rows if r["error"] is None)
     settings = json.loads((out / "_batch.json").read_text())
     assert settings["n_inputs"] == 5 and settings["embeddings"] is True
+
+
+def test_urls_in_a_manifest_are_read_by_the_workers_and_a_dead_link_is_one_row(inputs, tmp_path):
+    """http:// from a real server on 127.0.0.1 and file:// URLs; a 404 is that file's error."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inputs / "d0"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        names = sorted(p.name for p in (inputs / "d0").glob("0*.jpg"))[:3]
+        urls = [f"{base}/{n}" for n in names] + [f"{base}/missing.jpg", (inputs / "d1" / "cube.fits").as_uri()]
+        (tmp_path / "urls.csv").write_text("url\n" + "\n".join(urls) + "\n")
+        result = batch(tmp_path / "urls.csv", tmp_path / "out", model="dso", workers=1, tta="none")
+    finally:
+        server.shutdown()
+        server.server_close()
+    rows = {r["path"]: r for r in read(tmp_path / "out")}
+    assert (result.images, result.errors) == (5, 1) and sorted(rows) == sorted(urls)
+    assert "HTTP 404" in rows[f"{base}/missing.jpg"]["error"]
+    assert all(rows[u]["label"] in ("galaxy", "planet") for u in urls if "missing" not in u)

@@ -370,11 +370,11 @@ def _classify(predictor, files: list[str], options: dict) -> list[dict]:
     for path in files:
         rows.append({"path": path, "error": None})
         try:
-            arrays.append(predictor.prepare(_read(path) if "://" in path else path))
+            arrays.append(predictor.prepare(_read(path, predictor.max_bytes) if "://" in path else path))
             waiting.append(len(rows) - 1)
         except DataError as exc:
             rows[-1]["error"] = str(exc).removeprefix(f"{path}: ").removeprefix("<bytes>: ")
-        except OSError as exc:
+        except (OSError, ImportError, ValueError) as exc:  # ImportError: a protocol whose fsspec package is missing
             rows[-1]["error"] = f"cannot read ({exc})"
         if len(arrays) >= 32:
             flush()
@@ -383,11 +383,34 @@ def _classify(predictor, files: list[str], options: dict) -> list[dict]:
     return rows
 
 
-def _read(url: str) -> bytes:
+def _read(url: str, max_bytes: int) -> bytes:
+    """A URL's bytes, at most ``max_bytes``: http(s) through httpx, other protocols through fsspec.
+
+    httpx rather than fsspec's HTTP file system, which needs aiohttp; an error here is the
+    file's row, never the job's.
+    """
+    if url.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    raise OSError(f"HTTP {response.status_code}")
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise OSError(f"over the {max_bytes} byte limit")
+                return bytes(data)
+        except httpx.HTTPError as exc:
+            raise OSError(str(exc) or type(exc).__name__) from None
     import fsspec
 
     with fsspec.open(url, "rb") as fh:
-        return fh.read()
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(f"over the {max_bytes} byte limit")
+    return data
 
 
 def _table(rows: list[dict], predictor, options: dict):
