@@ -135,3 +135,22 @@ def test_run_keeps_input_order_across_batches_with_bad_inputs_among_them(shared_
     together = [o.probabilities for o in outcomes if o.error is None]
     assert np.allclose(np.stack(together), np.stack(one_by_one), atol=1e-5)
     assert list(predictor.run([], tta="none")) == []
+
+
+def test_a_model_json_with_an_unknown_filter_or_stretch_is_a_model_error(tmp_path):
+    import shutil
+
+    from astroclassify.errors import ModelError
+    from astroclassify.inference.bundle import load_bundle
+    from astroclassify.inference.predictor import OnnxPredictor
+
+    folder = tmp_path / "edited"
+    shutil.copytree(load_bundle("dso").path, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    for change, message in (
+        ({"filters": ["sharpen"]}, "unknown image filter"),
+        ({"fits": {"stretch": "gamma"}}, "stretch 'gamma'"),
+    ):
+        (folder / "model.json").write_text(json.dumps(meta | change))
+        with pytest.raises(ModelError, match=message):
+            OnnxPredictor(folder)

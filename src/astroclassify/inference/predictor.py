@@ -127,8 +127,11 @@ class OnnxPredictor:
         # How JPEGs were draft-decoded for this model's training: "square" before 0.3.
         self.draft_shape = str((self.bundle.meta.get("decode") or {}).get("draft", "square"))
         # The FITS stretch and the filters the model was trained with (imaging/stretch.py, filters.py).
-        self.fits_display = FitsDisplay.from_dict(self.bundle.meta.get("fits"))
-        self.filters = check_filters(self.bundle.meta.get("filters") or ())
+        try:
+            self.fits_display = FitsDisplay.from_dict(self.bundle.meta.get("fits"))
+            self.filters = check_filters(self.bundle.meta.get("filters") or ())
+        except (ValueError, TypeError) as exc:  # a model.json edited by hand, or from a newer release
+            raise ModelError(f"{self.bundle.path}/model.json: {exc}") from None
         stored = self.bundle.meta.get("taxonomy")
         taxonomy = Taxonomy.from_dict(stored, f"{self.bundle.path}/model.json") if stored else None
         self.mirror = np.array(taxonomy.mirror_index(list(self.labels))) if taxonomy and taxonomy.mirror else None
