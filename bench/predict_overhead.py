@@ -4,7 +4,7 @@ The bare session gets the model's input already decoded, letterboxed and normali
 batches of 16, and returns logits and embeddings: the floor of what `predict` can cost.
 `predict` (OnnxPredictor.run, what `astroclassify predict` and `Classifier.predict` call)
 starts from the files: decoding, letterbox, normalisation, calibration and anomaly scores
-included. "sequential" is the same work with decoding and inference taking turns (the code
+included; its ORT threads sleep between runs instead of spinning, leaving a core to decoding. "sequential" is the same work with decoding and inference taking turns (the code
 before issue 13); `run` decodes the next batch on a second thread while ORT runs this one.
 Methods alternate over repeats, so a noisy neighbour hits them alike.
 
@@ -37,9 +37,18 @@ def main() -> None:
     pixels = np.stack([p.prepare(f) for f in files])
     tensors = to_tensor_layout(pixels, b.mean, b.std)
 
+    # The bare session has ORT's default options (its threads spin between runs: fastest alone).
+    import onnxruntime as ort
+
+    from astroclassify.inference.predictor import _session_bytes
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    plain = ort.InferenceSession(_session_bytes(b.onnx_path), opts, providers=["CPUExecutionProvider"])
+
     def bare() -> None:
         for start in range(0, len(tensors), 16):
-            p.session.run(p._outputs, {p.input_name: tensors[start : start + 16]})
+            plain.run(p._outputs, {p.input_name: tensors[start : start + 16]})
 
     def sequential() -> None:
         for start in range(0, len(files), 16):
