@@ -90,6 +90,15 @@ def distinct(data: bytes, tag: object) -> bytes:
     return data + f"astroclassify-test-{tag}".encode()
 
 
+def fits_cube_bytes(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 picture as a BITPIX-8 3-plane FITS cube, rows bottom-up as FITS stores them."""
+    from astropy.io import fits
+
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)[:, ::-1])).writeto(buf)
+    return buf.getvalue()
+
+
 def jpeg_bytes(arr: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=quality)

@@ -9,7 +9,7 @@ from PIL import Image
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import decode_image, sniff_format
 from astroclassify.imaging.transforms import letterbox, to_tensor_layout
-from tests.conftest import jpeg_bytes, make_sky
+from tests.conftest import fits_cube_bytes, jpeg_bytes, make_sky
 
 
 def test_decodes_jpeg_png_tiff_webp_to_rgb(tmp_path):
@@ -230,14 +230,10 @@ def test_fits_display_is_chosen_per_model_and_8_bit_data_show_as_they_are():
     from astroclassify.imaging.stretch import FitsDisplay
 
     rgb = make_sky("galaxy", 64)  # 8-bit display values, as a JPEG written to FITS holds
-    planes = np.moveaxis(rgb, -1, 0)[:, ::-1]  # (3, H, W), rows bottom-up
-    out = decode_image(_fits_bytes(fits.PrimaryHDU(np.ascontiguousarray(planes))))
+    cube = fits_cube_bytes(rgb)
+    out = decode_image(cube)
     assert np.array_equal(out, rgb)  # shown as they are, not stretched again
-    stretched = np.asarray(
-        decode_pil(
-            _fits_bytes(fits.PrimaryHDU(np.ascontiguousarray(planes))), fits_display=FitsDisplay("asinh", "percentile")
-        )
-    )
+    stretched = np.asarray(decode_pil(cube, fits_display=FitsDisplay("asinh", "percentile")))
     assert not np.array_equal(stretched, rgb)
     flux = np.abs(np.random.default_rng(2).normal(0, 1, (32, 32))) ** 3
     views = {

@@ -7,7 +7,7 @@ import pytest
 
 from astroclassify.errors import ConfigError, DataError
 from astroclassify.pipeline.batch import batch, list_inputs
-from tests.conftest import run_cli
+from tests.conftest import fits_cube_bytes, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +23,9 @@ def inputs(shared_data, tmp_path_factory):
         (root / f"d{i % 2}" / f"{i:03d}-{f.name}").write_bytes(f.read_bytes())
     (root / "d0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     import numpy as np
-    from astropy.io import fits
     from PIL import Image
 
-    rgb = np.asarray(Image.open(files[1]).convert("RGB"))
-    fits.PrimaryHDU(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)[:, ::-1])).writeto(root / "d1" / "cube.fits")
+    (root / "d1" / "cube.fits").write_bytes(fits_cube_bytes(np.asarray(Image.open(files[1]).convert("RGB"))))
     names = sorted(p.relative_to(root) for p in root.rglob("*.jpg"))[:5]
     (root / "list.csv").write_text("path,note\n" + "".join(f"{n},x\n" for n in names))
     return root

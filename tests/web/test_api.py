@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import distinct, jpeg_bytes, make_sky, run_cli
+from tests.conftest import distinct, fits_cube_bytes, jpeg_bytes, make_sky, run_cli
 from tests.web.conftest import LOCAL
 
 
@@ -229,15 +229,12 @@ def test_renamed_files_get_no_guessed_credit(api, shared_data):
 
 def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, shared_data):
     """A 3-plane FITS cube of a JPEG: the same answer as the JPEG, and a JPEG preview of it."""
-    from astropy.io import fits
     from PIL import Image
 
     jpeg = next((shared_data / "hubble-dso/galaxy").glob("*.jpg"))
-    rgb = np.asarray(Image.open(jpeg).convert("RGB"))
-    buf = io.BytesIO()
-    fits.PrimaryHDU(np.ascontiguousarray(np.moveaxis(rgb, -1, 0)[:, ::-1])).writeto(buf)
+    cube = fits_cube_bytes(np.asarray(Image.open(jpeg).convert("RGB")))
     from_jpeg = api.post("/api/classify", files={"image": ("g.jpg", jpeg.read_bytes(), "image/jpeg")}).json()
-    from_fits = api.post("/api/classify", files={"image": ("g.fits", buf.getvalue(), "image/fits")}).json()
+    from_fits = api.post("/api/classify", files={"image": ("g.fits", cube, "image/fits")}).json()
     assert from_fits["label"] == from_jpeg["label"]
     assert abs(from_fits["confidence"] - from_jpeg["confidence"]) < 0.05
     thumb = api.get(f"/thumbs/{from_fits['id']}.jpg")
@@ -245,7 +242,7 @@ def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, sh
     preview = np.asarray(Image.open(io.BytesIO(thumb.content)).convert("RGB")).astype(float)
     small = np.asarray(Image.open(jpeg).convert("RGB").resize(Image.open(io.BytesIO(thumb.content)).size)).astype(float)
     assert np.abs(preview - small).mean() < 12  # the picture itself, the right way up, not re-stretched
-    before = api.post("/api/preview", files={"image": ("g.fits", buf.getvalue(), "image/fits")})
+    before = api.post("/api/preview", files={"image": ("g.fits", cube, "image/fits")})
     assert before.status_code == 200 and before.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(before.content)).size) == 320
     listed = api.get("/api/classifications").json()["items"]

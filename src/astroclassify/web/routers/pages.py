@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from astroclassify.errors import ImageDecodeError, NoEmbeddingError, UnknownNameError
+from astroclassify.errors import ImageDecodeError, ModelError, NoEmbeddingError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.pipeline.discovery import similar_images
@@ -204,10 +205,11 @@ def thumbnail(
     """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
     _browsable(caller)
     row = Classifications(session).get(record_id)
-    try:  # a FITS upload is shown with the stretch its model saw it with
-        display = request.app.state.pool.get(row.model_name).fits_display
-    except Exception:  # a model no longer served: the default view
-        display = None
+    display = None
+    if row.stored_name.endswith(".fits"):  # only FITS is shown with the stretch its model saw it with
+        # A model no longer served: the default view.
+        with contextlib.suppress(UnknownNameError, ModelError):
+            display = request.app.state.pool.get(row.model_name).fits_display
     return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", decoder, display)
 
 
@@ -268,10 +270,7 @@ def _thumbnail(uploads: Path, stored_name: str, what: str, decoder, display: Fit
         img.thumbnail((THUMB_SIZE, THUMB_SIZE))
         return img
 
-    view = (
-        ""
-        if display is None or display == FitsDisplay() or source.suffix != ".fits"
-        else f"-{display.stretch}-{display.interval}"
-    )
+    lo, hi = (display or FitsDisplay()).percentiles
+    view = "" if display in (None, FitsDisplay()) else f"-{display.stretch}-{display.interval}-{lo:g}-{hi:g}"
     thumb = derived_image(uploads / "thumbs" / f"{source.stem}{view}.jpg", render, "JPEG", quality=85)
     return FileResponse(thumb, media_type="image/jpeg")
