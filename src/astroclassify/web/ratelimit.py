@@ -75,14 +75,19 @@ class SharedRateLimiter(RateLimiter):
         self.path = Path(path)
         self._local = threading.local()
         self._new_keys = 0
-        with self._connection() as db:
+        from filelock import FileLock
+
+        # Workers start together: switching a new file to WAL needs it to themselves, and
+        # SQLite answers a second process "database is locked" at once instead of waiting.
+        with FileLock(f"{self.path}.init-lock", timeout=30):
+            db = self._connection()
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the file: later connections need not set it
             db.execute("CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL, last REAL)")
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
             self._local.db = db
         return db

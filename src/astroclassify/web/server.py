@@ -108,7 +108,7 @@ def serve(
     env = worker_environment(settings, workers, model, detector)
     store = Path(env["ASTROCLASSIFY_RATE_LIMIT_STORE"])
     store.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):  # last run's buckets
+    for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm"), Path(f"{store}.init-lock")):  # last run's
         stale.unlink(missing_ok=True)
     os.environ.update(env)
     uvicorn.run(
