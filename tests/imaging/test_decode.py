@@ -261,3 +261,53 @@ def test_filters_keep_pixels_finite_in_any_order_and_leave_the_padding_alone(sha
         assert out[:40].max() == 0 and out[-40:].max() == 0  # black padding stays black
     with pytest.raises(ValueError, match="unknown image filter"):
         check_filters(["sharpen"])
+
+
+def _cube_bytes(planes: int, side: int, tile_planes: int = 1) -> bytes:
+    """A tile-compressed int16 cube, mostly zeros: a few hundred KB that describe many pixels."""
+    from astropy.io import fits
+
+    cube = np.zeros((planes, side, side), dtype=np.int16)
+    cube[0, side // 4 : side // 2, side // 4 : side // 2] = 1000  # plane 0: a bright square
+    cube[1:, : side // 8] = 3000  # other planes: a bright band plane 0 does not have
+    hdu = fits.CompImageHDU(cube, compression_type="RICE_1", tile_shape=(tile_planes, side, side))
+    return _fits_bytes(fits.PrimaryHDU(), hdu)
+
+
+def test_fits_cube_counts_every_axis_before_reading_a_pixel():
+    """50 x 4000 x 4000 in under 1 MB used to be decompressed whole as float64 (7.6 GB, 28 s)."""
+    import time
+
+    from astropy.io import fits
+
+    header = fits.Header({"SIMPLE": True, "BITPIX": 16, "NAXIS": 3, "NAXIS1": 4000, "NAXIS2": 4000, "NAXIS3": 50})
+    for data in (header.tostring().encode(), _cube_bytes(50, 400)):
+        start = time.perf_counter()
+        with pytest.raises(ImageDecodeError, match="every axis counts"):
+            decode_image(data, max_pixels=4_000_000 if len(data) > 2880 else 40_000_000)
+        assert time.perf_counter() - start < 1
+
+
+def test_fits_cube_reads_only_the_plane_it_shows(tmp_path):
+    """A 20-plane cube (80 Mpx in all) under a generous limit costs one plane's memory."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "cube.fits"
+    path.write_bytes(_cube_bytes(20, 2000))
+    code = f"""
+import resource, warnings
+from astroclassify.imaging.decode import decode_image
+data = open({str(path)!r}, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out = decode_image(data, max_pixels=100_000_000)
+print(out.shape[0], out[-200:].max(), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, len(caught))
+"""
+    side, band, extra_mb, warned = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(side) == 2000 and int(warned) == 1
+    assert int(band) == 0  # plane 0 shown: the other planes have a bright band there
+    assert float(extra_mb) < 250  # the whole cube as float64 is 640 MB; one plane as float32 is 16 MB

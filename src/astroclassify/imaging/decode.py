@@ -236,8 +236,11 @@ def _decode_fits(data: bytes, name: str, max_pixels: int, display: FitsDisplay) 
     Tables (``BinTableHDU``, ``TableHDU``) are skipped, whatever their position. A cube of 3
     (or 4) planes is read as RGB; any other cube shows its first plane, with a warning saying so.
     Blank pixels (NaN, or integers equal to ``BLANK``: astropy reads those as NaN) show as
-    sky. astropy returns native
-    floats whatever the file's byte order (FITS is big-endian on disk).
+    sky. astropy returns native floats whatever the file's byte order (FITS is big-endian on disk).
+
+    Cost is bounded before any pixel is read: every axis of the HDU counts against
+    ``max_pixels`` (a 14 MB tile-compressed cube can describe 14 Gpx), and only the planes used
+    are read, through ``hdu.section`` (tiles decompressed lazily), as float32.
     """
     from astropy.io import fits  # imported lazily: only FITS users pay for astropy
 
@@ -254,29 +257,33 @@ def _decode_fits(data: bytes, name: str, max_pixels: int, display: FitsDisplay) 
                     kinds = ", ".join(type(h).__name__ for h in hdul)
                     raise ImageDecodeError(f"{name}: FITS file has no image HDU with 2 or more axes ({kinds})")
                 index, hdu = found
-                shape = hdu.shape
-                if int(np.prod(shape[-2:])) > max_pixels:
-                    raise ImageDecodeError(f"{name}: FITS image shape {shape} is over the {_mpx(max_pixels)} limit")
-                raw = hdu.data  # astropy has already made BLANK integers NaN (as floats)
-                arr = np.asarray(raw, dtype=np.float64)
+                shape = tuple(int(n) for n in hdu.shape)
+                if math.prod(shape) > max_pixels:
+                    raise ImageDecodeError(
+                        f"{name}: FITS image shape {shape} holds {_mpx(math.prod(shape))}, over the "
+                        f"{_mpx(max_pixels)} limit (every axis counts)"
+                    )
+                colour = len(shape) == 3 and shape[0] in (3, 4)  # (C, H, W) colour cube
+                planes = (slice(0, 3),) if colour else (0,) * (len(shape) - 2)
+                raw = np.asarray(hdu.section[(*planes, slice(None), slice(None))])  # BLANK already NaN
     except ImageDecodeError:
         raise
     except Exception as exc:  # astropy raises many types for malformed headers
         raise ImageDecodeError(f"{name}: corrupt FITS file ({exc})") from None
-    if arr.ndim == 3 and arr.shape[0] in (3, 4):  # (C, H, W) colour cube
-        arr = np.moveaxis(arr[:3], 0, -1)
-    elif arr.ndim > 2:
-        planes = int(np.prod(arr.shape[:-2]))
+    if not colour and len(shape) > 2:
         warnings.warn(
-            f"{name}: HDU {index} is a cube of {planes} planes {shape}; using plane 0 (3-plane cubes are read as RGB)",
+            f"{name}: HDU {index} is a cube of {math.prod(shape[:-2])} planes {shape}; using plane 0 "
+            "(3-plane cubes are read as RGB)",
             AstroClassifyWarning,
             stacklevel=4,
         )
-        arr = arr.reshape(-1, *arr.shape[-2:])[0]
     eight_bit = raw.dtype == np.uint8  # BITPIX 8: display values already
+    arr = raw.astype(np.float32, copy=False)
+    if colour:
+        arr = np.moveaxis(arr, 0, -1)
     try:
         # FITS rows run bottom-up; flip so the image looks as in a viewer such as DS9.
-        return stretch_to_uint8(arr[::-1].copy(), display, eight_bit=eight_bit)
+        return stretch_to_uint8(np.ascontiguousarray(arr[::-1]), display, eight_bit=eight_bit)
     except ValueError as exc:
         raise ImageDecodeError(f"{name}: {exc}") from None
 
