@@ -249,3 +249,12 @@ def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, sh
     assert len([i for i in listed if i["file"] == "g.fits"]) == 1  # a preview stores nothing
     bad = api.post("/api/preview", files={"image": ("x.fits", b"SIMPLE  = broken", "image/fits")})
     assert bad.status_code == 422 and "x.fits" in bad.json()["error"]["message"]  # as classify answers
+
+
+def test_a_zip_listing_too_many_entries_is_refused_from_its_end_record(api):
+    from tests.test_zipdir import directory_only_zip
+
+    listing = directory_only_zip(1_000_000, zip64=True)  # 47 MB of directory, under the batch byte limit
+    res = api.post("/api/classify/batch", files={"images": ("many.zip", listing, "application/zip")})
+    assert res.status_code == 413, res.text
+    assert "lists 1000000 entries" in res.json()["error"]["message"]

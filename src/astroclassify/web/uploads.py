@@ -11,6 +11,7 @@ from fastapi import UploadFile
 from astroclassify.errors import FileTooLargeError
 from astroclassify.pipeline.uploads import Upload
 from astroclassify.sizes import format_bytes
+from astroclassify.zipdir import open_zip_within
 
 __all__ = ["batch_entries", "count_batch_entries", "read_upload"]
 
@@ -31,27 +32,39 @@ def _is_zip(fh: BinaryIO) -> bool:
     return head in ZIP_MAGIC
 
 
-def count_batch_entries(uploads: list[UploadFile]) -> int:
-    """How many files a batch holds (zip members counted one by one), read from zip directories only."""
+def _max_entries(max_files: int) -> int:
+    """Entries a zip may list for ``max_files`` files: folders are entries too."""
+    return 2 * max_files
+
+
+def count_batch_entries(uploads: list[UploadFile], max_files: int) -> int:
+    """How many files a batch holds (zip members counted one by one), read from zip directories only.
+
+    A zip whose end record states more than twice ``max_files`` entries (or a longer directory)
+    is refused before its directory is parsed: FileTooLargeError (413).
+    """
     n = 0
     for upload in uploads:
         if _is_zip(upload.file):
             try:
-                with zipfile.ZipFile(upload.file) as zf:
+                with open_zip_within(upload.file, _max_entries(max_files), upload.filename or "upload") as zf:
                     n += sum(not info.is_dir() for info in zf.infolist())
+            except FileTooLargeError:
+                raise
             except (zipfile.BadZipFile, OSError, ValueError):
                 n += 1  # reported as one unreadable file
-            upload.file.seek(0)
+            finally:
+                upload.file.seek(0)
         else:
             n += 1
     return n
 
 
-def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -> Iterator[Upload]:
+def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int, max_files: int) -> Iterator[Upload]:
     """Each file of a batch in order, one at a time: plain uploads, and the members of zips.
 
-    Every file, plain or zipped, is held to ``max_file`` (the single-upload limit), and zip
-    members together to ``max_total`` once expanded. Unsafe member names (absolute, ``..``)
+    Every file, plain or zipped, is held to ``max_file`` (the single-upload limit), zip
+    members together to ``max_total`` once expanded, and a zip's listing to ``max_files``. Unsafe member names (absolute, ``..``)
     and unreadable archives are per-file errors, never a failed batch.
     """
     total = 0
@@ -64,7 +77,10 @@ def batch_entries(uploads: list[UploadFile], *, max_file: int, max_total: int) -
                 yield Upload(name, None, f"over the {format_bytes(max_file)} limit for one file")
             continue
         try:
-            archive = zipfile.ZipFile(upload.file)
+            archive = open_zip_within(upload.file, _max_entries(max_files), name)
+        except FileTooLargeError as exc:
+            yield Upload(name, None, str(exc))
+            continue
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             yield Upload(name, None, f"not a readable zip archive ({exc})")
             continue

@@ -156,14 +156,19 @@ def classify_batch(
     so a batch never sits in memory whole.
     """
     predictor = pool.get(model or model_query)
-    n = count_batch_entries(images)
+    n = count_batch_entries(images, settings.batch_max_files)
     if n > settings.batch_max_files:
         raise FileTooLargeError(f"batch has {n} files; the limit is {settings.batch_max_files} per request")
     outcomes = run_batch(
         session,
         request.app.state.uploads,
         predictor,
-        batch_entries(images, max_file=settings.max_upload_bytes, max_total=settings.batch_max_bytes),
+        batch_entries(
+            images,
+            max_file=settings.max_upload_bytes,
+            max_total=settings.batch_max_bytes,
+            max_files=settings.batch_max_files,
+        ),
         tta=_serving_tta(settings, predictor),
         owner=owner,
         max_pixels=settings.max_upload_pixels,
