@@ -274,3 +274,30 @@ def test_plateau_schedule_lowers_the_rate_when_validation_stalls(tiny_dataset, t
     assert lrs[0] == pytest.approx(1e-5) and lrs[-1] < lrs[0] * 0.5 and lrs == sorted(lrs, reverse=True)
     with pytest.raises(ConfigError, match="schedule must be one of"):
         train(dataclasses.replace(cfg, schedule="step"))
+
+
+class _RunsCode:
+    """What a hostile checkpoint.pt holds: unpickling it calls os.system."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_a_checkpoint_that_would_run_code_is_a_one_line_error(tiny_dataset, tmp_path):
+    import torch
+
+    out = tmp_path / "shared-run"
+    out.mkdir()
+    witness = tmp_path / "pwned"
+    torch.save({"model": _RunsCode(f"touch {witness}")}, out / "checkpoint.pt")
+    res = run_cli("train", "--data", str(tiny_dataset), "--out", str(out), "--model", "small_cnn", "--epochs", "1")
+    assert not witness.exists()  # weights-only: the pickled call was refused, not made
+    assert res.returncode == 2, res.stderr
+    assert "not a checkpoint this version can resume from" in res.stderr and "--fresh" in res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

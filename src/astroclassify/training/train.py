@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from astroclassify.data.prepare import PreparedData, Progress, _silent, prepare_data, write_split_file
-from astroclassify.errors import ConfigError
+from astroclassify.errors import ConfigError, ModelError
 from astroclassify.evaluation.calibration import softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
 from astroclassify.imaging.augment import build_augment
@@ -276,8 +276,8 @@ def _resume(checkpoint: Path | None, cfg: TrainConfig, model: Any, optimizer: An
     run = _Run(history=[], best={"score": -1.0, "state": None, "epoch": -1}, plateau={"scale": 1.0, "since": 0})
     if not (checkpoint and checkpoint.is_file()):
         return run
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if _resume_key(ck["config"]) != _resume_key(dataclasses.asdict(cfg)):
+    ck = _load_checkpoint(checkpoint)
+    if _resume_key(ck["config"]) != _resume_key(_plain(dataclasses.asdict(cfg))):
         log.warning("%s was written with another config; starting afresh", checkpoint)
         return run
     model.load_state_dict(ck["model"])
@@ -289,17 +289,54 @@ def _resume(checkpoint: Path | None, cfg: TrainConfig, model: Any, optimizer: An
     return run
 
 
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state dicts and plain values, never code.
+
+    A run folder may come from someone else; ``weights_only=True`` unpickles tensors, dicts,
+    lists and numbers only, so a pickled ``os.system`` is refused instead of run.
+    """
+    import pickle
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        reason = "it holds objects other than tensors and plain values, which are never unpickled"
+    except Exception as exc:  # RuntimeError, EOFError, ... for damaged or foreign files
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    else:
+        missing = {"model", "optimizer", "config", "epoch", "history", "best"} - set(ck if isinstance(ck, dict) else ())
+        if not missing:
+            return ck
+        reason = f"missing {', '.join(sorted(missing))}"
+    raise ModelError(
+        f"{path}: not a checkpoint this version can resume from ({reason}); move it away or start over with --fresh"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and NumPy scalars as Python numbers: what a weights-only load gives back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, model: Any, optimizer: Any, ema: Any, run: _Run) -> None:
+    """State dicts and plain values only, so that ``_load_checkpoint`` can read it weights-only."""
+    best = {k: (v if k == "state" else _plain(v)) for k, v in run.best.items()}
     torch.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
-            "config": dataclasses.asdict(cfg),
+            "config": _plain(dataclasses.asdict(cfg)),
             "epoch": epoch,
-            "history": run.history,
-            "best": run.best,
-            "plateau": run.plateau,
+            "history": _plain(run.history),
+            "best": best,
+            "plateau": _plain(run.plateau),
         },
         path,
     )
@@ -359,8 +396,10 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
     if not resume:
         (out / "checkpoint.pt").unlink(missing_ok=True)
     resume_splits = out / "splits.csv"
-    if (out / "checkpoint.pt").is_file() and resume_splits.is_file() and not cfg.splits:
-        cfg = dataclasses.replace(cfg, splits=str(resume_splits))  # resuming: keep the same split
+    if (out / "checkpoint.pt").is_file():
+        _load_checkpoint(out / "checkpoint.pt")  # a foreign or damaged file: refused before any decoding
+        if resume_splits.is_file() and not cfg.splits:
+            cfg = dataclasses.replace(cfg, splits=str(resume_splits))  # resuming: keep the same split
     data = prepare(cfg, progress)
     write_split_file(out / "splits.csv", data)
     train_idx = np.flatnonzero(data.split == "train")
