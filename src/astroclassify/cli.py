@@ -652,6 +652,11 @@ def main() -> None:
     except Exception as exc:  # a bug: one line for users, the traceback on request
         if _debug():
             raise
+        from astroclassify.store.full import FULL_MESSAGE, is_storage_full
+
+        if is_storage_full(exc):  # the database noticed first: the operator's problem, not a bug
+            _error(FULL_MESSAGE)
+            sys.exit(2)
         _error(
             f"internal error: {type(exc).__name__}: {exc} (set ASTROCLASSIFY_DEBUG=1 for the traceback and please report it)"
         )

@@ -16,7 +16,8 @@ Every error says what was expected, what was got, and what to do; the CLI prints
     │   └── NotFittedError   (also AttributeError)
     └── StoreError
         ├── RecordNotFoundError (also LookupError)
-        └── IdempotencyKeyReusedError
+        ├── IdempotencyKeyReusedError
+        └── StoreFullError      (no space or quota left: HTTP 507)
 
     AstroClassifyWarning (UserWarning)
 """
@@ -37,6 +38,7 @@ __all__ = [
     "NotFittedError",
     "RecordNotFoundError",
     "StoreError",
+    "StoreFullError",
     "UnknownNameError",
 ]
 
@@ -98,3 +100,7 @@ class RecordNotFoundError(StoreError, LookupError):
 
 class IdempotencyKeyReusedError(StoreError):
     """An ``Idempotency-Key`` came back with a different upload than the one it first named (HTTP 422)."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or quota) holding the store is full; nothing was stored (HTTP 507)."""

@@ -27,7 +27,7 @@ def make_client(tmp_path):
 
     def make(client=LOCAL, **overrides) -> TestClient:
         settings = Settings(**{"home": tmp_path / "home", "allowed_hosts": ["testserver"], **overrides})
-        c = TestClient(create_app(settings), client=client, raise_server_exceptions=False)
+        c = TestClient(create_app(settings), client=client)  # an exception that escapes the app fails the test
         c.__enter__()
         clients.append(c)
         return c

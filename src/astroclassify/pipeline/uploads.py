@@ -86,16 +86,21 @@ class _Target:
         self, name: str, saved: tuple[str, str], sha: str, outcome: Outcome, key: str | None = None
     ) -> tuple[Classification, bool]:
         stored, fmt = saved
-        record, created = record_classification(
-            self.session,
-            filename=name,
-            stored_name=stored,
-            sha256=sha,
-            image_format=fmt,
-            answer=answer_of(self.predictor, outcome, self.tta),
-            owner=self.owner,
-            idempotency_key=key,
-        )
+        try:
+            record, created = record_classification(
+                self.session,
+                filename=name,
+                stored_name=stored,
+                sha256=sha,
+                image_format=fmt,
+                answer=answer_of(self.predictor, outcome, self.tta),
+                owner=self.owner,
+                idempotency_key=key,
+            )
+        except BaseException:  # no record (a full disk, say): its file would only be an orphan
+            self.session.rollback()
+            (self.images / stored).unlink(missing_ok=True)
+            raise
         if not created:  # another request with the same key won the race: drop this copy
             (self.images / stored).unlink(missing_ok=True)
         return record, created

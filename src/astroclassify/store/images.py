@@ -14,7 +14,8 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from astroclassify.errors import RecordNotFoundError
+from astroclassify.errors import RecordNotFoundError, StoreFullError
+from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 
 __all__ = [
     "EXTENSIONS",
@@ -113,8 +114,14 @@ def derived_image(path: Path, render: Callable[[], Image.Image], image_format: s
 
 
 def _write_atomic(path: Path, write: Callable[[BinaryIO], object], *, durable: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    """Write through a temporary file and rename: a full disk leaves nothing behind (StoreFullError)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError as exc:
+        if is_storage_full(exc):
+            raise StoreFullError(FULL_MESSAGE) from None
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -122,6 +129,8 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], object], *, durable: b
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_storage_full(exc):
+            raise StoreFullError(FULL_MESSAGE) from None
         raise

@@ -25,14 +25,16 @@ from astroclassify.errors import (
     ModelError,
     NoEmbeddingError,
     RecordNotFoundError,
+    StoreFullError,
     UnknownNameError,
 )
+from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import RequestGuard
 from astroclassify.web.ratelimit import RateLimiter, SharedRateLimiter
 from astroclassify.web.routers import api, discovery, docs, health, pages
 
-__all__ = ["SafeJSONResponse", "create_app"]
+__all__ = ["AnswerEveryError", "SafeJSONResponse", "create_app"]
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
     )
     app.state.decoder = DecodePool(settings.max_concurrent_decodes or os.cpu_count() or 1)
     app.add_middleware(RequestGuard, settings=settings, limiter=app.state.limiter)
+    app.add_middleware(AnswerEveryError)  # outermost of ours: nothing escapes to the server
     app.mount(
         "/static/apidocs", StaticFiles(directory=docs.ASSETS), name="apidocs"
     )  # before /static, which would shadow it
@@ -112,7 +115,50 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
     return app
 
 
+class AnswerEveryError:
+    """Answer any exception that reaches here with JSON (507 for a full disk, else 500).
+
+    Starlette's handler for ``Exception`` answers and then re-raises, so uvicorn logged
+    "Exception in ASGI application" and closed the keep-alive connection: clients saw resets.
+    Here the error is logged once and the connection stays usable. Once a response has
+    started, nothing more can be sent: the error is logged and the response ends.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            full = is_storage_full(exc)
+            if full:
+                log.warning("%s %s: %s", scope["method"], scope["path"], FULL_MESSAGE)
+            else:
+                log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            if started:
+                return
+            response = (
+                _error(507, "StoreFullError", FULL_MESSAGE)
+                if full
+                else _error(500, "InternalError", "internal server error; the server log has the details")
+            )
+            await response(scope, receive, send)
+
+
 def _status(exc: AstroClassifyError) -> int:
+    if isinstance(exc, StoreFullError):
+        return 507
     if isinstance(exc, FileTooLargeError):
         return 413
     if isinstance(exc, ImageDecodeError | IdempotencyKeyReusedError):
@@ -164,7 +210,4 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
         return _error(422, "ValidationError", message, details=details)
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "InternalError", "internal server error; the server log has the details")
+    # Anything else (a bug, a full disk seen by the database) is answered by AnswerEveryError.
