@@ -28,6 +28,8 @@ class Receiver:
         self.received: list[dict] = []
         self.headers: list[dict] = []
         self.fail_next = 0
+        self.mode = "normal"  # or "huge" (an endless 200 answer) or "trickle" (a header byte every 2 s)
+        self.sent_bytes = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +38,15 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.mode == "huge":
+                    self._endless()
+                    return
+                if receiver.mode == "trickle":
+                    for byte in b"HTTP/1.1 204 No Content\r\n\r\n":
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(2)
+                    return
                 if receiver.fail_next:
                     receiver.fail_next -= 1
                     self.send_response(503)
@@ -45,6 +56,19 @@ class Receiver:
                     self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _endless(self) -> None:
+                """1 GiB announced, sent until the client hangs up."""
+                self.send_response(500)
+                self.send_header("Content-Length", str(1 << 30))
+                self.end_headers()
+                block = b"x" * 65536
+                try:
+                    while receiver.sent_bytes < 1 << 30:
+                        self.wfile.write(block)
+                        receiver.sent_bytes += len(block)
+                except OSError:
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -169,3 +193,23 @@ def test_mailbox_notifier_writes_mail(tmp_path):
     (msg,) = list(box)
     box.close()
     assert msg["Subject"] == "[astroclassify] look at this" and "apod:2024-01-01" in msg.get_payload()
+
+
+def test_a_hostile_receiver_costs_a_few_kib_and_one_deadline(receiver):
+    """A 1 GiB answer was read whole (2.2 GB); a byte every 2 s held send() forever."""
+    import resource
+
+    hook = WebhookNotifier(receiver.url, timeout=3.0)
+    receiver.mode = "huge"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="HTTP 500: x+$"):
+        hook.send({"alert_id": 1, "message": "m"})
+    assert time.monotonic() - start < 3
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) < 50_000  # KiB: far below the answer
+    assert receiver.sent_bytes < 1 << 30  # the client hung up early
+    receiver.mode = "trickle"
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="no complete answer within 3 s"):
+        hook.send({"alert_id": 2, "message": "m"})
+    assert time.monotonic() - start < 4.5

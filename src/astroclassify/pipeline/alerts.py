@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy.orm import Session
 
 from astroclassify.errors import ConfigError
+from astroclassify.sources.http import deadline_transport, request_deadline
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import now
 
@@ -56,19 +57,40 @@ class LogNotifier:
 
 
 class WebhookNotifier:
-    """POST the alert as JSON; any 2xx is delivery, anything else is retried later."""
+    """POST the alert as JSON; any 2xx is delivery, anything else is retried later.
+
+    A receiver is not trusted to answer sensibly: each delivery has one deadline (connect,
+    send, headers and body together: a byte every 2 s no longer holds it), and only the first
+    ``ANSWER_BYTES`` of an answer are read, since only its status matters.
+    """
+
+    ANSWER_BYTES = 4096
 
     def __init__(self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"webhook URL must start with http:// or https://, got {url!r}")
         self.url = url
         self.name = f"webhook:{url}"
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        self.timeout = timeout
+        self._client = httpx.Client(timeout=timeout, transport=transport or deadline_transport())
 
     def send(self, alert: dict) -> None:
-        r = self._client.post(self.url, json=alert, headers={"Idempotency-Key": f"alert-{alert['alert_id']}"})
+        headers = {"Idempotency-Key": f"alert-{alert['alert_id']}"}
+        try:
+            with (
+                request_deadline(self.timeout),
+                self._client.stream("POST", self.url, json=alert, headers=headers) as r,
+            ):
+                answer = b""
+                for chunk in r.iter_raw():  # raw: a compressed answer is not inflated either
+                    answer += chunk[: self.ANSWER_BYTES - len(answer)]
+                    if len(answer) >= self.ANSWER_BYTES:
+                        break  # the rest is never read; the connection is closed
+        except httpx.TimeoutException:
+            raise RuntimeError(f"webhook gave no complete answer within {self.timeout:g} s") from None
         if not 200 <= r.status_code < 300:
-            raise RuntimeError(f"webhook answered HTTP {r.status_code}")
+            said = answer[:200].decode("utf-8", "replace").strip()
+            raise RuntimeError(f"webhook answered HTTP {r.status_code}" + (f": {said}" if said else ""))
 
 
 class FileNotifier:

@@ -25,6 +25,7 @@ always revalidated. Together that is about as much code as configuring the libra
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import email.utils
 import hashlib
@@ -34,6 +35,7 @@ import random
 import threading
 import time
 import urllib.robotparser
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,7 +47,7 @@ from astroclassify._version import __version__
 from astroclassify.errors import IngestError
 from astroclassify.sizes import format_bytes
 
-__all__ = ["FetchError", "PoliteClient", "Response"]
+__all__ = ["FetchError", "PoliteClient", "Response", "deadline_transport", "request_deadline"]
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +145,25 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def _deadline_transport() -> httpx.HTTPTransport:
-    """httpx's transport on the deadline backend (httpx takes no backend argument: set on its pool)."""
+def deadline_transport() -> httpx.HTTPTransport:
+    """httpx's transport on the deadline backend (httpx takes no backend argument: set on its pool).
+
+    Requests through it made inside ``request_deadline`` end by that deadline, whatever the
+    server does; outside one, only httpx's per-operation timeouts apply.
+    """
     transport = httpx.HTTPTransport()
     transport._pool._network_backend = _DeadlineBackend()  # httpx 0.28 / httpcore 1.0 (pinned, tested)
     return transport
+
+
+@contextlib.contextmanager
+def request_deadline(seconds: float) -> Iterator[None]:
+    """Every socket operation on this thread (through ``deadline_transport``) ends within ``seconds`` from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 class PoliteClient:
@@ -203,7 +219,7 @@ class PoliteClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             max_redirects=5,
-            transport=transport or _deadline_transport(),
+            transport=transport or deadline_transport(),
         )
         self.requests_made = 0
 
@@ -316,9 +332,8 @@ class PoliteClient:
         """One GET within the deadline and size limit; ``truncate`` keeps the first ``max_bytes`` instead of failing."""
         limit = self.max_bytes if max_bytes is None else max_bytes
         self.requests_made += 1
-        token = _deadline.set(time.monotonic() + self.timeout)
         try:
-            with self._http.stream("GET", url, headers=headers) as r:
+            with request_deadline(self.timeout), self._http.stream("GET", url, headers=headers) as r:
                 declared = r.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > limit and r.status_code == 200 and not truncate:
                     raise FetchError(
@@ -345,8 +360,6 @@ class PoliteClient:
                 return Response(str(r.url), r.status_code, b"".join(chunks), r.headers.get("content-type", "")), meta
         except httpx.TimeoutException as exc:
             raise type(exc)(f"no complete answer within {self.timeout:.0f} s ({exc})") from None
-        finally:
-            _deadline.reset(token)
 
     def _host(self, url: str) -> _Host:
         key = urlsplit(url).netloc.lower()
