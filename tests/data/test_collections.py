@@ -68,6 +68,9 @@ def test_fetch_over_http_from_a_local_server(small_set, tmp_path):
         assert fetch(f"{url}/set.zip", tmp_path / "dl") == 3
         with pytest.raises(IngestError, match="404"):
             fetch(f"{url}/missing.zip", tmp_path / "dl2")
+        with pytest.raises(IngestError, match="over the 1000 bytes download limit"):
+            fetch(f"{url}/set.zip", tmp_path / "dl3", max_bytes=1000)
+        assert not (tmp_path / "dl3").exists()
     finally:
         server.shutdown()
         server.server_close()
@@ -79,3 +82,28 @@ def test_collection_names_resolve_to_shared_data(shared_data):
         resolve_data("hubble-dos")
     with pytest.raises(IngestError, match="not empty"):
         fetch("hubble-dso", shared_data / "hubble-dso")  # refuses a non-empty target
+
+
+def test_fetch_caps_what_an_archive_unpacks(small_set, tmp_path):
+    """Limits are checked from the listing, before a byte is written."""
+    import tarfile
+
+    from tests.test_zipdir import directory_only_zip
+
+    archive = _zip(small_set, tmp_path / "set.zip", {"wrapped/big.bin": b"\0" * 200_000})
+    with pytest.raises(IngestError, match="unpacks to at least 2[0-9.]+ KiB, over the 100 KiB limit"):
+        fetch(str(archive), tmp_path / "out", max_extracted_bytes=100 * 1024)
+    with pytest.raises(IngestError, match="lists 5 entries; the limit is 4"):
+        fetch(str(archive), tmp_path / "out", max_files=4)
+    listing = tmp_path / "listing.zip"
+    listing.write_bytes(directory_only_zip(70_000, zip64=True))
+    with pytest.raises(IngestError, match="lists 70000 entries"):
+        fetch(str(listing), tmp_path / "out", max_files=1000)  # read from the end record alone
+    many = tmp_path / "many.tar.gz"
+    with tarfile.open(many, "w:gz") as tf:
+        for i in range(50):
+            info = tarfile.TarInfo(f"f{i}.txt")
+            tf.addfile(info)
+    with pytest.raises(IngestError, match="over 10 members"):
+        fetch(str(many), tmp_path / "out", max_files=10)
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,6 @@ working directory or the source checkout (the layout our CI and developers use).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tarfile
@@ -17,8 +16,10 @@ from pathlib import Path
 
 from astroclassify.config import default_data_dir
 from astroclassify.data.dataset import load_dataset, sha256_file
-from astroclassify.errors import DataError, IngestError
+from astroclassify.errors import DataError, FileTooLargeError, IngestError
 from astroclassify.registry import Registry
+from astroclassify.sizes import format_bytes
+from astroclassify.zipdir import open_zip_within
 
 __all__ = ["COLLECTIONS", "DEFAULT_TAXONOMY", "fetch", "resolve_data", "shared_data_dir"]
 
@@ -37,6 +38,10 @@ for _name, _about in {
 # Taxonomy used when training on a collection without --taxonomy. gz1-sdss needs one: its
 # spiral labels swap under a mirror flip, which the taxonomy's mirror map expresses.
 DEFAULT_TAXONOMY = {"gz1-sdss": "gz1-6class"}
+# What one `data fetch` may cost: the largest public image sets we know of fit, a bomb does not.
+FETCH_MAX_BYTES = 8 * 1024**3  # downloaded
+FETCH_MAX_EXTRACTED_BYTES = 32 * 1024**3  # unpacked from an archive
+FETCH_MAX_FILES = 1_000_000  # archive members
 
 
 def shared_data_dir(data_dir: Path | None = None) -> Path | None:
@@ -78,7 +83,15 @@ def resolve_data(source: str | Path, *, data_dir: Path | None = None) -> Path:
 
 
 def fetch(
-    source: str | Path, out: str | Path, *, timeout: float = 60.0, data_dir: Path | None = None, progress=None
+    source: str | Path,
+    out: str | Path,
+    *,
+    timeout: float = 60.0,
+    data_dir: Path | None = None,
+    progress=None,
+    max_bytes: int = FETCH_MAX_BYTES,
+    max_extracted_bytes: int = FETCH_MAX_EXTRACTED_BYTES,
+    max_files: int = FETCH_MAX_FILES,
 ) -> int:
     """Copy/download a collection into ``out`` and verify each file's SHA-256.
 
@@ -94,6 +107,12 @@ def fetch(
         Where named collections are found.
     progress : callable, optional
         Called as files are verified.
+    max_bytes : int, default=8 GiB
+        A download larger than this is stopped (by ``Content-Length``, then while streaming).
+    max_extracted_bytes : int, default=32 GiB
+        An archive whose members add up to more is refused before anything is unpacked.
+    max_files : int, default=1,000,000
+        An archive with more members is refused (a zip's count is read from its end record).
 
     Returns
     -------
@@ -103,8 +122,9 @@ def fetch(
     Raises
     ------
     IngestError
-        Download failed, unsafe archive member, or a checksum mismatch (nothing is left
-        half-written in ``out``: files are verified in a temporary folder first).
+        Download failed or over its limit, unsafe or oversized archive, or a checksum
+        mismatch (nothing is left half-written in ``out``: files are verified in a temporary
+        folder first).
     """
     source, out = str(source), Path(out)
     if out.exists() and any(out.iterdir()):
@@ -113,8 +133,8 @@ def fetch(
         staging = Path(tmp) / "data"
         if source.startswith(("http://", "https://")):
             archive = Path(tmp) / Path(source.split("?")[0]).name
-            _download(source, archive, timeout=timeout)
-            _extract(archive, staging)
+            _download(source, archive, timeout=timeout, max_bytes=max_bytes)
+            _extract(archive, staging, max_bytes=max_extracted_bytes, max_files=max_files)
         else:
             src = Path(source).expanduser()
             if not src.exists():
@@ -122,7 +142,7 @@ def fetch(
             if src.is_dir():
                 shutil.copytree(src, staging)
             else:
-                _extract(src, staging)
+                _extract(src, staging, max_bytes=max_extracted_bytes, max_files=max_files)
         root = _dataset_root(staging)
         count = verify_checksums(root, progress=progress)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,37 +171,64 @@ def verify_checksums(root: Path, progress=None) -> int:
     return len(ds.samples) - unchecked
 
 
-def _download(url: str, dest: Path, *, timeout: float) -> None:
+def _download(url: str, dest: Path, *, timeout: float, max_bytes: int) -> None:
     import httpx
 
     try:
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
             resp.raise_for_status()
-            digest = hashlib.sha256()
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise IngestError(
+                    f"{url} is {format_bytes(int(declared))}, over the {format_bytes(max_bytes)} download limit"
+                )
+            size = 0
             with dest.open("wb") as fh:
-                for chunk in resp.iter_bytes():
+                for chunk in resp.iter_raw():  # as sent: a gzip Content-Encoding is not inflated here
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise IngestError(f"{url}: download is over the {format_bytes(max_bytes)} limit; stopped")
                     fh.write(chunk)
-                    digest.update(chunk)
     except httpx.HTTPError as exc:
         raise IngestError(f"download of {url} failed: {exc}") from None
 
 
-def _extract(archive: Path, dest: Path) -> None:
+def _extract(archive: Path, dest: Path, *, max_bytes: int, max_files: int) -> None:
+    """Unpack within limits checked from the archive's listing, before anything is written."""
     dest.mkdir(parents=True)
     name = archive.name.lower()
     try:
         if name.endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                for member in zf.namelist():
-                    _check_member(member)
-                zf.extractall(dest)
+            with archive.open("rb") as fh, open_zip_within(fh, max_files, archive.name) as zf:
+                listed = zf.infolist()
+                for info in listed:
+                    _check_member(info.filename)
+                _check_total(archive, sum(m.file_size for m in listed), max_bytes)
+                zf.extractall(dest)  # zipfile writes no more than each member's stated size
         elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")):
             with tarfile.open(archive) as tf:
-                tf.extractall(dest, filter="data")  # rejects traversal, links outside, devices
+                members: list[tarfile.TarInfo] = []
+                total = 0
+                while (member := tf.next()) is not None:  # stops early: no full listing of a bomb
+                    members.append(member)
+                    total += member.size
+                    if len(members) > max_files:
+                        raise IngestError(f"{archive}: over {max_files} members; the limit is {max_files}")
+                    _check_total(archive, total, max_bytes)
+                tf.extractall(dest, members=members, filter="data")  # rejects traversal, links outside, devices
         else:
             raise IngestError(f"{archive}: not a folder or a .zip/.tar(.gz) archive")
-    except (zipfile.BadZipFile, tarfile.TarError) as exc:
+    except FileTooLargeError as exc:
+        raise IngestError(str(exc)) from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise IngestError(f"{archive}: unreadable archive ({exc})") from None
+
+
+def _check_total(archive: Path, total: int, max_bytes: int) -> None:
+    if total > max_bytes:
+        raise IngestError(
+            f"{archive}: unpacks to at least {format_bytes(total)}, over the {format_bytes(max_bytes)} limit"
+        )
 
 
 def _check_member(member: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from astroclassify.errors import ConfigError, DataError
+from astroclassify.errors import ConfigError, DataError, ModelError
 
 __all__ = ["BatchResult", "batch", "list_inputs"]
 
@@ -181,6 +181,7 @@ def batch(
         )
     settings = {
         "model": model_path,
+        **_model_identity(Path(model_path)),
         "detector": str(detector) if detector else None,
         "tta": tta,
         "embeddings": embeddings,
@@ -196,7 +197,7 @@ def batch(
     done = {p for p in range(len(parts)) if fs.exists(_part_path(root, p))}
     todo = [p for p in range(len(parts)) if p not in done]
     # What each worker needs: the run's settings that shape the answers, and its limits.
-    options = {k: settings[k] for k in ("model", "detector", "tta", "embeddings")} | {
+    options = {k: settings[k] for k in ("model", "model_version", "detector", "tta", "embeddings")} | {
         "threads": threads_per_worker,
         "max_pixels": max_pixels,
         "max_bytes": max_bytes,
@@ -274,6 +275,18 @@ def _filesystem(out: str | Path):
     return fs, root
 
 
+def _model_identity(folder: Path) -> dict[str, str]:
+    """The model's version and the SHA-256 of its weights: a model retrained in place at the
+    same path is another model, and its answers must not join the first one's."""
+    from astroclassify.inference.bundle import load_bundle
+
+    digest = hashlib.sha256()
+    with (folder / "model.onnx").open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"model_version": load_bundle(folder).version, "model_sha256": digest.hexdigest()}
+
+
 def _claim(fs, root: str, settings: dict) -> None:
     """Record the run's inputs and settings; refuse to mix another run into the same folder."""
     path = f"{root}/{PROGRESS_FILE}"
@@ -282,6 +295,13 @@ def _claim(fs, root: str, settings: dict) -> None:
             earlier = json.load(fh)
         if earlier != settings:
             changed = sorted(k for k in settings if earlier.get(k) != settings[k])
+            if {"model_version", "model_sha256"} & set(changed):
+                was = f"version {earlier.get('model_version', 'unknown')} ({str(earlier.get('model_sha256'))[:12]})"
+                now = f"version {settings['model_version']} ({settings['model_sha256'][:12]})"
+                raise ConfigError(
+                    f"{root} holds answers of model {earlier.get('model')} {was}; this run's model is {now}. "
+                    "Their answers would be mixed: choose another --out, or remove the folder to classify again"
+                )
             raise ConfigError(
                 f"{root} holds a batch run with other {', '.join(changed)}; choose another --out or remove it"
             )
@@ -315,7 +335,7 @@ _SESSIONS: dict[tuple, Any] = {}
 
 def _session(options: dict):
     """This worker process's predictor for ``options``: loaded on its first task, then kept."""
-    key = (options["model"], options["detector"], options["threads"], options["max_pixels"], options["max_bytes"])
+    key = tuple(options[k] for k in ("model", "model_version", "detector", "threads", "max_pixels", "max_bytes"))
     predictor = _SESSIONS.get(key)
     if predictor is None:
         from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
@@ -328,6 +348,11 @@ def _session(options: dict):
             max_pixels=options["max_pixels"] or DEFAULT_MAX_IMAGE_PIXELS,
             max_bytes=options["max_bytes"] or DEFAULT_MAX_FILE_BYTES,
         )
+        if predictor.bundle.version != options["model_version"]:  # replaced since the run was claimed
+            raise ModelError(
+                f"{options['model']} is now version {predictor.bundle.version}, not the "
+                f"{options['model_version']} this run started with; re-run into another --out"
+            )
         _SESSIONS[key] = predictor
     return predictor
 
