@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from astroclassify.config import Settings
 from astroclassify.web.app import create_app
-from tests.conftest import jpeg_bytes, make_sky
+from tests.conftest import distinct, jpeg_bytes, make_sky
 from tests.web.conftest import LOCAL, upload
 
 
@@ -97,3 +97,65 @@ def test_without_a_detector_look_alikes_are_a_clear_409(stored):
     assert client.get("/api/anomalies", params={"model": "plain"}).status_code == 409
     assert client.get("/api/classifications/999999/similar").status_code == 404
     assert client.post("/api/classifications/999999/mark", json={"interesting": True}).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def two_keys(shared_data, tmp_path_factory):
+    """A keyed server: alice stores 4 images, bob 24 copies of alice's galaxy (same pixels, other files)."""
+    from astroclassify.store import open_store
+    from astroclassify.store.api_keys import ApiKeys
+
+    home = tmp_path_factory.mktemp("two-keys-home")
+    with open_store(home) as store, store.session() as session:
+        keys = {name: ApiKeys(session).create(name)[1] for name in ("alice", "bob")}
+    settings = Settings(home=home, allowed_hosts=["testserver"], require_api_key=True)
+    galaxy = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    with TestClient(create_app(settings), client=LOCAL) as client:
+        alice, bob = {"X-API-Key": keys["alice"]}, {"X-API-Key": keys["bob"]}
+        mine = [upload(client, galaxy, "mine.jpg", headers=alice).json()["id"]]
+        others = [
+            sorted((shared_data / "hubble-dso/nebula").glob("*.jpg"))[0],
+            sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[5],
+            sorted((shared_data / "nasa-planets-galaxies/planet").glob("*.jpg"))[0],
+        ]
+        mine += [upload(client, p.read_bytes(), p.name, headers=alice).json()["id"] for p in others]
+        theirs = [upload(client, distinct(galaxy, i), f"copy{i}.jpg", headers=bob).json()["id"] for i in range(24)]
+        yield client, alice, bob, mine, theirs
+
+
+def test_look_alikes_are_each_keys_own_and_never_vanish(two_keys):
+    client, alice, bob, mine, theirs = two_keys
+    near = client.get(f"/api/classifications/{mine[0]}/similar", params={"k": 3}, headers=alice).json()
+    # 24 of bob's images lie nearer (distance 0) than any of alice's: filtered inside the search, 3 still come back.
+    assert sorted(h["id"] for h in near["items"]) == sorted(mine[1:])
+    # Another key's record is as absent here as everywhere: no existence or distance oracle.
+    refused = client.get(f"/api/classifications/{mine[0]}/similar", headers=bob)
+    assert refused.status_code == 404
+    assert client.get(f"/api/classifications/{theirs[0]}/similar", params={"k": 30}, headers=bob).json()["items"]
+    assert all(
+        h["id"] in theirs
+        for h in client.get(f"/api/classifications/{theirs[0]}/similar", params={"k": 30}, headers=bob).json()["items"]
+    )
+
+
+def test_marks_rankings_maps_and_exports_are_each_keys_own(two_keys):
+    client, alice, bob, mine, theirs = two_keys
+    before = client.get("/api/anomalies", params={"limit": 100, "neighbours": 3}, headers=alice).json()
+    assert sorted(i["id"] for i in before["items"]) == sorted(mine) and before["total"] == 4
+    assert all(n["id"] in mine for i in before["items"] for n in i["neighbours"])
+    for cid in theirs[:6]:
+        client.post(f"/api/classifications/{cid}/mark", json={"interesting": True}, headers=bob)
+    client.post(f"/api/classifications/{theirs[6]}/mark", json={"interesting": False}, headers=bob)
+    after = client.get("/api/anomalies", params={"limit": 100, "neighbours": 3}, headers=alice).json()
+    assert [(i["id"], i["score"]) for i in after["items"]] == [(i["id"], i["score"]) for i in before["items"]]
+    assert (after["marked"], after["interesting"]) == (0, 0)
+    bobs = client.get("/api/anomalies", params={"limit": 100}, headers=bob).json()
+    assert (bobs["marked"], bobs["interesting"], bobs["total"]) == (7, 6, 24)
+    assert bobs["items"][0]["id"] in theirs[:6] and bobs["items"][-1]["id"] == theirs[6]
+    assert (
+        client.post(f"/api/classifications/{mine[1]}/mark", json={"interesting": True}, headers=bob).status_code == 404
+    )
+    assert {p["id"] for p in client.get("/api/anomalies/map", headers=alice).json()} == set(mine)
+    assert {p["id"] for p in client.get("/api/anomalies/map", headers=bob).json()} == set(theirs)
+    assert client.get("/api/marks/export", headers=alice).headers["X-Images"] == "0"
+    assert client.get("/api/marks/export", headers=bob).headers["X-Images"] == "7"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["rerank"]
+__all__ = ["Reranker", "rerank"]
 
 
 def rerank(
@@ -47,40 +47,119 @@ def rerank(
     ndarray, (n,)
         Marked rows get 1.0 (interesting) or 0.0 (boring), so they sort to either end.
     """
-    x = np.asarray(compact, dtype=np.float64)
-    base = np.asarray(anomaly_score, dtype=np.float64)
     if not marks:
-        return base.copy()
-    rows = np.fromiter(marks.keys(), dtype=np.int64)
-    y = np.fromiter((bool(v) for v in marks.values()), dtype=bool)
-    z = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-9)
-    learned = _learned(z, rows, y)
-    nearest = np.sqrt(_squared_distances(z, z[rows]).min(axis=1))
-    closeness = np.exp(-nearest / (reach * _neighbour_scale(z)))
-    blended = closeness * ((1 - prior_weight) * learned + prior_weight * base) + (1 - closeness) * base
-    blended[rows] = y.astype(np.float64)
-    return blended
+        return np.asarray(anomaly_score, dtype=np.float64).copy()
+    return Reranker(compact, anomaly_score, reach=reach, prior_weight=prior_weight).scores(marks)
 
 
-def _learned(z: np.ndarray, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(interesting) from the marks: a balanced logistic regression, or the one kind marked."""
+class Reranker:
+    """``rerank`` kept up to date as marks and images arrive, for a collection that grows.
+
+    What costs (images x marks) is each image's distance to its nearest marked image; marks
+    are never taken back (a newer mark changes a verdict, not which images are marked), so
+    that distance only ever shrinks and is updated for the new marks alone. The standardising
+    statistics and the neighbour scale are fixed at construction: images added later
+    (``extend``) are scaled with them, which a fresh ``Reranker`` would do slightly
+    differently (refit one once the collection has grown by a good share). Not thread-safe.
+    """
+
+    def __init__(
+        self, compact: np.ndarray, anomaly_score: np.ndarray, *, reach: float = 2.0, prior_weight: float = 0.5
+    ) -> None:
+        x = np.asarray(compact, dtype=np.float64)
+        self.reach, self.prior_weight = reach, prior_weight
+        self.mean, self.std = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
+        self.z = (x - self.mean) / self.std
+        self.base = np.asarray(anomaly_score, dtype=np.float64).copy()
+        self.fitted_size = len(x)
+        self._scale: float | None = None
+        self._nearest = np.full(len(x), np.inf)  # squared distance to the nearest marked image
+        self._marked = np.zeros(len(x), dtype=bool)
+        self._model: object | None = None  # the last logistic regression, to start the next fit from
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    @property
+    def marked(self) -> int:
+        """How many images' marks the nearest-mark distances include."""
+        return int(self._marked.sum())
+
+    def extend(self, compact: np.ndarray, anomaly_score: np.ndarray) -> None:
+        """Append images (rows continue), scaled with the statistics fitted at construction."""
+        z = (np.asarray(compact, dtype=np.float64) - self.mean) / self.std
+        marked = self.z[self._marked]
+        nearest = _nearest_squared(z, marked) if len(marked) else np.full(len(z), np.inf)
+        self.z = np.vstack([self.z, z])
+        self.base = np.r_[self.base, np.asarray(anomaly_score, dtype=np.float64)]
+        self._nearest = np.r_[self._nearest, nearest]
+        self._marked = np.r_[self._marked, np.zeros(len(z), dtype=bool)]
+
+    def scores(self, marks: Mapping[int, bool]) -> np.ndarray:
+        """The scores ``rerank`` gives for ``marks`` (row index to interesting), every row."""
+        if not marks:
+            return self.base.copy()
+        rows = np.fromiter(marks.keys(), dtype=np.int64)
+        y = np.fromiter((bool(v) for v in marks.values()), dtype=bool)
+        new = rows[~self._marked[rows]]
+        if len(new):
+            self._nearest = np.minimum(self._nearest, _nearest_squared(self.z, self.z[new]))
+            self._marked[new] = True
+        if self._scale is None:
+            self._scale = _neighbour_scale(self.z[: self.fitted_size])
+        learned, self._model = _learned(self.z, rows, y, self._model)
+        closeness = np.exp(-np.sqrt(self._nearest) / (self.reach * self._scale))
+        prior = self.prior_weight
+        blended = closeness * ((1 - prior) * learned + prior * self.base) + (1 - closeness) * self.base
+        blended[rows] = y.astype(np.float64)
+        return blended
+
+
+def _learned(z: np.ndarray, rows: np.ndarray, y: np.ndarray, model: object | None = None) -> tuple[np.ndarray, object]:
+    """P(interesting) from the marks: a balanced logistic regression, or the one kind marked.
+
+    ``model``: the regression fitted on the marks before these, whose coefficients start
+    this fit (a few more marks move the optimum little: a handful of iterations, not hundreds).
+    """
     if y.all() or not y.any():
-        return np.full(len(z), float(y[0]))
+        return np.full(len(z), float(y[0])), model
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)
-    model.fit(z[rows], y)
-    return model.predict_proba(z)[:, 1]
+    fitted = model if isinstance(model, LogisticRegression) else None
+    if fitted is None:
+        fitted = LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000, warm_start=True)
+    fitted.fit(z[rows], y)
+    return fitted.predict_proba(z)[:, 1], fitted
+
+
+# Distances are taken a block at a time, so memory stays near BLOCK_VALUES floats whatever
+# the collection's size (100k images x 10k marks at once was 8 GB of float64).
+BLOCK_VALUES = 4_000_000
 
 
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None], 0.0)
 
 
+def _nearest_squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each row of ``a``, the squared distance to its nearest row of ``b`` (a block at a time)."""
+    out = np.empty(len(a))
+    step = max(1, BLOCK_VALUES // max(len(b), 1))
+    for start in range(0, len(a), step):
+        out[start : start + step] = _squared_distances(a[start : start + step], b).min(axis=1)
+    return out
+
+
 def _neighbour_scale(z: np.ndarray, sample: int = 500) -> float:
     """Median distance from an image to its nearest neighbour (on a fixed sample of rows)."""
     rng = np.random.default_rng(0)
     idx = rng.choice(len(z), size=min(sample, len(z)), replace=False)
-    d = _squared_distances(z[idx], z)
-    d[np.arange(len(idx)), idx] = np.inf
-    return float(np.sqrt(np.median(d.min(axis=1)))) + 1e-9
+    nearest = np.full(len(idx), np.inf)
+    step = max(1, BLOCK_VALUES // len(idx))
+    for start in range(0, len(z), step):  # the sample against every row, a block of rows at a time
+        block = z[start : start + step]
+        d = _squared_distances(z[idx], block)
+        inside = np.flatnonzero((idx >= start) & (idx < start + len(block)))
+        d[inside, idx[inside] - start] = np.inf  # not itself
+        nearest = np.minimum(nearest, d.min(axis=1))
+    return float(np.sqrt(np.median(nearest))) + 1e-9

@@ -24,7 +24,7 @@ def layout(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
     v = np.asarray(vectors, dtype=np.float32)
     n = len(v)
-    if n < 4:
+    if n < 4 or float(np.ptp(v, axis=0).max()) < 1e-6:  # too few, or all alike: nothing to lay out
         return np.arange(n), np.full((n, 2), 0.5)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(n, LAYOUT_POINTS), replace=False))

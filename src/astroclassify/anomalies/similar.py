@@ -15,6 +15,7 @@ import numpy as np
 __all__ = ["EXACT_LIMIT", "VectorIndex"]
 
 EXACT_LIMIT = 200_000
+BLOCK_VALUES = 1_000_000  # distances held at once: queries are searched in blocks (4 MB of float32)
 
 
 @dataclass
@@ -39,6 +40,25 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def extend(self, vectors: np.ndarray) -> VectorIndex:
+        """An index of these vectors and ``vectors`` after them (row numbers continue).
+
+        An HNSW graph grows in place (no rebuild); an exact index copies. Crossing
+        ``EXACT_LIMIT`` builds the graph once.
+        """
+        more = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not len(more):
+            return self
+        if not len(self.vectors):
+            return VectorIndex.build(more, exact=self.exact or None)
+        every = np.vstack([self.vectors, more])
+        if self.exact or self._graph is None:
+            return VectorIndex.build(every, exact=True if self.exact and len(every) <= EXACT_LIMIT else None)
+        graph = self._graph
+        graph.resize_index(len(every))  # type: ignore[attr-defined]
+        graph.add_items(more, np.arange(len(self.vectors), len(every)), num_threads=1)  # type: ignore[attr-defined]
+        return VectorIndex(every, False, graph, (every * every).sum(1))
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, squared distances), each (q, k), nearest first; k is capped at the index size."""
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
@@ -52,11 +72,21 @@ class VectorIndex:
             return rows.astype(np.int64), dist.astype(np.float32)
         v = self.vectors
         norms = self._norms if self._norms is not None else (v * v).sum(1)
-        d2 = (q * q).sum(1)[:, None] - 2 * q @ v.T + norms[None]
-        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(d2, part, axis=1).argsort(axis=1)
-        rows = np.take_along_axis(part, order, axis=1)
-        return rows, np.maximum(np.take_along_axis(d2, rows, axis=1), 0)
+        rows = np.empty((len(q), k), dtype=np.int64)
+        dist = np.empty((len(q), k), dtype=np.float32)
+        step = max(1, BLOCK_VALUES // len(v))
+        for start in range(0, len(q), step):
+            block = q[start : start + step]
+            d2 = block @ v.T  # in place from here: one (block, n) buffer per block
+            d2 *= -2
+            d2 += norms[None]
+            d2 += (block * block).sum(1)[:, None]
+            part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+            order = np.take_along_axis(d2, part, axis=1).argsort(axis=1)
+            found = np.take_along_axis(part, order, axis=1)
+            rows[start : start + step] = found
+            dist[start : start + step] = np.maximum(np.take_along_axis(d2, found, axis=1), 0)
+        return rows, dist
 
 
 def _hnsw(vectors: np.ndarray):
@@ -64,5 +94,6 @@ def _hnsw(vectors: np.ndarray):
 
     graph = hnswlib.Index(space="l2", dim=vectors.shape[1])
     graph.init_index(max_elements=len(vectors), ef_construction=100, M=16, random_seed=0)
-    graph.add_items(vectors, np.arange(len(vectors)))
+    # One thread: graphs are built behind a serving process, which needs its other cores.
+    graph.add_items(vectors, np.arange(len(vectors)), num_threads=1)
     return graph

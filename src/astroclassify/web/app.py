@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from astroclassify.inference.pool import PredictorPool
+        from astroclassify.pipeline.discovery import warm_up
         from astroclassify.store import open_store
         from astroclassify.store.classifications import stored_names
         from astroclassify.store.images import sweep_orphans
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         app.state.sessions, app.state.uploads = store.sessions, store.images
         with store.session() as session:  # uploads saved before a crash, never committed
             sweep_orphans(store.images, stored_names(session))
+        warm_up(store, app.state.pool.get())  # discovery's arrays, read in the background
         names = [e.name for e in app.state.pool.entries()]
         log.info("serving models %s (default %s), database %s", names, app.state.pool.default, store.engine.url)
         yield

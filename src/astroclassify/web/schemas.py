@@ -223,6 +223,11 @@ class RankingOut(BaseModel):
     marked: int
     interesting: int
     detector: str
+    updating: bool = Field(
+        default=False,
+        description="True while the ranking is re-learned from newer marks in the background (large collections); "
+        "marked images already sort to either end.",
+    )
 
 
 class MapPointOut(BaseModel):

@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
-from astroclassify.pipeline.discovery import anomaly_map, anomaly_ranking, export_marks, mark_image, similar_images
+from astroclassify.pipeline.discovery import (
+    MAP_POINTS,
+    anomaly_ranking,
+    export_marks,
+    map_layout,
+    mark_image,
+    similar_images,
+)
 from astroclassify.web.deps import CurrentUser, PoolDep, RecordId
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
@@ -77,13 +84,34 @@ def anomalies(
         owner=owner,
     )
     items = [RankedOut.of(i) for i in r.items]
-    return RankingOut(items=items, total=r.total, marked=r.marked, interesting=r.interesting, detector=r.detector)
+    return RankingOut(
+        items=items,
+        total=r.total,
+        marked=r.marked,
+        interesting=r.interesting,
+        detector=r.detector,
+        updating=r.updating,
+    )
 
 
 @router.get("/anomalies/map", response_model=list[MapPointOut])
-def anomalies_map(request: Request, pool: PoolDep, owner: CurrentUser, model: ModelQuery = None) -> list[MapPointOut]:
-    """Every stored image on a 2-D map of the embeddings (t-SNE; x and y in [0, 1])."""
-    return [MapPointOut(**p.to_dict()) for p in anomaly_map(request.app.state.store, pool.get(model), owner=owner)]
+def anomalies_map(
+    request: Request,
+    pool: PoolDep,
+    owner: CurrentUser,
+    model: ModelQuery = None,
+    limit: Annotated[int, Query(ge=1, le=20_000, description="Most points returned: marked ones, then a sample.")] = (
+        MAP_POINTS
+    ),
+) -> list[MapPointOut]:
+    """Stored images on a 2-D map of the embeddings (x and y in [0, 1]).
+
+    The ``X-Map-Layout`` header says how: ``tsne``, or ``pca`` while the t-SNE of a large
+    collection is computed in the background.
+    """
+    points, method = map_layout(request.app.state.store, pool.get(model), owner=owner, limit=limit)
+    # Plain dicts straight to JSON: validating thousands of points cost more than finding them.
+    return JSONResponse([p.to_dict() for p in points], headers={"X-Map-Layout": method})  # type: ignore[return-value]
 
 
 @router.get("/marks/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
