@@ -11,7 +11,7 @@ ROOT = Path(astroclassify.__file__).parent
 
 # Lower rank = lower layer. A package may import its own layer's peers only where listed.
 RANK = {
-    "errors": 0, "config": 0, "_version": 0, "sizes": 0, "urls": 0, "registry": 0, "credits": 0,
+    "errors": 0, "config": 0, "_version": 0, "sizes": 0, "urls": 0, "registry": 0, "credits": 0, "zipdir": 0,
     "store": 1, "models": 1, "imaging": 1, "data": 1, "anomalies": 1,
     "inference": 2, "sources": 2,
     "evaluation": 3, "training": 3,
@@ -24,6 +24,7 @@ SAME_LAYER = {
     ("training", "evaluation"),
     ("config", "errors"),
     ("registry", "errors"),
+    ("zipdir", "errors"),
     ("__init__", "classifier"),
     ("cli", "web"),  # `serve` starts the app
     ("cli_anomalies", "cli"),  # shares the progress bars

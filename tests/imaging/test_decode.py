@@ -140,7 +140,7 @@ def test_fits_uses_the_first_image_hdu_not_a_table():
     from astropy.io import fits
 
     image = np.zeros((40, 60), np.float32)
-    image[10:20, 20:40] = 100.0
+    image[10:20, 20:40] = 1000.0  # raw counts (past 255): stretched
     table = fits.BinTableHDU.from_columns([fits.Column(name="flux", format="E", array=np.arange(5, dtype=np.float32))])
     data = _fits_bytes(fits.PrimaryHDU(), table, fits.ImageHDU(image))
     out = decode_image(data)
@@ -311,3 +311,17 @@ print(out.shape[0], out[-200:].max(), (resource.getrusage(resource.RUSAGE_SELF).
     assert int(side) == 2000 and int(warned) == 1
     assert int(band) == 0  # plane 0 shown: the other planes have a bright band there
     assert float(extra_mb) < 250  # the whole cube as float64 is 640 MB; one plane as float32 is 16 MB
+
+
+def test_fits_display_values_of_any_type_show_as_they_are():
+    """A float32 cube of a JPEG's pixels was stretched again: 21 of 100 spirals became ellipticals."""
+    from astropy.io import fits
+
+    rgb = make_sky("galaxy", 64)
+    planes = np.ascontiguousarray(np.moveaxis(rgb, -1, 0)[:, ::-1])
+    for data in (planes.astype(np.float32), planes.astype(np.int16), planes.astype(">f8") / 255.0):
+        assert np.array_equal(decode_image(_fits_bytes(fits.PrimaryHDU(data))), rgb), data.dtype
+    # Raw data are stretched: sky noise below zero, fluxes past 255, or a sliver of 0-1.
+    for raw in (planes / 255.0 * 3000 - 5, planes / 255.0 * 0.1):
+        shown = decode_image(_fits_bytes(fits.PrimaryHDU(raw.astype(np.float32))))
+        assert not np.array_equal(shown, rgb) and shown.max() >= 250

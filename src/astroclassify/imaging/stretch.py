@@ -4,9 +4,11 @@ A model learns from pixels, so the stretch is part of the model: it is chosen wh
 is trained (``TrainConfig.fits_stretch``/``fits_interval``), stored in ``model.json`` and used
 again whenever the model reads a FITS file, so training and inference see the same pixels.
 
-``interval="auto"`` (the default) shows 8-bit data (BITPIX 8) as they are: such files already hold display values (a JPEG written as FITS, survey colour
-cutouts), and stretching them again would show the model another picture. Any other data
-get the configured percentile interval and stretch.
+``interval="auto"`` (the default) shows data that already hold display values as they are:
+8-bit data (BITPIX 8), integers within 0-255 of any type, and floats within 0-1 or 0-255
+(a JPEG written as FITS, survey colour cutouts); stretching them again would show the model
+another picture. Raw data (fluxes, counts) get the configured percentile interval and
+stretch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STRETCHES", "INTERVALS", "FitsDisplay", "stretch_to_uint8"]
+__all__ = ["STRETCHES", "INTERVALS", "FitsDisplay", "display_scale", "stretch_to_uint8"]
 
 STRETCHES = ("asinh", "log", "sqrt", "linear")
 INTERVALS = ("auto", "percentile", "zscale")
@@ -63,6 +65,23 @@ def _stretch(name: str):
     return {"asinh": AsinhStretch(a=0.1), "log": LogStretch(), "sqrt": SqrtStretch(), "linear": LinearStretch()}[name]
 
 
+def display_scale(values: np.ndarray) -> float | None:
+    """The full-scale value (255 or 1) of data that already hold display values; None for raw data.
+
+    Integers within 0-255, floats within 0-255 reaching past 64, and floats within 0-1
+    reaching past 0.25 are display values; anything else (negative sky noise, fluxes in any
+    other range, a faint image that uses a sliver of the range) is raw and gets stretched.
+    """
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0 or hi > 255:
+        return None
+    if hi <= 1:
+        return 1.0 if hi >= 0.25 else None
+    if hi >= 64 or np.array_equal(values, np.round(values)):
+        return 255.0
+    return None
+
+
 def stretch_to_uint8(arr: np.ndarray, display: FitsDisplay, *, eight_bit: bool = False) -> np.ndarray:
     """Map intensities (H, W) or (H, W, 3), NaN for blank pixels, to uint8 RGB.
 
@@ -75,8 +94,9 @@ def stretch_to_uint8(arr: np.ndarray, display: FitsDisplay, *, eight_bit: bool =
     if not finite.any():
         raise ValueError("image has no finite pixel values")
     values = arr[finite]
-    if display.interval == "auto" and eight_bit:
-        scaled = np.clip(np.where(finite, arr, 0.0) / 255.0, 0, 1)
+    full_scale = 255.0 if eight_bit else display_scale(values)
+    if display.interval == "auto" and full_scale:
+        scaled = np.clip(np.where(finite, arr, 0.0) / full_scale, 0, 1)
         out = (scaled * 255 + 0.5).astype(np.uint8)
     else:
         if display.interval == "zscale":
