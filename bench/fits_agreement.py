@@ -69,9 +69,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["test", "val"])
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     ap.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
-    ap.add_argument(
-        "--display", nargs="*", default=[], help="alternatives to the model's own, as interval:stretch"
-    )
+    ap.add_argument("--display", nargs="*", default=[], help="alternatives to the model's own, as interval:stretch")
     args = ap.parse_args()
     bundle = load_bundle(args.model)
     rows = [r for r in csv.DictReader((bundle.path / "splits.csv").open()) if r["split"] == args.split]
@@ -113,7 +111,9 @@ def main() -> None:
             from_fits = labels(cubes[form])
             same = sum(a == b for a, b in zip(from_jpeg, from_fits, strict=True))
             lo, hi = wilson(same, len(rows))
-            print(f"  {form:10s} {name:28s} same label {same}/{len(rows)} = {same / len(rows):.4f} [{lo:.4f}, {hi:.4f}]")
+            print(
+                f"  {form:10s} {name:28s} same label {same}/{len(rows)} = {same / len(rows):.4f} [{lo:.4f}, {hi:.4f}]"
+            )
     print(
         f"({time.perf_counter() - t0:.0f} s) reproduce: python bench/fits_agreement.py --model {args.model} "
         f"--tta {args.tta} --split {args.split}"

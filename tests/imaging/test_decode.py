@@ -95,7 +95,7 @@ def test_fits_image_is_stretched_and_flipped(tmp_path):
     fits.PrimaryHDU(data).writeto(path)
     out = decode_image(path)
     assert out.shape == (40, 50, 3)
-    assert out[-1].mean() > 200 and out[0].mean() < 5
+    assert out[-1].mean() > 120 and out[0].mean() < 5
 
 
 def test_corrupt_fits(tmp_path):
@@ -145,7 +145,7 @@ def test_fits_uses_the_first_image_hdu_not_a_table():
     data = _fits_bytes(fits.PrimaryHDU(), table, fits.ImageHDU(image))
     out = decode_image(data)
     assert out.shape == (40, 60, 3)
-    assert out[::-1][15, 30].mean() > 200 and out[::-1][0, 0].mean() < 10  # the image, flipped as DS9 shows it
+    assert out[::-1][15, 30].mean() > 120 and out[::-1][0, 0].mean() < 10  # the image, flipped as DS9 shows it
     only_table = _fits_bytes(fits.PrimaryHDU(), table)
     with pytest.raises(ImageDecodeError, match="no image HDU .*BinTableHDU"):
         decode_image(only_table)
@@ -213,14 +213,14 @@ def test_fits_blank_and_nan_pixels_show_as_sky_in_compressed_and_big_endian_file
     compressed.header["BLANK"] = -32768
     for data in (_fits_bytes(fits.PrimaryHDU(), hdu), _fits_bytes(fits.PrimaryHDU(), compressed)):
         out = decode_image(data)[::-1]  # back to FITS row order
-        assert out[25, 25].mean() > 200  # the star is bright
+        assert out[25, 25].mean() > 120  # the star is bright (raw data: its top at mid-grey or above)
         assert out[40:, 40:].mean() < 30  # the sky is dark: blanks did not widen the interval
         assert out[:, :8].max() <= out[40:, 40:].mean() + 1  # blanks are sky, not a bright band
     flux = rng.normal(10, 1, size=(48, 48)).astype(">f4")  # big-endian floats, as on disk
     flux[10, 10] = np.nan
     flux[30:34, 30:34] = 500
     out = decode_image(_fits_bytes(fits.PrimaryHDU(flux)))[::-1]
-    assert out[31, 31].mean() > 200 and out[10, 10].mean() < 100
+    assert out[31, 31].mean() > 120 and out[10, 10].mean() < 100
 
 
 def test_fits_display_is_chosen_per_model_and_8_bit_data_show_as_they_are():
@@ -324,4 +324,4 @@ def test_fits_display_values_of_any_type_show_as_they_are():
     # Raw data are stretched: sky noise below zero, fluxes past 255, or a sliver of 0-1.
     for raw in (planes / 255.0 * 3000 - 5, planes / 255.0 * 0.1):
         shown = decode_image(_fits_bytes(fits.PrimaryHDU(raw.astype(np.float32))))
-        assert not np.array_equal(shown, rgb) and shown.max() >= 250
+        assert not np.array_equal(shown, rgb) and shown.max() >= 120

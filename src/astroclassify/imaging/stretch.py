@@ -7,8 +7,13 @@ again whenever the model reads a FITS file, so training and inference see the sa
 ``interval="auto"`` (the default) shows data that already hold display values as they are:
 8-bit data (BITPIX 8), integers within 0-255 of any type, and floats within 0-1 or 0-255
 (a JPEG written as FITS, survey colour cutouts); stretching them again would show the model
-another picture. Raw data (fluxes, counts) get the configured percentile interval and
-stretch.
+another picture. Raw data (fluxes, counts) are stretched with the lower percentile as black
+and the upper one at ``upper_level`` of full scale (half, by default), as survey colour
+images show the sky black and their brightest 0.3 % at about mid-grey: the gz1-sdss JPEGs
+put their 99.7th percentile at 0.50 (median over training images). On asinh-inverted
+cutouts of held-out JPEGs this gave the JPEG's label 0.94 of the time against 0.80 for
+stretching the 0.5-99.7 % interval to full scale (bench/fits_agreement.py, validation split).
+``interval="percentile"`` keeps that full-scale interval.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class FitsDisplay:
     stretch: str = "asinh"  # asinh | log | sqrt | linear
     interval: str = "auto"  # auto (BITPIX 8 data as is, else percentile) | percentile | zscale
     percentiles: tuple[float, float] = (0.5, 99.7)  # lower, upper (percentile interval)
+    upper_level: float = 0.5  # auto, raw data: the display level (0-1) of the upper percentile
 
     def __post_init__(self) -> None:
         if self.stretch not in STRETCHES:
@@ -40,6 +46,8 @@ class FitsDisplay:
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError(f"FITS percentiles {self.percentiles} must satisfy 0 <= lower < upper <= 100")
+        if not 0 < self.upper_level <= 1:
+            raise ValueError(f"FITS upper_level {self.upper_level} must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"percentiles": list(self.percentiles)}
@@ -55,6 +63,7 @@ class FitsDisplay:
             stretch=str(data.get("stretch", "asinh")),
             interval=str(data.get("interval", "auto")),
             percentiles=tuple(float(p) for p in data.get("percentiles", (0.5, 99.7))),  # type: ignore[arg-type]
+            upper_level=float(data.get("upper_level", 0.5)),
         )
 
 
@@ -103,6 +112,9 @@ def stretch_to_uint8(arr: np.ndarray, display: FitsDisplay, *, eight_bit: bool =
             vmin, vmax = ZScaleInterval().get_limits(values)
         else:
             vmin, vmax = AsymmetricPercentileInterval(*display.percentiles).get_limits(values)
+            if display.interval == "auto":  # raw data: the upper percentile at upper_level, not full scale
+                level = _stretch(display.stretch).inverse(np.array([display.upper_level], dtype=float))[0]
+                vmax = vmin + (vmax - vmin) / max(float(level), 1e-9)
         scaled = np.clip((np.where(finite, arr, vmin) - vmin) / max(float(vmax - vmin), 1e-12), 0, 1)
         out = (np.clip(_stretch(display.stretch)(scaled), 0, 1) * 255 + 0.5).astype(np.uint8)
     if out.ndim == 2:
