@@ -51,12 +51,12 @@ def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def start_server(home: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, env_extra: dict, args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "ASTROCLASSIFY_HOME": str(home), **env_extra}
     exe = Path(sys.executable).with_name("astroclassify")
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(exe), "serve", "--port", str(port), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):

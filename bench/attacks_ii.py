@@ -41,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.attack_mix import free_port, peak_rss_mb  # noqa: E402
+from bench import attack_mix  # noqa: E402
+from bench.attack_mix import peak_rss_mb  # noqa: E402
 from bench.similarity import vectors  # noqa: E402
 
 EXTRA_ENV = dict(e.split("=", 1) for e in os.environ.get("BENCH_SERVER_ENV", "").split() if e)
@@ -49,23 +50,8 @@ GALAXY = ROOT.parent / "shared/data/hubble-dso/galaxy/heic0007b.jpg"
 
 
 def start_server(home: Path, env_extra: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "ASTROCLASSIFY_HOME": str(home), **(env_extra or {})}
-    exe = Path(sys.executable).with_name("astroclassify")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(home.parent / f"server-{port}.log", "wb"),  # noqa: SIM115
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+    """`astroclassify serve --workers 1`: one process, whose VmHWM is the server's peak."""
+    return attack_mix.start_server(home, env_extra or {}, ("--workers", "1"))
 
 
 class Tally:
@@ -260,6 +246,8 @@ def cube_and_zip() -> None:
 
 
 def full_disk(requests: int, clients: int) -> None:
+    from tests.web.test_full_disk import _fill as fill
+
     galaxy = GALAXY.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         disk = Path(tmp) / "disk"
@@ -270,13 +258,7 @@ def full_disk(requests: int, clients: int) -> None:
         try:
             proc, base = start_server(disk / "home")
             try:
-                with open(disk / "ballast", "wb") as fh:
-                    try:
-                        while True:
-                            fh.write(b"\0" * 65536)
-                            fh.flush()
-                    except OSError:
-                        pass
+                fill(disk)
                 tally = Tally()
 
                 def client_run(c: int) -> None:

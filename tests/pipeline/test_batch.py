@@ -137,3 +137,31 @@ def test_a_model_retrained_in_place_is_not_mixed_into_its_earlier_answers(inputs
         ConfigError, match=r"holds answers of model .* version .*; this run's model is version 209901010000"
     ):
         batch(sorted(list_inputs(inputs))[:3], out, model=str(model), workers=1, partition_size=8, tta="none")
+
+
+def test_reading_written_partitions_never_aborts_the_process_at_exit(tmp_path):
+    """A re-run reads the finished partitions' errors; Arrow's thread pools then aborted about
+    one process in ten at exit (exit 134, "terminate called without an active exception")."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for p in range(8):
+        errors = pa.array([None] * 60 + ["broken"] * (p % 3), pa.string())
+        pq.write_table(pa.table({"path": pa.array([f"{p}-{i}" for i in range(len(errors))]), "error": errors}),
+                       tmp_path / f"part-{p:05d}.parquet")  # fmt: skip
+    code = (
+        "import fsspec; from astroclassify.pipeline.batch import _errors_in; "
+        f"print(_errors_in(fsspec.filesystem('file'), {str(tmp_path)!r}, list(range(8))))"
+    )
+
+    def run(_: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(run, range(24)))
+    assert [r.returncode for r in runs] == [0] * 24, next(r.stderr for r in runs if r.returncode)
+    assert {r.stdout.strip() for r in runs} == {str(sum(p % 3 for p in range(8)))}
