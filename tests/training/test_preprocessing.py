@@ -38,7 +38,7 @@ def test_stretch_and_filters_are_stored_and_applied_identically_at_inference(tmp
     cfg = type(cfg)(**{**cfg.__dict__, "filters": "background,clahe"})
     train(cfg)
     meta = json.loads((out / "model.json").read_text())
-    assert meta["fits"] == {"stretch": "sqrt", "interval": "zscale", "percentiles": [0.5, 99.7]}
+    assert meta["fits"] == {"stretch": "sqrt", "interval": "zscale", "percentiles": [0.5, 99.7], "upper_level": 0.5}
     assert meta["filters"] == ["background", "clahe"]
 
     samples = load_dataset(data).samples[:4]

@@ -57,7 +57,8 @@ async function load() {
   const data = await res.json();
   if (!res.ok) { status.textContent = data.error ? data.error.message : "could not load the ranking"; return; }
   list.replaceChildren(...data.items.map(item));
-  status.textContent = `${data.total} image${data.total === 1 ? "" : "s"} · ${data.marked} marked (${data.interesting} interesting)`;
+  status.textContent = `${data.total} image${data.total === 1 ? "" : "s"} · ${data.marked} marked (${data.interesting} interesting)`
+    + (data.updating ? " · re-learning from the newest marks in the background" : "");
   more.hidden = data.items.length >= data.total;
   setCurrent(current);
 }
@@ -148,6 +149,7 @@ async function loadMap() {
   const res = await fetch("/api/anomalies/map");
   if (!res.ok) return;
   points = await res.json();
+  document.getElementById("map-layout").hidden = res.headers.get("X-Map-Layout") !== "pca";
   canvas.dataset.points = String(points.length);
   draw();
 }
