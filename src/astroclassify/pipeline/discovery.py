@@ -851,18 +851,14 @@ def map_layout(
         elif known is None or known.method != "tsne" or len(rows) >= 2 * max(known.fitted_on, 1):
 
             def job(rows: np.ndarray = rows, n: int = n) -> None:
-                fitted = _fit_layout(coll, n, rows, "tsne")
-                with _LOCK:
-                    _MAPS[key] = fitted
+                _keep_layout(key, _fit_layout(coll, n, rows, "tsne"))
 
             _in_background(key, job)
             if known is None:
                 known = _fit_layout(coll, n, rows, "pca")
         if known.n < n:
             known = _extend_layout(coll, known, n, owner)
-        with _LOCK:
-            if key not in _MAPS or _MAPS[key].n <= known.n:
-                _MAPS[key] = known
+        _keep_layout(key, known)
         marks = _mark_log(store, session).latest(owner)[0]
         shown = _map_sample(coll, known, marks, limit)
         ids = [int(coll.ids[known.rows[i]]) for i in shown]
@@ -878,6 +874,19 @@ def map_layout(
             for i, cid in zip(shown, ids, strict=True)
         ]
         return points, known.method
+
+
+def _keep_layout(key: tuple, layout_: _Layout) -> None:
+    """Keep ``layout_`` unless the kept one is better: a t-SNE over a PCA stand-in, then a later
+    fit, then more images placed (a request's extended PCA must not replace a finished t-SNE)."""
+
+    def rank(x: _Layout) -> tuple:
+        return (x.method == "tsne", x.fitted_on, x.n)
+
+    with _LOCK:
+        current = _MAPS.get(key)
+        if current is None or rank(layout_) >= rank(current):
+            _MAPS[key] = layout_
 
 
 def _map_sample(coll: _Collection, known: _Layout, marks: dict[int, bool], limit: int) -> np.ndarray:
