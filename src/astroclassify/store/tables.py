@@ -193,7 +193,8 @@ class IngestedItem(Base):
     height: Mapped[int | None] = mapped_column(Integer, default=None)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("ingested_items.id"), default=None)
     duplicate_kind: Mapped[str | None] = mapped_column(String(16), default=None)  # exact | near
-    classification_id: Mapped[int | None] = mapped_column(ForeignKey("classifications.id"), default=None)
+    # indexed: discovery joins every stored embedding to its archive item (migration 0004)
+    classification_id: Mapped[int | None] = mapped_column(ForeignKey("classifications.id"), index=True, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
