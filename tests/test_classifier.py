@@ -27,3 +27,17 @@ def test_fit_then_predict_on_paths(tiny_dataset, tmp_path):
 def test_fit_rejects_mismatched_lengths():
     with pytest.raises(DataError, match="2 items but y has 1"):
         astroclassify.Classifier().fit(["a.png", "b.png"], ["galaxy"])
+
+
+def test_one_path_bytes_or_array_is_one_input(shared_data):
+    """predict("m51.jpg") iterated over the characters of the path and said "/: is a directory"."""
+    from PIL import Image
+
+    clf = astroclassify.load("dso")
+    path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    expected = clf.predict([path])[0]
+    for one in (str(path), path, path.read_bytes(), np.asarray(Image.open(path).convert("RGB"))):
+        (pred,) = clf.predict(one, tta="none") if isinstance(one, np.ndarray) else clf.predict(one)
+        assert pred.label == expected.label
+        assert clf.predict_proba(one, tta="none").shape == (1, 3)
+    assert len(clf.predict([path, path])) == 2

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Classifier", "Prediction", "load"]
 
+# What predict takes: a sequence of images, or one image alone (a path, its bytes, an RGB array).
+Inputs = Sequence[str | Path | bytes | np.ndarray] | str | Path | bytes | np.ndarray
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -112,13 +115,14 @@ class Classifier:
         if not hasattr(self, "predictor_"):
             raise NotFittedError("this Classifier is not fitted; call fit(X, y) or Classifier.load(name)")
 
-    def predict_proba(self, X: Sequence[str | Path | bytes | np.ndarray], *, tta: str | None = None) -> np.ndarray:
+    def predict_proba(self, X: Inputs, *, tta: str | None = None) -> np.ndarray:
         """Calibrated class probabilities.
 
         Parameters
         ----------
         X : sequence of path, bytes or array
-            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3).
+            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3); one path,
+            bytes or array alone is one input.
         tta : {"none", "rot4", "rot4flip"}, optional
             Test-time augmentation; default: the model's own mode (chosen by CV).
 
@@ -133,16 +137,17 @@ class Classifier:
             If an input cannot be decoded (corrupt, truncated, over the pixel limit).
         """
         self._check_fitted()
-        batch = np.stack([self.predictor_.prepare(x) for x in X])
+        batch = np.stack([self.predictor_.prepare(x) for x in _inputs(X)])
         return self.predictor_.predict_proba(batch, tta)
 
-    def predict(self, X: Sequence[str | Path | bytes | np.ndarray], *, tta: str | None = None) -> list[Prediction]:
+    def predict(self, X: Inputs, *, tta: str | None = None) -> list[Prediction]:
         """Typed predictions, one per input, in input order.
 
         Parameters
         ----------
         X : sequence of path, bytes or array
-            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3).
+            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3); one path,
+            bytes or array alone is one input.
         tta : {"none", "rot4", "rot4flip"}, optional
             Test-time augmentation; default: the model's own mode.
 
@@ -158,7 +163,7 @@ class Classifier:
         """
         self._check_fitted()
         results = []
-        for outcome in self.predictor_.run(X, tta=tta):
+        for outcome in self.predictor_.run(_inputs(X), tta=tta):
             if outcome.error is not None or outcome.probabilities is None:
                 raise ImageDecodeError(f"{outcome.source}: {outcome.error}")
             results.append(
@@ -245,3 +250,13 @@ def load(
         No model of that name (the message lists close matches).
     """
     return Classifier.load(name_or_path, models_dir=models_dir, detector=detector)
+
+
+def _inputs(X: Inputs) -> list:
+    """The inputs of ``X``: one path, bytes or (H, W[, C]) array is one input, not a sequence to iterate
+    (``predict("m51.jpg")`` iterated over characters and said ``/: is a directory``)."""
+    if isinstance(X, str | Path | bytes | bytearray | memoryview):
+        return [X]
+    if isinstance(X, np.ndarray) and X.ndim in (2, 3) and (X.ndim == 2 or X.shape[-1] in (1, 3, 4)):
+        return [X]
+    return list(X)
