@@ -41,3 +41,23 @@ def test_one_path_bytes_or_array_is_one_input(shared_data):
         assert pred.label == expected.label
         assert clf.predict_proba(one, tta="none").shape == (1, 3)
     assert len(clf.predict([path, path])) == 2
+
+
+def test_reprs_are_short_and_say_what_matters(shared_data):
+    """Dataset and CheckReport reprs were about 134 KB each; Explanation printed its heat map."""
+    from astroclassify import datasets
+
+    clf = astroclassify.load("dso")
+    reprs = {
+        "classifier": repr(clf),
+        "unfitted": repr(astroclassify.Classifier(epochs=3)),
+        "explanation": repr(clf.explain(shared_data / "hubble-dso/galaxy/heic0007b.jpg")),
+        "dataset": repr(datasets.load(shared_data / "hubble-dso")),
+        "check": repr(datasets.check(shared_data / "hubble-dso", decode=False)),
+    }
+    assert all(len(r) < 200 for r in reprs.values()), reprs
+    assert "'dso'" in reprs["classifier"] and "galaxy" in reprs["classifier"]
+    assert "not fitted" in reprs["unfitted"] and "epochs=3" in reprs["unfitted"]
+    assert reprs["explanation"].startswith("Explanation(label=")
+    assert "371 images" in reprs["dataset"] and "galaxy: 189" in reprs["dataset"]
+    assert "ok" in reprs["check"]

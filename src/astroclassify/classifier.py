@@ -68,6 +68,13 @@ class Classifier:
         self.taxonomy = taxonomy
         self.train_options = train_options
 
+    def __repr__(self) -> str:
+        if hasattr(self, "predictor_"):
+            b = self.predictor_.bundle
+            return f"Classifier({b.name!r} {b.version}, classes={list(self.classes_)}, tta={b.tta!r})"
+        options = "".join(f", {k}={v!r}" for k, v in self.train_options.items())
+        return f"Classifier(model={self.model!r}, taxonomy={self.taxonomy!r}{options}) (not fitted)"
+
     @classmethod
     def load(
         cls, name_or_path: str | Path = "dso", *, models_dir: Path | None = None, detector: str | Path | None = None

@@ -79,6 +79,10 @@ class Explanation:
     image: Image.Image  # the decoded image, for drawing the overlay
     image_size: int = 0  # the model's input size S (the heat map is laid over a letterbox of it)
 
+    def __repr__(self) -> str:  # not the whole heat map and image
+        h, w = self.heatmap.shape[:2]
+        return f"Explanation(label={self.label!r}, p={float(self.probabilities.max()):.3f}, heatmap {h}x{w}, image {self.image.size[0]}x{self.image.size[1]})"
+
     def overlay(self, image_size: int | None = None, **kwargs) -> Image.Image:
         """The heat map blended over the image, at the image's size (at most 512 px a side)."""
         from astroclassify.inference.overlay import render_overlay
