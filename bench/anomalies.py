@@ -111,11 +111,11 @@ def ceiling() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from astroclassify.evaluation.anomalies import _embed, select_images
+    from astroclassify.discovery.fitting import embed_samples, select_images
     from astroclassify.inference.predictor import OnnxPredictor
 
     samples = select_images("gz-decals-rings")
-    embedded = _embed(OnnxPredictor("morphology", detector=False), samples, None, "")
+    embedded = embed_samples(OnnxPredictor("morphology", detector=False), samples, None, "")
     x = embedded.embeddings
     y = np.array([s.label == "ring" for s in embedded.samples])
     for c in (0.01, 0.1, 1.0):
@@ -142,9 +142,9 @@ def mergers() -> None:
 def cost() -> None:
     import numpy as np
 
-    from astroclassify.data.collections import resolve_data
-    from astroclassify.data.dataset import load_dataset
     from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.preparation.collections import resolve_data
+    from astroclassify.preparation.dataset import load_dataset
 
     for name in ("dso", "morphology"):
         plain = OnnxPredictor(name, detector=False)
@@ -163,7 +163,7 @@ def cost() -> None:
         print(
             f"  {name}: anomaly scoring adds {per_image:.3f} ms per image in a batch of 64, {single:.3f} ms for one image"
         )
-    from astroclassify.anomalies.active import rerank
+    from astroclassify.discovery.ranking import rerank
 
     rng = np.random.default_rng(0)
     rerank(rng.normal(size=(100, 65)), rng.random(100), {0: True, 1: False})  # imports scikit-learn once

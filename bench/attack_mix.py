@@ -206,7 +206,7 @@ def server_attacks(timeout: float) -> dict:
 
 
 def ingest_attacks(timeout: float) -> dict:
-    from tests.sources.archive_site import ArchiveSite
+    from tests.ingestion.archive_site import ArchiveSite
 
     results = {}
     site = ArchiveSite(ROOT.parent / "shared" / "data" / "apod")

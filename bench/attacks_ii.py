@@ -284,9 +284,9 @@ def full_disk(requests: int, clients: int) -> None:
 def hostile_webhook() -> None:
     import resource
 
-    from tests.pipeline.test_watch import Receiver
+    from tests.ingestion.test_watch import Receiver
 
-    from astroclassify.pipeline.alerts import WebhookNotifier
+    from astroclassify.ingestion.alerts import WebhookNotifier
 
     receiver = Receiver()
     try:

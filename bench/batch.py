@@ -46,7 +46,7 @@ def run_batch(inputs: Path, workers: int, tta: str = "none") -> tuple[float, lis
     """(images/s, peak RSS in MiB of each worker) for one run on a fresh local cluster."""
     from distributed import Client, LocalCluster
 
-    from astroclassify.pipeline.batch import batch
+    from astroclassify.batching.batch import batch
 
     out = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     cluster = LocalCluster(
@@ -98,7 +98,7 @@ def kill_a_worker(inputs: Path) -> None:
     import psutil
     import pyarrow.dataset as pads
 
-    from astroclassify.pipeline.batch import list_inputs
+    from astroclassify.batching.batch import list_inputs
 
     out = Path(tempfile.mkdtemp(prefix="bench-kill-")) / "results"
     command = [

@@ -59,8 +59,8 @@ def main() -> None:
     from astropy.io import fits
 
     from astroclassify.imaging.stretch import FitsDisplay
-    from astroclassify.inference.bundle import load_bundle
     from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.modelfolder.folder import load_bundle
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="morphology")

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from astroclassify.anomalies.similar import VectorIndex
+from astroclassify.discovery.similarity import VectorIndex
 
 DIM = 65
 K = 10
@@ -58,8 +58,8 @@ def through_the_store(n: int) -> None:
 
     from sqlalchemy import insert
 
+    from astroclassify.discovery.collection import similar_images
     from astroclassify.inference.predictor import OnnxPredictor
-    from astroclassify.pipeline.discovery import similar_images
     from astroclassify.store import open_store
     from astroclassify.store.tables import Classification, Embedding
 

@@ -53,8 +53,8 @@ def main() -> None:
     ap.add_argument("--n-speed", type=int, default=200)
     args = ap.parse_args()
 
-    from astroclassify.data.collections import resolve_data
     from astroclassify.models import create_model
+    from astroclassify.preparation.collections import resolve_data
     from astroclassify.training.config import TrainConfig, apply_overrides
     from astroclassify.training.train import train
 

@@ -160,6 +160,6 @@ def day(n: int) -> dt.date:
 
 
 def _archive_site():
-    from tests.sources.archive_site import ArchiveSite
+    from tests.ingestion.archive_site import ArchiveSite
 
     return ArchiveSite

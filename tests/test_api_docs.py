@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.sources.archive_site import ArchiveSite
+from tests.ingestion.archive_site import ArchiveSite
 
 LIVE_APOD = "https://apod.nasa.gov/apod/"
 

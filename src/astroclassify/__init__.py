@@ -40,28 +40,28 @@ from astroclassify.errors import (
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and editors
     from astroclassify import datasets
-    from astroclassify.anomalies.detectors import Detector
-    from astroclassify.evaluation.anomalies import (
-        AnomalyEvaluation,
-        AnomalyFit,
-        Simulation,
-        evaluate_anomalies,
-        fit_anomalies,
-        simulate_marks,
+    from astroclassify.batching.batch import BatchResult, batch
+    from astroclassify.discovery.collection import (
+        anomaly_map,
+        anomaly_ranking,
+        export_marks,
+        mark_image,
+        similar_images,
     )
+    from astroclassify.discovery.detectors import Detector
+    from astroclassify.discovery.evaluation import AnomalyEvaluation, Simulation, evaluate_anomalies, simulate_marks
+    from astroclassify.discovery.fitting import AnomalyFit, fit_anomalies
     from astroclassify.evaluation.card import refresh_model_card
     from astroclassify.evaluation.ensemble import EnsembleResult, build_ensemble
     from astroclassify.evaluation.evaluate import Evaluation, evaluate
-    from astroclassify.inference.bundle import ModelEntry
-    from astroclassify.inference.bundle import available_models as list_models
     from astroclassify.inference.predictor import Explanation
+    from astroclassify.ingestion.run import IngestOptions, IngestResult, ingest
+    from astroclassify.ingestion.sources import SourceOptions
+    from astroclassify.ingestion.watch import watch
+    from astroclassify.modelfolder.folder import ModelEntry
+    from astroclassify.modelfolder.folder import available_models as list_models
     from astroclassify.models import create_model
     from astroclassify.models import list_models as list_architectures
-    from astroclassify.pipeline.batch import BatchResult, batch
-    from astroclassify.pipeline.discovery import anomaly_map, anomaly_ranking, export_marks, mark_image, similar_images
-    from astroclassify.pipeline.ingest import IngestOptions, IngestResult, ingest
-    from astroclassify.pipeline.watch import watch
-    from astroclassify.sources.base import SourceOptions
     from astroclassify.store import Store, open_store
     from astroclassify.store.export import ExportResult, export_dataset, export_feedback
     from astroclassify.training.config import TrainConfig
@@ -69,35 +69,35 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 _LAZY = {
     "datasets": ("astroclassify.datasets", None),
-    "BatchResult": ("astroclassify.pipeline.batch", "BatchResult"),
-    "batch": ("astroclassify.pipeline.batch", "batch"),
-    "AnomalyEvaluation": ("astroclassify.evaluation.anomalies", "AnomalyEvaluation"),
-    "AnomalyFit": ("astroclassify.evaluation.anomalies", "AnomalyFit"),
-    "Simulation": ("astroclassify.evaluation.anomalies", "Simulation"),
-    "evaluate_anomalies": ("astroclassify.evaluation.anomalies", "evaluate_anomalies"),
-    "fit_anomalies": ("astroclassify.evaluation.anomalies", "fit_anomalies"),
-    "simulate_marks": ("astroclassify.evaluation.anomalies", "simulate_marks"),
-    "Detector": ("astroclassify.anomalies.detectors", "Detector"),
-    "anomaly_map": ("astroclassify.pipeline.discovery", "anomaly_map"),
-    "anomaly_ranking": ("astroclassify.pipeline.discovery", "anomaly_ranking"),
-    "export_marks": ("astroclassify.pipeline.discovery", "export_marks"),
-    "mark_image": ("astroclassify.pipeline.discovery", "mark_image"),
-    "similar_images": ("astroclassify.pipeline.discovery", "similar_images"),
+    "BatchResult": ("astroclassify.batching.batch", "BatchResult"),
+    "batch": ("astroclassify.batching.batch", "batch"),
+    "AnomalyEvaluation": ("astroclassify.discovery.evaluation", "AnomalyEvaluation"),
+    "AnomalyFit": ("astroclassify.discovery.fitting", "AnomalyFit"),
+    "Simulation": ("astroclassify.discovery.evaluation", "Simulation"),
+    "evaluate_anomalies": ("astroclassify.discovery.evaluation", "evaluate_anomalies"),
+    "fit_anomalies": ("astroclassify.discovery.fitting", "fit_anomalies"),
+    "simulate_marks": ("astroclassify.discovery.evaluation", "simulate_marks"),
+    "Detector": ("astroclassify.discovery.detectors", "Detector"),
+    "anomaly_map": ("astroclassify.discovery.collection", "anomaly_map"),
+    "anomaly_ranking": ("astroclassify.discovery.collection", "anomaly_ranking"),
+    "export_marks": ("astroclassify.discovery.collection", "export_marks"),
+    "mark_image": ("astroclassify.discovery.collection", "mark_image"),
+    "similar_images": ("astroclassify.discovery.collection", "similar_images"),
     "refresh_model_card": ("astroclassify.evaluation.card", "refresh_model_card"),
     "EnsembleResult": ("astroclassify.evaluation.ensemble", "EnsembleResult"),
     "build_ensemble": ("astroclassify.evaluation.ensemble", "build_ensemble"),
     "Evaluation": ("astroclassify.evaluation.evaluate", "Evaluation"),
     "evaluate": ("astroclassify.evaluation.evaluate", "evaluate"),
-    "ModelEntry": ("astroclassify.inference.bundle", "ModelEntry"),
-    "list_models": ("astroclassify.inference.bundle", "available_models"),
+    "ModelEntry": ("astroclassify.modelfolder.folder", "ModelEntry"),
+    "list_models": ("astroclassify.modelfolder.folder", "available_models"),
     "Explanation": ("astroclassify.inference.predictor", "Explanation"),
     "create_model": ("astroclassify.models", "create_model"),
     "list_architectures": ("astroclassify.models", "list_models"),
-    "IngestOptions": ("astroclassify.pipeline.ingest", "IngestOptions"),
-    "IngestResult": ("astroclassify.pipeline.ingest", "IngestResult"),
-    "ingest": ("astroclassify.pipeline.ingest", "ingest"),
-    "watch": ("astroclassify.pipeline.watch", "watch"),
-    "SourceOptions": ("astroclassify.sources.base", "SourceOptions"),
+    "IngestOptions": ("astroclassify.ingestion.run", "IngestOptions"),
+    "IngestResult": ("astroclassify.ingestion.run", "IngestResult"),
+    "ingest": ("astroclassify.ingestion.run", "ingest"),
+    "watch": ("astroclassify.ingestion.watch", "watch"),
+    "SourceOptions": ("astroclassify.ingestion.sources", "SourceOptions"),
     "Store": ("astroclassify.store", "Store"),
     "open_store": ("astroclassify.store", "open_store"),
     "ExportResult": ("astroclassify.store.export", "ExportResult"),

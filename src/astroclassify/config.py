@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASTROCLASSIFY_", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path.home() / ".astroclassify")
-    # Where named collections (hubble-dso, ...) are found; see data/collections.py.
+    # Where named collections (hubble-dso, ...) are found; see preparation/collections.py.
     data_dir: Path | None = None
     default_model: str = "dso"
     # An anomaly detector folder for the default model, instead of its own (serve --detector).
@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     def tta_override(self) -> str | None:
         """The TTA mode web requests use; None means the model's own ("model")."""
         return None if self.serve_tta == "model" else self.serve_tta
+
+    def serving_tta(self, model_tta: str) -> str:
+        """The one rule for the views a web request gets: the server's choice, else the model's own."""
+        return self.tta_override or model_tta
 
     def predictor_options(self) -> dict[str, Any]:
         """``OnnxPredictor``/``PredictorPool`` keyword arguments: these settings' limits, threads and models."""

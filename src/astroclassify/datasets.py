@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from astroclassify.data.collections import fetch, resolve_data
-from astroclassify.data.dataset import CheckReport, Dataset
-from astroclassify.data.dataset import check_dataset as _check
-from astroclassify.data.dataset import load_dataset as _load
-from astroclassify.data.prepare import Progress, SplitResult
-from astroclassify.data.prepare import split_datasets as split
+from astroclassify.preparation.collections import fetch, resolve_data
+from astroclassify.preparation.dataset import CheckReport, Dataset
+from astroclassify.preparation.dataset import check_dataset as _check
+from astroclassify.preparation.dataset import load_dataset as _load
+from astroclassify.preparation.prepare import Progress, SplitResult
+from astroclassify.preparation.prepare import split_datasets as split
 
 __all__ = ["CheckReport", "Dataset", "SplitResult", "check", "fetch", "load", "split"]
 

@@ -102,6 +102,6 @@ def _rows(path):
 
 
 def _bundled(name):
-    from astroclassify.inference.bundle import load_bundle
+    from astroclassify.modelfolder.folder import load_bundle
 
     return load_bundle(name).path

@@ -141,8 +141,8 @@ def test_a_model_json_with_an_unknown_filter_or_stretch_is_a_model_error(tmp_pat
     import shutil
 
     from astroclassify.errors import ModelError
-    from astroclassify.inference.bundle import load_bundle
     from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.modelfolder.folder import load_bundle
 
     folder = tmp_path / "edited"
     shutil.copytree(load_bundle("dso").path, folder)

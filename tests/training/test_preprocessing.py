@@ -26,10 +26,10 @@ def _fits_dataset(root):
 
 
 def test_stretch_and_filters_are_stored_and_applied_identically_at_inference(tmp_path):
-    from astroclassify.data.dataset import load_dataset
-    from astroclassify.data.prepare import build_table
     from astroclassify.imaging.stretch import FitsDisplay
     from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.preparation.dataset import load_dataset
+    from astroclassify.preparation.prepare import build_table
     from astroclassify.training.train import train
 
     data = _fits_dataset(tmp_path / "cutouts")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from astroclassify.data.prepare import Progress
 from astroclassify.errors import ModelError
 from astroclassify.evaluation.evaluate import evaluate
 from astroclassify.evaluation.report import write_eval_plots, write_model_card, write_training_plot
-from astroclassify.inference.bundle import load_bundle
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import load_bundle
+from astroclassify.preparation.prepare import Progress
 
 __all__ = ["refresh_model_card"]
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from astroclassify.data.prepare import Progress
 from astroclassify.evaluation.calibration import fit_temperature
 from astroclassify.evaluation.evaluate import Evaluation, evaluate
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.evaluation.report import write_eval_plots, write_model_card
-from astroclassify.inference.bundle import Bundle
 from astroclassify.inference.ensemble import merge_models
+from astroclassify.modelfolder.folder import Bundle
+from astroclassify.preparation.prepare import Progress
 
 __all__ = ["EnsembleResult", "build_ensemble"]
 

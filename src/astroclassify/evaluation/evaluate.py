@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from astroclassify.data.collections import resolve_data
-from astroclassify.data.dataset import Sample, load_dataset, sha256_file
-from astroclassify.data.prepare import Progress
-from astroclassify.data.splits import read_splits
-from astroclassify.data.taxonomy import Taxonomy
 from astroclassify.errors import ConfigError, DataError
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
-from astroclassify.inference.bundle import Bundle
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import Bundle
+from astroclassify.preparation.collections import resolve_data
+from astroclassify.preparation.dataset import Sample, load_dataset, sha256_file
+from astroclassify.preparation.prepare import Progress
+from astroclassify.preparation.splits import read_splits
+from astroclassify.preparation.taxonomy import Taxonomy
 
 __all__ = ["EvalResult", "Evaluation", "evaluate"]
 
@@ -89,7 +89,7 @@ class Evaluation:
         A bundled (or read-only) model's report goes to ``fallback`` (the CLI passes
         ``$ASTROCLASSIFY_HOME/reports/NAME``), else to ``./NAME-report``.
         """
-        from astroclassify.inference.bundle import is_packaged
+        from astroclassify.modelfolder.folder import is_packaged
 
         b = self.bundle
         name = b.name if b else "model"
@@ -121,7 +121,7 @@ EvalResult = Evaluation  # the name before 0.2
 
 
 def _taxonomy(bundle: Bundle, name: str | None) -> Taxonomy | None:
-    from astroclassify.data.taxonomy import Taxonomy, load_taxonomy
+    from astroclassify.preparation.taxonomy import Taxonomy, load_taxonomy
 
     if name:
         return load_taxonomy(name)

@@ -13,7 +13,7 @@ from astroclassify.evaluation.metrics import with_interval
 from astroclassify.sizes import format_bytes
 
 if TYPE_CHECKING:
-    from astroclassify.inference.bundle import Bundle
+    from astroclassify.modelfolder.folder import Bundle
 
 __all__ = ["render_model_card", "write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
 

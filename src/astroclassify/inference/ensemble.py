@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.errors import ConfigError
-from astroclassify.inference.bundle import Bundle, load_bundle
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.predictor import FP16_MARKER
+from astroclassify.modelfolder.folder import Bundle, load_bundle
 
 __all__ = ["merge_models"]
 

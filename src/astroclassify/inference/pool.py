@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from astroclassify.errors import UnknownNameError
-from astroclassify.inference.bundle import Bundle, ModelEntry, available_models, load_bundle
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import Bundle, ModelEntry, available_models, load_bundle
 
 __all__ = ["PredictorPool"]
 

@@ -17,18 +17,18 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from astroclassify.anomalies.detectors import AnomalyScores, Detector
 from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
-from astroclassify.data.taxonomy import Taxonomy
+from astroclassify.discovery.detectors import AnomalyScores, Detector
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import check_filters, letterbox_filtered
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import center_crop, to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views, undo_tta_view
-from astroclassify.inference.bundle import Bundle, load_bundle
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.probabilities import softmax
+from astroclassify.modelfolder.folder import Bundle, load_bundle
+from astroclassify.preparation.taxonomy import Taxonomy
 
 __all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views", "tta_views"]  # TTA re-exported
 
@@ -64,7 +64,7 @@ class Outcome:
     probabilities: np.ndarray | None
     error: str | None = None
     logits: np.ndarray | None = None  # before temperature scaling
-    embedding: np.ndarray | None = None  # compact embedding (with a detector: see anomalies/detectors.py)
+    embedding: np.ndarray | None = None  # compact embedding (with a detector: see discovery/detectors.py)
     anomaly_score: float | None = None  # in [0, 1]: the share of typical images less unusual
     unusual: bool | None = None  # anomaly_score over the detector's threshold
 

@@ -60,7 +60,7 @@ class Classification(Base):
     owner: Mapped[str | None] = mapped_column(String(64), index=True, default=None)  # API key id, if any
     # Test-time augmentation the answer was computed with (none, rot4, rot4flip); NULL before 0.2.
     tta: Mapped[str | None] = mapped_column(String(16), default=None)
-    # How unusual the image is, in [0, 1] (anomalies/detectors.py); NULL: no detector, or before 0.3.
+    # How unusual the image is, in [0, 1] (discovery/detectors.py); NULL: no detector, or before 0.3.
     anomaly_score: Mapped[float | None] = mapped_column(Float, index=True, default=None)
     unusual: Mapped[bool | None] = mapped_column(Boolean, default=None)
 

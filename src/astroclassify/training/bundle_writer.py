@@ -17,8 +17,8 @@ from astroclassify.evaluation.report import write_eval_plots
 from astroclassify.imaging.filters import check_filters
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.tta import TTA_MODES
-from astroclassify.inference.bundle import Bundle
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import Bundle
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
 from astroclassify.training.export import export_onnx

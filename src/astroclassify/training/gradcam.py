@@ -42,7 +42,7 @@ class CamExport(nn.Module):
     """Wraps a model so that its ONNX graph returns ``(logits, cam, embedding)``.
 
     The embedding is the pooled last feature map, the head's input (what anomaly detectors
-    and similarity search use; see ``anomalies/``).
+    and similarity search use; see ``discovery/``).
     """
 
     def __init__(self, model: nn.Module) -> None:

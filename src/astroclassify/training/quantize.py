@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from astroclassify.data.collections import resolve_data
-from astroclassify.data.dataset import load_dataset, sha256_file
-from astroclassify.data.prepare import Progress
-from astroclassify.data.splits import read_splits
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.imaging.transforms import to_tensor_layout
-from astroclassify.inference.bundle import Bundle, load_bundle
 from astroclassify.inference.predictor import OnnxPredictor, _session_bytes
+from astroclassify.modelfolder.folder import Bundle, load_bundle
+from astroclassify.preparation.collections import resolve_data
+from astroclassify.preparation.dataset import load_dataset, sha256_file
+from astroclassify.preparation.prepare import Progress
+from astroclassify.preparation.splits import read_splits
 
 if TYPE_CHECKING:
     from astroclassify.evaluation.evaluate import Evaluation
@@ -254,7 +254,7 @@ def _finish(out: Path, source: Bundle) -> None:
     from astroclassify.evaluation.report import write_model_card
 
     if (source.path / "detector" / "detector.json").is_file():
-        from astroclassify.evaluation.anomalies import fit_anomalies
+        from astroclassify.discovery.fitting import fit_anomalies
 
         with contextlib.suppress(AstroClassifyError):  # the model still classifies; its card says it has none
             fit_anomalies(out)

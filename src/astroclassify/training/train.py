@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from astroclassify.data.prepare import PreparedData, Progress, _silent, prepare_data, write_split_file
 from astroclassify.errors import ConfigError, ModelError
 from astroclassify.evaluation.calibration import softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
@@ -32,8 +31,9 @@ from astroclassify.imaging.filters import check_filters
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views
-from astroclassify.inference.bundle import Bundle
+from astroclassify.modelfolder.folder import Bundle
 from astroclassify.models import create_model, get_pretrained_cfg
+from astroclassify.preparation.prepare import PreparedData, Progress, _silent, prepare_data, write_split_file
 from astroclassify.training.config import TrainConfig
 
 __all__ = ["CVResult", "TrainResult", "cross_validate", "fit_model", "prepare", "train"]
@@ -381,7 +381,7 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
         The model folder (``model.onnx``, ``model.json``, ``splits.csv``, card, plots).
     """
     from astroclassify.evaluation.report import write_model_card, write_training_plot
-    from astroclassify.inference.bundle import load_bundle
+    from astroclassify.modelfolder.folder import load_bundle
     from astroclassify.training.bundle_writer import finish_bundle
 
     if cfg.tta not in TTA_MODES:
@@ -419,8 +419,8 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
 
 def _fit_detector(out: Path) -> None:
     """The model's own anomaly detector: its training images as reference, validation ones calibrating."""
+    from astroclassify.discovery.fitting import fit_anomalies
     from astroclassify.errors import AstroClassifyError
-    from astroclassify.evaluation.anomalies import fit_anomalies
 
     try:
         fitted = fit_anomalies(out)
@@ -491,7 +491,7 @@ def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Pr
     path = None
     if folder is not None:
         from astroclassify.evaluation.report import write_model_card
-        from astroclassify.inference.bundle import load_bundle
+        from astroclassify.modelfolder.folder import load_bundle
 
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "cv.json"

@@ -28,6 +28,7 @@ from astroclassify.errors import (
     StoreFullError,
     UnknownNameError,
 )
+from astroclassify.installation import Installation
 from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import RequestGuard
@@ -64,22 +65,17 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         An anomaly detector folder for that model (default: the model's own).
     """
     settings = settings or get_settings()
+    installation = Installation(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from astroclassify.inference.pool import PredictorPool
-        from astroclassify.pipeline.discovery import warm_up
-        from astroclassify.store import open_store
+        from astroclassify.discovery.collection import warm_up
         from astroclassify.store.classifications import stored_names
         from astroclassify.store.images import sweep_orphans
 
         # Loaded once per process: per request only decoding and resizing remain.
-        app.state.pool = PredictorPool(
-            model or settings.default_model,
-            detector=detector or settings.default_detector,
-            **settings.predictor_options(),
-        )
-        app.state.store = store = open_store(settings.home, settings.database_url)
+        app.state.pool = installation.pool(model, detector=detector)
+        app.state.store = store = installation.open_store()
         app.state.sessions, app.state.uploads = store.sessions, store.images
         with store.session() as session:  # uploads saved before a crash, never committed
             sweep_orphans(store.images, stored_names(session))
@@ -99,6 +95,7 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
+    app.state.installation = installation
     app.state.limiter = (
         SharedRateLimiter(settings.rate_limit_store, settings.rate_limit_per_minute)
         if settings.rate_limit_store

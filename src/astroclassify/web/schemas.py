@@ -8,7 +8,7 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from astroclassify.credits import Credit
-from astroclassify.pipeline.discovery import Neighbour, Ranked
+from astroclassify.discovery.collection import Neighbour, Ranked
 from astroclassify.store.tables import Classification
 
 __all__ = [

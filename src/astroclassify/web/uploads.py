@@ -9,7 +9,7 @@ from typing import BinaryIO
 from fastapi import UploadFile
 
 from astroclassify.errors import FileTooLargeError
-from astroclassify.pipeline.uploads import Upload
+from astroclassify.inference.uploads import Upload
 from astroclassify.sizes import format_bytes
 from astroclassify.zipdir import open_zip_within
 

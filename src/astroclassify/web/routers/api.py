@@ -17,9 +17,8 @@ from fastapi.responses import FileResponse
 from astroclassify.config import Settings
 from astroclassify.errors import FileTooLargeError, ImageDecodeError, RecordNotFoundError, UnknownNameError
 from astroclassify.imaging.decode import preview_jpeg
-from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.pipeline.uploads import classify_batch as run_batch
-from astroclassify.pipeline.uploads import classify_upload
+from astroclassify.inference.uploads import classify_batch as run_batch
+from astroclassify.inference.uploads import classify_upload
 from astroclassify.store.classifications import Classifications
 from astroclassify.store.export import export_feedback
 from astroclassify.store.images import MEDIA_TYPES, derived_image, existing_file
@@ -60,10 +59,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _serving_tta(settings: Settings, predictor: OnnxPredictor) -> str:
-    return settings.tta_override or predictor.bundle.tta
-
-
 def classification_out(row, settings: Settings, session, **kw) -> ClassificationOut:
     """The API's view of a record, with its archive credit and the server's low-confidence threshold."""
     return ClassificationOut.of(
@@ -100,7 +95,7 @@ def classify(
         predictor,
         data,
         name=image.filename or "upload",
-        tta=_serving_tta(settings, predictor),
+        tta=settings.serving_tta(predictor.bundle.tta),
         owner=owner,
         idempotency_key=idempotency_key,
         max_pixels=settings.max_upload_pixels,
@@ -169,7 +164,7 @@ def classify_batch(
             max_total=settings.batch_max_bytes,
             max_files=settings.batch_max_files,
         ),
-        tta=_serving_tta(settings, predictor),
+        tta=settings.serving_tta(predictor.bundle.tta),
         owner=owner,
         max_pixels=settings.max_upload_pixels,
         run=decoder.run,
@@ -263,7 +258,7 @@ def explanation(
         )
     uploads: Path = request.app.state.uploads
     source = existing_file(uploads, row.stored_name, f"classification {record_id}")
-    tta = row.tta or _serving_tta(settings, predictor)
+    tta = row.tta or settings.serving_tta(predictor.bundle.tta)
 
     def render():
         return decoder.run(lambda: predictor.explain(source, label, tta).overlay())
@@ -295,7 +290,7 @@ def models(settings: SettingsDep, pool: PoolDep, owner: CurrentUser) -> list[Mod
     """Every model this server can use; name one with the ``model`` field of a classify request."""
     out = []
     for b in pool.bundles():
-        tta = settings.tta_override or b.tta
+        tta = settings.serving_tta(b.tta)
         out.append(
             ModelInfo(
                 name=b.name,

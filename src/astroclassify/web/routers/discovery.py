@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from astroclassify.pipeline.discovery import (
+from astroclassify.discovery.collection import (
     MAP_POINTS,
     anomaly_ranking,
     export_marks,

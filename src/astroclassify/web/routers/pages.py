@@ -10,10 +10,10 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from astroclassify.discovery.collection import similar_images
 from astroclassify.errors import ImageDecodeError, ModelError, NoEmbeddingError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.imaging.stretch import FitsDisplay
-from astroclassify.pipeline.discovery import similar_images
 from astroclassify.sizes import format_bytes
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import IngestedItems, IngestRuns
@@ -104,7 +104,7 @@ def documentation(request: Request, pool: PoolDep, settings: SettingsDep) -> HTM
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, pool: PoolDep, settings: SettingsDep) -> HTMLResponse:
-    context = {"models": pool.bundles(), "default": pool.default, "serve_tta": settings.tta_override}
+    context = {"models": pool.bundles(), "default": pool.default, "settings": settings}
     return templates.TemplateResponse(request, "models.html", context)
 
 
@@ -115,7 +115,7 @@ def model_page(request: Request, pool: PoolDep, settings: SettingsDep, name: str
         "bundle": b,
         "meta": b.meta,
         "plots": {p: caption for p, caption in PLOTS.items() if (b.path / p).is_file()},
-        "serving_tta": settings.tta_override or b.tta,
+        "serving_tta": settings.serving_tta(b.tta),
         "explainable": bool(b.meta.get("explainable", True)),
         "default": pool.default,
     }

@@ -1,0 +1,1 @@
+"""Batch: a collection classified on a Dask cluster, written to Parquet (``batch``)."""

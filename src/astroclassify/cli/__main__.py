@@ -1,0 +1,5 @@
+"""``python -m astroclassify.cli``."""
+
+from astroclassify.cli.app import main
+
+main()

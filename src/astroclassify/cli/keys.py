@@ -1,0 +1,48 @@
+"""``keys``: API keys for the REST API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from astroclassify.cli.app import app
+from astroclassify.cli.console import err, installation, out
+
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for the REST API.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's holder.")]) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from astroclassify.store.api_keys import ApiKeys
+
+    with installation().open_store() as store, store.session() as session:
+        record, key = ApiKeys(session).create(name)
+    print(key)
+    err.print(f"key {record.name!r} created; store it now, it cannot be shown again")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (names and prefixes, never the keys)."""
+    from astroclassify.store.api_keys import ApiKeys
+
+    with installation().open_store() as store, store.session() as session:
+        keys = ApiKeys(session).all()
+    t = Table("name", "prefix", "created", "revoked", box=None)
+    for k in keys:
+        t.add_row(k.name, f"ac_{k.prefix}_…", str(k.created_at)[:19], str(k.revoked_at)[:19] if k.revoked_at else "")
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from astroclassify.store.api_keys import ApiKeys
+
+    with installation().open_store() as store, store.session() as session:
+        ApiKeys(session).revoke(name)
+    out.print(f"key {name!r} revoked")

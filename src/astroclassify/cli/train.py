@@ -1,0 +1,90 @@
+"""``train``: a model from datasets, or its cross-validation."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from astroclassify.cli.app import app
+from astroclassify.cli.console import Bars, error, out, setup_logging
+
+
+@app.command()
+def train(
+    data: Annotated[
+        list[str],
+        typer.Option("--data", "-d", help="Dataset folder or collection name (repeatable; labels merge by name)."),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Architecture (see `astroclassify models`).")
+    ] = "efficientnet_lite0",
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    image_size: Annotated[int | None, typer.Option(min=32, max=1024)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    name: Annotated[str | None, typer.Option(help="Model name shown to users.")] = None,
+    taxonomy: Annotated[
+        str | None,
+        typer.Option(help="Label mapping: a built-in name (see `astroclassify taxonomies`) or a YAML file."),
+    ] = None,
+    cv: Annotated[int, typer.Option(help="Run K-fold grouped cross-validation instead (writes cv.json).")] = 0,
+    fresh: Annotated[bool, typer.Option(help="Ignore an existing checkpoint instead of resuming.")] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("--set", help="Any training option as key=value (repeatable).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+) -> None:
+    """Train a model; resumes from OUT/checkpoint.pt when one exists."""
+    from astroclassify.config import tcmalloc_env
+
+    env = tcmalloc_env()
+    if env is not None:  # restart once with tcmalloc preloaded (faster torch on CPU)
+        os.execve(sys.executable, [sys.executable, "-m", "astroclassify.cli", *sys.argv[1:]], env)
+    setup_logging(verbose)
+    import dataclasses
+
+    from astroclassify.training.config import TrainConfig, apply_overrides
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "epochs": epochs,
+            "image_size": image_size,
+            "seed": seed,
+            "name": name,
+            "taxonomy": taxonomy,
+        }.items()
+        if v is not None
+    }
+    command = "astroclassify " + shlex.join(sys.argv[1:])
+    cfg = TrainConfig(data=tuple(data), out=str(out_dir), model=model, extra={"command": command}, **overrides)
+    cfg = apply_overrides(cfg, option or [])
+    from astroclassify.training.train import cross_validate
+    from astroclassify.training.train import train as run_training
+
+    if cv:
+        with Bars() as bars:
+            result = cross_validate(dataclasses.replace(cfg, folds=cv), out_dir, progress=bars)
+        s = result.summary
+        out.print(
+            f"{len(s['folds'])}-fold grouped CV: accuracy {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}, "
+            f"macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}; "
+            f"{len(s['suspected_label_errors'])} suspected label errors; written to {result.path}"
+        )
+        return
+    with Bars() as bars:
+        trained = run_training(cfg, progress=bars, resume=not fresh)
+    for scope, m in trained.test_metrics.items():
+        out.print(
+            f"test \\[{scope}]: n={m['n']} accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ECE {m['ece']:.3f}"
+        )
+    out.print(f"model written to {trained.path} ({trained.bundle.meta['training']['seconds']} s)")
+    for line in trained.skipped:
+        error(f"skipped {line}")
+    if trained.skipped:
+        raise typer.Exit(1)  # the model was written from the valid images; the exit code flags the rest

@@ -1,0 +1,109 @@
+"""The installation: one object, built from ``Settings``, that wires what the CLI, the web app and batch use.
+
+The library's functions take what they need as arguments (a store, a predictor, a models
+folder, limits); this is the one place that turns an installation's settings into those
+objects, so the command line, the web app and a notebook get the same store, the same
+model resolution, the same limits and the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from astroclassify.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from astroclassify.inference.pool import PredictorPool
+    from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.ingestion.alerts import Notifier
+    from astroclassify.ingestion.http import PoliteClient
+    from astroclassify.modelfolder.folder import Bundle
+    from astroclassify.store import Store
+
+__all__ = ["Installation"]
+
+
+@dataclass(frozen=True)
+class Installation:
+    """An installation of astroclassify: its settings and the objects made from them.
+
+    ``Installation.current()`` reads ``ASTROCLASSIFY_*`` now; ``Installation(settings)``
+    uses the settings given (tests, an app serving another home).
+    """
+
+    settings: Settings
+
+    @classmethod
+    def current(cls) -> Installation:
+        """The installation the environment describes (``ASTROCLASSIFY_HOME`` and friends)."""
+        return cls(get_settings())
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.models_dir
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self.settings.data_dir
+
+    def predictor_options(self) -> dict[str, Any]:
+        """What every predictor of this installation is made with: limits, threads and the models folder."""
+        return self.settings.predictor_options()
+
+    def predictor(self, model: str | Path = "", *, detector: Path | None = None) -> OnnxPredictor:
+        """``model`` (default: the settings' default model), with this installation's limits."""
+        from astroclassify.inference.predictor import OnnxPredictor
+
+        return OnnxPredictor(model or self.settings.default_model, detector=detector, **self.predictor_options())
+
+    def pool(self, model: str | None = None, *, detector: Path | None = None) -> PredictorPool:
+        """Every model by name, ``model`` (default: the settings') answering requests that name none."""
+        from astroclassify.inference.pool import PredictorPool
+
+        return PredictorPool(
+            model or self.settings.default_model,
+            detector=detector or self.settings.default_detector,
+            **self.predictor_options(),
+        )
+
+    def open_store(self) -> Store:
+        """The database and image folder (migrated on open); close it, or use it in ``with``."""
+        from astroclassify.store import open_store
+
+        return open_store(self.home, self.settings.database_url)
+
+    def http_client(self, store: Store) -> PoliteClient:
+        """The polite client archives are read with: this installation's interval, retries, deadline and cache."""
+        from astroclassify.ingestion.http import PoliteClient
+
+        s = self.settings
+        return PoliteClient(
+            cache_dir=store.home / "cache" / "http",
+            min_interval=s.ingest_min_interval,
+            max_retries=s.ingest_retries,
+            backoff=s.ingest_backoff,
+            timeout=s.ingest_timeout,
+            max_bytes=s.max_file_bytes,
+        )
+
+    def notifiers(
+        self,
+        webhooks: tuple[str, ...] | list[str] = (),
+        files: tuple[Path, ...] | list[Path] = (),
+        mailboxes: tuple[Path, ...] | list[Path] = (),
+        *,
+        log_alerts: bool = True,
+    ) -> list[Notifier]:
+        from astroclassify.ingestion.alerts import make_notifiers
+
+        return make_notifiers(webhooks=webhooks, files=files, mailboxes=mailboxes, log_alerts=log_alerts)
+
+    def serving_tta(self, bundle: Bundle) -> str:
+        """The test-time augmentation web requests get from ``bundle``: the server's choice, else the model's own."""
+        return self.settings.serving_tta(bundle.tta)

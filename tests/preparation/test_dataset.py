@@ -1,0 +1,76 @@
+import pytest
+
+from astroclassify.errors import DataError
+from astroclassify.preparation.dataset import check_dataset, load_dataset
+from tests.conftest import make_sky, write_image
+
+
+def _manifest(root, text):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.csv").write_text(text)
+    return root
+
+
+def test_manifest_problems_are_listed_not_raised(tmp_path):
+    root = tmp_path / "ds"
+    write_image(root / "a.png", make_sky("galaxy"))
+    write_image(root / "b.png", make_sky("nebula"))
+    _manifest(
+        root,
+        "file,label,note\na.png,galaxy,x\nb.png,nebula,y\nmissing.png,galaxy,z\na.png,galaxy,dup\n,galaxy,\nb.png,,\n../outside.png,galaxy,\n",
+    )
+    ds = load_dataset(root)
+    assert [s.label for s in ds.samples] == ["galaxy", "nebula"]
+    assert ds.extra_columns == ["note"]
+    assert ds.samples[0].meta["note"] == "x"
+    text = "\n".join(ds.problems)
+    for expected in (
+        "missing.png: file not found",
+        "duplicate row",
+        "empty 'file'",
+        "empty 'label'",
+        "leaves the dataset folder",
+    ):
+        assert expected in text
+
+
+def test_wrong_columns_and_bad_csv(tmp_path):
+    with pytest.raises(DataError, match="missing column.*label"):
+        load_dataset(_manifest(tmp_path / "a", "path,class\nx.png,galaxy\n"))
+    bad = tmp_path / "b"
+    bad.mkdir()
+    (bad / "manifest.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataError):
+        load_dataset(bad)
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(tmp_path / "nothing")
+
+
+def test_folder_per_label_layout(tmp_path):
+    write_image(tmp_path / "galaxy" / "g1.png", make_sky("galaxy"))
+    write_image(tmp_path / "nebula" / "n1.jpg", make_sky("nebula"), "JPEG")
+    (tmp_path / "nebula" / "readme.txt").write_text("notes")
+    ds = load_dataset(tmp_path)
+    assert ds.class_counts() == {"galaxy": 1, "nebula": 1}
+    assert any("readme.txt" in p for p in ds.problems)
+
+
+def test_check_finds_corrupt_checksum_duplicate_and_unknown_label(tmp_path):
+    root = tmp_path / "ds"
+    write_image(root / "a.png", make_sky("galaxy"))
+    (root / "b.png").write_bytes((root / "a.png").read_bytes())
+    (root / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    _manifest(root, "file,label,sha256\na.png,galaxy,\nb.png,nebula,deadbeef\nc.png,star,\n")
+    report = check_dataset(root, labels={"galaxy", "nebula"})
+    text = "\n".join(report.errors)
+    assert not report.ok
+    assert "SHA-256 mismatch" in text
+    assert "unknown label 'star'" in text
+    assert "c.png: PNG data is truncated or corrupt" in text
+    assert any("same bytes as a.png" in w for w in report.warnings)
+
+
+def test_check_real_hubble_dso_is_clean(shared_data):
+    report = check_dataset(shared_data / "hubble-dso", decode=False)
+    assert report.ok, report.errors
+    assert report.dataset.class_counts() == {"galaxy": 189, "nebula": 182}
