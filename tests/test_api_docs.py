@@ -18,7 +18,8 @@ def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
     url = site.start()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ASTROCLASSIFY_INGEST_MIN_INTERVAL", "0")
-    namespace: dict = {"HUBBLE": shared_data / "hubble-dso"}
+    monkeypatch.setenv("ASTROCLASSIFY_DATA_DIR", str(shared_data))
+    namespace: dict = {}
     try:
         for i, block in enumerate(blocks):
             code = block.replace(LIVE_APOD, f"{url}/apod/")  # the archive, served locally
@@ -30,7 +31,8 @@ def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
     assert "TrainResult(tiny at runs/tiny" in printed and "CVResult(5 folds" in printed
     assert "EnsembleResult(tiny-ens" in printed and "IngestResult(apod:" in printed
     assert Path("m51-gradcam.png").is_file() and Path("reports/report-hubble-dso-auto.html").is_file()
-    assert Path("runs/tiny/cv.json").is_file() and Path("apod-dataset/manifest.csv").is_file()
+    assert namespace["cv"].path.is_file() and Path("apod-dataset/manifest.csv").is_file()
+    assert " train False" in printed and " cv True" in printed
     assert "AnomalyFit(detectors/nebulae" in printed and "AnomalyEvaluation(n_in=" in printed
     assert "Simulation(9 marks in 3 rounds" in printed and "1 marked image(s) exported" in printed
     assert Path("marks-dataset/manifest.csv").is_file()

@@ -17,15 +17,17 @@ RANK = {
     "store": 1, "models": 1, "imaging": 1, "preparation": 1, "modelfolder": 1,
     "discovery": 1, "discovery.detectors": 1, "discovery.ranking": 1, "discovery.similarity": 1, "discovery.layout": 1,
     "inference": 2, "ingestion": 2,
-    "evaluation": 3, "training": 3, "discovery.fitting": 3, "discovery.evaluation": 3,
+    "evaluation": 3, "modelfolder.card": 3, "discovery.fitting": 3, "discovery.evaluation": 3,
+    "modelfolder.finish": 3.5,
+    "training": 4,
     "ingestion.run": 4, "ingestion.watch": 4, "discovery.collection": 4, "batching": 4,
-    "classifier": 5, "datasets": 5, "__init__": 5, "installation": 5,
+    "classifier": 5, "datasets": 5, "__init__": 5, "installation": 5.5,
     "cli": 6, "web": 6,
 }  # fmt: skip
 SAME_LAYER = {
     ("preparation", "imaging"),
-    ("training", "evaluation"),
-    ("training", "discovery.fitting"),  # a trained model gets its detector
+    ("modelfolder.card", "evaluation"),  # intervals as the reports write them
+    ("discovery.fitting", "modelfolder.card"),  # a model's own detector goes on its card
     ("discovery.evaluation", "discovery.fitting"),
     ("discovery.fitting", "evaluation"),
     ("ingestion.watch", "ingestion.run"),

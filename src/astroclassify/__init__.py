@@ -51,20 +51,20 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from astroclassify.discovery.detectors import Detector
     from astroclassify.discovery.evaluation import AnomalyEvaluation, Simulation, evaluate_anomalies, simulate_marks
     from astroclassify.discovery.fitting import AnomalyFit, fit_anomalies
-    from astroclassify.evaluation.card import refresh_model_card
-    from astroclassify.evaluation.ensemble import EnsembleResult, build_ensemble
     from astroclassify.evaluation.evaluate import Evaluation, evaluate
     from astroclassify.inference.predictor import Explanation
     from astroclassify.ingestion.run import IngestOptions, IngestResult, ingest
     from astroclassify.ingestion.sources import SourceOptions
     from astroclassify.ingestion.watch import watch
-    from astroclassify.modelfolder.folder import ModelEntry
+    from astroclassify.modelfolder.finish import refresh_model_card
+    from astroclassify.modelfolder.folder import ModelEntry, model_versions, rollback_model, use_model_version
     from astroclassify.modelfolder.folder import available_models as list_models
     from astroclassify.models import create_model
     from astroclassify.models import list_models as list_architectures
     from astroclassify.store import Store, open_store
     from astroclassify.store.export import ExportResult, export_dataset, export_feedback
     from astroclassify.training.config import TrainConfig
+    from astroclassify.training.ensemble import EnsembleResult, build_ensemble
     from astroclassify.training.train import CVResult, TrainResult, cross_validate, train
 
 _LAZY = {
@@ -83,9 +83,12 @@ _LAZY = {
     "export_marks": ("astroclassify.discovery.collection", "export_marks"),
     "mark_image": ("astroclassify.discovery.collection", "mark_image"),
     "similar_images": ("astroclassify.discovery.collection", "similar_images"),
-    "refresh_model_card": ("astroclassify.evaluation.card", "refresh_model_card"),
-    "EnsembleResult": ("astroclassify.evaluation.ensemble", "EnsembleResult"),
-    "build_ensemble": ("astroclassify.evaluation.ensemble", "build_ensemble"),
+    "refresh_model_card": ("astroclassify.modelfolder.finish", "refresh_model_card"),
+    "model_versions": ("astroclassify.modelfolder.folder", "model_versions"),
+    "rollback_model": ("astroclassify.modelfolder.folder", "rollback_model"),
+    "use_model_version": ("astroclassify.modelfolder.folder", "use_model_version"),
+    "EnsembleResult": ("astroclassify.training.ensemble", "EnsembleResult"),
+    "build_ensemble": ("astroclassify.training.ensemble", "build_ensemble"),
     "Evaluation": ("astroclassify.evaluation.evaluate", "Evaluation"),
     "evaluate": ("astroclassify.evaluation.evaluate", "evaluate"),
     "ModelEntry": ("astroclassify.modelfolder.folder", "ModelEntry"),
@@ -175,11 +178,14 @@ __all__ = [
     "list_models",
     "load",
     "mark_image",
+    "model_versions",
     "open_store",
     "refresh_model_card",
+    "rollback_model",
     "similar_images",
     "simulate_marks",
     "train",
+    "use_model_version",
     "watch",
     "__version__",
 ]

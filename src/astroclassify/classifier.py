@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from astroclassify.errors import DataError, ImageDecodeError, NotFittedError
 if TYPE_CHECKING:
     from astroclassify.inference.predictor import Explanation, OnnxPredictor
 
-__all__ = ["Classifier", "Prediction", "load"]
+__all__ = ["Classifier", "FailedPrediction", "Prediction", "load"]
 
 # What predict takes: a sequence of images, or one image alone (a path, its bytes, an RGB array).
 Inputs = Sequence[str | Path | bytes | np.ndarray] | str | Path | bytes | np.ndarray
@@ -43,6 +43,17 @@ class Prediction:
         }
 
 
+@dataclass(frozen=True)
+class FailedPrediction:
+    """An input ``predict_iter`` could not classify, and why (corrupt, truncated, over a limit, not an image)."""
+
+    source: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.source, "error": self.error}
+
+
 class Classifier:
     """Train or load an image classifier and predict with calibrated confidence.
 
@@ -51,9 +62,12 @@ class Classifier:
     model : str, default="efficientnet_lite0"
         Registry architecture used by ``fit``.
     taxonomy : str, optional
-        Reserved for label-mapping files (galaxy morphology taxonomies).
+        A label mapping ``fit`` trains through: a built-in name (``astroclassify taxonomies``)
+        or a YAML file; e.g. ``gz1-coarse`` merges the two spiral directions.
     **train_options
         Any ``TrainConfig`` field, e.g. ``epochs=5``.
+
+    Parameters are also ``get_params``/``set_params``, so scikit-learn's ``clone`` works.
 
     Examples
     --------
@@ -68,6 +82,25 @@ class Classifier:
         self.taxonomy = taxonomy
         self.train_options = train_options
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's estimator protocol)."""
+        return {"model": self.model, "taxonomy": self.taxonomy, **self.train_options}
+
+    def set_params(self, **params: Any) -> Classifier:
+        """Change constructor arguments; a fitted model is kept until the next ``fit``."""
+        for key, value in params.items():
+            if key in ("model", "taxonomy"):
+                setattr(self, key, value)
+            else:
+                self.train_options[key] = value
+        return self
+
+    @property
+    def predictor(self) -> OnnxPredictor:
+        """The ONNX Runtime predictor behind this classifier: what ``ingest``, ``watch`` and discovery take."""
+        self._check_fitted()
+        return self.predictor_
+
     def __repr__(self) -> str:
         if hasattr(self, "predictor_"):
             b = self.predictor_.bundle
@@ -77,15 +110,32 @@ class Classifier:
 
     @classmethod
     def load(
-        cls, name_or_path: str | Path = "dso", *, models_dir: Path | None = None, detector: str | Path | None = None
+        cls,
+        name_or_path: str | Path = "dso",
+        *,
+        models_dir: Path | None = None,
+        detector: str | Path | None = None,
+        max_pixels: int | None = None,
+        max_bytes: int | None = None,
+        threads: int | None = None,
     ) -> Classifier:
-        """A fitted classifier from a model name (bundled, or in ``models_dir``) or a model folder.
+        """A fitted classifier from a model name (bundled, or in ``models_dir``; ``NAME@VERSION`` for one version) or a model folder.
 
-        ``detector``: an anomaly detector folder instead of the model's own.
+        ``detector``: an anomaly detector folder instead of the model's own. ``max_pixels`` and
+        ``max_bytes``: decoding limits (larger inputs are refused before decoding); ``threads``:
+        ONNX Runtime's threads. What is not given comes from the installation (``ASTROCLASSIFY_*``).
         """
+        from astroclassify.config import get_settings
         from astroclassify.inference.predictor import OnnxPredictor
 
-        predictor = OnnxPredictor(name_or_path, models_dir=models_dir, detector=detector)
+        options = get_settings().predictor_options()  # the installation's, for what is not given
+        given = {"models_dir": models_dir, "max_pixels": max_pixels, "max_bytes": max_bytes, "threads": threads}
+        options |= {k: v for k, v in given.items() if v is not None}
+        return cls.from_predictor(OnnxPredictor(name_or_path, detector=detector, **options))
+
+    @classmethod
+    def from_predictor(cls, predictor: OnnxPredictor) -> Classifier:
+        """A fitted classifier around a loaded predictor (the CLI and the web app make theirs with the installation's limits)."""
         clf = cls(model=predictor.bundle.arch)
         clf._set_fitted(predictor)
         return clf
@@ -113,7 +163,13 @@ class Classifier:
                 lines.append(f"img/{link.name},{label}")
             (root / "manifest.csv").write_text("\n".join(lines) + "\n")
             out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="astroclassify-model-"))
-            cfg = TrainConfig(data=(str(root),), out=str(out_dir), model=self.model, **self.train_options)
+            cfg = TrainConfig(
+                data=(str(root),),
+                out=str(out_dir),
+                model=self.model,
+                taxonomy=self.taxonomy or "",
+                **self.train_options,
+            )
             train(cfg)
         self._set_fitted(OnnxPredictor(out_dir))
         return self
@@ -180,6 +236,24 @@ class Classifier:
             )
         return results
 
+    def predict_iter(
+        self, X: Inputs, *, batch_size: int = 16, tta: str | None = None
+    ) -> Iterator[Prediction | FailedPrediction]:
+        """Predictions as they come, in input order: a ``Prediction``, or a ``FailedPrediction`` for an input that failed.
+
+        For many files (a folder, an archive): decoding overlaps inference, memory holds one
+        batch, and one bad file costs its own row rather than the run. ``predict`` raises on
+        the first bad input instead.
+        """
+        self._check_fitted()
+        for outcome in self.predictor_.run(_inputs(X), batch_size=batch_size, tta=tta):
+            if outcome.error is not None or outcome.probabilities is None:
+                yield FailedPrediction(outcome.source, str(outcome.error))
+            else:
+                yield to_prediction(
+                    outcome.source, outcome.probabilities, self.classes_, outcome.anomaly_score, outcome.unusual
+                )
+
     def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None) -> Explanation:
         """Grad-CAM for one image, averaged over the same TTA views as the prediction.
 
@@ -231,7 +305,13 @@ def to_prediction(
 
 
 def load(
-    name_or_path: str | Path = "dso", *, models_dir: Path | None = None, detector: str | Path | None = None
+    name_or_path: str | Path = "dso",
+    *,
+    models_dir: Path | None = None,
+    detector: str | Path | None = None,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
+    threads: int | None = None,
 ) -> Classifier:
     """Load a trained model for prediction.
 
@@ -241,10 +321,14 @@ def load(
         A model name (bundled: ``"dso"``, ``"morphology"``; or a user model in ``models_dir``)
         or a model folder.
     models_dir : Path, optional
-        Folder of user models; default: ``$ASTROCLASSIFY_HOME/models``.
+        Folder of user models; default: the installation's (``$ASTROCLASSIFY_HOME/models``).
     detector : str or Path, optional
         An anomaly detector folder (``astroclassify anomalies fit --out``); default: the
         model's own, if it has one.
+    max_pixels, max_bytes : int, optional
+        Decoding limits: larger images are refused before their pixels are decoded.
+    threads : int, optional
+        ONNX Runtime threads (0: all cores).
 
     Returns
     -------
@@ -256,7 +340,14 @@ def load(
     UnknownNameError
         No model of that name (the message lists close matches).
     """
-    return Classifier.load(name_or_path, models_dir=models_dir, detector=detector)
+    return Classifier.load(
+        name_or_path,
+        models_dir=models_dir,
+        detector=detector,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        threads=threads,
+    )
 
 
 def _inputs(X: Inputs) -> list:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from astroclassify.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from astroclassify.classifier import Classifier
     from astroclassify.inference.pool import PredictorPool
     from astroclassify.inference.predictor import OnnxPredictor
     from astroclassify.ingestion.alerts import Notifier
@@ -61,6 +62,12 @@ class Installation:
         from astroclassify.inference.predictor import OnnxPredictor
 
         return OnnxPredictor(model or self.settings.default_model, detector=detector, **self.predictor_options())
+
+    def classifier(self, model: str | Path = "", *, detector: Path | None = None) -> Classifier:
+        """``model`` (default: the settings' default model) as the public ``Classifier``, with this installation's limits."""
+        from astroclassify.classifier import Classifier
+
+        return Classifier.from_predictor(self.predictor(model, detector=detector))
 
     def pool(self, model: str | None = None, *, detector: Path | None = None) -> PredictorPool:
         """Every model by name, ``model`` (default: the settings') answering requests that name none."""

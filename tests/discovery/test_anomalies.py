@@ -11,6 +11,7 @@ from astroclassify.discovery.detectors import Detector, Projection, _calibrated,
 from astroclassify.discovery.evaluation import evaluate_anomalies, simulate_marks
 from astroclassify.discovery.fitting import fit_anomalies
 from astroclassify.errors import ConfigError, DataError, ModelError
+from astroclassify.modelfolder.folder import resolve_bundle as served
 from tests.conftest import run_cli
 
 
@@ -146,4 +147,4 @@ def test_an_old_model_gets_its_embedding_output_without_changing_its_answers(tmp
     assert result.returncode == 0, result.stderr
     after = next(OnnxPredictor(old).run([image]))
     np.testing.assert_array_equal(after.probabilities, before)
-    assert after.anomaly_score is not None and (old / "detector" / "detector.json").is_file()
+    assert after.anomaly_score is not None and (served(old) / "detector" / "detector.json").is_file()

@@ -8,6 +8,7 @@ import pytest
 from astroclassify.errors import ConfigError
 from astroclassify.inference.ensemble import merge_models
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import resolve_bundle as served
 from astroclassify.training.train import train
 from tests.conftest import make_sky, run_cli, small_cnn_config
 
@@ -30,9 +31,9 @@ def test_ensemble_averages_calibrated_probabilities_and_loads_like_any_model(mem
     res = run_cli("ensemble", str(a), str(b), "--out", str(out), "--name", "duo")
     assert res.returncode == 0, res.stderr
     assert "never trained on by any member" in res.stdout
-    meta = json.loads((out / "model.json").read_text())
+    meta = json.loads((served(out) / "model.json").read_text())
     assert meta["name"] == "duo" and [m["path"] for m in meta["ensemble"]["members"]] == [str(a), str(b)]
-    assert meta["metrics"]["test"]["all"]["n"] > 0 and (out / "MODEL_CARD.md").is_file()
+    assert meta["metrics"]["test"]["all"]["n"] > 0 and (served(out) / "MODEL_CARD.md").is_file()
     images = np.stack([make_sky("galaxy", 48, seed=900), make_sky("nebula", 48, seed=901)])
     # One view: the mean of the members' calibrated probabilities, sharpened or softened by the
     # ensemble's own temperature (fitted on the shared validation split). With TTA views the

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from astroclassify.modelfolder.folder import resolve_bundle as served
 from tests.conftest import make_sky, small_cnn_config
 
 
@@ -37,7 +38,7 @@ def test_stretch_and_filters_are_stored_and_applied_identically_at_inference(tmp
     cfg = small_cnn_config(data, out, epochs=2, folds=2, fits_stretch="sqrt", fits_interval="zscale")
     cfg = type(cfg)(**{**cfg.__dict__, "filters": "background,clahe"})
     train(cfg)
-    meta = json.loads((out / "model.json").read_text())
+    meta = json.loads((served(out) / "model.json").read_text())
     assert meta["fits"] == {"stretch": "sqrt", "interval": "zscale", "percentiles": [0.5, 99.7], "upper_level": 0.5}
     assert meta["filters"] == ["background", "clahe"]
 

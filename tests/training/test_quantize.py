@@ -6,20 +6,21 @@ import pytest
 
 from astroclassify.errors import ConfigError
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import resolve_bundle as served
 from astroclassify.training.quantize import quantize_model
 from tests.conftest import run_cli
 
 
 def test_an_int8_copy_loads_predicts_and_says_what_it_cost(tiny_model, tiny_dataset, tmp_path):
     result = quantize_model(tiny_model, tmp_path / "int8", calibration_images=24)
-    meta = json.loads((tmp_path / "int8" / "model.json").read_text())
+    meta = json.loads((served(tmp_path / "int8") / "model.json").read_text())
     q = meta["quantization"]
     assert meta["name"] == "tiny-int8" and q["calibration_images"] == 24
     assert q["fp32"]["n"] == q["int8"]["n"] > 0 and q["speedup"] == round(result.speedup, 2)
     assert abs(q["int8"]["accuracy"] - q["fp32"]["accuracy"]) <= 0.2  # 10 synthetic test images
-    card = (tmp_path / "int8" / "MODEL_CARD.md").read_text()
+    card = (served(tmp_path / "int8") / "MODEL_CARD.md").read_text()
     assert "## Quantization" in card and "images/s" in card
-    assert (tmp_path / "int8" / "confusion_matrix.png").is_file()
+    assert (served(tmp_path / "int8") / "confusion_matrix.png").is_file()
     predictor = OnnxPredictor(tmp_path / "int8")
     outcome = next(predictor.run([tiny_dataset / "galaxy" / "img000.png"]))
     assert outcome.error is None and predictor.labels == OnnxPredictor(tiny_model).labels

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.folder import resolve_bundle as served
 from astroclassify.training.train import train
 from tests.conftest import run_cli, small_cnn_config, write_image
 
@@ -58,7 +59,7 @@ def chiral_model(tmp_path_factory):
 
 def test_taxonomy_and_crop_are_stored_with_the_model(chiral_model):
     out, _ = chiral_model
-    meta = json.loads((out / "model.json").read_text())
+    meta = json.loads((served(out) / "model.json").read_text())
     assert meta["labels"] == ["smooth", "spiral_acw", "spiral_cw"]
     assert meta["taxonomy"]["name"] == "chiral" and meta["taxonomy"]["mirror"]["spiral_cw"] == "spiral_acw"
     assert meta["crop"] == 0.9

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from astroclassify.errors import ConfigError
+from astroclassify.modelfolder.folder import resolve_bundle as served
 from astroclassify.training.config import TrainConfig, apply_overrides
 from astroclassify.training.train import lr_at, train
 from tests.conftest import make_sky, run_cli, small_cnn_config, write_image
@@ -35,6 +36,8 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_training_writes_a_complete_bundle(tiny_model):
+    version = served(tiny_model)  # the home keeps versions; the pointer names the one served
+    assert version.parent == tiny_model / "versions"
     for name in (
         "model.onnx",
         "model.json",
@@ -44,16 +47,21 @@ def test_training_writes_a_complete_bundle(tiny_model):
         "history.png",
         "confusion_matrix.png",
         "reliability.png",
-        "checkpoint.pt",
+        "VERSION.json",
     ):
+        assert (version / name).is_file(), name
+    for name in ("checkpoint.pt", "splits.csv"):  # training's working files stay beside the versions
         assert (tiny_model / name).is_file(), name
-    meta = json.loads((tiny_model / "model.json").read_text())
+    info = json.loads((version / "VERSION.json").read_text())
+    assert info["version"] == version.name and info["made_by"] == "train" and info["parent"] is None
+    assert info["config"]["model"] and info["data"]["splits_sha256"] and info["scores"]["n"] >= 6
+    meta = json.loads((served(tiny_model) / "model.json").read_text())
     assert meta["labels"] == ["galaxy", "nebula"]
     assert meta["image_size"] == 48 and meta["temperature"] > 0
     test = meta["metrics"]["test"]["all"]
     assert test["n"] >= 6
     assert test["accuracy"] >= 0.8  # blobs vs streaks is easy; a broken loop fails this
-    history = json.loads((tiny_model / "history.json").read_text())
+    history = json.loads((served(tiny_model) / "history.json").read_text())
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
@@ -63,7 +71,7 @@ def test_evaluate_json_reproduces_the_training_metrics(tiny_model, tiny_dataset)
     m = json.loads(res.stdout)
     for key in ("n", "accuracy", "macro_f1", "per_class", "confusion_matrix", "ece"):
         assert key in m
-    stored = json.loads((tiny_model / "model.json").read_text())["metrics"]["test"]["all"]
+    stored = json.loads((served(tiny_model) / "model.json").read_text())["metrics"]["test"]["all"]
     assert m["n"] == stored["n"]  # auto split: only the held-out test rows
     assert m["accuracy"] == stored["accuracy"] and m["ece"] == stored["ece"]
     assert sum(m["excluded_seen_in_training"].values()) == 48 - m["n"]
@@ -92,7 +100,8 @@ def test_evaluate_reports_unknown_labels_and_bad_files(tiny_model, tmp_path):
     assert (tmp_path / "rep" / "report-other-auto.html").is_file()
     assert (tmp_path / "rep" / "report-other-auto-confusion_matrix.png").is_file()
     beside = run_cli("evaluate", "--model", str(tiny_model), "--data", str(root))
-    assert beside.returncode == 1 and (tiny_model / "evaluation" / "report-other-auto.html").is_file()
+    report = tiny_model / "evaluation" / served(tiny_model).name / "report-other-auto.html"  # beside the versions
+    assert beside.returncode == 1 and report.is_file()
 
 
 def test_predict_cli_on_trained_model(tiny_model, tiny_dataset, tmp_path):
@@ -139,9 +148,9 @@ def test_interrupted_training_resumes_to_the_same_result(tiny_dataset, tmp_path)
     def strip(path):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in json.loads(path.read_text())]
 
-    assert strip(tmp_path / "b" / "history.json") == strip(tmp_path / "a" / "history.json")
-    meta_a = json.loads((tmp_path / "a" / "model.json").read_text())["metrics"]["test"]["all"]
-    meta_b = json.loads((tmp_path / "b" / "model.json").read_text())["metrics"]["test"]["all"]
+    assert strip(served(tmp_path / "b") / "history.json") == strip(served(tmp_path / "a") / "history.json")
+    meta_a = json.loads((served(tmp_path / "a") / "model.json").read_text())["metrics"]["test"]["all"]
+    meta_b = json.loads((served(tmp_path / "b") / "model.json").read_text())["metrics"]["test"]["all"]
     assert meta_a == meta_b
 
 
@@ -220,8 +229,8 @@ def test_bad_manifest_rows_are_reported_and_valid_rows_still_used(tiny_dataset, 
     assert res.returncode == 1, res.stderr
     errors = [x for x in res.stderr.splitlines() if x.startswith("error: ")]
     assert len(errors) == 3 and "Traceback" not in res.stderr
-    assert (tmp_path / "m" / "model.onnx").is_file()
-    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert (served(tmp_path / "m") / "model.onnx").is_file()
+    meta = json.loads((served(tmp_path / "m") / "model.json").read_text())
     assert sum(sum(c.values()) for c in meta["data"]["counts"]["messy"].values()) == 48
 
     wrong = tmp_path / "wrong"
@@ -270,7 +279,7 @@ def test_plateau_schedule_lowers_the_rate_when_validation_stalls(tiny_dataset, t
         warmup_epochs=0,
     )  # a learning rate too small to improve anything: validation stalls every epoch
     train(cfg)
-    lrs = [row["lr"] for row in json.loads((tmp_path / "p" / "history.json").read_text())]
+    lrs = [row["lr"] for row in json.loads((served(tmp_path / "p") / "history.json").read_text())]
     assert lrs[0] == pytest.approx(1e-5) and lrs[-1] < lrs[0] * 0.5 and lrs == sorted(lrs, reverse=True)
     with pytest.raises(ConfigError, match="schedule must be one of"):
         train(dataclasses.replace(cfg, schedule="step"))

@@ -13,18 +13,35 @@ from rich.table import Table
 from astroclassify.cli.app import app
 from astroclassify.cli.console import Bars, installation, out
 
+models_app = typer.Typer(
+    invoke_without_command=True, help="List models and their versions; choose the version served, or roll back."
+)
+app.add_typer(models_app, name="models")
 
-@app.command()
-def models() -> None:
-    """List bundled and user models, and the trainable architectures."""
-    from astroclassify.modelfolder.folder import available_models, load_bundle
 
-    t = Table("model", "where", "classes", "test accuracy", box=None)
-    for entry in available_models(installation().models_dir):
-        b = load_bundle(entry.path)
-        acc = b.meta.get("metrics", {}).get("test", {}).get("all", {}).get("accuracy")
-        where = "bundled" if entry.where == "bundled" else str(entry.path)
-        t.add_row(entry.name, where, ", ".join(b.labels), f"{acc:.3f}" if acc is not None else "-")
+@models_app.callback()
+def models(ctx: typer.Context) -> None:
+    """List bundled and user models with their versions (* served), and the trainable architectures."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from astroclassify.modelfolder.folder import available_models, load_bundle, model_versions
+
+    models_dir = installation().models_dir
+    t = Table("model", "version", "made by", "created", "classes", "test accuracy", "where", box=None)
+    for entry in available_models(models_dir):
+        for v in model_versions(entry.name, models_dir=models_dir):
+            b = load_bundle(v.path)
+            acc = b.meta.get("metrics", {}).get("test", {}).get("all", {}).get("accuracy")
+            where = "bundled" if v.made_by == "bundled" else str(v.path)
+            t.add_row(
+                entry.name,
+                ("* " if v.current else "  ") + v.version,
+                v.made_by,
+                v.created[:16].replace("T", " "),
+                ", ".join(b.labels),
+                f"{acc:.3f}" if acc is not None else "-",
+                where,
+            )
     out.print(t)
     try:
         from astroclassify.models import list_models
@@ -32,6 +49,26 @@ def models() -> None:
         out.print("architectures: " + ", ".join(list_models()))
     except ImportError:
         out.print("architectures: install the 'train' extra (torch) to train models")
+
+
+@models_app.command("use")
+def models_use(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (a unique prefix of the version will do).")],
+) -> None:
+    """Serve another version of a model; running servers pick it up on their next request."""
+    from astroclassify.modelfolder.folder import use_model_version
+
+    v = use_model_version(ref, models_dir=installation().models_dir)
+    out.print(f"{v.name} now serves version {v.version} ({v.made_by}, {v.path})", highlight=False)
+
+
+@models_app.command("rollback")
+def models_rollback(name: Annotated[str, typer.Argument(help="Model name or home folder.")]) -> None:
+    """Serve the version served before the current one (undo the last `use` or promotion)."""
+    from astroclassify.modelfolder.folder import rollback_model
+
+    v = rollback_model(name, models_dir=installation().models_dir)
+    out.print(f"{v.name} rolled back to version {v.version} ({v.made_by}, {v.path})", highlight=False)
 
 
 @app.command()
@@ -43,10 +80,13 @@ def card(
     ] = None,
 ) -> None:
     """Re-score a model's held-out test split and rewrite its metrics (with 95% intervals), plots and MODEL_CARD.md."""
-    from astroclassify.evaluation.card import refresh_model_card
+    from astroclassify.modelfolder.finish import refresh_model_card
 
     with Bars() as bars:
-        path = refresh_model_card(model, limits=limit, models_dir=installation().models_dir, progress=bars)
+        inst = installation()
+        path = refresh_model_card(
+            model, limits=limit, models_dir=inst.models_dir, data_dir=inst.data_dir, progress=bars
+        )
     out.print(f"model card rewritten: {path}")
 
 
@@ -60,7 +100,7 @@ def ensemble(
     ] = None,
 ) -> None:
     """Average several models' calibrated probabilities in one ONNX model; score it against its members."""
-    from astroclassify.evaluation.ensemble import build_ensemble
+    from astroclassify.training.ensemble import build_ensemble
 
     command = "astroclassify " + shlex.join(sys.argv[1:])
     with Bars() as bars:

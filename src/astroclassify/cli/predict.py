@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from astroclassify.classifier import FailedPrediction, Prediction
 from astroclassify.cli.app import app
 from astroclassify.cli.console import Bars, err, error, installation, out
 from astroclassify.errors import AstroClassifyError
@@ -30,7 +31,7 @@ def predict(
     """Classify images with calibrated confidence and an anomaly score (ONNX Runtime; no torch needed)."""
     from astroclassify.imaging.files import find_images
 
-    predictor = installation().predictor(model, detector=detector)
+    clf = installation().classifier(model, detector=detector)
     found = find_images(inputs)
     if found.skipped:
         err.print(found.skipped_summary(), markup=False, highlight=False)
@@ -38,21 +39,25 @@ def predict(
         raise AstroClassifyError("no image files found in the given folders")
     failures = 0
     names = _short_names(inputs, found.files)
-    table = _prediction_table(predictor.labels, names.values())
+    table = _prediction_table(clf.classes_, names.values())
     with Bars(enabled=not as_json and len(found.files) > batch_size) as bars:
         advance = bars("classifying", len(found.files))
-        outcomes = []
-        for outcome in predictor.run(found.files, batch_size=batch_size, tta=tta):
+        results = []
+        for result in clf.predict_iter(found.files, batch_size=batch_size, tta=tta):
             advance(1)
             if as_json:  # stream JSON lines as they come
-                failures += _emit(outcome, predictor.labels, table, as_json)
+                failures += _emit(result, table, as_json)
             else:
-                outcomes.append(outcome)
-    for outcome in outcomes:
-        failures += _emit(outcome, predictor.labels, table, as_json, names.get(outcome.source))
+                results.append(result)
+    for result in results:
+        failures += _emit(result, table, as_json, names.get(result.source))
     if not as_json and table.row_count:
         out.print(table)
-        unusual = [f"{names.get(o.source, o.source)} ({o.anomaly_score:.2f})" for o in outcomes if o.unusual]
+        unusual = [
+            f"{names.get(r.source, r.source)} ({r.anomaly_score:.2f})"
+            for r in results
+            if isinstance(r, Prediction) and r.unusual and r.anomaly_score is not None
+        ]
         if unusual:
             out.print(f"unusual (anomaly score): {', '.join(unusual)}", highlight=False)
     if failures:
@@ -95,20 +100,17 @@ def _prediction_table(labels: tuple[str, ...], names) -> Table:
     return table
 
 
-def _emit(outcome, labels, table: Table, as_json: bool, name: str | None = None) -> int:
+def _emit(pred: Prediction | FailedPrediction, table: Table, as_json: bool, name: str | None = None) -> int:
     """Print one prediction (or its error); returns 1 for a failed file."""
-    from astroclassify.classifier import to_prediction
-
-    if outcome.error is not None:
-        error(f"{outcome.source}: {outcome.error}")
+    if isinstance(pred, FailedPrediction):
+        error(f"{pred.source}: {pred.error}")
         if as_json:
-            print(json.dumps({"file": outcome.source, "error": outcome.error}), flush=True)
+            print(json.dumps(pred.to_dict()), flush=True)
         return 1
-    pred = to_prediction(outcome.source, outcome.probabilities, labels, outcome.anomaly_score, outcome.unusual)
     if as_json:
         print(json.dumps(pred.to_dict()), flush=True)
         return 0
-    if len(table.columns) == 3 + len(labels):
+    if len(table.columns) == 3 + len(pred.probabilities):
         cells = [f"{p:.3f}" for p in pred.probabilities.values()]
     else:
         second = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[1:2]

@@ -13,6 +13,7 @@ colon: ``gz-decals-rings:not_ring`` is the non-ring galaxies of that collection.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from astroclassify.discovery.detectors import Detector, fit_detector
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.inference.embedding import add_embedding_output
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.modelfolder.folder import is_packaged, load_bundle
+from astroclassify.modelfolder.card import write_model_card
+from astroclassify.modelfolder.folder import is_packaged, load_bundle, model_home
+from astroclassify.modelfolder.versions import draft
 from astroclassify.preparation.collections import resolve_data
 from astroclassify.preparation.dataset import Sample, load_dataset, sha256_file
 from astroclassify.preparation.prepare import Progress
@@ -243,12 +246,38 @@ def fit_anomalies(
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1]; got {fraction}")
     probe = OnnxPredictor(model, models_dir=models_dir, detector=False)
-    folder = Path(out) if out is not None else probe.bundle.path / "detector"
     if out is None and is_packaged(probe.bundle.path):
         raise ConfigError(
             f"model {probe.bundle.name!r} is bundled and ships its detector; give --out to fit another one elsewhere"
         )
-    predictor = _predictor(probe, models_dir, add_output=True)
+    options = {"held_out": held_out, "fraction": fraction, "weights": weights, "false_alarm_rate": false_alarm_rate}
+    if out is not None:
+        if not probe.embedding_size and probe.bundle.version not in ("0", "draft"):
+            raise ModelError(
+                f"model {probe.bundle.name!r} has no embedding output; fit its own detector first "
+                "(without --out), which adds the output in a new version"
+            )
+        return _fit_into(probe, Path(out), data, options, data_dir, progress)
+    # The model's own detector is part of the model: a new version, the served one untouched until it is done.
+    home, bundled = model_home(model, models_dir=models_dir)
+    with draft(home, made_by="anomalies", from_current=True, bundled=bundled) as d:
+        own = OnnxPredictor(d.path, detector=False)
+        own.bundle = dataclasses.replace(own.bundle, name=probe.bundle.name)
+        fitted = _fit_into(own, d.path / "detector", data, options, data_dir, progress)
+    return dataclasses.replace(fitted, path=d.published / "detector")
+
+
+def _fit_into(
+    probe: OnnxPredictor,
+    folder: Path,
+    data: str | Path | Sequence[str | Path] | None,
+    options: dict,
+    data_dir: Path | None,
+    progress: Progress | None,
+) -> AnomalyFit:
+    held_out, fraction = options["held_out"], options["fraction"]
+    weights, false_alarm_rate = options["weights"], options["false_alarm_rate"]
+    predictor = _predictor(probe, None, add_output=True)
     reference, calibration, described = _reference_images(predictor, data, held_out, fraction, data_dir)
     ref = embed_samples(predictor, reference, progress, "embedding reference images")
     cal = embed_samples(predictor, calibration, progress, "embedding held-out images")
@@ -273,9 +302,7 @@ def fit_anomalies(
         writer.writerow(["sha256", "role"])
         writer.writerows([(h[:16], "reference") for h in ref.sha256] + [(h[:16], "held_out") for h in cal.sha256])
     if folder.resolve() == (predictor.bundle.path / "detector").resolve():  # the model's own: its card says so
-        from astroclassify.evaluation.report import write_model_card
-
-        write_model_card(load_bundle(predictor.bundle.path))
+        write_model_card(dataclasses.replace(load_bundle(predictor.bundle.path), name=probe.bundle.name))
     flagged = float(detector.score(detector.projection.compact(cal.embeddings), cal.logits).unusual.mean())
     return AnomalyFit(detector, folder, len(ref.samples), len(cal.samples), flagged, ref.failed + cal.failed)
 

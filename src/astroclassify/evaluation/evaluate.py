@@ -84,7 +84,7 @@ class Evaluation:
         return lines
 
     def report_dir(self, fallback: Path | None = None) -> Path:
-        """Where ``write_report`` writes by default: beside a user's model, never inside the package.
+        """Where ``write_report`` writes by default: beside a user's model, never inside the package or a version.
 
         A bundled (or read-only) model's report goes to ``fallback`` (the CLI passes
         ``$ASTROCLASSIFY_HOME/reports/NAME``), else to ``./NAME-report``.
@@ -95,6 +95,8 @@ class Evaluation:
         name = b.name if b else "model"
         if b is None or is_packaged(b.path) or not os.access(b.path, os.W_OK):
             return fallback or Path(f"{name}-report")
+        if b.path.parent.name == "versions":  # a version never changes: its reports go beside the versions
+            return b.path.parent.parent / "evaluation" / b.path.name
         return b.path / "evaluation"  # a subfolder keeps the training-time test plots intact
 
     def write_report(self, out: str | Path | None = None, *, fallback: Path | None = None) -> Path:

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from astroclassify.evaluation.calibration import reliability_bins, softmax
 from astroclassify.evaluation.metrics import with_interval
-from astroclassify.sizes import format_bytes
 
-if TYPE_CHECKING:
-    from astroclassify.modelfolder.folder import Bundle
-
-__all__ = ["render_model_card", "write_eval_plots", "write_html_report", "write_model_card", "write_training_plot"]
+__all__ = ["write_eval_plots", "write_html_report", "write_training_plot"]
 
 
 # Neutral grey text and lines on a transparent background read on a white page (a model card
@@ -223,60 +218,3 @@ def _thumb_data_url(path: Path) -> str | None:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def _class_f1(m: dict, label: str) -> str:
-    """F1 of one class with its interval, or a dash where the class is absent from the scored images."""
-    c = m["per_class"][label]
-    return with_interval(c["f1"], c.get("f1_ci")) if c["support"] else "–"
-
-
-DEFAULT_LIMITS = [
-    "Scores hold for images like the training data (sources above); other instruments, bands or "
-    "processing (FITS, single band) look different.",
-    "Labels come from archive categories or volunteer votes and carry errors.",
-]
-
-
-def render_model_card(bundle: Bundle) -> str:
-    """The text of MODEL_CARD.md, from ``templates/model_card.md.j2`` and the bundle's metadata."""
-    from jinja2 import Environment, PackageLoader
-
-    env = Environment(
-        loader=PackageLoader("astroclassify.evaluation", "templates"),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,  # Markdown, not HTML
-    )
-    env.filters["interval"] = with_interval
-    meta = bundle.meta
-    test = meta.get("metrics", {}).get("test", {})
-    cv_file = bundle.path / "cv.json"
-    detector_file = bundle.path / "detector" / "detector.json"
-    return env.get_template("model_card.md.j2").render(
-        detector=json.loads(detector_file.read_text()) if detector_file.is_file() else None,
-        b=bundle,
-        meta=meta,
-        tr=meta.get("training", {}),
-        data=meta.get("data", {}),
-        test=test,
-        method=next((m["ci"]["method"] for m in test.values() if m.get("ci")), None),
-        cv=json.loads(cv_file.read_text()) if cv_file.is_file() else None,
-        limits=meta.get("limits") or DEFAULT_LIMITS,
-        onnx_size=format_bytes(bundle.onnx_path.stat().st_size),
-        fmt=_fmt,
-        class_f1=_class_f1,
-        nan=float("nan"),
-    )
-
-
-def write_model_card(bundle: Bundle) -> Path:
-    """MODEL_CARD.md: what the model is, what data it saw, how it was split, how it scores."""
-    path = bundle.path / "MODEL_CARD.md"
-    path.write_text(render_model_card(bundle))
-    return path

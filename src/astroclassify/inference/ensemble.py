@@ -14,7 +14,6 @@ the ensemble's test split is unseen by every member.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import shutil
@@ -147,9 +146,9 @@ def merge_models(
     *,
     models_dir: Path | None = None,
 ) -> Bundle:
-    """Write an ensemble model folder (one merged ONNX graph) to ``out``; returns its bundle, not yet scored.
+    """Write the merged graph and its ``model.json`` into ``out`` (a draft version); returns its bundle, not yet scored.
 
-    ``evaluation.ensemble.build_ensemble`` also calibrates it, scores it and writes its card.
+    ``evaluation.ensemble.build_ensemble`` calibrates it, scores it and finishes it (``modelfolder.finish``).
     """
     import onnx
 
@@ -186,7 +185,7 @@ def merge_models(
     bundle = Bundle(
         path=out,
         name=name or out.name,
-        version=dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M"),
+        version="draft",
         arch="ensemble(" + ", ".join(m.arch for m in members) + ")",
         labels=first.labels,
         image_size=first.image_size,

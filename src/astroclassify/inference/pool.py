@@ -8,7 +8,7 @@ from typing import Any
 
 from astroclassify.errors import UnknownNameError
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.modelfolder.folder import Bundle, ModelEntry, available_models, load_bundle
+from astroclassify.modelfolder.folder import Bundle, ModelEntry, available_models, load_bundle, resolve_bundle
 
 __all__ = ["PredictorPool"]
 
@@ -39,6 +39,7 @@ class PredictorPool:
         first = OnnxPredictor(default, models_dir=models_dir, detector=detector, **predictor_options)
         self.default = first.bundle.name
         self._loaded[self.default] = first
+        self._refs: dict[str, tuple[str | Path, Path | None]] = {self.default: (default, detector)}
 
     def entries(self) -> list[ModelEntry]:
         """Every model a request may name (read again each time: new user models appear without a restart)."""
@@ -61,16 +62,28 @@ class PredictorPool:
         return entry.path if entry.where == "folder" else entry.name
 
     def get(self, name: str | None = None) -> OnnxPredictor:
-        """The predictor for ``name`` (default: the pool's default model)."""
+        """The predictor for ``name`` (default: the pool's default model), at the version its home serves now.
+
+        A version promoted or rolled back (``models use``, ``models rollback``) is loaded on the
+        next request that names the model; requests already running finish on the old one.
+        """
         name = name or self.default
         predictor = self._loaded.get(name)
-        if predictor is not None:
+        if predictor is not None and self._served(name) == predictor.bundle.path:
             return predictor
-        entry = next((e for e in self.entries() if e.name == name), None)
-        if entry is None:
-            names = ", ".join(e.name for e in self.entries())
-            raise UnknownNameError(f"unknown model {name!r}; this server has: {names}")
+        if name not in self._refs:
+            entry = next((e for e in self.entries() if e.name == name), None)
+            if entry is None:
+                names = ", ".join(e.name for e in self.entries())
+                raise UnknownNameError(f"unknown model {name!r}; this server has: {names}")
+            self._refs[name] = (self._ref(entry), None)
         with self._lock:  # two first requests for one model load it once
-            if name not in self._loaded:
-                self._loaded[name] = OnnxPredictor(self._ref(entry), models_dir=self.models_dir, **self.options)
+            ref, detector = self._refs[name]
+            current = self._loaded.get(name)
+            if current is None or self._served(name) != current.bundle.path:
+                self._loaded[name] = OnnxPredictor(ref, models_dir=self.models_dir, detector=detector, **self.options)
             return self._loaded[name]
+
+    def _served(self, name: str) -> Path:
+        ref, _ = self._refs[name]
+        return resolve_bundle(ref, models_dir=self.models_dir)

@@ -1,9 +1,10 @@
-"""A model bundle: a folder with ``model.onnx`` + ``model.json`` (+ card, plots, splits).
+"""A model folder: ``model.onnx`` + ``model.json`` (+ card, plots, splits, detector).
 
 ``model.json`` carries everything inference needs: labels, input size, mean/std,
 temperature and default test-time augmentation, plus the training provenance and the
-held-out metrics shown in the model card. Names resolve in this order: a folder path,
-``$ASTROCLASSIFY_HOME/models/<name>``, then the models bundled inside the package.
+held-out metrics shown in the model card. A name resolves to the version its home serves
+(``versions.py``): a folder path, ``models_dir/<name>``, then the models bundled inside the
+package; ``NAME@VERSION`` asks for one version.
 """
 
 from __future__ import annotations
@@ -13,10 +14,32 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from astroclassify.config import default_models_dir
-from astroclassify.errors import ModelError, UnknownNameError
+from astroclassify.errors import ConfigError, ModelError, UnknownNameError
+from astroclassify.modelfolder.versions import (
+    BUNDLED_VERSION,
+    VersionInfo,
+    current_version,
+    is_home,
+    list_versions,
+    rollback,
+    use_version,
+    version_folder,
+)
 
-__all__ = ["Bundle", "ModelEntry", "available_models", "bundled_names", "is_packaged", "load_bundle", "resolve_bundle"]
+__all__ = [
+    "Bundle",
+    "ModelEntry",
+    "available_models",
+    "bundled_folder",
+    "bundled_names",
+    "is_packaged",
+    "load_bundle",
+    "model_home",
+    "model_versions",
+    "rollback_model",
+    "use_model_version",
+    "resolve_bundle",
+]
 
 BUNDLE_VERSION = 1
 
@@ -48,7 +71,6 @@ class Bundle:
         return {
             "format": BUNDLE_VERSION,
             "name": self.name,
-            "version": self.version,
             "arch": self.arch,
             "labels": list(self.labels),
             "image_size": self.image_size,
@@ -77,6 +99,12 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "model.json").is_file())
 
 
+def bundled_folder(name: str) -> Path | None:
+    """The packaged model ``name`` (version 1 of that name), or None."""
+    folder = Path(str(resources.files("astroclassify") / "bundled" / name))
+    return folder if (folder / "model.json").is_file() else None
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A model that can be used by name: bundled with the package or saved under the user's models."""
@@ -92,61 +120,115 @@ def available_models(models_dir: Path | None = None) -> list[ModelEntry]:
     Parameters
     ----------
     models_dir : Path, optional
-        Folder of user models (``<name>/model.json``); default: ``$ASTROCLASSIFY_HOME/models``.
+        Folder of user models (``<name>/`` homes with versions, or plain model folders); None: bundled only.
 
     Returns
     -------
     list of ModelEntry
-        ``name``, ``path`` and ``where`` (``"bundled"`` or ``"user"``).
+        ``name``, ``path`` (the version served) and ``where`` (``"bundled"`` or ``"user"``).
     """
-    models_dir = default_models_dir() if models_dir is None else models_dir
-    root = resources.files("astroclassify") / "bundled"
-    found = {n: ModelEntry(n, Path(str(root / n)), "bundled") for n in bundled_names()}
-    if models_dir.is_dir():
+    found = {n: ModelEntry(n, folder, "bundled") for n in bundled_names() if (folder := bundled_folder(n))}
+    if models_dir is not None and models_dir.is_dir():
         for p in sorted(models_dir.iterdir()):
-            if (p / "model.json").is_file():
-                found[p.name] = ModelEntry(p.name, p, "user")
+            if p.name.startswith("."):
+                continue
+            served = _served(p, bundled_folder(p.name))
+            if served is not None:
+                found[p.name] = ModelEntry(p.name, served, "bundled" if is_packaged(served) else "user")
     return [found[n] for n in sorted(found)]
 
 
+def _served(folder: Path, bundled: Path | None) -> Path | None:
+    """The model folder ``folder`` stands for: itself, or the version its pointer names."""
+    if is_home(folder):
+        current = current_version(folder)
+        return None if current is None else version_folder(folder, current, bundled=bundled)
+    return folder if (folder / "model.json").is_file() else None
+
+
+def model_home(name_or_path: str | Path, *, models_dir: Path | None = None) -> tuple[Path, Path | None]:
+    """Where new versions of a model are written, and the bundled model it starts from (if any).
+
+    A folder path is its own home; a name is ``models_dir/<name>`` (a bundled name's first
+    user version has the bundled model as its parent).
+    """
+    ref = str(name_or_path).split("@", 1)[0]
+    path = Path(ref).expanduser()
+    if path.is_dir() and ((path / "model.json").is_file() or is_home(path)):
+        if path.parent.name == "versions" and is_home(path.parent.parent):
+            return path.parent.parent, None  # a version folder: its home
+        return path, None
+    if models_dir is None or "/" in ref or path.is_absolute():
+        raise ConfigError(f"{name_or_path}: not a model folder, and no models folder to keep a model named so")
+    return models_dir / ref, bundled_folder(ref)
+
+
 def resolve_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) -> Path:
-    """A model folder: the path given, else ``models_dir/<name>``, else the bundled model of that name."""
-    path = Path(name_or_path).expanduser()
+    """A model folder: the path given (or the version its home serves), else ``models_dir/<name>``, else bundled.
+
+    ``NAME@VERSION`` (or ``FOLDER@VERSION``) gives that version, served or not.
+    """
+    ref, _, version = str(name_or_path).partition("@")
+    path = Path(ref).expanduser()
+    if is_home(path):  # the pointer wins over files a folder kept from before versions
+        return version_folder(path, version) if version else _served_or_fail(path, None)
     if (path / "model.json").is_file():
+        if version:
+            raise UnknownNameError(f"{path} is one model folder, without versions; drop @{version}")
         return path
     if path.is_dir() or path.suffix == ".onnx":
         raise ModelError(f"{path}: not a model folder (expected model.json and model.onnx inside)")
-    name = str(name_or_path)
-    user = (default_models_dir() if models_dir is None else models_dir) / name
-    if (user / "model.json").is_file():
-        return user
-    packaged = Path(str(resources.files("astroclassify") / "bundled" / name))
-    if (packaged / "model.json").is_file():
-        return packaged
+    bundled = bundled_folder(ref)
+    user = models_dir / ref if models_dir is not None and ref else None
+    if user is not None and is_home(user):
+        return version_folder(user, version, bundled=bundled) if version else _served_or_fail(user, bundled)
+    if user is not None and (user / "model.json").is_file():
+        return resolve_bundle(user if not version else f"{user}@{version}")
+    if bundled is not None:
+        if version and version != BUNDLED_VERSION:
+            raise UnknownNameError(f"version {version!r} of {ref} does not exist (versions: {BUNDLED_VERSION})")
+        return bundled
     known = bundled_names()
     import difflib
 
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(ref, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownNameError(
-        f"unknown model {name!r}{hint} (bundled: {', '.join(known) or 'none'}; or give a model folder path)"
+        f"unknown model {ref!r}{hint} (bundled: {', '.join(known) or 'none'}; or give a model folder path)"
     )
 
 
+def _served_or_fail(home: Path, bundled: Path | None) -> Path:
+    served = _served(home, bundled)
+    if served is None:
+        raise ModelError(f"{home}: no version is served yet (see `astroclassify models`)")
+    return served
+
+
+def _version_of(path: Path) -> str | None:
+    if path.parent.name == "versions" and is_home(path.parent.parent):
+        return path.name
+    if is_packaged(path):
+        return BUNDLED_VERSION
+    return None
+
+
 def load_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) -> Bundle:
-    """A model's description, by name or folder path.
+    """A model's description, by name (``NAME`` or ``NAME@VERSION``) or folder path.
 
     A model found by name keeps that name, even where its ``model.json`` says another (a
     copied or renamed folder): the name a user asks for is the name results are stored under.
+    Its version is the version folder's id (``1`` for a bundled model).
     """
     path = resolve_bundle(name_or_path, models_dir=models_dir)
-    by_name = path.name == str(name_or_path) and not (Path(name_or_path).expanduser() / "model.json").is_file()
+    ref = str(name_or_path).partition("@")[0]
+    by_name = not Path(ref).expanduser().exists()
     try:
         data = json.loads((path / "model.json").read_text())
         bundle = Bundle(
             path=path,
-            name=path.name if by_name else data["name"],
-            version=str(data.get("version", "0")),
+            name=ref if by_name else data["name"],
+            version=_version_of(path) or str(data.get("version", "0")),
             arch=data["arch"],
             labels=tuple(data["labels"]),
             image_size=int(data["image_size"]),
@@ -161,3 +243,31 @@ def load_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) -> 
     if not bundle.onnx_path.is_file():
         raise ModelError(f"{path}: model.onnx is missing")
     return bundle
+
+
+def model_versions(name_or_path: str | Path, *, models_dir: Path | None = None) -> list[VersionInfo]:
+    """Every version of a model, oldest first, the one served marked ``current`` (a bundled model is version 1)."""
+    home, bundled = model_home(name_or_path, models_dir=models_dir)
+    if not is_home(home):
+        if bundled is not None:
+            return list_versions(home, bundled=bundled)
+        folder = resolve_bundle(name_or_path, models_dir=models_dir)
+        return [VersionInfo(str(name_or_path), _version_of(folder) or "0", folder, True, made_by="plain folder")]
+    return list_versions(home, bundled=bundled)
+
+
+def use_model_version(ref: str, *, models_dir: Path | None = None) -> VersionInfo:
+    """Serve ``NAME@VERSION`` from now on (a unique prefix of the version's id will do); returns it."""
+    name, sep, version = ref.partition("@")
+    if not sep or not version:
+        raise ConfigError(f"give the version as NAME@VERSION (see `astroclassify models`); got {ref!r}")
+    home, bundled = model_home(name, models_dir=models_dir)
+    vid = use_version(home, version, bundled=bundled)
+    return next(v for v in list_versions(home, bundled=bundled) if v.version == vid)
+
+
+def rollback_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> VersionInfo:
+    """Serve the version served before the current one; returns it."""
+    home, bundled = model_home(name_or_path, models_dir=models_dir)
+    vid = rollback(home)
+    return next(v for v in list_versions(home, bundled=bundled) if v.version == vid)

@@ -1,9 +1,8 @@
-"""Turn a trained torch model into a calibrated, evaluated ONNX bundle."""
+"""A trained torch model as a graph and its ``model.json`` in a draft version, then finished (``modelfolder.finish``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import platform
 from pathlib import Path
@@ -11,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astroclassify.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
+from astroclassify.evaluation.calibration import expected_calibration_error, softmax
 from astroclassify.evaluation.metrics import classification_metrics
-from astroclassify.evaluation.report import write_eval_plots
 from astroclassify.imaging.filters import check_filters
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.modelfolder.finish import Scored, finish, fit_temperatures
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.training.config import TrainConfig
@@ -29,9 +28,13 @@ log = logging.getLogger(__name__)
 
 
 def finish_bundle(
-    cfg: TrainConfig, data, model: torch.nn.Module, out: Path, *, best_epoch: int, seconds: float
+    cfg: TrainConfig, data, model: torch.nn.Module, out: Path, *, name: str, best_epoch: int, seconds: float
 ) -> Bundle:
-    """Export ONNX, fit the temperature on validation, score the test split through ONNX."""
+    """Export ONNX with the model's classes and preprocessing into ``out`` (a draft version), then finish it.
+
+    Validation and test images are already decoded in memory, so they are scored from there
+    through the exported graph rather than read again.
+    """
     pre = get_pretrained_cfg(cfg.model)
     export_onnx(model, out / "model.onnx", data.size)
     counts: dict[str, dict[str, dict[str, int]]] = {}
@@ -40,8 +43,8 @@ def finish_bundle(
         counts[s.dataset][str(sp)][s.label] += 1
     bundle = Bundle(
         path=out,
-        name=cfg.name or out.name,
-        version=dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M"),
+        name=name,
+        version="draft",  # a version is named by its content when it is published
         arch=cfg.model,
         labels=tuple(data.labels),
         image_size=data.size,
@@ -81,45 +84,44 @@ def finish_bundle(
     bundle.save()
     predictor = OnnxPredictor(bundle)
     idx = {name: np.flatnonzero(data.split == name) for name in ("val", "test")}
-    logits = {
-        name: predictor.logits(data.table.pixels[i], cfg.tta) if len(i) else np.zeros((0, len(data.labels)))
-        for name, i in idx.items()
-    }
-    temperature = fit_temperature(logits["val"], data.y[idx["val"]])
-    # Serving may use another TTA mode than the default (``serve --tta none`` is twice as
-    # fast); averaging fewer views gives sharper logits, so each mode gets its own temperature.
-    temperatures = {
-        mode: temperature
-        if mode == cfg.tta
-        else fit_temperature(predictor.logits(data.table.pixels[idx["val"]], mode), data.y[idx["val"]])
-        for mode in TTA_MODES
-    }
-    bundle = dataclasses.replace(bundle, temperature=temperature, meta=bundle.meta | {"temperatures": temperatures})
-
-    metrics: dict = {"temperature_fitted_on": "val", "tta": cfg.tta}
-    for name, rows in idx.items():
-        if not len(rows):
-            continue
-        y = data.y[rows]
-        probs = softmax(logits[name], temperature)
-        scopes = {"all": np.ones(len(rows), bool)}
-        datasets = sorted({data.table.samples[i].dataset for i in rows})
-        if len(datasets) > 1:
-            scopes |= {d: np.array([data.table.samples[i].dataset == d for i in rows]) for d in datasets}
-        metrics[name] = {}
-        for scope, mask in scopes.items():
-            groups = [data.groups[i] for i in rows[mask]]  # an object's images are resampled together
-            m = classification_metrics([data.labels[i] for i in y[mask]], probs[mask], data.labels, groups=groups)
-            m["ece_uncalibrated"] = round(expected_calibration_error(softmax(logits[name][mask]), y[mask]), 4)
-            metrics[name][scope] = m
-        if name == "test":
-            write_eval_plots(metrics[name]["all"], probs, y, logits[name], out, title=f"{bundle.name}: test split")
-    meta = dict(bundle.meta)
-    meta["metrics"] = metrics
-    bundle = dataclasses.replace(bundle, meta=meta)
-    bundle.save()
-    log.info("temperature %.3f; test %s", temperature, {k: v["accuracy"] for k, v in metrics.get("test", {}).items()})
+    val_pixels, y_val = data.table.pixels[idx["val"]], data.y[idx["val"]]
+    val_logits = {mode: predictor.logits(val_pixels, mode) for mode in TTA_MODES}
+    bundle = fit_temperatures(bundle, val_logits, y_val)
+    scored = {"val": _scored(data, idx["val"], val_logits[cfg.tta], bundle.temperature)}
+    if len(idx["test"]):
+        test_logits = predictor.logits(data.table.pixels[idx["test"]], cfg.tta)
+        scored["test"] = _scored(data, idx["test"], test_logits, bundle.temperature)
+    val = {scope: s.metrics for scope, s in scored["val"].items()}
+    bundle = finish(
+        bundle,
+        scored.get("test", {}),
+        metrics={"temperature_fitted_on": "val", "tta": cfg.tta} | ({"val": val} if val else {}),
+    )
+    log.info(
+        "temperature %.3f; test %s",
+        bundle.temperature,
+        {k: v.metrics["accuracy"] for k, v in scored.get("test", {}).items()},
+    )
     return bundle
+
+
+def _scored(data, rows: np.ndarray, logits: np.ndarray, temperature: float) -> dict[str, Scored]:
+    """A split's scores over all its rows and, with several datasets, each dataset's rows alone."""
+    if not len(rows):
+        return {}
+    y = data.y[rows]
+    probs = softmax(logits, temperature)
+    scopes = {"all": np.ones(len(rows), bool)}
+    datasets = sorted({data.table.samples[i].dataset for i in rows})
+    if len(datasets) > 1:
+        scopes |= {d: np.array([data.table.samples[i].dataset == d for i in rows]) for d in datasets}
+    out = {}
+    for scope, mask in scopes.items():
+        groups = [data.groups[i] for i in rows[mask]]  # an object's images are resampled together
+        m = classification_metrics([data.labels[i] for i in y[mask]], probs[mask], data.labels, groups=groups)
+        m["ece_uncalibrated"] = round(expected_calibration_error(softmax(logits[mask]), y[mask]), 4)
+        out[scope] = Scored(m, probs[mask], y[mask], logits[mask])
+    return out
 
 
 def _split_rule(cfg) -> str:

@@ -21,21 +21,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.inference.predictor import OnnxPredictor, _session_bytes
+from astroclassify.modelfolder.finish import finish, score_split
 from astroclassify.modelfolder.folder import Bundle, load_bundle
+from astroclassify.modelfolder.versions import draft, is_home
 from astroclassify.preparation.collections import resolve_data
 from astroclassify.preparation.dataset import load_dataset, sha256_file
 from astroclassify.preparation.prepare import Progress
 from astroclassify.preparation.splits import read_splits
-
-if TYPE_CHECKING:
-    from astroclassify.evaluation.evaluate import Evaluation
 
 __all__ = ["QuantizeResult", "quantize_model"]
 
@@ -96,42 +94,47 @@ def quantize_model(
     """
     source = load_bundle(model, models_dir=models_dir)
     out = Path(out)
-    if out.resolve() == source.path.resolve():
+    if out.resolve() == source.path.resolve() or source.path.resolve().is_relative_to(out.resolve()):
         raise ConfigError("--out must be a new folder, not the model's own")
-    if (out / "model.json").exists():
+    if (out / "model.json").exists() or is_home(out):
         raise ConfigError(f"{out} already holds a model; choose an empty folder")
     samples = _training_samples(source, calibration_images, data_dir)
     fp32_predictor = OnnxPredictor(source, detector=False)
-    with tempfile.TemporaryDirectory(prefix="astroclassify-int8-") as tmp:
+    name = name or f"{source.name}-int8"
+    info = {"derived_from": f"{source.name}@{source.version}", "data": {"calibration_images": len(samples)}}
+    with (
+        draft(out, made_by="quantize", info=info) as d,
+        tempfile.TemporaryDirectory(prefix="astroclassify-int8-") as tmp,
+    ):
         fp32 = Path(tmp) / "fp32.onnx"
         fp32.write_bytes(_session_bytes(source.onnx_path))
-        out.mkdir(parents=True, exist_ok=True)
-        _quantize(fp32, out / "model.onnx", _calibration(fp32_predictor, samples, progress), Path(tmp))
-    for file in COPIED:
-        if (source.path / file).is_file():
-            shutil.copy2(source.path / file, out / file)
-    meta = {k: v for k, v in source.meta.items() if k not in ("metrics", "quantization", "name")}
-    meta["name"] = name or f"{source.name}-int8"
-    meta["quantization"] = {
-        "from": f"{source.name} {source.version}",
-        "method": "ONNX Runtime static quantization, QDQ, per-channel s8 weights, u8 activations, MinMax ranges",
-        "calibration_images": len(samples),
-        "calibration": "a seeded sample of the model's training images",
-    }
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    int8 = load_bundle(out)
-    scored = _test_split(int8, data_dir)
-    int8_metrics = scored.metrics
-    _write_plots(scored, out, f"{meta['name']}: test split")
-    before, after = _summary(_test_split(source, data_dir).metrics), _summary(int8_metrics)
-    before["images_per_second"] = _throughput(fp32_predictor)
-    after["images_per_second"] = _throughput(OnnxPredictor(int8, detector=False))
-    speedup = after["images_per_second"] / before["images_per_second"]
-    meta["quantization"] |= {"fp32": before, "int8": after, "speedup": round(speedup, 2)}
-    meta["metrics"] = {"test": {"all": int8_metrics}}
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    _finish(out, source)
-    return QuantizeResult(out, before, after, speedup)
+        _quantize(fp32, d.path / "model.onnx", _calibration(fp32_predictor, samples, progress), Path(tmp))
+        for file in COPIED:
+            if (source.path / file).is_file():
+                shutil.copyfile(source.path / file, d.path / file)
+        meta = {k: v for k, v in source.meta.items() if k not in ("metrics", "quantization", "name", "version")}
+        meta["name"] = name
+        meta["quantization"] = {
+            "from": f"{source.name} {source.version}",
+            "method": "ONNX Runtime static quantization, QDQ, per-channel s8 weights, u8 activations, MinMax ranges",
+            "calibration_images": len(samples),
+            "calibration": "a seeded sample of the model's training images",
+        }
+        (d.path / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        int8 = load_bundle(d.path)
+        sources = (source.meta.get("data") or {}).get("sources") or []
+        after_test = score_split(OnnxPredictor(int8, detector=False), sources, data_dir=data_dir)
+        before = _summary(score_split(OnnxPredictor(source, detector=False), sources, data_dir=data_dir)["all"].metrics)
+        after = _summary(after_test["all"].metrics)
+        before["images_per_second"] = _throughput(fp32_predictor)
+        after["images_per_second"] = _throughput(OnnxPredictor(int8, detector=False))
+        speedup = after["images_per_second"] / before["images_per_second"]
+        int8.meta["quantization"] |= {"fp32": before, "int8": after, "speedup": round(speedup, 2)}
+        if (source.path / "detector" / "detector.json").is_file():
+            _fit_detector(int8)
+        finish(int8, after_test)
+        d.info["scores"] = {k: after[k] for k in ("n", "accuracy", "macro_f1")}
+    return QuantizeResult(d.published, before, after, speedup)
 
 
 def _training_samples(bundle: Bundle, n: int, data_dir: Path | None) -> list[Path]:
@@ -216,22 +219,6 @@ def _cam_only_nodes(path: Path) -> list[str]:
     return sorted(needed([n for n in names if n == "cam"]) - needed([n for n in names if n != "cam"]))
 
 
-def _test_split(bundle: Bundle, data_dir: Path | None) -> Evaluation:
-    """The model scored on its held-out test split, with its own TTA."""
-    from astroclassify.evaluation.evaluate import evaluate
-
-    sources = (bundle.meta.get("data") or {}).get("sources") or []
-    return evaluate(OnnxPredictor(bundle, detector=False), sources, split="test", data_dir=data_dir)
-
-
-def _write_plots(scored: Evaluation, out: Path, title: str) -> None:
-    from astroclassify.evaluation.report import write_eval_plots
-
-    labels = scored.metrics["confusion_matrix"]["labels"]
-    y = np.array([labels.index(t) for t in scored.y_true])
-    write_eval_plots(scored.metrics, scored.probs, y, scored.logits, out, title=title)
-
-
 def _summary(m: dict) -> dict:
     return {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4), "n": m["n"]}
 
@@ -248,14 +235,10 @@ def _throughput(predictor: OnnxPredictor, n: int = 256, batch: int = 32) -> floa
     return round(n / (time.perf_counter() - t), 1)
 
 
-def _finish(out: Path, source: Bundle) -> None:
-    """The INT8 model's own detector (if the source had one) and its card."""
+def _fit_detector(int8: Bundle) -> None:
+    """The INT8 model's own detector (its embeddings differ slightly from the source's), fitted in the draft."""
+    from astroclassify.discovery.fitting import fit_anomalies
     from astroclassify.errors import AstroClassifyError
-    from astroclassify.evaluation.report import write_model_card
 
-    if (source.path / "detector" / "detector.json").is_file():
-        from astroclassify.discovery.fitting import fit_anomalies
-
-        with contextlib.suppress(AstroClassifyError):  # the model still classifies; its card says it has none
-            fit_anomalies(out)
-    write_model_card(load_bundle(out))
+    with contextlib.suppress(AstroClassifyError):  # the model still classifies; its card says it has none
+        fit_anomalies(int8.path, out=int8.path / "detector")

@@ -10,10 +10,12 @@ finding suspected label errors); the test split is never touched by either.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,8 +382,8 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
     TrainResult
         The model folder (``model.onnx``, ``model.json``, ``splits.csv``, card, plots).
     """
-    from astroclassify.evaluation.report import write_model_card, write_training_plot
     from astroclassify.modelfolder.folder import load_bundle
+    from astroclassify.modelfolder.versions import adopt, draft
     from astroclassify.training.bundle_writer import finish_bundle
 
     if cfg.tta not in TTA_MODES:
@@ -391,30 +393,41 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
     started = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    home = Path(cfg.out)  # the model's home: its versions, and training's working files
+    home.mkdir(parents=True, exist_ok=True)
+    adopt(home)  # a folder trained before versions existed becomes version one of itself
     if not resume:
-        (out / "checkpoint.pt").unlink(missing_ok=True)
-    resume_splits = out / "splits.csv"
-    if (out / "checkpoint.pt").is_file():
-        _load_checkpoint(out / "checkpoint.pt")  # a foreign or damaged file: refused before any decoding
+        (home / "checkpoint.pt").unlink(missing_ok=True)
+    resume_splits = home / "splits.csv"
+    if (home / "checkpoint.pt").is_file():
+        _load_checkpoint(home / "checkpoint.pt")  # a foreign or damaged file: refused before any decoding
         if resume_splits.is_file() and not cfg.splits:
             cfg = dataclasses.replace(cfg, splits=str(resume_splits))  # resuming: keep the same split
     data = prepare(cfg, progress)
-    write_split_file(out / "splits.csv", data)
+    write_split_file(home / "splits.csv", data)
     train_idx = np.flatnonzero(data.split == "train")
     val_idx = np.flatnonzero(data.split == "val")
     log.info("split: %d train, %d val, %d test images", len(train_idx), len(val_idx), int((data.split == "test").sum()))
 
-    model, history, best_epoch = fit_model(cfg, data, train_idx, val_idx, progress, checkpoint=out / "checkpoint.pt")
-    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    write_training_plot(history, out / "history.png")
+    model, history, best_epoch = fit_model(cfg, data, train_idx, val_idx, progress, checkpoint=home / "checkpoint.pt")
     seconds = time.perf_counter() - started
-    bundle = finish_bundle(cfg, data, model, out, best_epoch=best_epoch, seconds=seconds)
-    write_model_card(bundle)
-    _fit_detector(out)
+    snapshot = hashlib.sha256((home / "splits.csv").read_bytes()).hexdigest()
+    info = {
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"},
+        "data": {"sources": list(cfg.data), "splits_sha256": snapshot},
+    }
+    with draft(home, made_by="train", info=info) as d:
+        for kept in ("splits.csv", "cv.json"):  # cross-validation run before training goes on the card
+            if (home / kept).is_file():
+                shutil.copyfile(home / kept, d.path / kept)
+        (d.path / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        name = cfg.name or home.name
+        bundle = finish_bundle(cfg, data, model, d.path, name=name, best_epoch=best_epoch, seconds=seconds)
+        _fit_detector(d.path)
+        test = bundle.meta.get("metrics", {}).get("test", {}).get("all", {})
+        d.info["scores"] = {k: test[k] for k in ("n", "accuracy", "macro_f1") if k in test}
     skipped = bundle.meta["data"].get("manifest_problems", []) + bundle.meta["data"].get("undecodable", [])
-    return TrainResult(out, load_bundle(out), seconds, skipped)
+    return TrainResult(d.published, load_bundle(d.published), seconds, skipped)
 
 
 def _fit_detector(out: Path) -> None:
@@ -423,10 +436,10 @@ def _fit_detector(out: Path) -> None:
     from astroclassify.errors import AstroClassifyError
 
     try:
-        fitted = fit_anomalies(out)
+        fitted = fit_anomalies(out, out=out / "detector")
         log.info("%r", fitted)
     except AstroClassifyError as exc:  # too few validation images, say: the model works without one
-        log.warning("no anomaly detector for %s: %s", out, exc)
+        log.warning("no anomaly detector for this model: %s", exc)
 
 
 def prepare(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:
@@ -490,14 +503,21 @@ def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Pr
     folder = Path(out if out is not None else cfg.out) if (out is not None or cfg.out) else None
     path = None
     if folder is not None:
-        from astroclassify.evaluation.report import write_model_card
+        from astroclassify.modelfolder.card import write_model_card
         from astroclassify.modelfolder.folder import load_bundle
+        from astroclassify.modelfolder.versions import adopt, current_version, draft
 
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "cv.json"
-        path.write_text(json.dumps(summary, indent=1) + "\n")
-        if (folder / "model.json").is_file():
-            write_model_card(load_bundle(folder))
+        adopt(folder)
+        text = json.dumps(summary, indent=1) + "\n"
+        if current_version(folder) is None:  # no model yet: the scores wait beside where it will be
+            path = folder / "cv.json"
+            path.write_text(text)
+        else:  # the served model's card gets the CV section: a new version
+            with draft(folder, made_by="cv", from_current=True) as d:
+                (d.path / "cv.json").write_text(text)
+                write_model_card(load_bundle(d.path))
+            path = d.published / "cv.json"
     return CVResult(summary, path)
 
 

@@ -12,14 +12,13 @@ import numpy as np
 from astroclassify.evaluation.calibration import fit_temperature
 from astroclassify.evaluation.evaluate import Evaluation, evaluate
 from astroclassify.evaluation.metrics import with_interval
-from astroclassify.evaluation.report import write_eval_plots, write_model_card
 from astroclassify.inference.ensemble import merge_models
-from astroclassify.modelfolder.folder import Bundle
+from astroclassify.modelfolder.finish import Scored, finish
+from astroclassify.modelfolder.folder import Bundle, load_bundle
+from astroclassify.modelfolder.versions import draft
 from astroclassify.preparation.prepare import Progress
 
 __all__ = ["EnsembleResult", "build_ensemble"]
-
-RUN_FIELDS = ("failed", "manifest_problems")
 
 
 @dataclass
@@ -72,26 +71,24 @@ def build_ensemble(
         Each member's and the ensemble's scores on the shared test split, which no member trained on.
     """
     out = Path(out)
-    bundle = merge_models(list(members), out, name=name, tta=tta, models_dir=models_dir)
-    sources = bundle.meta["training"]["config"]["data"]
-    if calibrate:
-        val = evaluate(bundle, sources, split="val", progress=progress)
-        if val.metrics["n"]:
-            y_val = np.array([bundle.labels.index(t) for t in val.y_true])
-            temperature = fit_temperature(np.log(np.maximum(val.probs, 1e-12)), y_val)
-            bundle = dataclasses.replace(bundle, temperature=temperature)
-            bundle.meta["temperature_fitted_on"] = "val"
-            bundle.save()
-    scores = {
-        m["name"]: evaluate(m["path"], sources, split="auto", progress=progress)
-        for m in bundle.meta["ensemble"]["members"]
-    }
-    scores[bundle.name] = result = evaluate(bundle, sources, split="auto", progress=progress)
-    m = result.metrics
-    y = np.array([bundle.labels.index(t) for t in result.y_true])
-    write_eval_plots(m, result.probs, y, None, out, title=f"{bundle.name}: test split")
-    bundle.meta["metrics"] = {"test": {"all": {k: v for k, v in m.items() if k not in RUN_FIELDS}}}
-    bundle.meta["training"]["command"] = command
-    bundle.save()
-    write_model_card(bundle)
-    return EnsembleResult(bundle, scores)
+    with draft(out, made_by="ensemble", info={"members": [str(m) for m in members]}) as d:
+        bundle = merge_models(list(members), d.path, name=name or out.name, tta=tta, models_dir=models_dir)
+        sources = bundle.meta["training"]["config"]["data"]
+        if calibrate:
+            val = evaluate(bundle, sources, split="val", progress=progress)
+            if val.metrics["n"]:
+                y_val = np.array([bundle.labels.index(t) for t in val.y_true])
+                temperature = fit_temperature(np.log(np.maximum(val.probs, 1e-12)), y_val)
+                bundle = dataclasses.replace(bundle, temperature=temperature)
+                bundle.meta["temperature_fitted_on"] = "val"
+                bundle.save()
+        scores = {
+            m["name"]: evaluate(m["path"], sources, split="auto", progress=progress)
+            for m in bundle.meta["ensemble"]["members"]
+        }
+        scores[bundle.name] = result = evaluate(bundle, sources, split="auto", progress=progress)
+        bundle.meta["training"]["command"] = command
+        # Its "logits" are log mean probabilities: no uncalibrated reliability curve to draw.
+        finish(bundle, {"all": dataclasses.replace(Scored.of(result), logits=None)})
+        d.info["scores"] = {k: result.metrics[k] for k in ("n", "accuracy", "macro_f1")}
+    return EnsembleResult(load_bundle(d.published), scores)
