@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.clirun import run_in_process
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -105,8 +107,13 @@ def jpeg_bytes(arr: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed console script the way a user does."""
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 600, process: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``astroclassify ARGS``: its ``main`` in this process, or (``process=True``) the installed console
+    script in a new one, the way a user's shell does."""
+    if not process:
+        return run_in_process(list(args), env)
     full_env = {**os.environ, **(env or {})}
     exe = Path(sys.executable).with_name("astroclassify")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout)
@@ -142,13 +149,7 @@ def cli(tmp_path):
     )
 
     def run(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "astroclassify.cli", *args],
-            env={**run.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_in_process(list(args), {**run.env, **(env or {})})
 
     run.home = home
     run.env = env
