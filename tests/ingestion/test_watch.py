@@ -124,16 +124,16 @@ def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tm
 
     # The long-running watcher polls on its schedule; a day published meanwhile arrives once.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "astroclassify.cli", "watch", "--every", "2s", "--alert-below", "1.01", *common],
+        [sys.executable, "-m", "astroclassify.cli", "watch", "--every", "1s", "--alert-below", "1.01", *common],
         env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(4)
+        time.sleep(2.5)  # started, and polled (a day added before its first poll arrives the same once)
         site.add_day(today + dt.timedelta(days=1), "Tomorrow's picture, early")
         deadline = time.monotonic() + 60
         while len(receiver.received) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
-        time.sleep(4)  # a few more polls: nothing new to send
+        time.sleep(2.5)  # a few more polls: nothing new to send
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

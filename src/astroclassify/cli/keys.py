@@ -17,10 +17,10 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's holder.")]) -> None:
     """Create a key and print it once; only its hash is stored."""
-    from astroclassify.store.api_keys import ApiKeys
+    from astroclassify.store.api_keys import create_api_key
 
-    with installation().open_store() as store, store.session() as session:
-        record, key = ApiKeys(session).create(name)
+    with installation().open_store() as store:
+        record, key = create_api_key(store, name)
     print(key)
     err.print(f"key {record.name!r} created; store it now, it cannot be shown again")
 
@@ -28,10 +28,10 @@ def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's h
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (names and prefixes, never the keys)."""
-    from astroclassify.store.api_keys import ApiKeys
+    from astroclassify.store.api_keys import list_api_keys
 
-    with installation().open_store() as store, store.session() as session:
-        keys = ApiKeys(session).all()
+    with installation().open_store() as store:
+        keys = list_api_keys(store)
     t = Table("name", "prefix", "created", "revoked", box=None)
     for k in keys:
         t.add_row(k.name, f"ac_{k.prefix}_…", str(k.created_at)[:19], str(k.revoked_at)[:19] if k.revoked_at else "")
@@ -41,8 +41,8 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    from astroclassify.store.api_keys import ApiKeys
+    from astroclassify.store.api_keys import revoke_api_key
 
-    with installation().open_store() as store, store.session() as session:
-        ApiKeys(session).revoke(name)
+    with installation().open_store() as store:
+        revoke_api_key(store, name)
     out.print(f"key {name!r} revoked")

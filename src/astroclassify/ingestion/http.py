@@ -190,7 +190,7 @@ class PoliteClient:
     def __init__(
         self,
         *,
-        cache_dir: Path | None = None,
+        cache_dir: str | Path | None = None,
         user_agent: str = USER_AGENT,
         min_interval: float = 1.0,
         max_retries: int = 4,
@@ -202,7 +202,7 @@ class PoliteClient:
         transport: httpx.BaseTransport | None = None,
         sleep=time.sleep,
     ) -> None:
-        self.cache_dir = cache_dir
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.min_interval = min_interval
         self.max_retries = max_retries
         self.backoff = backoff

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +15,10 @@ from sqlalchemy.orm import Session
 from astroclassify.errors import RecordNotFoundError, StoreError
 from astroclassify.store.tables import ApiKey
 
-__all__ = ["ApiKeys"]
+if TYPE_CHECKING:
+    from astroclassify.store import Store
+
+__all__ = ["ApiKeys", "create_api_key", "list_api_keys", "revoke_api_key"]
 
 
 class ApiKeys:
@@ -67,3 +71,21 @@ class ApiKeys:
 
     def all(self) -> list[ApiKey]:
         return list(self.session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def create_api_key(store: Store, name: str) -> tuple[ApiKey, str]:
+    """A new key for ``name``: its record, and the key itself (shown once; only its hash is stored)."""
+    with store.session() as session:
+        return ApiKeys(session).create(name)
+
+
+def list_api_keys(store: Store) -> list[ApiKey]:
+    """Every key's record (names, prefixes, dates; never the keys)."""
+    with store.session() as session:
+        return ApiKeys(session).all()
+
+
+def revoke_api_key(store: Store, name: str) -> ApiKey:
+    """Revoke ``name``'s key: requests with it get 401 from then on."""
+    with store.session() as session:
+        return ApiKeys(session).revoke(name)

@@ -74,7 +74,7 @@ def worker_environment(settings: Settings, workers: int, model: str | None, dete
 
 
 def serve(
-    settings: Settings,
+    settings: Settings | None = None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -86,8 +86,9 @@ def serve(
 
     Parameters
     ----------
-    settings : Settings
-        As decided by the caller (the command line's flags over the environment).
+    settings : Settings, optional
+        As decided by the caller (the command line's flags over the environment); default:
+        the installation's (``ASTROCLASSIFY_*``).
     workers : int
         Processes; with more than one, each gets one ORT thread, and they share the
         rate-limit buckets.
@@ -96,6 +97,10 @@ def serve(
     """
     import uvicorn
 
+    if settings is None:
+        from astroclassify.config import get_settings
+
+        settings = get_settings()
     # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
     # uvicorn's default would believe any X-Forwarded-For sent from this machine.
     http = HTTP_PROTOCOL
