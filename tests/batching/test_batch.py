@@ -1,6 +1,8 @@
 """``batch`` on a real local Dask cluster: Parquet out, errors as rows, resumable, exactly once."""
 
 import json
+import subprocess
+import sys
 
 import pyarrow.dataset as pads
 import pytest
@@ -165,3 +167,37 @@ def test_reading_written_partitions_never_aborts_the_process_at_exit(tmp_path):
         runs = list(pool.map(run, range(24)))
     assert [r.returncode for r in runs] == [0] * 24, next(r.stderr for r in runs if r.returncode)
     assert {r.stdout.strip() for r in runs} == {str(sum(p % 3 for p in range(8)))}
+
+
+def test_batch_runs_from_a_script_without_a_main_guard_and_from_stdin(shared_data, tmp_path, monkeypatch):
+    """Dask's worker processes run ``__main__``'s file again: such callers get threads, not a traceback."""
+    import types
+
+    from astroclassify.batching.batch import worker_processes_can_start
+
+    def main_module(**attrs):
+        module = types.ModuleType("__main__")
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, "__main__", module)
+
+    guarded, bare = tmp_path / "guarded.py", tmp_path / "bare.py"
+    guarded.write_text('if __name__ == "__main__":\n    pass\n')
+    bare.write_text("import astroclassify\n")
+    for attrs, expected in (
+        ({}, True),  # a notebook, python -c
+        ({"__file__": str(guarded)}, True),
+        ({"__file__": str(bare)}, False),
+        ({"__file__": "<stdin>"}, False),  # python -
+    ):
+        main_module(**attrs)
+        assert worker_processes_can_start() is expected, attrs
+    monkeypatch.undo()
+
+    images = sorted((shared_data / "hubble-dso" / "galaxy").glob("*.jpg"))[:3]
+    script = tmp_path / "classify.py"
+    script.write_text(
+        f"import astroclassify\nprint(astroclassify.batch({[str(p) for p in images]!r}, 'out', workers=2))\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "3 images" in run.stdout, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "using threads in this process" in run.stderr

@@ -20,7 +20,9 @@ from __future__ import annotations
 import glob as globbing
 import hashlib
 import json
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from astroclassify.errors import ConfigError, DataError, ModelError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BatchResult", "batch", "list_inputs"]
 
@@ -257,14 +261,42 @@ def _client(scheduler: str | None, workers: int | None, threads: int):
 
     if scheduler:
         return Client(scheduler), None
+    processes = worker_processes_can_start()
+    if not processes:
+        log.warning(
+            "batch: worker processes cannot start from %s (a script that calls batch outside "
+            '`if __name__ == "__main__":`, or standard input); using threads in this process',
+            sys.modules["__main__"].__file__,
+        )
     cluster = LocalCluster(
         n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=1,  # one task at a time per process; ORT gets `threads` inside it
-        processes=True,
+        threads_per_worker=1,  # one task at a time per worker; ORT gets `threads` inside it
+        processes=processes,
         dashboard_address=":0",  # any free port: None still tries 8787, taken by a second run
         silence_logs=40,
     )
     return Client(cluster), cluster
+
+
+def worker_processes_can_start() -> bool:
+    """Whether Dask's worker processes can start from here.
+
+    They start by spawning a new interpreter that runs the ``__main__`` module's file again
+    (notebooks, ``python -c`` and ``python -m`` are skipped): a script that calls ``batch``
+    outside ``if __name__ == "__main__":`` would start workers from inside a worker, and
+    standard input cannot be read twice ("Nanny failed to start"). Those get threads instead.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    spec = getattr(main, "__spec__", None)
+    if path is None or (spec is not None and spec.name.endswith("__main__")):
+        return True  # a notebook, `python -c`, or `python -m`: not imported again
+    if not Path(path).is_file():
+        return False  # `python -`: a worker would look for a file named <stdin>
+    try:
+        return "__main__" in Path(path).read_text(errors="replace")
+    except OSError:
+        return True
 
 
 def _filesystem(out: str | Path):
