@@ -11,7 +11,6 @@ from astroclassify.batching.batch import batch as batch
 from astroclassify.classifier import Classifier as Classifier
 from astroclassify.classifier import FailedPrediction as FailedPrediction
 from astroclassify.classifier import Prediction as Prediction
-from astroclassify.classifier import load as load
 
 # discovery
 from astroclassify.discovery.collection import anomaly_map as anomaly_map
@@ -57,6 +56,7 @@ from astroclassify.ingestion.run import ingest as ingest
 from astroclassify.ingestion.sources import SourceOptions as SourceOptions
 from astroclassify.ingestion.watch import watch as watch
 from astroclassify.installation import Installation as Installation
+from astroclassify.installation import load as load
 
 # models: trained ones by name and version, architectures, taxonomies
 from astroclassify.modelfolder.finish import refresh_model_card as refresh_model_card

@@ -15,7 +15,7 @@ from astroclassify.errors import DataError, ImageDecodeError, NotFittedError
 if TYPE_CHECKING:
     from astroclassify.inference.predictor import Explanation, OnnxPredictor
 
-__all__ = ["Classifier", "FailedPrediction", "Prediction", "load"]
+__all__ = ["Classifier", "FailedPrediction", "Prediction"]
 
 # What predict takes: a sequence of images, or one image alone (a path, its bytes, an RGB array).
 Inputs = Sequence[str | Path | bytes | np.ndarray] | str | Path | bytes | np.ndarray
@@ -110,28 +110,16 @@ class Classifier:
 
     @classmethod
     def load(
-        cls,
-        name_or_path: str | Path = "dso",
-        *,
-        models_dir: Path | None = None,
-        detector: str | Path | None = None,
-        max_pixels: int | None = None,
-        max_bytes: int | None = None,
-        threads: int | None = None,
+        cls, name_or_path: str | Path = "dso", *, detector: str | Path | None = None, **predictor_options: Any
     ) -> Classifier:
-        """A fitted classifier from a model name (bundled, or in ``models_dir``; ``NAME@VERSION`` for one version) or a model folder.
+        """A fitted classifier from a bundled model's name, a model folder, or a name in ``models_dir=``.
 
-        ``detector``: an anomaly detector folder instead of the model's own. ``max_pixels`` and
-        ``max_bytes``: decoding limits (larger inputs are refused before decoding); ``threads``:
-        ONNX Runtime's threads. What is not given comes from the installation (``ASTROCLASSIFY_*``).
+        ``predictor_options``: ``models_dir``, ``max_pixels``, ``max_bytes``, ``threads`` (see
+        ``OnnxPredictor``). ``astroclassify.load`` fills them from the installation.
         """
-        from astroclassify.config import get_settings
         from astroclassify.inference.predictor import OnnxPredictor
 
-        options = get_settings().predictor_options()  # the installation's, for what is not given
-        given = {"models_dir": models_dir, "max_pixels": max_pixels, "max_bytes": max_bytes, "threads": threads}
-        options |= {k: v for k, v in given.items() if v is not None}
-        return cls.from_predictor(OnnxPredictor(name_or_path, detector=detector, **options))
+        return cls.from_predictor(OnnxPredictor(name_or_path, detector=detector, **predictor_options))
 
     @classmethod
     def from_predictor(cls, predictor: OnnxPredictor) -> Classifier:
@@ -301,52 +289,6 @@ def to_prediction(
         probabilities={label: float(p) for label, p in zip(labels, probs, strict=True)},
         anomaly_score=anomaly_score,
         unusual=unusual,
-    )
-
-
-def load(
-    name_or_path: str | Path = "dso",
-    *,
-    models_dir: Path | None = None,
-    detector: str | Path | None = None,
-    max_pixels: int | None = None,
-    max_bytes: int | None = None,
-    threads: int | None = None,
-) -> Classifier:
-    """Load a trained model for prediction.
-
-    Parameters
-    ----------
-    name_or_path : str or Path
-        A model name (bundled: ``"dso"``, ``"morphology"``; or a user model in ``models_dir``)
-        or a model folder.
-    models_dir : Path, optional
-        Folder of user models; default: the installation's (``$ASTROCLASSIFY_HOME/models``).
-    detector : str or Path, optional
-        An anomaly detector folder (``astroclassify anomalies fit --out``); default: the
-        model's own, if it has one.
-    max_pixels, max_bytes : int, optional
-        Decoding limits: larger images are refused before their pixels are decoded.
-    threads : int, optional
-        ONNX Runtime threads (0: all cores).
-
-    Returns
-    -------
-    Classifier
-        Fitted: ``predict``, ``predict_proba`` and ``explain`` are ready.
-
-    Raises
-    ------
-    UnknownNameError
-        No model of that name (the message lists close matches).
-    """
-    return Classifier.load(
-        name_or_path,
-        models_dir=models_dir,
-        detector=detector,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-        threads=threads,
     )
 
 

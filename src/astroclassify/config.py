@@ -1,4 +1,4 @@
-"""Settings: the only reader of ``os.environ``.
+"""Settings: the only reader of ``os.environ`` (``installation.Installation`` turns them into objects).
 
 One variable, ``ASTROCLASSIFY_HOME``, moves a whole installation (database, uploads,
 cache, user models), so tests and users can isolate one with a single export.
@@ -17,8 +17,6 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "Settings",
-    "default_data_dir",
-    "default_models_dir",
     "get_settings",
 ]
 
@@ -89,7 +87,7 @@ class Settings(BaseSettings):
     ingest_timeout: float = Field(default=60.0, gt=0.0)
     # ONNX Runtime threads; 0 lets ORT choose (all cores).
     inference_threads: int = 0
-    # Preload tcmalloc for training (2-4x faster torch on these machines); see training/tcmalloc.py.
+    # Preload tcmalloc for training (2-4x faster torch on these machines); see tcmalloc_env below.
     tcmalloc: bool = True
     # Show full tracebacks for unexpected errors (otherwise the CLI prints one line).
     debug: bool = False
@@ -143,21 +141,6 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"ASTROCLASSIFY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"bad setting: {problems}") from None
-
-
-def default_models_dir() -> Path:
-    """Where user models are found when a library call is given no ``models_dir``.
-
-    The library takes its settings as arguments; the CLI and the web app always pass them.
-    This default serves notebooks: ``astroclassify.load("my-model")`` finds
-    ``$ASTROCLASSIFY_HOME/models/my-model`` as the command line does.
-    """
-    return get_settings().models_dir
-
-
-def default_data_dir() -> Path | None:
-    """``ASTROCLASSIFY_DATA_DIR`` for a library call given no ``data_dir`` (named collections)."""
-    return get_settings().data_dir
 
 
 TCMALLOC_CANDIDATES = (

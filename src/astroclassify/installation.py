@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from astroclassify.modelfolder.folder import Bundle
     from astroclassify.store import Store
 
-__all__ = ["Installation"]
+__all__ = ["Installation", "load"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,46 @@ class Installation:
     def serving_tta(self, bundle: Bundle) -> str:
         """The test-time augmentation web requests get from ``bundle``: the server's choice, else the model's own."""
         return self.settings.serving_tta(bundle.tta)
+
+
+def load(
+    name_or_path: str | Path = "dso",
+    *,
+    models_dir: Path | None = None,
+    detector: str | Path | None = None,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
+    threads: int | None = None,
+) -> Classifier:
+    """Load a trained model for prediction, with this installation's models folder and limits.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A model name (bundled: ``"dso"``, ``"morphology"``; or a user model in ``models_dir``)
+        or a model folder.
+    models_dir : Path, optional
+        Folder of user models; default: the installation's (``$ASTROCLASSIFY_HOME/models``).
+    detector : str or Path, optional
+        An anomaly detector folder (``astroclassify anomalies fit --out``); default: the
+        model's own, if it has one.
+    max_pixels, max_bytes : int, optional
+        Decoding limits: larger images are refused before their pixels are decoded.
+    threads : int, optional
+        ONNX Runtime threads (0: all cores).
+
+    Returns
+    -------
+    Classifier
+        Fitted: ``predict``, ``predict_proba`` and ``explain`` are ready.
+
+    Raises
+    ------
+    UnknownNameError
+        No model of that name (the message lists close matches).
+    """
+    from astroclassify.classifier import Classifier
+
+    given = {"models_dir": models_dir, "max_pixels": max_pixels, "max_bytes": max_bytes, "threads": threads}
+    options = Installation.current().predictor_options() | {k: v for k, v in given.items() if v is not None}
+    return Classifier.load(name_or_path, detector=detector, **options)

@@ -57,7 +57,7 @@ def data_fetch(
     from astroclassify import datasets
 
     with Bars() as bars:
-        n = datasets.fetch(source, out_dir, progress=bars("verifying", 0))
+        n = datasets.fetch(source, out_dir, data_dir=installation().data_dir, progress=bars("verifying", 0))
     out.print(f"{n} files verified into {out_dir}")
 
 

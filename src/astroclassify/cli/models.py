@@ -102,10 +102,18 @@ def ensemble(
     """Average several models' calibrated probabilities in one ONNX model; score it against its members."""
     from astroclassify.training.ensemble import build_ensemble
 
+    inst = installation()
     command = "astroclassify " + shlex.join(sys.argv[1:])
     with Bars() as bars:
         result = build_ensemble(
-            models, out_dir, name=name, tta=tta, command=command, models_dir=installation().models_dir, progress=bars
+            models,
+            out_dir,
+            name=name,
+            tta=tta,
+            command=command,
+            models_dir=inst.models_dir,
+            data_dir=inst.data_dir,
+            progress=bars,
         )
     table = Table("model", "n", "accuracy", "macro-F1", "ECE")
     for label, e in result.scores.items():

@@ -166,7 +166,9 @@ def evaluate(
     settings = installation().settings
     with Bars(enabled=not as_json) as bars:
         predictor = installation().predictor(model)
-        result = run_evaluation(predictor, data, split=split, tta=tta, taxonomy=taxonomy, progress=bars)
+        result = run_evaluation(
+            predictor, data, split=split, tta=tta, taxonomy=taxonomy, data_dir=installation().data_dir, progress=bars
+        )
     for line in result.problems:  # valid inputs were scored regardless; the exit code flags the rest
         error(line)
     m = result.metrics

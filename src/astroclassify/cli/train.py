@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from astroclassify.cli.app import app
-from astroclassify.cli.console import Bars, error, out, setup_logging
+from astroclassify.cli.console import Bars, error, installation, out, setup_logging
 
 
 @app.command()
@@ -62,7 +62,15 @@ def train(
         if v is not None
     }
     command = "astroclassify " + shlex.join(sys.argv[1:])
-    cfg = TrainConfig(data=tuple(data), out=str(out_dir), model=model, extra={"command": command}, **overrides)
+    data_dir = installation().data_dir
+    cfg = TrainConfig(
+        data=tuple(data),
+        out=str(out_dir),
+        model=model,
+        data_dir=str(data_dir or ""),
+        extra={"command": command},
+        **overrides,
+    )
     cfg = apply_overrides(cfg, option or [])
     from astroclassify.training.train import cross_validate
     from astroclassify.training.train import train as run_training

@@ -14,7 +14,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from astroclassify.config import default_data_dir
 from astroclassify.errors import DataError, FileTooLargeError, IngestError
 from astroclassify.preparation.dataset import load_dataset, sha256_file
 from astroclassify.registry import Registry
@@ -45,8 +44,7 @@ FETCH_MAX_FILES = 1_000_000  # archive members
 
 
 def shared_data_dir(data_dir: Path | None = None) -> Path | None:
-    """Where named collections live: ``data_dir``, ``ASTROCLASSIFY_DATA_DIR``, or ``shared/data`` nearby."""
-    data_dir = data_dir or default_data_dir()
+    """Where named collections live: ``data_dir`` (the CLI passes ``ASTROCLASSIFY_DATA_DIR``), else ``shared/data`` nearby."""
     if data_dir:
         return data_dir
     here = Path(__file__).resolve()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import platform
 from pathlib import Path
@@ -53,7 +52,7 @@ def finish_bundle(
         tta=cfg.tta,
         meta={
             "training": {
-                "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"},
+                "config": cfg.recipe(),
                 "command": cfg.extra.get("command", ""),
                 "pretrained": pre.source if cfg.pretrained else "none (from scratch)",
                 "best_epoch": best_epoch,

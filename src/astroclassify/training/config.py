@@ -51,7 +51,12 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
     channels_last: bool = True  # faster convolutions on x86 CPUs
     data_version: str = ""  # free text recorded in the model card
+    data_dir: str = ""  # where named collections are found (the CLI passes the installation's); not the recipe
     extra: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields a model records as how it was made: not where this machine keeps data, not free-form extras."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("extra", "data_dir")}
 
     def __post_init__(self) -> None:
         # TrainConfig(data="my-dataset") would otherwise be read one character at a time.
