@@ -29,12 +29,26 @@ def _isolated_settings(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("ASTROCLASSIFY_TCMALLOC", "false")
 
 
+NO_SHARED_DATA = "../shared/data not present"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say once why tests were skipped for want of the shared datasets (CI fails instead)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if NO_SHARED_DATA in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: {NO_SHARED_DATA} at {SHARED_DATA} (README, Datasets: put the "
+            "shared folder beside the checkout to run them)",
+            yellow=True,
+        )
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{SHARED_DATA} is missing: CI must run with ../shared beside the checkout")
-        pytest.skip("../shared/data not present")
+        pytest.skip(NO_SHARED_DATA)
     return SHARED_DATA
 
 

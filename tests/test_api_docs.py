@@ -4,12 +4,15 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.ingestion.archive_site import ArchiveSite
 
 LIVE_APOD = "https://apod.nasa.gov/apod/"
 
 
+@pytest.mark.slow
 def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
     text = (ROOT / "docs" / "api.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)

@@ -61,3 +61,50 @@ def test_reprs_are_short_and_say_what_matters(shared_data):
     assert reprs["explanation"].startswith("Explanation(label=")
     assert "371 images" in reprs["dataset"] and "galaxy: 189" in reprs["dataset"]
     assert "ok" in reprs["check"]
+
+
+def test_predict_iter_streams_a_result_or_an_error_per_input(shared_data, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    good = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    clf = astroclassify.load("dso")
+    results = list(clf.predict_iter([good, bad, good], batch_size=2))
+    assert [type(r).__name__ for r in results] == ["Prediction", "FailedPrediction", "Prediction"]
+    assert results[1].source == str(bad) and results[1].to_dict()["error"]
+    with pytest.raises(astroclassify.ImageDecodeError):
+        clf.predict([good, bad])  # predict itself still stops at the first bad input
+
+
+def test_load_takes_limits_and_the_estimator_clones(shared_data):
+    from sklearn.base import clone
+
+    small = astroclassify.load("dso", max_pixels=10_000, threads=1)
+    with pytest.raises(astroclassify.ImageDecodeError, match="over the 0.01 Mpx limit"):
+        small.predict(shared_data / "hubble-dso/galaxy/heic0007b.jpg")
+    clf = astroclassify.Classifier(model="small_cnn", taxonomy="gz1-coarse", epochs=3)
+    twin = clone(clf)
+    assert twin is not clf and twin.get_params() == {"model": "small_cnn", "taxonomy": "gz1-coarse", "epochs": 3}
+    assert twin.set_params(epochs=5, taxonomy=None).get_params()["epochs"] == 5 and twin.taxonomy is None
+
+
+def test_fit_trains_through_the_taxonomy(tiny_dataset, tmp_path, monkeypatch):
+    """``Classifier(taxonomy=...)`` was stored and never used."""
+    import astroclassify.training.train as training
+
+    seen = {}
+
+    def record(cfg, *args, **kwargs):
+        seen["taxonomy"] = cfg.taxonomy
+        raise RuntimeError("stop after the config")
+
+    monkeypatch.setattr(training, "train", record)
+    paths = sorted(tiny_dataset.rglob("*.png"))[:4]
+    with pytest.raises(RuntimeError, match="stop after the config"):
+        astroclassify.Classifier(model="small_cnn", taxonomy="seed-hubble4").fit(paths, ["galaxy"] * 4, out=tmp_path)
+    assert seen == {"taxonomy": "seed-hubble4"}
+
+
+def test_an_explanation_shows_itself_in_a_notebook(shared_data):
+    html = astroclassify.load("dso").explain(shared_data / "hubble-dso/galaxy/heic0007b.jpg")._repr_html_()
+    assert html.startswith('<figure style="margin:0"><img src="data:image/jpeg;base64,')
+    assert "Grad-CAM for galaxy" in html and len(html) < 200_000

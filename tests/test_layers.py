@@ -13,7 +13,7 @@ ROOT = Path(astroclassify.__file__).parent
 # listed with its package (a stage whose low parts serve the layers below it). A unit may
 # import its own layer's peers only where listed.
 RANK = {
-    "errors": 0, "config": 0, "_version": 0, "sizes": 0, "urls": 0, "registry": 0, "credits": 0, "zipdir": 0,
+    "errors": 0, "config": 0, "_version": 0, "sizes": 0, "urls": 0, "registry": 0, "credits": 0, "zipdir": 0, "extras": 0,
     "store": 1, "models": 1, "imaging": 1, "preparation": 1, "modelfolder": 1,
     "discovery": 1, "discovery.detectors": 1, "discovery.ranking": 1, "discovery.similarity": 1, "discovery.layout": 1,
     "inference": 2, "ingestion": 2,
@@ -22,7 +22,7 @@ RANK = {
     "training": 4,
     "ingestion.run": 4, "ingestion.watch": 4, "discovery.collection": 4, "batching": 4,
     "classifier": 5, "datasets": 5, "__init__": 5, "installation": 5.5,
-    "cli": 6, "web": 6,
+    "cli": 6, "web": 6, "console_script": 6,
 }  # fmt: skip
 SAME_LAYER = {
     ("preparation", "imaging"),
@@ -34,8 +34,10 @@ SAME_LAYER = {
     ("config", "errors"),
     ("registry", "errors"),
     ("zipdir", "errors"),
+    ("extras", "errors"),
     ("__init__", "classifier"),
     ("cli", "web"),  # `serve` starts the app
+    ("console_script", "cli"),
 }
 
 

@@ -9,7 +9,9 @@ used.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,35 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'astroclassify' has no attribute {name!r}") from None
-    value = importlib.import_module(module)
+    try:
+        value = importlib.import_module(module)
+    except ImportError as exc:
+        from astroclassify.extras import missing_extra
+
+        raise (missing_extra(exc) or exc) from None
     value = value if attr is None else getattr(value, attr)
+    if inspect.isfunction(value):
+        value = _naming_extras(value)
     globals()[name] = value  # looked up once
     return value
+
+
+def _naming_extras(function: Any) -> Any:
+    """``function``, with an optional library it imports when called, if missing, named by its extra."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ImportError as exc:
+            from astroclassify.extras import missing_extra
+
+            missing = missing_extra(exc)
+            if missing is None:
+                raise
+            raise missing from None
+
+    return call
 
 
 def __dir__() -> list[str]:

@@ -35,6 +35,7 @@ from astroclassify.errors import FileTooLargeError as FileTooLargeError
 from astroclassify.errors import IdempotencyKeyReusedError as IdempotencyKeyReusedError
 from astroclassify.errors import ImageDecodeError as ImageDecodeError
 from astroclassify.errors import IngestError as IngestError
+from astroclassify.errors import MissingExtraError as MissingExtraError
 from astroclassify.errors import ModelError as ModelError
 from astroclassify.errors import NotFittedError as NotFittedError
 from astroclassify.errors import RecordNotFoundError as RecordNotFoundError

@@ -136,8 +136,14 @@ class Classifier:
     def fit(self, X: Sequence[str | Path], y: Sequence[str], *, out: str | Path | None = None) -> Classifier:
         """Train on image paths ``X`` with labels ``y`` (needs the ``train`` extra)."""
         from astroclassify.inference.predictor import OnnxPredictor
-        from astroclassify.training.config import TrainConfig
-        from astroclassify.training.train import train
+
+        try:
+            from astroclassify.training.config import TrainConfig
+            from astroclassify.training.train import train
+        except ImportError as exc:
+            from astroclassify.extras import missing_extra
+
+            raise (missing_extra(exc) or exc) from None
 
         if len(X) != len(y):
             raise DataError(f"X has {len(X)} items but y has {len(y)} labels")

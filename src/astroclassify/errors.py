@@ -7,6 +7,7 @@ Every error says what was expected, what was got, and what to do; the CLI prints
 
     AstroClassifyError
     ├── ConfigError          (also ValueError)
+    ├── MissingExtraError    (also ImportError: an optional part is not installed)
     ├── IngestError
     ├── DataError            (also ValueError)
     │   └── ImageDecodeError
@@ -33,6 +34,7 @@ __all__ = [
     "IdempotencyKeyReusedError",
     "ImageDecodeError",
     "IngestError",
+    "MissingExtraError",
     "ModelError",
     "NoEmbeddingError",
     "NotFittedError",
@@ -49,6 +51,10 @@ class AstroClassifyError(Exception):
 
 class ConfigError(AstroClassifyError, ValueError):
     """A setting or option has a value that cannot be used."""
+
+
+class MissingExtraError(AstroClassifyError, ImportError):
+    """What was asked for needs an optional part of the package that is not installed."""
 
 
 class IngestError(AstroClassifyError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from astroclassify.config import Settings, get_settings
 
@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from astroclassify.modelfolder.folder import Bundle
     from astroclassify.store import Store
 
-__all__ = ["Installation", "load"]
+__all__ = ["Folders", "Installation", "load"]
+
+
+class Folders(TypedDict):
+    """Where names are looked up: user models, and named collections."""
+
+    models_dir: Path
+    data_dir: Path | None
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,10 @@ class Installation:
     @property
     def data_dir(self) -> Path | None:
         return self.settings.data_dir
+
+    def folders(self) -> Folders:
+        """``models_dir`` and ``data_dir`` as keyword arguments: where names of models and collections are looked up."""
+        return {"models_dir": self.models_dir, "data_dir": self.data_dir}
 
     def predictor_options(self) -> dict[str, Any]:
         """What every predictor of this installation is made with: limits, threads and the models folder."""

@@ -80,6 +80,7 @@ def test_a_large_ranking_is_learned_in_the_background_and_matches_rerank(big):
     assert not again.updating and again.items[0].interesting is not None and len(again.items[0].neighbours) == 3
 
 
+@pytest.mark.slow
 def test_a_large_map_stands_in_with_pca_until_the_t_sne_is_ready(big):
     store, predictor, *_ = big
     points, method = discovery.map_layout(store, predictor, limit=500)

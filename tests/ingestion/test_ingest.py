@@ -6,6 +6,8 @@ import csv
 import json
 import sqlite3
 
+import pytest
+
 from tests.conftest import ESA_GALAXIES, ESA_NEBULAE, day
 
 # The saved pages from 2023-02-10 on, and 2023-02-11: listed by the real index, its page made from a real one.
@@ -22,6 +24,7 @@ def db(cli) -> sqlite3.Connection:
     return sqlite3.connect(cli.home / "astroclassify.db")
 
 
+@pytest.mark.slow
 def test_apod_html_with_every_fault_then_resume(site, cli):
     faults = {
         day(0): "500",  # image answers 500 every time
@@ -237,6 +240,7 @@ def test_apod_api(site, cli):
     assert from_settings.returncode == 2 and "API_KEY_INVALID" in from_settings.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes(site, cli):
     import signal
     import subprocess

@@ -94,6 +94,7 @@ def receiver():
     r.stop()
 
 
+@pytest.mark.slow
 def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tmp_path):
     today = dt.date.today()
     site.add_day(today, "A brand new picture")

@@ -6,11 +6,13 @@ import re
 import sqlite3
 
 import httpx
+import pytest
 
 from tests.conftest import day
 from tests.web.conftest import serve_process
 
 
+@pytest.mark.slow
 def test_archives_page_shows_sources_runs_alerts_and_images(site, cli):
     broken = site.add_day(day(0), "A day whose image fails")
     site.faults[broken] = "500"

@@ -264,6 +264,7 @@ def test_results_layout_and_empty_states(browser, site, shared_data, tmp_path, w
         browser.set_window_size(1200, 900)
 
 
+@pytest.mark.slow
 def test_anomalies_page_marks_move_the_ranking_and_the_map_opens_images(browser, shared_data):
     """A fresh server with 12 stored images: mark the top one boring by key, it leaves the top."""
     import httpx

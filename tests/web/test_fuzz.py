@@ -31,6 +31,7 @@ def _fuzz(op, failures: list[str]) -> None:
     run()
 
 
+@pytest.mark.slow
 def test_no_operation_answers_5xx(base):
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

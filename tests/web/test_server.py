@@ -31,6 +31,7 @@ def server():
         yield base
 
 
+@pytest.mark.slow
 def test_200_classifications_from_20_clients_each_stored_once(server, shared_data):
     from concurrent.futures import ThreadPoolExecutor
 

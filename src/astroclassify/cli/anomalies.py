@@ -57,8 +57,7 @@ def fit(
             held_out=held_out,
             fraction=fraction,
             false_alarm_rate=false_alarm_rate,
-            models_dir=settings.models_dir,
-            data_dir=settings.data_dir,
+            **installation().folders(),
             progress=bars,
         )
     for line in result.failed:
@@ -88,8 +87,7 @@ def evaluate(
             in_data,
             out_data,
             detector=detector,
-            models_dir=settings.models_dir,
-            data_dir=settings.data_dir,
+            **installation().folders(),
             progress=bars,
         )
     m = result.metrics
@@ -144,8 +142,7 @@ def simulate(
             rounds=rounds,
             seed=seed,
             detector=detector,
-            models_dir=settings.models_dir,
-            data_dir=settings.data_dir,
+            **installation().folders(),
             progress=bars,
         )
     if as_json:

@@ -47,6 +47,14 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except ImportError as exc:  # a command whose optional part is not installed
+        from astroclassify.extras import missing_extra
+
+        missing = missing_extra(exc)
+        if missing is None or _debug():
+            raise
+        error(str(missing))
+        sys.exit(2)
     except Exception as exc:  # a bug: one line for users, the traceback on request
         if _debug():
             raise

@@ -29,15 +29,13 @@ def export(
 
     if not int8:
         raise ConfigError("choose a format: --int8 (the only one so far)")
-    settings = installation().settings
     with Bars() as bars:
         result = quantize_model(
             model,
             out_dir,
             calibration_images=calibration_images,
             name=name,
-            models_dir=settings.models_dir,
-            data_dir=settings.data_dir,
+            **installation().folders(),
             progress=bars,
         )
     f, q = result.fp32, result.int8

@@ -84,9 +84,7 @@ def card(
 
     with Bars() as bars:
         inst = installation()
-        path = refresh_model_card(
-            model, limits=limit, models_dir=inst.models_dir, data_dir=inst.data_dir, progress=bars
-        )
+        path = refresh_model_card(model, limits=limit, **inst.folders(), progress=bars)
     out.print(f"model card rewritten: {path}")
 
 
@@ -111,8 +109,7 @@ def ensemble(
             name=name,
             tta=tta,
             command=command,
-            models_dir=inst.models_dir,
-            data_dir=inst.data_dir,
+            **inst.folders(),
             progress=bars,
         )
     table = Table("model", "n", "accuracy", "macro-F1", "ECE")

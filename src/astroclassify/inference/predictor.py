@@ -89,6 +89,18 @@ class Explanation:
 
         return render_overlay(self.image, self.heatmap, image_size or self.image_size, **kwargs)
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the overlay itself, with the class and its probability."""
+        import base64
+        import html
+        import io
+
+        buf = io.BytesIO()
+        self.overlay().convert("RGB").save(buf, format="JPEG", quality=85)
+        src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        caption = html.escape(f"Grad-CAM for {self.label} (p={float(self.probabilities.max()):.3f})")
+        return f'<figure style="margin:0"><img src="{src}" alt="{caption}" style="max-width:512px"><figcaption>{caption}</figcaption></figure>'
+
 
 class OnnxPredictor:
     def __init__(
