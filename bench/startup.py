@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 EXTRAS = ["torch", "sqlalchemy", "typer", "rich", "fastapi", "dask", "distributed", "pyarrow", "sklearn", "scipy"]
-EXTRAS += ["matplotlib", "jinja2", "httpx", "bs4", "hnswlib", "skimage", "yaml", "uvicorn"]
+EXTRAS += ["matplotlib", "jinja2", "httpx", "bs4", "hnswlib", "skimage", "yaml", "uvicorn", "onnx"]
 
 PROBE = """
 import sys, time, json

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from astroclassify.ingestion import apod
 from tests.conftest import ROOT
 from tests.ingestion.archive_site import ArchiveSite
-
-LIVE_APOD = "https://apod.nasa.gov/apod/"
 
 
 @pytest.mark.slow
@@ -20,13 +19,15 @@ def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
     site = ArchiveSite(shared_data / "apod")
     url = site.start()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(apod, "BASE_URL", f"{url}/apod/")  # APOD, served locally
+    monkeypatch.setattr(apod, "MIRRORS", ())
     monkeypatch.setenv("ASTROCLASSIFY_INGEST_MIN_INTERVAL", "0")
     monkeypatch.setenv("ASTROCLASSIFY_DATA_DIR", str(shared_data))
     namespace: dict = {}
     try:
         for i, block in enumerate(blocks):
             # The archive, served locally, at the pace a local server allows.
-            code = block.replace(LIVE_APOD, f"{url}/apod/").replace("min_interval=1.0", "min_interval=0")
+            code = block.replace("min_interval=1.0", "min_interval=0")
             exec(compile(code, f"docs/api.md block {i + 1}", "exec"), namespace)
     finally:
         site.stop()

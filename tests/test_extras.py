@@ -19,7 +19,7 @@ def _run(code: str, *missing: str) -> subprocess.CompletedProcess:
 
 def test_the_core_predicts_and_explains_without_any_extra(shared_data):
     extras = ["torch", "sqlalchemy", "typer", "rich", "fastapi", "dask", "distributed", "pyarrow", "sklearn"]
-    extras += ["scipy", "matplotlib", "jinja2", "httpx", "bs4", "hnswlib", "skimage", "yaml", "uvicorn"]
+    extras += ["scipy", "matplotlib", "jinja2", "httpx", "bs4", "hnswlib", "skimage", "yaml", "uvicorn", "onnx"]
     image = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
     run = _run(
         "import astroclassify\n"

@@ -1,7 +1,7 @@
 """Optional parts of the package: which extra brings which library, and one line when one is missing.
 
-The core (``load``, ``predict``, ``explain``) needs NumPy, Pillow, ONNX Runtime, onnx, astropy
-and pydantic-settings; everything else is an extra of ``pyproject.toml``. A missing library
+The core (``load``, ``predict``, ``explain``) needs NumPy, Pillow, ONNX Runtime, astropy and
+pydantic-settings; everything else is an extra of ``pyproject.toml``. A missing library
 surfaces as ``MissingExtraError`` naming the extra to install, never as a traceback.
 """
 
@@ -36,6 +36,7 @@ EXTRA_OF = {
     "hnswlib": "discovery",
     "matplotlib": "evaluate",
     "torch": "train",
+    "onnx": "train",
     "onnxscript": "train",
     "albumentations": "train",
     "skimage": "train",

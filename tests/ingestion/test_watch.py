@@ -113,6 +113,7 @@ def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tm
     alert = receiver.received[0]
     assert alert["kind"] == "low_confidence" and alert["date"] == today.isoformat()
     assert alert["title"] == "A brand new picture" and alert["label"] == rows[0]["label"]
+    assert alert["model"] == rows[0]["model"] == "dso@1"  # the version that answered (bundled: 1)
     assert receiver.headers[0]["Idempotency-Key"] == f"alert-{alert['alert_id']}"
     assert mails(mbox) == 1
 

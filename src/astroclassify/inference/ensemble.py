@@ -23,7 +23,7 @@ import numpy as np
 
 from astroclassify.errors import ConfigError
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
-from astroclassify.inference.predictor import FP16_MARKER
+from astroclassify.inference.fp16 import FP16_MARKER
 from astroclassify.modelfolder.folder import Bundle, load_bundle
 
 __all__ = ["merge_models"]

@@ -26,6 +26,7 @@ from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import center_crop, to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views, undo_tta_view
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
+from astroclassify.inference.fp16 import has_fp16_marker, widen_fp16_initializers
 from astroclassify.inference.probabilities import softmax
 from astroclassify.modelfolder.folder import Bundle, load_bundle
 from astroclassify.preparation.taxonomy import Taxonomy
@@ -35,25 +36,12 @@ __all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views"
 log = logging.getLogger(__name__)
 
 MAX_RUN_BATCH = 32
-FP16_MARKER = "astroclassify.fp16_weights"
 
 
 def _session_bytes(path: Path) -> bytes:
-    """Model bytes for ORT, with float16-stored weights upcast to float32.
-
-    Weights are shipped in float16 to halve the package size; ORT's CPU kernels are
-    fastest in float32, so they are widened once here rather than computed in half.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load(str(path))
-    if any(p.key == FP16_MARKER for p in proto.metadata_props):
-        for init in proto.graph.initializer:
-            if init.data_type == onnx.TensorProto.FLOAT16:
-                arr = numpy_helper.to_array(init).astype(np.float32)
-                init.CopyFrom(numpy_helper.from_array(arr, init.name))
-    return proto.SerializeToString()
+    """Model bytes for ORT, with float16-stored weights upcast to float32 (``fp16.py``: without the onnx package)."""
+    model = path.read_bytes()
+    return widen_fp16_initializers(model) if has_fp16_marker(model) else model
 
 
 @dataclass(frozen=True)

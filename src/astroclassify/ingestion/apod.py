@@ -45,6 +45,7 @@ from astroclassify.urls import http_url
 __all__ = [
     "API_URL",
     "BASE_URL",
+    "MIRRORS",
     "ApodApiSource",
     "ApodHtmlSource",
     "api_error_message",
@@ -56,6 +57,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BASE_URL = "https://apod.nasa.gov/apod/"
+# Mirrors that keep the classic layout, tried in turn when the main site cannot be read (see config.py).
+MIRRORS = ("https://apod.com/apod/",)
 API_URL = "https://api.nasa.gov/planetary/apod"
 FIRST_DAY = dt.date(1995, 6, 16)
 LICENSE = "NASA APOD: specific rights apply (https://apod.nasa.gov/apod/lib/about_apod.html#srapply)"
@@ -402,7 +405,7 @@ def make_apod(client: PoliteClient, options: SourceOptions) -> Source:
         return ApodApiSource(client, options.api_key, options.api_url or API_URL, count=options.count)
     if options.base_url:
         return ApodHtmlSource(client, options.base_url)
-    first, *rest = options.sites or (BASE_URL,)
+    first, *rest = options.sites or (BASE_URL, *MIRRORS)
     return ApodHtmlSource(client, first, mirrors=tuple(rest))
 
 

@@ -86,6 +86,7 @@ class ItemOutcome:
     confidence: float | None = None
     anomaly_score: float | None = None
     unusual: bool | None = None
+    model: str | None = None  # the model version that answered: NAME@VERSION
     item_id: int | None = None
 
 
@@ -371,6 +372,7 @@ class _Run:
         row.classification_id = record.id
         self.save(row)
         outcome.label, outcome.confidence = record.label, round(record.confidence, 4)
+        outcome.model = f"{record.model_name}@{record.model_version}"
         if record.anomaly_score is not None:
             outcome.anomaly_score, outcome.unusual = round(record.anomaly_score, 4), record.unusual
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
-from astroclassify.inference.predictor import FP16_MARKER
+from astroclassify.inference.fp16 import FP16_MARKER
 from astroclassify.training.gradcam import CamExport
 
 __all__ = ["export_onnx"]
