@@ -103,7 +103,7 @@ def test_urls_in_a_manifest_are_read_by_the_workers_and_a_dead_link_is_one_row(i
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(inputs / "d0"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         names = sorted(p.name for p in (inputs / "d0").glob("0*.jpg"))[:3]

@@ -61,7 +61,7 @@ def test_fetch_over_http_from_a_local_server(small_set, tmp_path):
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
