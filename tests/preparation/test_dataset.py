@@ -74,3 +74,39 @@ def test_check_real_hubble_dso_is_clean(shared_data):
     report = check_dataset(shared_data / "hubble-dso", decode=False)
     assert report.ok, report.errors
     assert report.dataset.class_counts() == {"galaxy": 189, "nebula": 182}
+
+
+def test_fraction_columns_and_tags_are_soft_labels(tmp_path):
+    """Galaxy Zoo vote fractions (``*_fraction``) and ``;``-separated tags load per image; a blank is no answer."""
+    from tests.conftest import make_sky, write_image
+
+    for i in range(4):
+        write_image(tmp_path / f"{i}.png", make_sky("galaxy", seed=i))
+    (tmp_path / "manifest.csv").write_text(
+        "file,label,ring_fraction,bar_fraction,tags,sha256\n"
+        "0.png,ring,0.9,0.1,merger;dust,\n"
+        "1.png,other,0.05,,dust,\n"
+        "2.png,other,1.7,0.5,,\n"
+        "3.png,other,abc,nan,,\n"
+    )
+    ds = load_dataset(tmp_path)
+    assert ds.tag_names == ["bar", "dust", "merger", "ring"]
+    assert ds.extra_columns == []  # sha256 is verified, fractions and tags are labels: none is "extra"
+    by_file = {s.meta["file"]: s.targets for s in ds.samples}
+    assert by_file["0.png"] == {"ring": 0.9, "bar": 0.1, "dust": 1.0, "merger": 1.0}
+    assert by_file["1.png"] == {"ring": 0.05, "dust": 1.0, "merger": 0.0}  # no bar vote: left out, not 0
+    assert by_file["2.png"] == {"bar": 0.5, "dust": 0.0, "merger": 0.0}
+    assert by_file["3.png"] == {"dust": 0.0, "merger": 0.0}
+    assert ds.problems == [
+        "line 4: 2.png: ring_fraction is '1.7', not a fraction in [0, 1]; left out",
+        "line 5: 3.png: ring_fraction is 'abc', not a fraction in [0, 1]; left out",
+    ]
+    assert len(ds.samples) == 4  # the hard labels are still used
+
+
+def test_the_rings_collection_carries_its_vote_fractions(shared_data):
+    ds = load_dataset(shared_data / "gz-decals-rings")
+    assert ds.tag_names == ["featured_or_disk", "no_spiral_arms", "not_edge_on"] and ds.extra_columns == ["iauname"]
+    assert all(0 <= v <= 1 for s in ds.samples for v in s.targets.values())
+    report = check_dataset(shared_data / "gz-decals-rings", decode=False)
+    assert report.ok and not any("sha256" in w for w in report.warnings)

@@ -31,7 +31,7 @@ def data_check(
         report = datasets.check(folder, labels=allowed, decode=decode, data_dir=installation().data_dir, progress=bars)
     ds = report.dataset
     if as_json:
-        summary = {"ok": report.ok, "n": len(ds.samples), "classes": ds.class_counts()}
+        summary = {"ok": report.ok, "n": len(ds.samples), "classes": ds.class_counts(), "tags": ds.tag_names}
         print(json.dumps(summary | {"errors": report.errors, "warnings": report.warnings}))
     else:
         t = Table("label", "images", box=None)
@@ -39,6 +39,8 @@ def data_check(
             t.add_row(label, str(n))
         out.print(f"[bold]{ds.root}[/]: {len(ds.samples)} images")
         out.print(t)
+        if ds.tag_names:
+            out.print(f"soft labels: {', '.join(ds.tag_names)}", highlight=False)
         for w in report.warnings:
             out.print(f"warning: {w}", markup=False, highlight=False)
         for e in report.errors:

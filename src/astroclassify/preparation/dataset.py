@@ -1,4 +1,11 @@
-"""A dataset is a folder with ``manifest.csv`` (``file,label`` + metadata) or one sub-folder per label."""
+"""A dataset is a folder with ``manifest.csv`` (``file,label`` + metadata) or one sub-folder per label.
+
+A manifest may also carry soft labels: a numeric column per tag ending in ``_fraction`` (a
+probability or a vote fraction, as Galaxy Zoo publishes them: ``not_edge_on_fraction``), or a
+``tags`` column of ``;``-separated names (each named tag 1, every other tag of the dataset 0).
+They are kept per image in ``Sample.targets``, named without the suffix; an empty cell is no
+answer (the tag is left out of that image's loss), not 0.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".fits", ".fit", ".fts"})
 REQUIRED_COLUMNS = ("file", "label")
+SOFT_SUFFIX = "_fraction"
+TAGS_COLUMN = "tags"
+# Columns the package itself reads: not "extra" metadata.
+KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "sha256", TAGS_COLUMN)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,7 @@ class Sample:
     label: str
     dataset: str
     meta: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    targets: dict[str, float] = field(default_factory=dict, hash=False, compare=False)  # soft labels, in [0, 1]
 
     @property
     def key(self) -> str:
@@ -49,6 +61,11 @@ class Dataset:
 
     def class_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(s.label for s in self.samples).items()))
+
+    @property
+    def tag_names(self) -> list[str]:
+        """The soft labels this dataset carries (``_fraction`` columns without the suffix, and ``tags``)."""
+        return sorted({name for s in self.samples for name in s.targets})
 
     def __repr__(self) -> str:  # the dataclass repr listed every sample (134 KB for one dataset)
         counts = ", ".join(f"{k}: {v}" for k, v in self.class_counts().items())
@@ -94,6 +111,8 @@ def _from_manifest(root: Path, name: str, manifest: Path) -> Dataset:
     samples: list[Sample] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
+    soft = [c for c in columns if c.endswith(SOFT_SUFFIX) and len(c) > len(SOFT_SUFFIX)]
+    vocabulary = _tag_vocabulary(rows) if TAGS_COLUMN in columns else []
     # Containment is checked lexically: "../" escapes are refused, symlinks the user placed
     # inside the dataset folder are followed.
     root_abs = Path(os.path.abspath(root))
@@ -120,9 +139,37 @@ def _from_manifest(root: Path, name: str, manifest: Path) -> Dataset:
         if not path.is_file():
             problems.append(f"line {lineno}: {file}: file not found")
             continue
-        samples.append(Sample(path=path, label=label, dataset=name, meta=row))
-    extra = [c for c in columns if c not in REQUIRED_COLUMNS]
+        targets, bad = _targets(row, soft, vocabulary)
+        problems += [f"line {lineno}: {file}: {b}" for b in bad]
+        samples.append(Sample(path=path, label=label, dataset=name, meta=row, targets=targets))
+    extra = [c for c in columns if c not in KNOWN_COLUMNS and c not in soft]
     return Dataset(name, root, samples, extra, problems)
+
+
+def _tag_vocabulary(rows: list[dict]) -> list[str]:
+    return sorted({t.strip() for r in rows for t in (r.get(TAGS_COLUMN) or "").split(";") if t.strip()})
+
+
+def _targets(row: dict[str, str], soft: list[str], vocabulary: list[str]) -> tuple[dict[str, float], list[str]]:
+    """An image's soft labels, and the cells that could not be read (that tag is then left out, not guessed)."""
+    targets: dict[str, float] = {}
+    bad: list[str] = []
+    for column in soft:
+        cell = row.get(column, "")
+        if not cell or cell.lower() == "nan":  # no answer: the tag does not count for this image
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:  # also NaN from an unreadable cell
+            bad.append(f"{column} is {cell!r}, not a fraction in [0, 1]; left out")
+            continue
+        targets[column.removesuffix(SOFT_SUFFIX)] = value
+    if vocabulary:
+        named = {t.strip() for t in row.get(TAGS_COLUMN, "").split(";") if t.strip()}
+        targets |= {tag: float(tag in named) for tag in vocabulary}
+    return targets, bad
 
 
 def _from_folders(root: Path, name: str) -> Dataset:
@@ -182,6 +229,7 @@ def check_dataset(
     warnings_: list[str] = []
     if ds.extra_columns:
         warnings_.append(f"extra columns kept as metadata: {', '.join(ds.extra_columns)}")
+
     by_hash: dict[str, str] = {}
     for sample in ds.samples:
         rel = sample.meta.get("file", sample.path.name)
