@@ -45,11 +45,13 @@ def classification_metrics(
     ci = bootstrap_intervals(
         y, probs, len(labels), groups=groups, n_bins=n_bins, seed=seed, n_resamples=N_RESAMPLES if intervals else 0
     )
+    # A class absent from the scored images has no recall or F1 (and no precision to speak of):
+    # null, so that averaging per_class never counts it as 0 in a macro-F1.
     per_class = {
         labels[i]: {
-            "precision": round(float(p[i]), 4),
-            "recall": round(float(r[i]), 4),
-            "f1": round(float(f[i]), 4),
+            "precision": round(float(p[i]), 4) if s[i] else None,
+            "recall": round(float(r[i]), 4) if s[i] else None,
+            "f1": round(float(f[i]), 4) if s[i] else None,
             "support": int(s[i]),
             **({"f1_ci": ci["per_class_f1"][i]} if i in ci["per_class_f1"] else {}),
         }
