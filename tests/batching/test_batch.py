@@ -41,21 +41,21 @@ def read(out):
     return pads.dataset(str(out), format="parquet").to_table().to_pylist()
 
 
-def test_inputs_come_from_folders_globs_and_manifests(inputs):
-    assert len(list_inputs(inputs)) == 32
+def test_inputs_come_from_folders_globs_and_manifests(inputs, tmp_path):
+    assert len(list_inputs(inputs)) == 33  # list.csv too: a file in a folder that is not an image gets its row
     assert len(list_inputs(str(inputs / "d1" / "*.jpg"))) == 15
     assert len(list_inputs(inputs / "list.csv")) == 5
     with pytest.raises(DataError, match="matches no file"):
         list_inputs(str(inputs / "*.png"))
-    (inputs / "bad.csv").write_text("image\nx.jpg\n")
+    (tmp_path / "bad.csv").write_text("image\nx.jpg\n")  # not in the shared folder: it would become an input
     with pytest.raises(DataError, match="needs a column named one of path"):
-        list_inputs(inputs / "bad.csv")
+        list_inputs(tmp_path / "bad.csv")
 
 
 def test_batch_writes_every_input_once_and_resumes(inputs, tmp_path):
     out = tmp_path / "results"
     result = batch(inputs, out, model="dso", workers=2, partition_size=8, tta="none")
-    assert (result.images, result.partitions, result.errors, result.workers) == (32, 4, 1, 2)
+    assert (result.images, result.partitions, result.errors, result.workers) == (33, 5, 2, 2)  # broken.jpg, list.csv
     rows = read(out)
     assert sorted(r["path"] for r in rows) == list_inputs(inputs)  # each exactly once
     broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
@@ -74,7 +74,7 @@ def test_batch_writes_every_input_once_and_resumes(inputs, tmp_path):
     (out / "part-00002.parquet").unlink()
     (out / "_tmp-00002-999.parquet").write_bytes(b"half")
     again = batch(inputs, out, model="dso", workers=1, partition_size=8, tta="none")
-    assert (again.skipped_partitions, again.images, again.errors) == (3, 32, 1)
+    assert (again.skipped_partitions, again.images, again.errors) == (4, 33, 2)
     assert sorted(r["path"] for r in read(out)) == list_inputs(inputs)
     assert not list(out.glob("_tmp-*"))
 
@@ -88,7 +88,7 @@ def test_batch_command_with_embeddings_and_a_manifest(inputs, tmp_path):
         "batch", str(inputs / "list.csv"), "--out", str(out), "--workers", "1", "--embeddings", "--tta", "none"
     )
     assert res.returncode in (0, 1), res.stderr
-    assert "5 images in 1 partition(s)" in res.stdout
+    assert "5 images in 3 partitions" in res.stdout  # about 4 partitions per worker: ceil(5 / 4) files each
     rows = read(out)
     assert len(rows) == 5 and all(len(r["embedding"]) == 65 for r in rows if r["error"] is None)
     settings = json.loads((out / "_batch.json").read_text())
@@ -201,3 +201,26 @@ def test_batch_runs_from_a_script_without_a_main_guard_and_from_stdin(shared_dat
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "3 images" in run.stdout, run.stderr[-2000:]
     assert "Traceback" not in run.stderr and "using threads in this process" in run.stderr
+
+
+def test_partitions_are_sized_from_the_inputs_and_workers_and_a_rerun_says_it_had_nothing_to_do(shared_data, tmp_path):
+    """202 files on 2 workers were one partition of 512 (one worker worked); a non-image vanished."""
+    from astroclassify.batching.batch import auto_partition_size
+
+    assert (
+        auto_partition_size(202, 2) == 26 and auto_partition_size(10_000, 2) == 512 and auto_partition_size(3, 4) == 1
+    )
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted((shared_data / "hubble-dso/galaxy").glob("*.jpg"))[:6]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    first = batch(folder, tmp_path / "out", model="dso", workers=1, tta="none")
+    assert (first.images, first.partitions) == (7, 4)  # ceil(7 / 4) = 2 files a partition
+    rows = read(tmp_path / "out")
+    (bad,) = [r for r in rows if r["error"]]
+    assert bad["path"].endswith("notes.txt") and "not" in bad["error"] and first.errors == 1
+    again = batch(folder, tmp_path / "out", model="dso", workers=2, tta="none")  # other workers: same partitions
+    assert repr(again).endswith("all written by an earlier run, nothing to do)")
+    assert "0.0 images/s" not in repr(again) and "1 partitions" not in repr(again)

@@ -105,3 +105,12 @@ def _bundled(name):
     from astroclassify.modelfolder.folder import load_bundle
 
     return load_bundle(name).path
+
+
+def test_help_shows_placeholders_users_read_not_python_types():
+    """typer 0.27+ printed `--json <bool>`, `inputs... <list[Path]>` and `Usage: ... {inputs}...`."""
+    res = run_cli("predict", "--help", env={"COLUMNS": "100"})
+    assert res.returncode == 0, res.stderr
+    assert "INPUTS..." in res.stdout and "{" not in res.stdout
+    assert "<bool>" not in res.stdout and "<list" not in res.stdout and "<str>" not in res.stdout
+    assert "Images per ONNX Runtime run" in res.stdout  # --batch-size had no help

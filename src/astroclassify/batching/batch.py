@@ -62,12 +62,17 @@ class BatchResult:
         return done / self.seconds if self.seconds > 0 else 0.0
 
     def __repr__(self) -> str:
-        return (
-            f"BatchResult({self.images} images in {self.partitions} partitions at {self.out}: "
-            f"{self.errors} errors, {self.images_per_second:.1f} images/s on {self.workers} workers"
-            + (f", {self.skipped_partitions} partitions already written" if self.skipped_partitions else "")
-            + ")"
-        )
+        return f"BatchResult({self.summary()})"
+
+    def summary(self) -> str:
+        """One line: what was written, how fast, and what an earlier run had already done."""
+        parts = f"{self.partitions} partition{'s' if self.partitions != 1 else ''}"
+        head = f"{self.images} images in {parts} at {self.out}: {self.errors} errors"
+        if self.skipped_partitions == self.partitions:
+            return f"{head}; all written by an earlier run, nothing to do"
+        done = f"{self.images_per_second:.1f} images/s on {self.workers} worker{'s' if self.workers != 1 else ''}"
+        earlier = f", {self.skipped_partitions} already written" if self.skipped_partitions else ""
+        return f"{head}, {done}{earlier}"
 
 
 # -- listing inputs -----------------------------------------------------------------------
@@ -95,7 +100,9 @@ def list_inputs(source: str | Path | Sequence[str | Path]) -> list[str]:
                 raise DataError(f"{item}: the pattern matches no file")
             found += [str(Path(m)) for m in matches if Path(m).is_file()]
         elif Path(item).is_dir():
-            found += [str(p) for p in find_images([item]).files]
+            listing = find_images([item])
+            # A file that is not an image gets a row saying so, as a named file does; hidden files are no inputs.
+            found += [str(p) for p in listing.files] + [str(p) for p, why in listing.skipped if why != "hidden file"]
         elif Path(item).is_file():
             found.append(item)
         else:
@@ -139,7 +146,7 @@ def batch(
     embeddings: bool = False,
     tta: str | None = None,
     detector: str | Path | None = None,
-    partition_size: int = PARTITION_SIZE,
+    partition_size: int | None = None,
     models_dir: Path | None = None,
     max_pixels: int | None = None,
     max_bytes: int | None = None,
@@ -174,9 +181,11 @@ def batch(
     """
     from astroclassify.modelfolder.folder import resolve_bundle
 
-    if partition_size < 1:
+    if partition_size is not None and partition_size < 1:
         raise ConfigError(f"partition_size must be at least 1; got {partition_size}")
     inputs = list_inputs(source)
+    fs, root = _filesystem(out)
+    partition_size = partition_size or _earlier_partition_size(fs, root) or auto_partition_size(len(inputs), workers)
     model_path = str(resolve_bundle(model, models_dir=models_dir))
     if embeddings and not detector and not (Path(model_path) / "detector" / "detector.json").is_file():
         raise ConfigError(
@@ -193,7 +202,6 @@ def batch(
         "inputs": hashlib.sha256("\n".join(inputs).encode()).hexdigest(),
         "n_inputs": len(inputs),
     }
-    fs, root = _filesystem(out)
     _claim(fs, root, settings)
     for leftover in fs.glob(f"{root}/_tmp-*"):  # from workers killed mid-write
         fs.rm(leftover)
@@ -317,6 +325,29 @@ def _model_identity(folder: Path) -> dict[str, str]:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return {"model_version": load_bundle(folder).version, "model_sha256": digest.hexdigest()}
+
+
+def auto_partition_size(n_inputs: int, workers: int | None) -> int:
+    """Files per partition: about four partitions per worker, so every worker has work and a slow
+    partition is not the last one running, and at most ``PARTITION_SIZE`` (memory, resume granularity).
+
+    202 files on 2 workers made one partition of 512 before: one worker worked.
+    """
+    n_workers = workers or os.cpu_count() or 1
+    return max(1, min(PARTITION_SIZE, -(-n_inputs // (4 * n_workers))))
+
+
+def _earlier_partition_size(fs, root: str) -> int | None:
+    """A resumed run keeps its partitions, whatever the workers now (they shape its output files)."""
+    path = f"{root}/{PROGRESS_FILE}"
+    if not fs.exists(path):
+        return None
+    try:
+        with fs.open(path, "r") as fh:
+            size = json.load(fh).get("partition_size")
+    except (OSError, ValueError, AttributeError):
+        return None  # _claim says what is wrong with the file
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _claim(fs, root: str, settings: dict) -> None:

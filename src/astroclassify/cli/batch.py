@@ -28,7 +28,12 @@ def batch(
     embeddings: Annotated[bool, typer.Option("--embeddings", help="Add each image's compact embedding.")] = False,
     tta: Annotated[str | None, typer.Option(help="Test-time augmentation (default: the model's own).")] = None,
     detector: Annotated[Path | None, typer.Option(help="Anomaly detector folder (default: the model's own).")] = None,
-    partition_size: Annotated[int, typer.Option(min=1, max=100_000, help="Files per task and per output file.")] = 512,
+    partition_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100_000, help="Files per task and per output file (default: about 4 per worker, at most 512)."
+        ),
+    ] = None,
 ) -> None:
     """Classify many images on Dask (local or a cluster): one Parquet file per partition, resumable."""
     from astroclassify.batching.batch import batch as run_batch
@@ -53,11 +58,6 @@ def batch(
         )
     for line in result.first_errors:
         err.print(f"error: {line}", markup=False, highlight=False)
-    skipped = f"; {result.skipped_partitions} partition(s) already written" if result.skipped_partitions else ""
-    out.print(
-        f"{result.images} images in {result.partitions} partition(s) -> {result.out}: {result.errors} error(s); "
-        f"{result.images_per_second:.1f} images/s on {result.workers} worker(s){skipped}",
-        highlight=False,
-    )
+    out.print(result.summary(), highlight=False)
     if result.errors:
         raise typer.Exit(1)
