@@ -45,7 +45,7 @@ def test_predict_table_fits_80_columns_without_cutting_labels(shared_data, tmp_p
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), res.stdout
-    rows = lines[1:]
+    rows = [line for line in lines[1:] if "unusual (!)" not in line]
     assert len(rows) == 4  # one line per image: no path wrapped over several lines
     assert "…" not in res.stdout
     labels = {"dont_know", "edge_on", "elliptical", "merger", "spiral_acw", "spiral_cw"}
@@ -53,9 +53,11 @@ def test_predict_table_fits_80_columns_without_cutting_labels(shared_data, tmp_p
         cells = row.split()
         assert cells[0].endswith(".jpg") and "/" not in cells[0]  # the name inside the folder
         assert cells[1] in labels and cells[3] in labels  # label and runner-up, both whole
+        assert 0 <= float(cells[5]) <= 1  # the anomaly score has its own column
+    assert lines[0].split()[-1] == "anomaly"
     wide = run_cli("predict", str(folder), "--model", "morphology", env={"COLUMNS": "140"})
     header = wide.stdout.splitlines()[0].split()
-    assert header[3:] == sorted(labels)  # a column per class where they fit
+    assert header[3:] == [*sorted(labels), "anomaly"]  # a column per class where they fit
 
 
 def test_predict_folder_reports_skipped_files(shared_data, tmp_path):

@@ -41,7 +41,7 @@ def predict(
         raise AstroClassifyError("no image files found in the given folders")
     failures = 0
     names = _short_names(inputs, found.files)
-    table = _prediction_table(clf.classes_, names.values())
+    table = _prediction_table(clf.classes_, names.values(), anomaly=clf.predictor.detector is not None)
     with Bars(enabled=not as_json and len(found.files) > batch_size) as bars:
         advance = bars("classifying", len(found.files))
         results = []
@@ -55,13 +55,9 @@ def predict(
         failures += _emit(result, table, as_json, names.get(result.source))
     if not as_json and table.row_count:
         out.print(table)
-        unusual = [
-            f"{names.get(r.source, r.source)} ({r.anomaly_score:.2f})"
-            for r in results
-            if isinstance(r, Prediction) and r.unusual and r.anomaly_score is not None
-        ]
-        if unusual:
-            out.print(f"unusual (anomaly score): {', '.join(unusual)}", highlight=False)
+        unusual = [r for r in results if isinstance(r, Prediction) and r.unusual]
+        if unusual:  # one short line; which ones are marked ! in the anomaly column
+            out.print(f"{len(unusual)} of {len(results)} image(s) unusual (!): unlike what the model was trained on")
     if failures:
         raise typer.Exit(1)
 
@@ -81,15 +77,16 @@ def _short_names(inputs: list[Path], files: list[Path]) -> dict[str, str]:
     return {k: (k if v in clashes else v) for k, v in short.items()}
 
 
-def _prediction_table(labels: tuple[str, ...], names) -> Table:
+def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False) -> Table:
     """One row per image; per-class columns only where they fit, and never a cut label.
 
     Where the terminal is too narrow for a column per class, the runner-up class and its
-    probability replace them (a 6-class model in 80 columns).
+    probability replace them (a 6-class model in 80 columns). With a detector, the anomaly
+    score is a column of its own, ``!`` marking the images flagged unusual.
     """
     file_width = min(max((len(n) for n in names), default=4), 40)
     label_width = max(len(lb) for lb in labels)
-    full = file_width + label_width + 10 + sum(max(len(lb), 5) + 2 for lb in labels) + 8
+    full = file_width + label_width + 10 + sum(max(len(lb), 5) + 2 for lb in labels) + 8 + (9 if anomaly else 0)
     table = Table(box=None)
     table.add_column("file", overflow="fold")
     table.add_column("label", no_wrap=True, min_width=label_width)
@@ -99,6 +96,8 @@ def _prediction_table(labels: tuple[str, ...], names) -> Table:
             table.add_column(label, no_wrap=True, min_width=len(label))
     else:
         table.add_column("runner-up", no_wrap=True, min_width=label_width + 6)
+    if anomaly:
+        table.add_column("anomaly", no_wrap=True, justify="right")
     return table
 
 
@@ -112,11 +111,15 @@ def _emit(pred: Prediction | FailedPrediction, table: Table, as_json: bool, name
     if as_json:
         print(json.dumps(pred.to_dict()), flush=True)
         return 0
-    if len(table.columns) == 3 + len(pred.probabilities):
+    anomaly = table.columns[-1].header == "anomaly"
+    if len(table.columns) - anomaly == 3 + len(pred.probabilities):
         cells = [f"{p:.3f}" for p in pred.probabilities.values()]
     else:
         second = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[1:2]
         cells = [f"{k} {v:.3f}" for k, v in second] or [""]
+    if anomaly:
+        score = "" if pred.anomaly_score is None else f"{pred.anomaly_score:.2f}" + (" !" if pred.unusual else "  ")
+        cells.append(score)
     table.add_row(name or pred.source, pred.label, f"{pred.confidence:.3f}", *cells)
     return 0
 

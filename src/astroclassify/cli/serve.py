@@ -57,5 +57,7 @@ def serve(
         None: "API keys required for clients on other machines",
     }[settings.require_api_key]
     n = workers or os.cpu_count() or 1
-    out.print(f"serving on http://{host}:{port} ({auth}; {n} worker process(es); Ctrl-C to stop)")
+    # Two short lines: one sentence of 100 characters wrapped mid-phrase in an 80-column terminal.
+    out.print(f"serving on http://{host}:{port}  (Ctrl-C to stop)", highlight=False)
+    out.print(f"{auth}; {n} worker process{'es' if n != 1 else ''}", highlight=False)
     run_server(settings, host=host, port=port, workers=n, model=model or None, detector=detector)
