@@ -41,3 +41,12 @@ def test_similar_mark_and_export_from_the_command_line(tmp_path, shared_data):
     assert all(r["marked_by"] == "local" and r["marked_at"] for r in rows)
     again = run_cli("anomalies", "export", str(tmp_path / "marks"), env=env)
     assert again.returncode == 2 and "already holds a dataset" in again.stderr
+
+
+def test_similar_with_nothing_stored_says_so(shared_data, tmp_path):
+    """An empty table with no word was all a new installation got."""
+    res = run_cli(
+        "similar", str(shared_data / "hubble-dso/galaxy/heic0007b.jpg"), env={"ASTROCLASSIFY_HOME": str(tmp_path)}
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "no stored images to compare with yet: classify or ingest some first"

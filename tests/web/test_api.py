@@ -40,6 +40,15 @@ def test_pages_and_health(api):
     assert "/api/classify" in api.get("/openapi.json").json()["paths"]
 
 
+def test_the_openapi_description_lists_predict_and_takes_an_api_key(api):
+    """Swagger UI had no Authorize button for keys and did not list /predict."""
+    schema = api.get("/openapi.json").json()
+    assert "/predict" in schema["paths"] and "post" in schema["paths"]["/predict"]
+    scheme = schema["components"]["securitySchemes"]["APIKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    assert {"APIKey": []} in schema["security"]
+
+
 def test_classify_real_image(api, shared_data):
     path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
     for route in ("/api/classify", "/predict"):

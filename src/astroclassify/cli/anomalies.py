@@ -175,6 +175,9 @@ def similar(
     if as_json:
         print(json.dumps(result.to_dict()))
         return
+    if not result.hits:
+        out.print("no stored images to compare with yet: classify or ingest some first", highlight=False)
+        return
     from rich.table import Table
 
     table = Table("#", "record", "file", "label", "anomaly", "distance")

@@ -111,7 +111,32 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
     for router in (pages.router, api.router, discovery.router, api.seed_router, health.router, docs.router):
         app.include_router(router)
     _add_error_handlers(app)
+    app.openapi = lambda: _openapi_with_keys(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_keys(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI description, saying that requests carry an API key (Swagger UI's Authorize button).
+
+    Keys are checked by ``RequestGuard`` before a body is read, not by route dependencies,
+    so FastAPI cannot see them: the scheme is declared here, once, for every operation.
+    """
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "APIKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+                "description": "Required for clients on other machines unless the server says otherwise "
+                "(`astroclassify keys create NAME`).",
+            }
+        }
+        schema["security"] = [{"APIKey": []}, {}]  # {}: a key is optional on this machine
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 class AnswerEveryError:

@@ -46,7 +46,7 @@ from astroclassify.web.uploads import batch_entries, count_batch_entries, read_u
 __all__ = ["router", "seed_router"]
 
 router = APIRouter(prefix="/api", tags=["api"])
-seed_router = APIRouter(include_in_schema=False)  # the seed tool's form endpoint, /predict
+seed_router = APIRouter(tags=["api"])  # the seed tool's form endpoint, /predict (the same as /api/classify)
 
 ModelField = Annotated[str | None, Form(alias="model", description="Model to use (see /api/models).")]
 ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model to use (see /api/models).")]
