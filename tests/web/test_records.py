@@ -144,6 +144,7 @@ def test_a_saved_correction_shows_everywhere(client, galaxy):
     assert "<time>" in page.split('id="corrections"')[1]
     gallery = client.get("/gallery", headers=PAGE).text
     assert "✎ <b>nebula</b> (corrected)" in gallery
+    assert "anomaly 0." in gallery or "anomaly 1.00" in gallery  # named: a bare 0.18 read like a confidence
     api = client.get(f"/api/classifications/{record['id']}").json()
     assert api["corrected_label"] == "nebula" and api["label"] == "galaxy"
 

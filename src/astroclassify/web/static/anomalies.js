@@ -138,7 +138,7 @@ canvas.addEventListener("mousemove", (e) => {
   tip.style.top = `${e.clientY - r.top + 12}px`;
   const img = tip.querySelector("img");
   if (img.dataset.id !== String(p.id)) { img.src = `/thumbs/${p.id}.jpg`; img.dataset.id = String(p.id); }
-  tip.querySelector("span").textContent = `#${p.id} ${p.label} · ${(p.anomaly_score ?? 0).toFixed(2)}`;
+  tip.querySelector("span").textContent = `#${p.id} ${p.label} · anomaly ${(p.anomaly_score ?? 0).toFixed(2)}`;
 });
 canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
 canvas.addEventListener("click", (e) => { const p = nearest(e); if (p) window.location = `/classifications/${p.id}`; });
