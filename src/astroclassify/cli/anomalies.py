@@ -48,16 +48,16 @@ def fit(
     """Fit kNN, Mahalanobis, isolation-forest and energy detectors on a model's embeddings."""
     from astroclassify.discovery.fitting import fit_anomalies
 
-    settings = installation().settings
+    inst = installation()  # read the settings once
     with Bars() as bars:
         result = fit_anomalies(
-            model or settings.default_model,
+            model or inst.settings.default_model,
             data or None,
             out=out_dir,
             held_out=held_out,
             fraction=fraction,
             false_alarm_rate=false_alarm_rate,
-            **installation().folders(),
+            **inst.folders(),
             progress=bars,
         )
     for line in result.failed:
@@ -80,14 +80,14 @@ def evaluate(
     """AUROC, FPR at 95% TPR and precision@k of the anomaly score (and of each detector)."""
     from astroclassify.discovery.evaluation import evaluate_anomalies
 
-    settings = installation().settings
+    inst = installation()  # read the settings once
     with Bars(not as_json) as bars:
         result = evaluate_anomalies(
-            model or settings.default_model,
+            model or inst.settings.default_model,
             in_data,
             out_data,
             detector=detector,
-            **installation().folders(),
+            **inst.folders(),
             progress=bars,
         )
     m = result.metrics
@@ -132,17 +132,17 @@ def simulate(
     """Play an astronomer: mark the top-ranked images each round, re-rank, and measure."""
     from astroclassify.discovery.evaluation import simulate_marks
 
-    settings = installation().settings
+    inst = installation()  # read the settings once
     with Bars(not as_json) as bars:
         result = simulate_marks(
-            model or settings.default_model,
+            model or inst.settings.default_model,
             pool,
             target,
             marks=marks,
             rounds=rounds,
             seed=seed,
             detector=detector,
-            **installation().folders(),
+            **inst.folders(),
             progress=bars,
         )
     if as_json:
