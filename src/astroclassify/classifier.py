@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from astroclassify.errors import DataError, ImageDecodeError, NotFittedError
 
 if TYPE_CHECKING:
-    from astroclassify.inference.predictor import Explanation, OnnxPredictor
+    from astroclassify.inference.predictor import Explanation, OnnxPredictor, Outcome
 
 __all__ = ["Classifier", "FailedPrediction", "Prediction"]
 
@@ -31,6 +31,9 @@ class Prediction:
     probabilities: dict[str, float]
     anomaly_score: float | None = None  # in [0, 1]: the share of typical images less unusual (None: no detector)
     unusual: bool | None = None  # over the detector's threshold (5% of typical images by default)
+    # Soft and multi-label outputs of a model with tag heads: tag -> probability or predicted
+    # vote fraction (``morphology``: ring, featured_or_disk, ...); empty for a model without.
+    tags: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +43,7 @@ class Prediction:
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             "anomaly_score": None if self.anomaly_score is None else round(self.anomaly_score, 6),
             "unusual": self.unusual,
+            "tags": {k: round(v, 6) for k, v in self.tags.items()},
         }
 
 
@@ -223,11 +227,7 @@ class Classifier:
         for outcome in self.predictor_.run(_inputs(X), tta=tta):
             if outcome.error is not None or outcome.probabilities is None:
                 raise ImageDecodeError(f"{outcome.source}: {outcome.error}")
-            results.append(
-                to_prediction(
-                    outcome.source, outcome.probabilities, self.classes_, outcome.anomaly_score, outcome.unusual
-                )
-            )
+            results.append(to_prediction(outcome, self.classes_))
         return results
 
     def predict_iter(
@@ -244,9 +244,7 @@ class Classifier:
             if outcome.error is not None or outcome.probabilities is None:
                 yield FailedPrediction(outcome.source, str(outcome.error))
             else:
-                yield to_prediction(
-                    outcome.source, outcome.probabilities, self.classes_, outcome.anomaly_score, outcome.unusual
-                )
+                yield to_prediction(outcome, self.classes_)
 
     def explain(self, source: str | Path | bytes, label: str | None = None, *, tta: str | None = None) -> Explanation:
         """Grad-CAM for one image, averaged over the same TTA views as the prediction.
@@ -280,21 +278,19 @@ class Classifier:
         return self.predictor_.explain(source, label, tta)
 
 
-def to_prediction(
-    source: str,
-    probs: np.ndarray,
-    labels: Sequence[str],
-    anomaly_score: float | None = None,
-    unusual: bool | None = None,
-) -> Prediction:
+def to_prediction(outcome: Outcome, labels: Sequence[str]) -> Prediction:
+    """A predictor's outcome for one image (probabilities known) as the public ``Prediction``."""
+    probs = outcome.probabilities
+    assert probs is not None
     best = int(np.argmax(probs))
     return Prediction(
-        source=source,
+        source=outcome.source,
         label=labels[best],
         confidence=float(probs[best]),
         probabilities={label: float(p) for label, p in zip(labels, probs, strict=True)},
-        anomaly_score=anomaly_score,
-        unusual=unusual,
+        anomaly_score=outcome.anomaly_score,
+        unusual=outcome.unusual,
+        tags=dict(outcome.tags or {}),
     )
 
 

@@ -454,6 +454,7 @@ def _classify(predictor, files: list[str], options: dict) -> list[dict]:
                 "anomaly_score": outcome.anomaly_score,
                 "unusual": outcome.unusual,
                 "embedding": outcome.embedding,
+                "tags": outcome.tags,
             }
         arrays.clear()
         waiting.clear()
@@ -524,6 +525,11 @@ def _table(rows: list[dict], predictor, options: dict):
         columns[f"p_{label}"] = pa.array([float(probs[i, j]) if k else None for i, k in enumerate(ok)], pa.float32())
     columns["anomaly_score"] = pa.array([r.get("anomaly_score") for r in rows], pa.float32())
     columns["unusual"] = pa.array([r.get("unusual") for r in rows], pa.bool_())
+    if predictor.tag_names:  # a model with tag heads: tag -> probability or predicted vote fraction
+        columns["tags"] = pa.array(
+            [None if r.get("tags") is None else list(r["tags"].items()) for r in rows],
+            pa.map_(pa.string(), pa.float32()),
+        )
     if options["embeddings"]:
         columns["embedding"] = pa.array(
             [None if r.get("embedding") is None else np.asarray(r["embedding"], np.float32) for r in rows],

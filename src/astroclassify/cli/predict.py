@@ -41,7 +41,9 @@ def predict(
         raise AstroClassifyError("no image files found in the given folders")
     failures = 0
     names = _short_names(inputs, found.files)
-    table = _prediction_table(clf.classes_, names.values(), anomaly=clf.predictor.detector is not None)
+    table = _prediction_table(
+        clf.classes_, names.values(), anomaly=clf.predictor.detector is not None, tags=bool(clf.predictor.tag_names)
+    )
     with Bars(enabled=not as_json and len(found.files) > batch_size) as bars:
         advance = bars("classifying", len(found.files))
         results = []
@@ -77,12 +79,13 @@ def _short_names(inputs: list[Path], files: list[Path]) -> dict[str, str]:
     return {k: (k if v in clashes else v) for k, v in short.items()}
 
 
-def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False) -> Table:
+def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False, tags: bool = False) -> Table:
     """One row per image; per-class columns only where they fit, and never a cut label.
 
     Where the terminal is too narrow for a column per class, the runner-up class and its
     probability replace them (a 6-class model in 80 columns). With a detector, the anomaly
-    score is a column of its own, ``!`` marking the images flagged unusual.
+    score is a column of its own, ``!`` marking the images flagged unusual. A model with tag
+    heads gets a last column of its tags (probabilities or predicted vote fractions).
     """
     file_width = min(max((len(n) for n in names), default=4), 40)
     label_width = max(len(lb) for lb in labels)
@@ -98,6 +101,8 @@ def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False) 
         table.add_column("runner-up", no_wrap=True, min_width=label_width + 6)
     if anomaly:
         table.add_column("anomaly", no_wrap=True, justify="right")
+    if tags:
+        table.add_column("tags", overflow="fold")
     return table
 
 
@@ -111,8 +116,9 @@ def _emit(pred: Prediction | FailedPrediction, table: Table, as_json: bool, name
     if as_json:
         print(json.dumps(pred.to_dict()), flush=True)
         return 0
-    anomaly = table.columns[-1].header == "anomaly"
-    if len(table.columns) - anomaly == 3 + len(pred.probabilities):
+    headers = [c.header for c in table.columns]
+    anomaly, tags = "anomaly" in headers, "tags" in headers
+    if len(table.columns) - anomaly - tags == 3 + len(pred.probabilities):
         cells = [f"{p:.3f}" for p in pred.probabilities.values()]
     else:
         second = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[1:2]
@@ -120,6 +126,8 @@ def _emit(pred: Prediction | FailedPrediction, table: Table, as_json: bool, name
     if anomaly:
         score = "" if pred.anomaly_score is None else f"{pred.anomaly_score:.2f}" + (" !" if pred.unusual else "  ")
         cells.append(score)
+    if tags:
+        cells.append(", ".join(f"{k} {v:.2f}" for k, v in pred.tags.items()))
     table.add_row(name or pred.source, pred.label, f"{pred.confidence:.3f}", *cells)
     return 0
 

@@ -96,3 +96,36 @@ def train(
         error(f"skipped {line}")
     if trained.skipped:
         raise typer.Exit(1)  # the model was written from the valid images; the exit code flags the rest
+
+
+@app.command("train-encoder")
+def train_encoder(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe naming the heads (see recipes/encoder.yaml).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the checkpoint and one model per head.")],
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    fresh: Annotated[bool, typer.Option(help="Ignore an existing checkpoint instead of resuming.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+) -> None:
+    """Train one shared encoder with a head per model; writes OUT/<head> for each (resumable)."""
+    from astroclassify.config import tcmalloc_env
+
+    env = tcmalloc_env()
+    if env is not None:  # restart once with tcmalloc preloaded (faster torch on CPU)
+        os.execve(sys.executable, [sys.executable, "-m", "astroclassify.cli", *sys.argv[1:]], env)
+    setup_logging(verbose)
+    from astroclassify.training.multitask import load_encoder_recipe
+    from astroclassify.training.multitask import train_encoder as run
+
+    overrides: dict[str, Any] = {"out": str(out_dir), "data_dir": str(installation().data_dir or "")}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    cfg = load_encoder_recipe(recipe, extra={"command": "astroclassify " + shlex.join(sys.argv[1:])}, **overrides)
+    with Bars() as bars:
+        result = run(cfg, progress=bars, resume=not fresh)
+    for head, path in result.heads.items():
+        from astroclassify.modelfolder.folder import load_bundle
+
+        m = load_bundle(path).meta.get("metrics", {}).get("test", {}).get("all", {})
+        score = f"test accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" if m else "no test split"
+        out.print(f"{head}: {score}; written to {path}")
+    out.print(f"{result.seconds:.0f} s")

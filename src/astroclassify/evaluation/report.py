@@ -42,17 +42,24 @@ def _plt():
 
 
 def write_training_plot(history: list[dict], path: Path) -> None:
+    """Losses on the left, scores on the right: whatever each epoch's row recorded.
+
+    A single-task run records ``train_loss``/``val_loss`` and accuracies; a shared encoder
+    (training/multitask.py) one loss and one validation score per head.
+    """
     plt = _plt()
     epochs = [h["epoch"] for h in history]
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    names = {"train_loss": "train", "val_loss": "validation", "train_accuracy": "train accuracy"}
+    names |= {"val_accuracy": "validation accuracy", "val_macro_f1": "validation macro-F1"}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
-    if history and "val_loss" in history[0]:
-        ax1.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    for k in keys:
+        if "loss" in k:
+            ax1.plot(epochs, [h.get(k, np.nan) for h in history], label=names.get(k, k.removeprefix("loss_")))
+        elif k in ("train_accuracy", "val_accuracy") or k.startswith("val_"):
+            style = "--" if k == "val_macro_f1" else "-"
+            ax2.plot(epochs, [h.get(k, np.nan) for h in history], label=names.get(k, k), ls=style)
     ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax2.plot(epochs, [h["train_accuracy"] for h in history], label="train accuracy")
-    if history and "val_accuracy" in history[0]:
-        ax2.plot(epochs, [h["val_accuracy"] for h in history], label="validation accuracy")
-        ax2.plot(epochs, [h["val_macro_f1"] for h in history], label="validation macro-F1", ls="--")
     ax2.set(xlabel="epoch", ylim=(0, 1.02), title="Accuracy")
     for ax in (ax1, ax2):
         ax.legend()

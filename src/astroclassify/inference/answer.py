@@ -26,4 +26,5 @@ def answer_of(predictor: OnnxPredictor, outcome: Outcome, tta: str | None) -> An
         unusual=outcome.unusual,
         embedding=embedding.astype(np.float16).tobytes() if embedding is not None else None,
         detector=detector.meta.get("id") if detector is not None else None,
+        tags=outcome.tags,
     )

@@ -33,6 +33,8 @@ from astroclassify.preparation.taxonomy import Taxonomy
 
 __all__ = ["TTA_MODES", "Explanation", "OnnxPredictor", "Outcome", "merge_views", "tta_views"]  # TTA re-exported
 
+TAGS_OUTPUT = "tags"  # a head's soft and multi-label outputs, named in model.json's `tags`
+
 log = logging.getLogger(__name__)
 
 MAX_RUN_BATCH = 32
@@ -55,6 +57,7 @@ class Outcome:
     embedding: np.ndarray | None = None  # compact embedding (with a detector: see discovery/detectors.py)
     anomaly_score: float | None = None  # in [0, 1]: the share of typical images less unusual
     unusual: bool | None = None  # anomaly_score over the detector's threshold
+    tags: dict[str, float] | None = None  # soft and multi-label outputs: tag -> probability or fraction
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,13 @@ class OnnxPredictor:
         if EMBEDDING_OUTPUT in outputs:
             self._outputs.append(EMBEDDING_OUTPUT)
             self.embedding_size = int(outputs[EMBEDDING_OUTPUT].shape[-1])
+        # Tags (vote fractions, multi-label): a head trained on soft labels (training/multitask.py).
+        self.tag_names: tuple[str, ...] = ()
+        if TAGS_OUTPUT in outputs:
+            self.tag_names = tuple(self.bundle.meta.get("tags") or ())
+            if len(self.tag_names) != int(outputs[TAGS_OUTPUT].shape[-1]):
+                raise ModelError(f"{self.bundle.path}/model.json: `tags` does not name the graph's tag outputs")
+            self._outputs.append(TAGS_OUTPUT)
         self.detector = self._detector(detector)
 
     def _detector(self, detector: Detector | str | Path | Literal[False] | None) -> Detector | None:
@@ -216,7 +226,14 @@ class OnnxPredictor:
         return self.forward(batch, tta)[0]
 
     def forward(self, batch: np.ndarray, tta: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Mean logits over the TTA views, and the embeddings of the images as they are.
+        """Mean logits over the TTA views, and the embeddings of the images as they are."""
+        logits, embeddings, _ = self.forward_all(batch, tta)
+        return logits, embeddings
+
+    def forward_all(
+        self, batch: np.ndarray, tta: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Mean logits over the TTA views, the embeddings of the images as they are, and mean tag probabilities.
 
         The embedding comes from the unturned view in every TTA mode, so one anomaly detector
         serves a model whichever mode a request uses (None: no ``embedding`` output).
@@ -231,7 +248,8 @@ class OnnxPredictor:
         flat = views.reshape(v * n, *views.shape[2:])
         if not len(flat):
             empty = np.zeros((0, self.embedding_size), dtype=np.float32) if self.embedding_size else None
-            return np.zeros((0, len(self.labels)), dtype=np.float32), empty
+            no_tags = np.zeros((0, len(self.tag_names)), dtype=np.float32) if self.tag_names else None
+            return np.zeros((0, len(self.labels)), dtype=np.float32), empty, no_tags
         runs = [
             self.session.run(
                 self._outputs,
@@ -240,21 +258,26 @@ class OnnxPredictor:
             for i in range(0, len(flat), MAX_RUN_BATCH)
         ]
         logits = merge_views(np.concatenate([r[0] for r in runs]).reshape(v, n, -1), self.mirror)
+        tags = None
+        if self.tag_names:  # tags do not change under rotation or mirror: the views' mean
+            tags = np.concatenate([r[-1] for r in runs]).reshape(v, n, -1).mean(axis=0)
         if not self.embedding_size:
-            return logits, None
+            return logits, None, tags
         embeddings = np.concatenate([r[1] for r in runs]).reshape(v, n, -1)[0]
-        return logits, embeddings
+        return logits, embeddings, tags
 
     def outcomes(self, batch: np.ndarray, tta: str | None = None, names: Sequence[str] | None = None) -> list[Outcome]:
         """Everything known about each image of a prepared (N, S, S, 3) batch: probabilities, logits, anomaly."""
-        logits, embeddings = self.forward(batch, tta)
+        logits, embeddings, tags = self.forward_all(batch, tta)
         probabilities = softmax(logits, self.bundle.temperature_for(tta))
         compact, scores = self.anomalies(logits, embeddings)
         out = []
         for i in range(len(batch)):
-            extra = {}
+            extra: dict = {}
+            if tags is not None:
+                extra["tags"] = {name: float(tags[i, j]) for j, name in enumerate(self.tag_names)}
             if compact is not None and scores is not None:
-                extra = {
+                extra |= {
                     "embedding": compact[i],
                     "anomaly_score": float(scores.anomaly_score[i]),
                     "unusual": bool(scores.unusual[i]),

@@ -30,6 +30,7 @@ for _name, _about in {
     "nasa-planets-galaxies": "NASA Image Library planets vs galaxies, 196 images",
     "gz1-sdss": "SDSS cutouts with Galaxy Zoo 1 morphology, 6 classes, 5665 images",
     "gz-decals-rings": "DECaLS ring galaxies vs others, 376 images",
+    "stellarium-dso": "Stellarium's galaxies, nebulae and star clusters from ordinary telescopes, 258 images",
 }.items():
     COLLECTIONS.register(_name)(_about)
 

@@ -63,6 +63,7 @@ class Answer:
     unusual: bool | None = None
     embedding: bytes | None = None  # compact embedding, float16 bytes
     detector: str | None = None  # the id of the projection the embedding is in
+    tags: dict[str, float] | None = None  # soft and multi-label outputs, for a model with tag heads
 
 
 def new_classification(
@@ -85,6 +86,7 @@ def new_classification(
         tta=answer.tta,
         anomaly_score=answer.anomaly_score,
         unusual=answer.unusual,
+        tags={k: round(float(v), 4) for k, v in answer.tags.items()} if answer.tags else None,
         embedding=Embedding(detector=answer.detector, vector=answer.embedding)
         if answer.embedding is not None and answer.detector
         else None,

@@ -63,6 +63,8 @@ class Classification(Base):
     # How unusual the image is, in [0, 1] (discovery/detectors.py); NULL: no detector, or before 0.3.
     anomaly_score: Mapped[float | None] = mapped_column(Float, index=True, default=None)
     unusual: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    # A model with tag heads: tag -> probability or predicted vote fraction; NULL: none (or before 0.4).
+    tags: Mapped[dict | None] = mapped_column(JSON, default=None)
 
     feedback: Mapped[list[Feedback]] = relationship(back_populates="classification", order_by="Feedback.id")
     marks: Mapped[list[Mark]] = relationship(back_populates="classification", order_by="Mark.id")

@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def finish_bundle(
-    cfg: TrainConfig, data, model: torch.nn.Module, out: Path, *, name: str, best_epoch: int, seconds: float
+    cfg: TrainConfig,
+    data,
+    model: torch.nn.Module,
+    out: Path,
+    *,
+    name: str,
+    best_epoch: int,
+    seconds: float,
+    extra_meta: dict | None = None,
 ) -> Bundle:
     """Export ONNX with the model's classes and preprocessing into ``out`` (a draft version), then finish it.
 
@@ -78,7 +86,8 @@ def finish_bundle(
                 "manifest_problems": data.manifest_problems,
                 "split_rule": _split_rule(cfg),
             },
-        },
+        }
+        | (extra_meta or {}),
     )
     bundle.save()
     predictor = OnnxPredictor(bundle)

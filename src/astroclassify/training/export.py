@@ -2,7 +2,8 @@
 
 Models with a closed-form ``head_gradient`` get two more outputs: ``cam``, Grad-CAM maps
 for every class (see ``training/gradcam.py``), so explanations need no torch; and
-``embedding``, the head's input, for anomaly scores and similarity search.
+``embedding``, the head's input, for anomaly scores and similarity search. A head with
+tags (``training/multitask.py``) also returns ``tags``: one probability per tag.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.fp16 import FP16_MARKER
-from astroclassify.training.gradcam import CamExport
+from astroclassify.training.gradcam import CamExport, has_tags
 
 __all__ = ["export_onnx"]
 
@@ -32,7 +33,8 @@ def export_onnx(model: nn.Module, path: Path, image_size: int, *, fp16_weights: 
     model = model.eval().to(memory_format=torch.contiguous_format)
     outputs = ["logits"]
     if hasattr(model, "head_gradient"):
-        model, outputs = CamExport(model).eval(), ["logits", "cam", EMBEDDING_OUTPUT]
+        outputs = ["logits", "cam", EMBEDDING_OUTPUT] + (["tags"] if has_tags(model) else [])
+        model = CamExport(model).eval()
     dummy = torch.zeros(1, 3, image_size, image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about constant folding

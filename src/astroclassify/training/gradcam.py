@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["CamExport", "cam_maps", "gradcam"]
+__all__ = ["CamExport", "cam_maps", "gradcam", "has_tags"]
 
 
 def cam_maps(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def gradcam(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class CamExport(nn.Module):
-    """Wraps a model so that its ONNX graph returns ``(logits, cam, embedding)``.
+    """Wraps a model so that its ONNX graph returns ``(logits, cam, embedding[, tags])``.
 
     The embedding is the pooled last feature map, the head's input (what anomaly detectors
     and similarity search use; see ``discovery/``).
@@ -49,7 +49,14 @@ class CamExport(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.model.forward_features(x)
         pooled = features.mean(dim=(2, 3))
-        return self.model.forward_head(features), cam_maps(self.model, features), pooled
+        out = (self.model.forward_head(features), cam_maps(self.model, features), pooled)
+        if has_tags(self.model):  # a head with soft or multi-label outputs (training/multitask.py)
+            return (*out, self.model.forward_tags(features))
+        return out
+
+
+def has_tags(model: nn.Module) -> bool:
+    return bool(getattr(model, "has_tags", lambda: False)())

@@ -57,6 +57,12 @@ class ClassificationOut(BaseModel):
     unusual: bool | None = Field(
         default=None, description="anomaly_score is over the detector's threshold (5% of typical images are)."
     )
+    tags: dict[str, float] = Field(
+        default_factory=dict,
+        description="Soft and multi-label outputs of a model with tag heads: tag -> probability or predicted "
+        "vote fraction (the morphology model: ring, featured_or_disk, not_edge_on, no_spiral_arms). "
+        "Empty for a model without tags.",
+    )
     interesting: bool | None = Field(
         default=None, description="A person's latest mark: interesting (true) or not (false); null if unmarked."
     )
@@ -96,6 +102,7 @@ class ClassificationOut(BaseModel):
             low_confidence=row.confidence < low_confidence_below,
             anomaly_score=row.anomaly_score,
             unusual=row.unusual,
+            tags=row.tags or {},
             interesting=row.marks[-1].interesting if row.marks else None,
             similar_url=f"/api/classifications/{row.id}/similar" if row.embedding is not None else None,
             corrected_label=row.feedback[-1].label if row.feedback else None,

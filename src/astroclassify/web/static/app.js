@@ -139,6 +139,9 @@ if (form) {
       $(".repeat").hidden = false;
     }
     fillBars($(".bars"), data.probabilities);
+    const tags = data.tags || {};
+    $(".tags").hidden = Object.keys(tags).length === 0;
+    fillBars($(".tag-bars"), tags);
     $(".cam").hidden = false;
     $(".record").href = `/classifications/${data.id}`;
     $(".record-link").hidden = false;
