@@ -93,3 +93,27 @@ def test_a_recipe_with_unknown_keys_is_refused(tmp_path):
     (tmp_path / "r.yaml").write_text("heads:\n  dso:\n    tags: [gz-decals-rings]\n")
     with pytest.raises(ConfigError, match="needs at least one dataset under `classes`"):
         load_encoder_recipe(tmp_path / "r.yaml")
+
+
+def test_batch_parquet_and_the_api_carry_tags(encoder, tiny_dataset, tmp_path):
+    import pyarrow.parquet as pq
+    from fastapi.testclient import TestClient
+
+    from astroclassify.batching.batch import batch
+    from astroclassify.config import Settings
+    from astroclassify.web.app import create_app
+
+    images = sorted(tiny_dataset.rglob("*.png"))[:4]
+    batch([str(p) for p in images], tmp_path / "out", model=encoder / "shapes", workers=1, partition_size=4)
+    table = pq.read_table(tmp_path / "out").to_pylist()
+    assert len(table) == 4 and all(dict(r["tags"]).keys() == {"ring", "round"} for r in table)
+
+    from tests.web.conftest import LOCAL
+
+    settings = Settings(home=tmp_path / "home", default_model=str(encoder / "shapes"), allowed_hosts=["testserver"])
+    with TestClient(create_app(settings), client=LOCAL) as client:
+        reply = client.post("/api/classify", files={"image": ("a.png", images[0].read_bytes(), "image/png")})
+        assert reply.status_code == 200, reply.text
+        assert set(reply.json()["tags"]) == {"ring", "round"}
+        page = client.get(f"/classifications/{reply.json()['id']}")
+        assert 'id="tags"' in page.text and "round" in page.text
