@@ -85,6 +85,11 @@ from astroclassify.store.export import export_feedback as export_feedback
 from astroclassify.training.config import TrainConfig as TrainConfig
 from astroclassify.training.ensemble import EnsembleResult as EnsembleResult
 from astroclassify.training.ensemble import build_ensemble as build_ensemble
+from astroclassify.training.multitask import EncoderConfig as EncoderConfig
+from astroclassify.training.multitask import EncoderResult as EncoderResult
+from astroclassify.training.multitask import HeadSpec as HeadSpec
+from astroclassify.training.multitask import load_encoder_recipe as load_encoder_recipe
+from astroclassify.training.multitask import train_encoder as train_encoder
 from astroclassify.training.quantize import QuantizeResult as QuantizeResult
 from astroclassify.training.quantize import quantize_model
 from astroclassify.training.train import CVResult as CVResult
