@@ -72,12 +72,18 @@ def main() -> None:
             row["val_macro_f1_best_epoch"] = max(h["val_dso:classes"] for h in history)
             results[photo].append(row)
             print(f"photo={photo} seed={seed}: " + json.dumps(row), flush=True)
-    print("\n| photo augmentation | val macro-F1 (best epoch) | " + " | ".join(
-        f"{d} val accuracy" for d in ("hubble-dso", "nasa-planets-galaxies", "stellarium-dso")) + " | stellarium star_cluster recall |")
+    print(
+        "\n| photo augmentation | val macro-F1 (best epoch) | "
+        + " | ".join(f"{d} val accuracy" for d in ("hubble-dso", "nasa-planets-galaxies", "stellarium-dso"))
+        + " | stellarium star_cluster recall |"
+    )
     print("|---|---|---|---|---|---|")
     for photo, rows in results.items():
         cells = [np.mean([r["val_macro_f1_best_epoch"] for r in rows])]
-        cells += [np.mean([r["val"][d]["accuracy"] for r in rows]) for d in ("hubble-dso", "nasa-planets-galaxies", "stellarium-dso")]
+        cells += [
+            np.mean([r["val"][d]["accuracy"] for r in rows])
+            for d in ("hubble-dso", "nasa-planets-galaxies", "stellarium-dso")
+        ]
         cells.append(np.mean([r["val"]["stellarium-dso"]["recall"].get("star_cluster", np.nan) for r in rows]))
         print(f"| {photo} (mean of seeds {args.seeds}) | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 

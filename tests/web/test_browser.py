@@ -210,12 +210,17 @@ def test_pages_fit_phone_and_desktop_and_work_by_keyboard(browser, site, width):
 
     browser.set_window_size(width, 900)
     try:
-        for path in ("/", "/gallery", "/ingest", "/models", "/documentation", "/classifications/1"):
+        for path in ("/", "/gallery", "/ingest", "/models", "/models/dso", "/documentation", "/classifications/1"):
             browser.get(site + path)
             overflow = browser.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0, f"{path} scrolls sideways by {overflow} px at {width} px wide"
+            hidden = browser.execute_script(  # nor do its tables hide columns behind a scroll bar
+                "return Math.max(0, ...[...document.querySelectorAll('.table-wrap')]"
+                ".map(w => w.scrollWidth - w.clientWidth))"
+            )
+            assert hidden <= 0, f"{path}: a table scrolls sideways by {hidden} px at {width} px wide"
         browser.get(site + "/")
         focused = []
         for _ in range(8):
@@ -260,6 +265,22 @@ def test_results_layout_and_empty_states(browser, site, shared_data, tmp_path, w
         empty = browser.find_element(By.CSS_SELECTOR, "p.empty")
         line = browser.execute_script("return parseFloat(getComputedStyle(arguments[0]).lineHeight)", empty)
         assert empty.size["height"] < 1.5 * line  # one line
+    finally:
+        browser.set_window_size(1200, 900)
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_anomalies_page_with_no_images_says_so(browser, width):
+    """An empty collection: one line saying how to fill it, not a big empty map and a spinner."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(width, 900)
+    try:
+        with serve_process() as base:
+            browser.get(base + "/anomalies")
+            empty = browser.find_element(By.ID, "anomalies-empty")
+            assert "No images yet" in empty.text and empty.find_element(By.LINK_TEXT, "Upload one")
+            assert not browser.find_elements(By.ID, "map") and not browser.find_elements(By.ID, "ranking")
     finally:
         browser.set_window_size(1200, 900)
 

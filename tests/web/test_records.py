@@ -171,6 +171,8 @@ def test_pages_for_people(client, galaxy):
         page = client.get(path).text
         assert "cdn." not in page and "/static/apidocs/" in page
     assert client.get("/static/apidocs/redoc.standalone.js").status_code == 200
+    # The ReDoc bundle draws its vendor's logo from cdn.redoc.ly: the page forbids images from elsewhere.
+    assert "img-src 'self' data:" in client.get("/redoc").headers["content-security-policy"]
 
 
 def test_archive_urls_are_never_live_links_unless_http(client, home):

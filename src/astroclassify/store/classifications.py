@@ -203,6 +203,16 @@ class Classifications:
             return winner, False
         return row, True
 
+    def count_with_embeddings(self, model_name: str) -> int:
+        """Stored images a model's detector scored (what the anomaly ranking and map can show)."""
+        query = (
+            select(func.count())
+            .select_from(Classification)
+            .join(Embedding)
+            .where(Classification.model_name == model_name)
+        )
+        return int(self.session.scalar(query) or 0)
+
     def get(self, record_id: int, *, owner: str | None = None) -> Classification:
         record = self.session.scalar(select(Classification).options(*_LOADED).where(Classification.id == record_id))
         if record is None or (owner is not None and record.owner != owner):

@@ -35,10 +35,18 @@ def swagger(request: Request) -> HTMLResponse:
 @router.get("/redoc")
 def redoc(request: Request) -> HTMLResponse:
     root = request.scope.get("root_path", "")
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=f"{root}{request.app.openapi_url}",
         title="astroclassify API",
         redoc_js_url=f"{root}{PREFIX}/redoc.standalone.js",
         redoc_favicon_url=f"{root}/favicon.ico",
         with_google_fonts=False,
     )
+    # The ReDoc bundle draws its vendor's logo from cdn.redoc.ly; the page loads nothing from
+    # outside this server (its onError hides the image), so an offline or private server
+    # never calls out. ReDoc builds its styles and workers at run time: inline and blob allowed.
+    page.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'"
+    )
+    return page

@@ -98,6 +98,8 @@ def documentation(request: Request, pool: PoolDep, settings: SettingsDep) -> HTM
         "models": pool.bundles(),
         "settings": settings,
         "low_confidence": settings.low_confidence_threshold,
+        # The examples name this server as the browser reached it (host, port and any proxy prefix).
+        "base": str(request.base_url).rstrip("/"),
     }
     return templates.TemplateResponse(request, "documentation.html", context)
 
@@ -224,6 +226,7 @@ def anomalies_page(request: Request, pool: PoolDep, session: SessionDep, caller:
         "labels": list(predictor.labels),
         "sources": ["upload", *IngestedItems(session).counts_by_source()],
         "false_alarm_rate": predictor.detector.false_alarm_rate if predictor.detector else None,
+        "scored": Classifications(session).count_with_embeddings(predictor.bundle.name),
     }
     return templates.TemplateResponse(request, "anomalies.html", context)
 
