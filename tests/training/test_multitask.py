@@ -43,6 +43,7 @@ heads:
     tags: [{tag_dataset}]
     image_size: 48
     crop: 0.9
+    per_epoch: 60  # more than its training images: classes drawn with replacement, tags each once
 """
     )
     # A module fixture runs before the per-test settings fixture: say "no tcmalloc restart" here.

@@ -61,7 +61,7 @@ class HeadSpec:
     tta: str = "none"
     flips: bool = True  # a taxonomy's mirror map overrides (flip and swap)
     photo: bool = False  # imitate amateur photographs in augmentation (imaging/augment.py)
-    per_epoch: int = 0  # images drawn from each part per epoch (0: all its training images)
+    per_epoch: int = 0  # images drawn from each class part per epoch, with replacement (0: as many as it has)
     balance_power: float = 1.0
     splits: str = ""  # reuse a splits.csv for the class datasets (e.g. the old model's split)
 
@@ -320,14 +320,14 @@ def _epoch_batches(cfg: EncoderConfig, parts: list[Part], rng: np.random.Generat
         train = part.rows("train")
         if not len(train):
             continue
-        n = min(len(train), part.head.per_epoch) if part.head.per_epoch else len(train)
-        if part.role == "classes":  # each class drawn about equally often (weights 1/count^power)
+        n = part.head.per_epoch or len(train)
+        if part.role == "classes":  # each class drawn about equally often (weights 1/count^power), with replacement
             counts = np.bincount(part.data.y[train], minlength=len(part.data.labels))
             w = np.maximum(counts[part.data.y[train]], 1) ** -part.head.balance_power
             order = rng.choice(train, size=n, replace=True, p=w / w.sum())
         else:
-            order = rng.choice(train, size=n, replace=False)
-        batches += [(p, order[i : i + cfg.batch_size]) for i in range(0, n, cfg.batch_size)]
+            order = rng.choice(train, size=min(n, len(train)), replace=False)
+        batches += [(p, order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -510,7 +510,6 @@ def _write_head(
 ) -> Path:
     """One head as a versioned model folder: the bundle writer's export, calibration and card, plus tags."""
     from astroclassify.modelfolder.card import write_model_card
-    from astroclassify.modelfolder.folder import load_bundle
     from astroclassify.modelfolder.versions import adopt, draft
     from astroclassify.preparation.prepare import write_split_file
     from astroclassify.training.bundle_writer import finish_bundle
@@ -579,7 +578,7 @@ def _write_head(
             bundle.meta["tag_metrics"] = _tag_metrics(net, tags)
             write_split_file(d.path / "tag_splits.csv", tags.data)  # which tag images were held out
         bundle.save()
-        write_model_card(load_bundle(d.path))
+        write_model_card(bundle)
         _fit_detector(d.path, Path(cfg.data_dir) if cfg.data_dir else None)
         test = bundle.meta.get("metrics", {}).get("test", {}).get("all", {})
         d.info["scores"] = {k: test[k] for k in ("n", "accuracy", "macro_f1") if k in test}
