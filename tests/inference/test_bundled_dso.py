@@ -16,7 +16,7 @@ def clf():
 
 
 def test_load_and_predict_typed_results(clf, shared_data):
-    assert clf.classes_ == ("galaxy", "nebula", "planet")
+    assert clf.classes_ == ("galaxy", "nebula", "planet", "star_cluster")
     files = [
         shared_data / "hubble-dso/galaxy/heic0007b.jpg",
         shared_data / "hubble-dso/nebula" / sorted(p.name for p in (shared_data / "hubble-dso/nebula").iterdir())[0],
