@@ -129,8 +129,8 @@ def lookalikes(clf, preds, y: np.ndarray) -> None:
     outcomes = list(clf.predictor.run([p.source for p in preds]))
     vectors = np.stack([o.embedding for o in outcomes]).astype(np.float32)
     index = VectorIndex.build(vectors, exact=True)
-    _, neighbours = index.search(vectors, 11)
-    hits = np.array([(y[row[1:]] == y[i]).mean() for i, row in enumerate(neighbours)])
+    neighbours, _ = index.search(vectors, 11)
+    hits = np.array([(y[[j for j in row if j != i][:10]] == y[i]).mean() for i, row in enumerate(neighbours)])
     per_class = {lab: float(hits[y == lab].mean()) for lab in sorted(set(y))}
     print(
         f"  look-alikes macro precision@10: {np.mean(list(per_class.values())):.3f} ("

@@ -54,16 +54,18 @@ def _finish(img: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 def spiral_galaxy(rng: np.random.Generator) -> Image.Image:
     x, y = _grid()
-    xr, yr = x, y / 0.65  # inclined disc
+    xr, yr = x / 0.8, y / 0.5  # an inclined disc filling most of the frame
     r = np.hypot(xr, yr) + 1e-6
     theta = np.arctan2(yr, xr)
-    disc = np.exp(-r / 0.22)
-    arms = 0.5 + 0.5 * np.cos(2 * (theta - np.log(r) / np.tan(np.radians(18))))
-    bulge = np.exp(-((r / 0.06) ** 0.8))
-    light = 0.55 * disc * arms**3 + 0.25 * disc + 0.9 * bulge
-    dust = 1 - 0.35 * disc * (1 - arms) ** 4
-    img = np.stack([light * 1.0, light * 0.92, light * 0.85 + 0.25 * disc * arms**4], -1) * dust[..., None]
-    return _finish(_stars(img, rng, 60, 0.6), rng)
+    disc = np.exp(-r / 0.25)
+    arms = (0.5 + 0.5 * np.cos(2 * (theta - np.log(r) / np.tan(np.radians(20))))) ** 4
+    knots = np.clip(_fractal(rng, 1.5), 0, None) * arms * disc  # star-forming regions along the arms
+    bulge = np.exp(-((r / 0.07) ** 0.9))
+    old = 0.35 * disc + 1.2 * bulge  # yellow light of old stars
+    young = 0.8 * disc * arms + 0.25 * knots  # blue light of young ones
+    dust = 1 - 0.5 * disc * (1 - arms) ** 6 * (r > 0.08)
+    img = np.stack([old + 0.55 * young, 0.85 * old + 0.7 * young, 0.6 * old + 1.0 * young], -1) * dust[..., None]
+    return _finish(_stars(img * 0.8, rng, 50, 0.6), rng)
 
 
 def emission_nebula(rng: np.random.Generator) -> Image.Image:

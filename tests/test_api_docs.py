@@ -32,7 +32,10 @@ def test_every_api_example_runs(shared_data, tmp_path, monkeypatch, capsys):
     finally:
         site.stop()
     printed = capsys.readouterr().out
-    assert "('galaxy', 'nebula', 'planet')" in printed and "Evaluation(dso on hubble-dso (auto split): n=75" in printed
+    assert (
+        "('galaxy', 'nebula', 'planet', 'star_cluster')" in printed
+        and "Evaluation(dso on hubble-dso (auto split): n=75" in printed
+    )
     assert "TrainResult(tiny at runs/tiny" in printed and "CVResult(3 folds" in printed
     assert "EnsembleResult(tiny-ens" in printed and "IngestResult(apod:" in printed
     assert Path("m51-gradcam.png").is_file() and Path("reports/report-hubble-dso-auto.html").is_file()

@@ -46,7 +46,7 @@ def test_similar_mark_and_export_from_the_command_line(tmp_path, shared_data):
 def test_similar_with_nothing_stored_says_so(shared_data, tmp_path):
     """An empty table with no word was all a new installation got."""
     res = run_cli(
-        "similar", str(shared_data / "hubble-dso/galaxy/heic0007b.jpg"), env={"ASTROCLASSIFY_HOME": str(tmp_path)}
+        "similar", str(shared_data / "hubble-dso/galaxy/heic0506a.jpg"), env={"ASTROCLASSIFY_HOME": str(tmp_path)}
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "no stored images to compare with yet: classify or ingest some first"

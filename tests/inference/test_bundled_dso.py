@@ -18,7 +18,7 @@ def clf():
 def test_load_and_predict_typed_results(clf, shared_data):
     assert clf.classes_ == ("galaxy", "nebula", "planet", "star_cluster")
     files = [
-        shared_data / "hubble-dso/galaxy/heic0007b.jpg",
+        shared_data / "hubble-dso/galaxy/heic0506a.jpg",
         shared_data / "hubble-dso/nebula" / sorted(p.name for p in (shared_data / "hubble-dso/nebula").iterdir())[0],
     ]
     preds = clf.predict(files)
@@ -29,14 +29,14 @@ def test_load_and_predict_typed_results(clf, shared_data):
         assert p.confidence == max(p.probabilities.values())
         assert abs(sum(p.probabilities.values()) - 1) < 1e-6
     probs = clf.predict_proba(files)
-    assert probs.shape == (2, 3)
+    assert probs.shape == (2, 4)
     assert np.allclose(probs.max(axis=1), [p.confidence for p in preds])
 
 
 def test_arrays_and_bytes_give_the_same_answer_as_files(clf, shared_data):
     from PIL import Image
 
-    path = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    path = shared_data / "hubble-dso/galaxy/heic0506a.jpg"
     arr = np.asarray(Image.open(path).convert("RGB"))
     by_path = clf.predict_proba([path])[0]
     by_bytes = clf.predict_proba([path.read_bytes()])[0]
@@ -81,7 +81,7 @@ def test_bundled_model_card_and_metrics_are_reproducible(shared_data):
     bundle_dir = astroclassify.load("dso").bundle_.path
     meta = json.loads((bundle_dir / "model.json").read_text())
     card = (bundle_dir / "MODEL_CARD.md").read_text()
-    assert "astroclassify train" in card and "Suspected label errors" in card
+    assert "astroclassify train-encoder recipes/encoder.yaml" in card and "Shared encoder" in card
     res = run_cli("evaluate", "--model", "dso", "--data", "hubble-dso", "--json")
     assert res.returncode == 0, res.stderr
     m = json.loads(res.stdout)

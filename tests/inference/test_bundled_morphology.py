@@ -22,7 +22,23 @@ def test_classes_taxonomy_and_card(clf):
     test = meta["metrics"]["test"]["all"]
     assert test["n"] > 1000 and test["accuracy"] > 0.85  # the shipped file is the trained one
     card = (clf.bundle_.path / "MODEL_CARD.md").read_text()
-    assert "gz1-sdss" in card and "spiral_acw ↔ spiral_cw" in card
+    assert "gz1-sdss" in card and "spiral_acw ↔ spiral_cw" in card and "### Tags" in card
+    dso = astroclassify.load("dso").bundle_.meta
+    assert meta["encoder"]["id"] == dso["encoder"]["id"]  # one encoder under both bundled models
+
+
+def test_tags_rank_ring_galaxies_above_others(clf, shared_data):
+    """The ring tag, on DECaLS test images the model never trained on (its tag_splits.csv)."""
+    from sklearn.metrics import roc_auc_score
+
+    from astroclassify.preparation.splits import read_splits
+
+    assert clf.predictor.tag_names == ("featured_or_disk", "no_spiral_arms", "not_edge_on", "ring")
+    test = [r for r in read_splits(clf.bundle_.path / "tag_splits.csv") if r.split == "test"]
+    preds = clf.predict([shared_data / r.key for r in test])
+    assert all(set(p.tags) == set(clf.predictor.tag_names) for p in preds)
+    ring = [float(r.label == "ring") for r in test]
+    assert roc_auc_score(ring, [p.tags["ring"] for p in preds]) > 0.65
 
 
 def test_mirror_image_of_a_spiral_swaps_its_winding(clf, shared_data):

@@ -19,7 +19,7 @@ main()
 
 
 def test_predict_without_torch(shared_data):
-    image = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    image = shared_data / "hubble-dso/galaxy/heic0506a.jpg"
     res = subprocess.run([sys.executable, "-c", SCRIPT, str(image)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert '"label": "galaxy"' in res.stdout and '"unusual": false' in res.stdout

@@ -193,7 +193,9 @@ def test_limit_since_until_and_classify(site, cli):
     assert result.returncode == 0, result.stderr
     rows = lines(result)
     assert [r["date"] for r in rows] == ["2023-02-11", "2023-02-10"]
-    assert all(r["label"] in ("galaxy", "nebula", "planet", "star_cluster") for r in rows)  # the default model: bundled dso
+    assert all(
+        r["label"] in ("galaxy", "nebula", "planet", "star_cluster") for r in rows
+    )  # the default model: bundled dso
     assert all(0 < r["confidence"] <= 1 for r in rows)
     with db(cli) as con:
         names = [r[0] for r in con.execute("select c.filename from classifications c order by c.id")]

@@ -114,7 +114,8 @@ def test_predict_cli_on_trained_model(tiny_model, tiny_dataset, tmp_path):
     assert len(good) == 24
     assert sum(x["label"] == "galaxy" for x in good) >= 20
     for x in good:
-        assert set(x) == {"file", "label", "confidence", "probabilities", "anomaly_score", "unusual"}
+        assert set(x) == {"file", "label", "confidence", "probabilities", "anomaly_score", "unusual", "tags"}
+        assert x["tags"] == {}  # a model without tag heads
         assert x["anomaly_score"] is None and x["unusual"] is None  # 7 validation images: too few to calibrate one
         assert abs(sum(x["probabilities"].values()) - 1) < 1e-4
         assert x["confidence"] == max(x["probabilities"].values())

@@ -17,8 +17,8 @@ LOCAL = ("127.0.0.1", 50000)  # a client address on this machine, for in-process
 
 @pytest.fixture(scope="module")
 def galaxy(shared_data) -> bytes:
-    """A real Hubble galaxy (heic0007b.jpg, 500 x 345 px)."""
-    return (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    """A real Hubble galaxy (heic0506a.jpg, 500 x 346 px)."""
+    return (shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes()
 
 
 def upload(client, image: bytes, name: str = "g.jpg", **kw):

@@ -27,11 +27,11 @@ def test_archives_page_shows_sources_runs_alerts_and_images(site, cli):
         assert page.status_code == 200
         html = page.text
         sources = html[html.index('id="sources"') : html.index("</table>", html.index('id="sources"'))]
-        apod_row = re.search(r"<tr><td>apod</td>(.*?)</tr>", sources, re.S).group(1)
-        cells = re.findall(r"<td>(.*?)</td>", apod_row, re.S)
+        apod_row = re.search(r'<tr><td data-label="source">apod</td>(.*?)</tr>', sources, re.S).group(1)
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", apod_row, re.S)  # data-label: the column's name on a phone
         assert cells[:4] == ["5", "0", "1", "1"]  # stored, duplicate, recorded, failed
         runs = html[html.index('id="runs"') :]
-        assert runs.count("<tr><td>") == 4 and "failed" in html and "HTTP 500 after 2 attempts" in html
+        assert runs.count('<tr><td data-label="run">') == 4 and "failed" in html and "HTTP 500 after 2 attempts" in html
         assert "Credit: Nicolas Tabbush" in html and "Hubble image heic2411a (nebulae)" in html
         alerts = html[html.index('id="alerts"') : html.index("</ul>", html.index('id="alerts"'))]
         assert alerts.count("<li>") == 2 and "log: delivered" in alerts and "apod:2020-06-09" in alerts

@@ -26,7 +26,7 @@ def keyed(tmp_path_factory):
 
 def test_keys_required_and_checked(keyed, shared_data):
     base, keys, env = keyed
-    image = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    image = (shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes()
     files = {"image": ("g.jpg", image, "image/jpeg")}
     missing = httpx.post(f"{base}/api/classify", files=files)
     assert missing.status_code == 401 and "API key is required" in missing.json()["error"]["message"]
@@ -39,7 +39,7 @@ def test_keys_required_and_checked(keyed, shared_data):
 
 def test_one_key_cannot_see_another_keys_records(keyed, shared_data):
     base, keys, _ = keyed
-    image = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    image = (shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes()
     alice, bob = {"X-API-Key": keys["alice"]}, {"X-API-Key": keys["bob"]}
     rec = httpx.post(f"{base}/api/classify", files={"image": ("a.jpg", image, "image/jpeg")}, headers=alice).json()
     assert httpx.get(f"{base}/api/classifications/{rec['id']}", headers=alice).status_code == 200

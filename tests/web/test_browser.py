@@ -79,7 +79,7 @@ def test_upload_by_button_explain_then_correct_in_gallery(browser, site, shared_
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     image = tmp_path / "m51.jpg"
-    image.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes(), "m51"))
+    image.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes(), "m51"))
     browser.get(site + "/")
     predict = browser.find_element(By.ID, "predict")
     assert not predict.is_enabled()
@@ -88,7 +88,7 @@ def test_upload_by_button_explain_then_correct_in_gallery(browser, site, shared_
     predict.click()
     (card,) = _wait_for_results(browser)
     assert card.find_element(By.CSS_SELECTOR, ".label").text in ("galaxy", "nebula", "planet", "star_cluster")
-    assert len(card.find_elements(By.CSS_SELECTOR, ".bars .bar")) == 3
+    assert len(card.find_elements(By.CSS_SELECTOR, ".bars .bar")) == 4  # one per class of dso
     assert not card.find_element(By.CSS_SELECTOR, ".credit").is_displayed()  # renamed file: no guessed credit
 
     shot = card.find_element(By.CSS_SELECTOR, "img.shot")
@@ -127,7 +127,7 @@ def test_drop_several_files_keeps_their_order_and_credits_archives(browser, site
     from selenium.webdriver.common.by import By
 
     planet = sorted((shared_data / "nasa-planets-galaxies/planet").iterdir())[0]
-    hubble = shared_data / "hubble-dso/galaxy/heic0007b.jpg"
+    hubble = shared_data / "hubble-dso/galaxy/heic0506a.jpg"
     files = [
         (planet.name, base64.b64encode(planet.read_bytes()).decode()),
         (hubble.name, base64.b64encode(distinct(hubble.read_bytes(), "drop")).decode()),
@@ -155,7 +155,7 @@ def test_drop_several_files_keeps_their_order_and_credits_archives(browser, site
     credit = second.find_element(By.CSS_SELECTOR, ".credit")
     assert "ESA/Hubble & NASA (CC BY 4.0)" in credit.text
     link = credit.find_element(By.TAG_NAME, "a").get_attribute("href")
-    assert link == "https://esahubble.org/images/heic0007b/"
+    assert link == "https://esahubble.org/images/heic0506a/"
     assert "finished" not in browser.find_element(By.ID, "progress").text
     assert browser.find_element(By.ID, "progress").text == "2 images classified."
 
@@ -166,7 +166,7 @@ def test_bad_file_shows_an_error_next_to_good_results(browser, site, shared_data
     fake = tmp_path / "fake.jpg"
     fake.write_text("not really a picture")
     good = tmp_path / "good.jpg"
-    good.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes(), "good"))
+    good.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes(), "good"))
     browser.get(site + "/")
     browser.find_element(By.ID, "file").send_keys(f"{fake}\n{good}")
     browser.find_element(By.ID, "predict").click()
@@ -186,7 +186,7 @@ def test_fits_files_get_a_preview_before_upload_and_a_result_after(browser, site
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    grey = np.asarray(Image.open(shared_data / "hubble-dso/galaxy/heic0007b.jpg").convert("L"), np.float32)
+    grey = np.asarray(Image.open(shared_data / "hubble-dso/galaxy/heic0506a.jpg").convert("L"), np.float32)
     flux = (grey / 255) ** 2 * 5000 + 100  # counts, not display values
     flux[:10] = np.nan
     fits.PrimaryHDU(flux[::-1]).writeto(tmp_path / "flux.fits")
@@ -244,7 +244,7 @@ def test_results_layout_and_empty_states(browser, site, shared_data, tmp_path, w
     browser.set_window_size(width, 900)
     try:
         image = tmp_path / "layout.jpg"
-        image.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes(), f"layout{width}"))
+        image.write_bytes(distinct((shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes(), f"layout{width}"))
         browser.get(site + "/")
         browser.find_element(By.ID, "file").send_keys(str(image))
         browser.find_element(By.ID, "predict").click()

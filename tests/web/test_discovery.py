@@ -109,7 +109,7 @@ def two_keys(shared_data, tmp_path_factory):
     with open_store(home) as store, store.session() as session:
         keys = {name: ApiKeys(session).create(name)[1] for name in ("alice", "bob")}
     settings = Settings(home=home, allowed_hosts=["testserver"], require_api_key=True)
-    galaxy = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    galaxy = (shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes()
     with TestClient(create_app(settings), client=LOCAL) as client:
         alice, bob = {"X-API-Key": keys["alice"]}, {"X-API-Key": keys["bob"]}
         mine = [upload(client, galaxy, "mine.jpg", headers=alice).json()["id"]]

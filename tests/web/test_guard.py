@@ -238,7 +238,7 @@ def test_batch_holds_each_file_to_the_upload_limit(make_client, galaxy, tmp_path
     assert "over the 195 KiB limit" in by_name["inside/big.jpg"]["error"]
     assert by_name["inside/ok.jpg"]["result"]["label"] == "galaxy"
 
-    total = [("images", (f"{i}.jpg", distinct(galaxy, i), "image/jpeg")) for i in range(160)]
+    total = [("images", (f"{i}.jpg", distinct(galaxy, i), "image/jpeg")) for i in range(170)]  # 3.3 MB
     over = client.post("/api/classify/batch", files=total)
     assert over.status_code == 413 and "over the" in over.json()["error"]["message"]
 

@@ -69,7 +69,7 @@ def test_every_curl_example_on_the_documentation_page_works(server, shared_data,
     commands = [c for b in blocks for c in b.replace("\\\n", " ").splitlines() if c.startswith("curl ")]
     assert len(commands) >= 10
     assert all(server in c and "127.0.0.1:8000" not in c for c in commands)  # the examples name this server
-    galaxy = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    galaxy = (shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes()
     (tmp_path / "m51.jpg").write_bytes(galaxy)
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes(make_sky("nebula", 200)))
     shutil.copyfile(next((shared_data / "hubble-dso/nebula").iterdir()), tmp_path / "b.fits")  # a JPEG misnamed
@@ -96,7 +96,7 @@ def test_every_curl_example_on_the_documentation_page_works(server, shared_data,
 
 def test_two_worker_processes_answer_without_delayed_acks(shared_data):
     """`serve --workers 2`: both share the port, settings reach them, no 40 ms Nagle stalls."""
-    galaxy = (shared_data / "hubble-dso/galaxy/heic0007b.jpg").read_bytes()
+    galaxy = (shared_data / "hubble-dso/galaxy/heic0506a.jpg").read_bytes()
     with serve_process({"ASTROCLASSIFY_SERVE_TTA": "none"}, args=("--workers", "2")) as base:
         with httpx.Client(timeout=30) as client:
             times = []

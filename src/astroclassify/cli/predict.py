@@ -42,7 +42,7 @@ def predict(
     failures = 0
     names = _short_names(inputs, found.files)
     table = _prediction_table(
-        clf.classes_, names.values(), anomaly=clf.predictor.detector is not None, tags=bool(clf.predictor.tag_names)
+        clf.classes_, names.values(), anomaly=clf.predictor.detector is not None, tags=clf.predictor.tag_names
     )
     with Bars(enabled=not as_json and len(found.files) > batch_size) as bars:
         advance = bars("classifying", len(found.files))
@@ -79,13 +79,14 @@ def _short_names(inputs: list[Path], files: list[Path]) -> dict[str, str]:
     return {k: (k if v in clashes else v) for k, v in short.items()}
 
 
-def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False, tags: bool = False) -> Table:
+def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False, tags: tuple[str, ...] = ()) -> Table:
     """One row per image; per-class columns only where they fit, and never a cut label.
 
     Where the terminal is too narrow for a column per class, the runner-up class and its
     probability replace them (a 6-class model in 80 columns). With a detector, the anomaly
     score is a column of its own, ``!`` marking the images flagged unusual. A model with tag
-    heads gets a last column of its tags (probabilities or predicted vote fractions).
+    heads gets a last column of its tags (probabilities or predicted vote fractions) where the
+    terminal has room for it; ``--json`` always carries them.
     """
     file_width = min(max((len(n) for n in names), default=4), 40)
     label_width = max(len(lb) for lb in labels)
@@ -101,8 +102,9 @@ def _prediction_table(labels: tuple[str, ...], names, *, anomaly: bool = False, 
         table.add_column("runner-up", no_wrap=True, min_width=label_width + 6)
     if anomaly:
         table.add_column("anomaly", no_wrap=True, justify="right")
-    if tags:
-        table.add_column("tags", overflow="fold")
+    narrow = file_width + label_width + 10 + label_width + 8 + (9 if anomaly else 0)
+    if tags and min(full, narrow) + sum(len(t) + 7 for t in tags) <= out.width:
+        table.add_column("tags", no_wrap=True)
     return table
 
 

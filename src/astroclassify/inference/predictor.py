@@ -310,8 +310,10 @@ class OnnxPredictor:
                 f"unknown label {label!r} for model {self.bundle.name!r}; labels: {', '.join(self.labels)}"
             )
         size = self.bundle.image_size
+        # The network sees exactly what predict feeds it (the same draft decode), so the
+        # explanation's probabilities are the prediction's; the overlay is drawn on a larger decode.
+        pixels = self.prepare(source)
         image = self._decode(source, max(size, 512))
-        pixels = letterbox_filtered(image, size, self.filters)
         views = tta_views(pixels[None], self.bundle.tta if tta is None else tta)[:, 0]
         logits, cams = self.session.run(
             ["logits", "cam"], {self.input_name: to_tensor_layout(views, self.bundle.mean, self.bundle.std)}
