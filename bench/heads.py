@@ -158,7 +158,8 @@ def tags(clf, folder: Path, data_dir: Path) -> None:
                 auc = interval(
                     both, groups, lambda b: roc_auc_score(b[:, 0], b[:, 1]) if len(set(b[:, 0])) == 2 else np.nan
                 )
-                print(f"  {tag}: AUROC {fmt(auc)}")
+                ece = interval(both, groups, lambda b: ece_of(b[:, 1], b[:, 0]))
+                print(f"  {tag}: AUROC {fmt(auc)}, calibration error (yes/no ECE, 10 bins) {fmt(ece)}")
                 continue
             rel = {str(r[0].relative_to(data_dir / dataset)): i for i, r in enumerate(items)}
             t = np.full(len(items), np.nan)
@@ -168,6 +169,12 @@ def tags(clf, folder: Path, data_dir: Path) -> None:
             keep = ~np.isnan(t)
             err = np.abs(t - p)[keep]
             print(f"  {tag}: mean absolute error {fmt(interval(err, groups[keep], np.mean))} (n={int(keep.sum())})")
+
+
+def ece_of(p: np.ndarray, t: np.ndarray) -> float:
+    from astroclassify.evaluation.calibration import expected_calibration_error
+
+    return expected_calibration_error(np.stack([1 - p, p], 1), t.astype(int), n_bins=10)
 
 
 def main() -> None:

@@ -61,7 +61,8 @@ def test_heads_share_one_encoder_and_only_the_tagged_head_has_tags(encoder):
     assert "tags" not in sky and shapes["tags"] == ["ring", "round"]
     test = shapes["tag_metrics"]["test"]
     assert 0.0 <= test["round"]["mae"] <= 1.0 and len(test["round"]["ci"]["mae"]) == 2
-    assert 0.0 <= test["ring"]["auroc"] <= 1.0
+    assert 0.0 <= test["ring"]["auroc"] <= 1.0 and 0.0 <= test["ring"]["ece"] <= 1.0  # calibration per tag
+    assert "ece" not in test["round"]  # a fraction has an error, not a calibration
     history = json.loads((resolve_bundle(encoder / "shapes") / "history.json").read_text())
     assert all(np.isfinite(row["loss_shapes:tags"]) for row in history)  # the empty cell was masked
     card = (resolve_bundle(encoder / "shapes") / "MODEL_CARD.md").read_text()

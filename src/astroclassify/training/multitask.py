@@ -275,8 +275,11 @@ def head_outputs(
 
 
 def tag_scores(pred: np.ndarray, targets: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
-    """Per tag: mean absolute error of the predicted fraction; AUROC and average precision where the target is 0/1."""
+    """Per tag: mean absolute error of the predicted fraction; AUROC, average precision and
+    calibration error (top-label ECE of the yes/no answer) where the target is 0/1."""
     from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from astroclassify.evaluation.calibration import expected_calibration_error
 
     out = {}
     for j, name in enumerate(names):
@@ -288,6 +291,7 @@ def tag_scores(pred: np.ndarray, targets: np.ndarray, names: list[str]) -> dict[
             if set(np.unique(t)) <= {0.0, 1.0} and len(np.unique(t)) == 2:
                 row["auroc"] = float(roc_auc_score(t, p))
                 row["average_precision"] = float(average_precision_score(t, p))
+                row["ece"] = expected_calibration_error(np.stack([1 - p, p], 1), t.astype(int), n_bins=10)
         out[name] = row
     return out
 
@@ -611,7 +615,7 @@ def _with_intervals(pred, targets, names, groups, scores, rounds: int = 1000) ->
     for _ in range(rounds):
         rows = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
         for name, row in tag_scores(pred[rows], targets[rows], names).items():
-            for k in ("mae", "auroc", "average_precision"):
+            for k in ("mae", "auroc", "average_precision", "ece"):
                 if k in row:
                     draws.setdefault(name, {}).setdefault(k, []).append(row[k])
     for name, metrics in draws.items():
