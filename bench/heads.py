@@ -26,13 +26,9 @@ ROUNDS = 1000
 
 def interval(values: np.ndarray, groups: np.ndarray, stat, rounds: int = ROUNDS) -> tuple[float, float, float]:
     """stat over all rows, and its 95% percentile-bootstrap interval over groups."""
-    rng = np.random.default_rng(0)
-    unique = np.unique(groups)
-    members = [np.flatnonzero(groups == g) for g in unique]
-    draws = []
-    for _ in range(rounds):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
-        draws.append(stat(values[rows]))
+    from astroclassify.evaluation.metrics import group_resamples
+
+    draws = [stat(values[rows]) for rows in group_resamples(groups, rounds)]
     return float(stat(values)), float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))
 
 
@@ -95,7 +91,11 @@ def morphology(models: Path, data_dir: Path) -> None:
     folder = clf.predictor.bundle.path
     print(f"\n## morphology ({clf!r})")
     rows = test_rows(folder, data_dir)["gz1-sdss"]
-    preds = predict(clf, [r[0] for r in rows])
+    from astroclassify.classifier import to_prediction
+
+    # One pass: the predictions and the embeddings look-alike search needs.
+    outcomes = list(clf.predictor.run([str(r[0]) for r in rows]))
+    preds = [to_prediction(o, clf.classes_) for o in outcomes]
     y = np.array([r[1] for r in rows])
     groups = np.array([r[2] for r in rows])
     pred = np.array([p.label for p in preds])
@@ -117,16 +117,15 @@ def morphology(models: Path, data_dir: Path) -> None:
     print("  F1 " + ", ".join(f"{lab} {v:.3f}" for lab, v in zip(labels, f1, strict=True)))
     unusual = np.array([bool(p.unusual) for p in preds], float)
     print(f"  unusual on typical gz1 test images: {fmt(interval(unusual, groups, np.mean))}")
-    lookalikes(clf, preds, y)
+    lookalikes(outcomes, y)
     if clf.predictor.tag_names:
         tags(clf, folder, data_dir)
 
 
-def lookalikes(clf, preds, y: np.ndarray) -> None:
+def lookalikes(outcomes, y: np.ndarray) -> None:
     """Macro precision@10 of "more like this" within the gz1 test split (same class = relevant)."""
     from astroclassify.discovery.similarity import VectorIndex
 
-    outcomes = list(clf.predictor.run([p.source for p in preds]))
     vectors = np.stack([o.embedding for o in outcomes]).astype(np.float32)
     index = VectorIndex.build(vectors, exact=True)
     neighbours, _ = index.search(vectors, 11)

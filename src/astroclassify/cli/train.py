@@ -40,12 +40,7 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
 ) -> None:
     """Train a model; resumes from OUT/checkpoint.pt when one exists."""
-    from astroclassify.config import tcmalloc_env
-
-    env = tcmalloc_env()
-    if env is not None:  # restart once with tcmalloc preloaded (faster torch on CPU)
-        os.execve(sys.executable, [sys.executable, "-m", "astroclassify.cli", *sys.argv[1:]], env)
-    setup_logging(verbose)
+    _start_training(verbose)
     import dataclasses
 
     from astroclassify.training.config import TrainConfig, apply_overrides
@@ -107,12 +102,7 @@ def train_encoder(
     verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
 ) -> None:
     """Train one shared encoder with a head per model; writes OUT/<head> for each (resumable)."""
-    from astroclassify.config import tcmalloc_env
-
-    env = tcmalloc_env()
-    if env is not None:  # restart once with tcmalloc preloaded (faster torch on CPU)
-        os.execve(sys.executable, [sys.executable, "-m", "astroclassify.cli", *sys.argv[1:]], env)
-    setup_logging(verbose)
+    _start_training(verbose)
     from astroclassify.training.multitask import load_encoder_recipe
     from astroclassify.training.multitask import train_encoder as run
 
@@ -122,10 +112,19 @@ def train_encoder(
     cfg = load_encoder_recipe(recipe, extra={"command": "astroclassify " + shlex.join(sys.argv[1:])}, **overrides)
     with Bars() as bars:
         result = run(cfg, progress=bars, resume=not fresh)
+    scores = result.test_scores()
     for head, path in result.heads.items():
-        from astroclassify.modelfolder.folder import load_bundle
-
-        m = load_bundle(path).meta.get("metrics", {}).get("test", {}).get("all", {})
+        m = scores[head]
         score = f"test accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}" if m else "no test split"
         out.print(f"{head}: {score}; written to {path}")
     out.print(f"{result.seconds:.0f} s")
+
+
+def _start_training(verbose: bool) -> None:
+    """Restart once with tcmalloc preloaded (faster torch on CPU), then set up logging."""
+    from astroclassify.config import tcmalloc_env
+
+    env = tcmalloc_env()
+    if env is not None:
+        os.execve(sys.executable, [sys.executable, "-m", "astroclassify.cli", *sys.argv[1:]], env)
+    setup_logging(verbose)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from astroclassify.evaluation.calibration import expected_calibration_error
 
-__all__ = ["bootstrap_intervals", "classification_metrics", "with_interval"]
+__all__ = ["bootstrap_intervals", "classification_metrics", "group_resamples", "with_interval"]
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -80,6 +80,20 @@ def with_interval(value: float, interval: Sequence[float] | None, digits: int = 
     """``0.893 [0.82, 0.96]``: a figure and its 95% interval (two decimals: no more are known)."""
     text = f"{value:.{digits}f}"
     return f"{text} [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else text
+
+
+def group_resamples(groups: Sequence[str] | np.ndarray, n_resamples: int = 1000, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row indices of bootstrap resamples that draw whole groups (an object's images together).
+
+    For statistics that are not classification counts (tag errors, AUROC of one tag);
+    ``bootstrap_intervals`` does classification metrics faster, from per-group sums.
+    """
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    unique = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in unique]
+    for _ in range(n_resamples):
+        yield np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
 
 
 def bootstrap_intervals(

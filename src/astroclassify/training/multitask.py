@@ -160,9 +160,9 @@ class MultiHeadNet(nn.Module):
 class HeadView(nn.Module):
     """One head of a ``MultiHeadNet`` with the zoo model interface, for export and Grad-CAM."""
 
-    def __init__(self, net: MultiHeadNet, head: str, output: str = "logits") -> None:
+    def __init__(self, net: MultiHeadNet, head: str) -> None:
         super().__init__()
-        self.net, self.head, self.output = net, head, output
+        self.net, self.head = net, head
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.backbone.forward_features(x)
@@ -181,10 +181,7 @@ class HeadView(nn.Module):
         return torch.sigmoid(self.net.taggers[self.head](features.mean(dim=(2, 3))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.forward_features(x)
-        if self.output == "tags":
-            return self.net.taggers[self.head](features.mean(dim=(2, 3)))
-        return self.forward_head(features)
+        return self.forward_head(self.forward_features(x))
 
 
 @dataclass
@@ -386,6 +383,12 @@ class EncoderResult:
     heads: dict[str, Path]  # head name -> the published version folder
     seconds: float
     history: list[dict]
+
+    def test_scores(self) -> dict[str, dict]:
+        """Each head's held-out test metrics (scope ``all``), as its model.json keeps them."""
+        from astroclassify.modelfolder.folder import load_bundle
+
+        return {h: load_bundle(p).meta.get("metrics", {}).get("test", {}).get("all", {}) for h, p in self.heads.items()}
 
     def __repr__(self) -> str:
         return f"EncoderResult({', '.join(self.heads)} at {self.out}, {self.seconds:.0f} s)"
@@ -608,12 +611,10 @@ def _tag_metrics(net: MultiHeadNet, part: Part) -> dict[str, Any]:
 
 def _with_intervals(pred, targets, names, groups, scores, rounds: int = 1000) -> dict:
     """Percentile-bootstrap 95% intervals over groups (an object's images resampled together)."""
-    rng = np.random.default_rng(0)
-    unique = np.unique(groups)
-    members = [np.flatnonzero(groups == g) for g in unique]
+    from astroclassify.evaluation.metrics import group_resamples
+
     draws: dict[str, dict[str, list[float]]] = {}
-    for _ in range(rounds):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
+    for rows in group_resamples(groups, rounds):
         for name, row in tag_scores(pred[rows], targets[rows], names).items():
             for k in ("mae", "auroc", "average_precision", "ece"):
                 if k in row:
