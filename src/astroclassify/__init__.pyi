@@ -60,6 +60,10 @@ from astroclassify.installation import Installation as Installation
 from astroclassify.installation import load as load
 
 # models: trained ones by name and version, architectures, taxonomies
+from astroclassify.learning.loop import LearnResult as LearnResult
+from astroclassify.learning.loop import learn as learn
+from astroclassify.learning.loop import learn_history as learn_history
+from astroclassify.learning.promotion import Comparison as Comparison
 from astroclassify.modelfolder.finish import refresh_model_card as refresh_model_card
 from astroclassify.modelfolder.folder import ModelEntry as ModelEntry
 
@@ -93,6 +97,7 @@ from astroclassify.training.multitask import train_encoder as train_encoder
 from astroclassify.training.quantize import QuantizeResult as QuantizeResult
 from astroclassify.training.quantize import quantize_model
 from astroclassify.training.train import CVResult as CVResult
+from astroclassify.training.train import TrainingPaused as TrainingPaused
 from astroclassify.training.train import TrainResult as TrainResult
 from astroclassify.training.train import cross_validate as cross_validate
 from astroclassify.training.train import train as train

@@ -1,6 +1,11 @@
 import numpy as np
 
-from astroclassify.evaluation.calibration import expected_calibration_error, fit_temperature, softmax
+from astroclassify.evaluation.calibration import (
+    expected_calibration_error,
+    fit_sigmoid_temperatures,
+    fit_temperature,
+    softmax,
+)
 from astroclassify.evaluation.metrics import classification_metrics
 
 
@@ -23,6 +28,25 @@ def test_temperature_recovers_overconfidence():
     before = expected_calibration_error(softmax(overconfident), y)
     after = expected_calibration_error(softmax(overconfident, t), y)
     assert after < before / 2 and after < 0.03
+
+
+def test_sigmoid_temperatures_per_tag_over_views_with_blanks():
+    rng = np.random.default_rng(1)
+    n = 3000
+    z = rng.normal(0, 2, (n, 2))
+    yes = (rng.random((n, 2)) < 1 / (1 + np.exp(-z))).astype(float)
+    targets = yes.copy()
+    targets[:, 1] = 1 / (1 + np.exp(-z[:, 1]))  # a vote fraction: a soft target
+    targets[::3, 0] = np.nan  # no answer: not counted
+    views = np.stack([z * np.array([4.0, 0.5]) + rng.normal(0, 0.01, z.shape) for _ in range(4)])
+    temps = fit_sigmoid_temperatures(views, targets)
+    assert abs(temps[0] - 4.0) < 0.6 and abs(temps[1] - 0.5) < 0.05  # over- and under-confident
+    assert fit_sigmoid_temperatures(views, np.full((n, 2), np.nan)).tolist() == [1.0, 1.0]
+    p = 1 / (1 + np.exp(-views[:, :, 0] / temps[0])).mean(0)
+    have = ~np.isnan(targets[:, 0])
+    ece = expected_calibration_error(np.stack([1 - p, p], 1)[have], targets[have, 0].astype(int))
+    raw = 1 / (1 + np.exp(-views[:, :, 0])).mean(0)
+    assert ece < expected_calibration_error(np.stack([1 - raw, raw], 1)[have], targets[have, 0].astype(int)) / 2
 
 
 def test_metrics_shape_and_absent_classes():

@@ -63,10 +63,14 @@ def test_heads_share_one_encoder_and_only_the_tagged_head_has_tags(encoder):
     assert 0.0 <= test["round"]["mae"] <= 1.0 and len(test["round"]["ci"]["mae"]) == 2
     assert 0.0 <= test["ring"]["auroc"] <= 1.0 and 0.0 <= test["ring"]["ece"] <= 1.0  # calibration per tag
     assert "ece" not in test["round"]  # a fraction has an error, not a calibration
+    assert set(shapes["tag_temperatures"]) == {"ring", "round"} and all(
+        t > 0 for t in shapes["tag_temperatures"].values()
+    )
+    assert 0.0 <= test["ring"]["ece_uncalibrated"] <= 1.0  # before temperature scaling, for comparison
     history = json.loads((resolve_bundle(encoder / "shapes") / "history.json").read_text())
     assert all(np.isfinite(row["loss_shapes:tags"]) for row in history)  # the empty cell was masked
     card = (resolve_bundle(encoder / "shapes") / "MODEL_CARD.md").read_text()
-    assert "Shared encoder" in card and "round" in card
+    assert "Shared encoder" in card and "round" in card and "before temperature scaling" in card
 
 
 def test_predictions_carry_tags_everywhere(encoder, tiny_dataset):

@@ -120,6 +120,63 @@ def train_encoder(
     out.print(f"{result.seconds:.0f} s")
 
 
+@app.command()
+def learn(
+    model: Annotated[str, typer.Argument(help="The champion: a model name or a model home folder.")],
+    imported: Annotated[
+        list[Path] | None,
+        typer.Option("--import", help="A labelled dataset folder from elsewhere to learn from (repeatable)."),
+    ] = None,
+    max_minutes: Annotated[
+        float, typer.Option(min=0, help="Training budget; an unfinished challenger resumes next time. 0: none.")
+    ] = 0.0,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the champion's epoch count.")] = None,
+    clean: Annotated[bool, typer.Option(help="Keep suspected label errors out of training.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Say what a turn would do; train and change nothing.")] = False,
+    history: Annotated[bool, typer.Option(help="Print the decisions recorded so far, then stop.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+) -> None:
+    """Learn from corrections, archive categories and imported labels: train a challenger, promote it only if better on the gold set."""
+    import json
+
+    from astroclassify.learning.loop import learn as run_learn
+    from astroclassify.learning.loop import learn_history
+    from astroclassify.modelfolder.folder import model_home
+
+    inst = installation()
+    if history:
+        home, _ = model_home(model, models_dir=inst.models_dir)
+        for d in learn_history(home):
+            out.print(f"{d['at']}  {d['decision']:<15} {d['message']}", markup=False, highlight=False)
+        return
+    if not dry_run:
+        _start_training(verbose)
+    with inst.open_store() as store, Bars() as bars:
+        result = run_learn(
+            model,
+            store=store,
+            imported=imported or (),
+            max_minutes=max_minutes,
+            epochs=epochs or 0,
+            dry_run=dry_run,
+            clean=clean,
+            notifiers=inst.notifiers(),
+            progress=bars,
+            **inst.folders(),
+        )
+    if json_out:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    out.print(f"{result.decision}: {result.message}", markup=False, highlight=False)
+    for s in result.suspects[:20]:
+        out.print(
+            f"  suspect: {s.row.source} labelled {s.row.label}, looks like {s.predicted} (p(label) {s.p_label:.2f})",
+            markup=False,
+            highlight=False,
+        )
+
+
 def _start_training(verbose: bool) -> None:
     """Restart once with tcmalloc preloaded (faster torch on CPU), then set up logging."""
     from astroclassify.config import tcmalloc_env

@@ -6,7 +6,13 @@ import numpy as np
 
 from astroclassify.inference.probabilities import softmax
 
-__all__ = ["expected_calibration_error", "fit_temperature", "reliability_bins", "softmax"]
+__all__ = [
+    "expected_calibration_error",
+    "fit_sigmoid_temperatures",
+    "fit_temperature",
+    "reliability_bins",
+    "softmax",
+]
 
 
 def reliability_bins(
@@ -59,3 +65,33 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
 
     res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(res.x))
+
+
+def fit_sigmoid_temperatures(view_logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per tag, the T > 0 minimising validation binary cross-entropy of mean_v sigmoid(z_v / T).
+
+    ``view_logits`` is (views, N, tags), as test-time augmentation averages probabilities over
+    views; ``targets`` is (N, tags) in [0, 1] (vote fractions are soft targets) with NaN where
+    an image has no answer. A tag without answers keeps T = 1.
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import expit
+
+    z = np.asarray(view_logits, dtype=np.float64)
+    if z.ndim == 2:
+        z = z[None]
+    t = np.asarray(targets, dtype=np.float64)
+    temps = np.ones(t.shape[1])
+    for j in range(t.shape[1]):
+        have = ~np.isnan(t[:, j])
+        if not have.any():
+            continue
+        zj, tj = z[:, have, j], t[have, j]
+
+        def bce(log_t: float, zj: np.ndarray = zj, tj: np.ndarray = tj) -> float:
+            p = np.clip(expit(zj / np.exp(log_t)).mean(axis=0), 1e-7, 1 - 1e-7)
+            return float(-(tj * np.log(p) + (1 - tj) * np.log(1 - p)).mean())
+
+        res = minimize_scalar(bce, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+        temps[j] = float(np.exp(res.x))
+    return temps

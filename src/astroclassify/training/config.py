@@ -49,6 +49,7 @@ class TrainConfig:
     splits: str = ""  # reuse an existing splits.csv instead of making one
     seed: int = 0
     threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
+    max_minutes: float = 0.0  # >0: stop after the epoch that passes this budget (checkpoint kept; run again to resume)
     channels_last: bool = True  # faster convolutions on x86 CPUs
     data_version: str = ""  # free text recorded in the model card
     data_dir: str = ""  # where named collections are found (the CLI passes the installation's); not the recipe

@@ -249,11 +249,19 @@ def _prepare_parts(cfg: EncoderConfig, progress: Progress) -> list[Part]:
     return parts
 
 
-@torch.no_grad()
 def head_outputs(
     net: MultiHeadNet, part: Part, rows: np.ndarray, tta: str = "none", batch: int = 64
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean class logits and tag probabilities over the TTA views of ``rows`` of a part."""
+    logits, tag_views = _view_outputs(net, part, rows, tta, batch)
+    return logits, (None if tag_views is None else (1 / (1 + np.exp(-tag_views))).mean(axis=0))
+
+
+@torch.no_grad()
+def _view_outputs(
+    net: MultiHeadNet, part: Part, rows: np.ndarray, tta: str, batch: int = 64
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class logits merged over TTA views, and tag logits per view (views, N, tags)."""
     pre = get_pretrained_cfg(net.arch)
     net.eval()
     logits, tags = [], []
@@ -265,10 +273,10 @@ def head_outputs(
         out, tag_logits = net(x.contiguous(memory_format=torch.channels_last), part.head.name)
         logits.append(merge_views(out.reshape(v, n, -1).numpy(), part.mirror))
         if tag_logits is not None:
-            tags.append(torch.sigmoid(tag_logits).reshape(v, n, -1).mean(0).numpy())
+            tags.append(tag_logits.reshape(v, n, -1).numpy())
     if not logits:
         return np.zeros((0, len(part.data.labels)), np.float32), None
-    return np.concatenate(logits), (np.concatenate(tags) if tags else None)
+    return np.concatenate(logits), (np.concatenate(tags, axis=1) if tags else None)
 
 
 def tag_scores(pred: np.ndarray, targets: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
@@ -452,6 +460,8 @@ def train_encoder(cfg: EncoderConfig, progress: Progress = _silent, *, resume: b
             net.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
+            if ck.get("stopped"):  # stopped early: resuming only writes the heads again
+                start_epoch = cfg.epochs
             log.info("resumed from %s at epoch %d", checkpoint, start_epoch + 1)
         else:
             log.warning("%s was written with another recipe; starting afresh", checkpoint)
@@ -470,6 +480,7 @@ def train_encoder(cfg: EncoderConfig, progress: Progress = _silent, *, resume: b
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         log.info("epoch %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        stop = epoch + 1 - best["epoch"] >= cfg.patience
         torch.save(
             {
                 "model": net.state_dict(),
@@ -478,10 +489,11 @@ def train_encoder(cfg: EncoderConfig, progress: Progress = _silent, *, resume: b
                 "epoch": epoch,
                 "history": _plain(history),
                 "best": {k: (v if k == "state" else _plain(v)) for k, v in best.items()},
+                "stopped": stop,
             },
             checkpoint,
         )
-        if epoch + 1 - best["epoch"] >= cfg.patience:
+        if stop:
             log.info("early stop: no validation improvement for %d epochs", cfg.patience)
             break
     if best["state"] is not None:
@@ -570,7 +582,11 @@ def _write_head(
             "heads": {h.name: {"classes": list(h.classes), "tags": list(h.tags)} for h in cfg.heads},
             "recipe": cfg.recipe(),
         }
-        extra = {"encoder": encoder} | ({"tags": tags.tag_names} if tags is not None else {})
+        extra: dict[str, Any] = {"encoder": encoder} | ({"tags": tags.tag_names} if tags is not None else {})
+        before: dict[str, Any] = {}
+        if tags is not None:
+            before = _tag_metrics(net, tags, rounds=0).get("test", {})
+            extra["tag_temperatures"] = calibrate_tags(net, tags)
         bundle = finish_bundle(
             train_cfg,
             classes.data,
@@ -582,7 +598,10 @@ def _write_head(
             extra_meta=extra,
         )
         if tags is not None:
-            bundle.meta["tag_metrics"] = _tag_metrics(net, tags)
+            bundle.meta["tag_metrics"] = _tag_metrics(net, tags) | {"temperatures_fitted_on": "val"}
+            for name, row in bundle.meta["tag_metrics"].get("test", {}).items():
+                if "ece" in before.get(name, {}):
+                    row["ece_uncalibrated"] = before[name]["ece"]
             write_split_file(d.path / "tag_splits.csv", tags.data)  # which tag images were held out
         bundle.save()
         write_model_card(bundle)
@@ -592,7 +611,29 @@ def _write_head(
     return d.published
 
 
-def _tag_metrics(net: MultiHeadNet, part: Part) -> dict[str, Any]:
+def calibrate_tags(net: MultiHeadNet, part: Part) -> dict[str, float]:
+    """Temperature-scale each tag on the tag datasets' validation split, folded into the tagger.
+
+    Dividing a tag's weights and bias by its T is exactly sigmoid(z / T), so the exported
+    graph, Grad-CAM and every consumer see calibrated tags with no extra step at inference.
+    """
+    from astroclassify.evaluation.calibration import fit_sigmoid_temperatures
+
+    rows = part.rows("val")
+    _, views = _view_outputs(net, part, rows, part.head.tta)
+    if views is None or not len(rows):
+        return {}
+    temps = fit_sigmoid_temperatures(views, part.targets[rows])
+    tagger = net.taggers[part.head.name]
+    with torch.no_grad():
+        scale = torch.from_numpy(1 / temps).to(tagger.weight.dtype)
+        tagger.weight.mul_(scale[:, None])
+        tagger.bias.mul_(scale)
+    log.info("tag temperatures (fitted on val): %s", dict(zip(part.tag_names, np.round(temps, 3), strict=True)))
+    return {name: float(t) for name, t in zip(part.tag_names, temps, strict=True)}
+
+
+def _tag_metrics(net: MultiHeadNet, part: Part, rounds: int = 1000) -> dict[str, Any]:
     """Tag scores on the tag datasets' val and test splits, test with 95% bootstrap intervals over groups."""
     out: dict[str, Any] = {"sources": list(part.head.tags)}
     for split in ("val", "test"):
@@ -602,9 +643,9 @@ def _tag_metrics(net: MultiHeadNet, part: Part) -> dict[str, Any]:
         _, pred = head_outputs(net, part, rows, part.head.tta)
         assert pred is not None
         scores = tag_scores(pred, part.targets[rows], part.tag_names)
-        if split == "test":
+        if split == "test" and rounds:
             groups = np.array([part.data.groups[i] for i in rows])
-            scores = _with_intervals(pred, part.targets[rows], part.tag_names, groups, scores)
+            scores = _with_intervals(pred, part.targets[rows], part.tag_names, groups, scores, rounds)
         out[split] = scores
     return out
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from astroclassify.errors import ConfigError, ModelError
+from astroclassify.errors import AstroClassifyError, ConfigError, ModelError
 from astroclassify.evaluation.calibration import softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
 from astroclassify.imaging.augment import build_augment
@@ -102,8 +102,8 @@ def _mirror(data: PreparedData) -> np.ndarray | None:
 
 
 def _resume_key(config: dict) -> dict:
-    """Config fields that must match to resume (the split file and command line may differ)."""
-    return {k: v for k, v in config.items() if k not in {"splits", "extra"}}
+    """Config fields that must match to resume (the split file, command line and time budget may differ)."""
+    return {k: v for k, v in config.items() if k not in {"splits", "extra", "max_minutes"}}
 
 
 @dataclass
@@ -137,6 +137,7 @@ def fit_model(
     # otherwise flips are label-preserving or off (cfg.flips).
     mirror = _mirror(data)
     run = _resume(checkpoint, cfg, model, optimizer, ema)
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
     for epoch in range(run.start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         # Linear probe first, then fine-tune (LP-FT): a frozen pretrained backbone keeps its
@@ -168,9 +169,20 @@ def fit_model(
         if val_idx is not None and epoch + 1 - run.best["epoch"] >= cfg.patience:
             log.info("early stop: no validation improvement for %d epochs", cfg.patience)
             break
+        if deadline is not None and time.monotonic() > deadline and epoch + 1 < cfg.epochs:
+            raise TrainingPaused(epoch + 1, cfg.epochs, checkpoint)
     if run.best["state"] is not None:
         scored.load_state_dict(run.best["state"])
     return scored.eval(), run.history, run.best["epoch"]
+
+
+class TrainingPaused(AstroClassifyError):
+    """Training reached its time budget (``max_minutes``) before its last epoch; the checkpoint resumes it."""
+
+    def __init__(self, done: int, epochs: int, checkpoint: Path | None) -> None:
+        where = f"; {checkpoint} resumes it" if checkpoint else ""
+        super().__init__(f"time budget reached after epoch {done} of {epochs}{where}")
+        self.done, self.epochs, self.checkpoint = done, epochs, checkpoint
 
 
 def _model_and_optimizer(cfg: TrainConfig, data: PreparedData, pre: Any) -> tuple[Any, Any, Any, list, bool]:
@@ -364,7 +376,7 @@ class TrainResult:
         return f"TrainResult({self.bundle.name} at {self.path}: {score}, {self.seconds:.0f} s)"
 
 
-def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True, serve: bool = True) -> TrainResult:
     """Train, calibrate, export and evaluate one model into ``cfg.out``; resumes from its checkpoint.
 
     Parameters
@@ -376,6 +388,14 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
     resume : bool
         Continue from ``cfg.out/checkpoint.pt`` when there is one (with the same split);
         ``False`` deletes it and starts again.
+    serve : bool
+        Serve the new version at once; ``False`` writes it beside the served one (a challenger
+        that ``learn`` promotes only if it measures better).
+
+    Raises
+    ------
+    TrainingPaused
+        ``cfg.max_minutes`` ran out before the last epoch; the checkpoint is kept.
 
     Returns
     -------
@@ -416,7 +436,7 @@ def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True
         "config": cfg.recipe(),
         "data": {"sources": list(cfg.data), "splits_sha256": snapshot},
     }
-    with draft(home, made_by="train", info=info) as d:
+    with draft(home, made_by="train", info=info, serve=serve) as d:
         for kept in ("splits.csv", "cv.json"):  # cross-validation run before training goes on the card
             if (home / kept).is_file():
                 shutil.copyfile(home / kept, d.path / kept)

@@ -1,0 +1,348 @@
+"""``learn``: one turn of the loop. Snapshot, clean, train a challenger, compare on gold, promote or keep.
+
+Everything a turn decides is appended to ``<model home>/learn/decisions.jsonl`` with its
+figures, so ``/models/NAME`` and ``astroclassify learn --history`` can show why a version
+serves. A turn that finds nothing new, or a snapshot already judged against this champion,
+trains nothing: the loop can run on a schedule.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astroclassify.errors import AstroClassifyError, ModelError
+from astroclassify.learning.cleaning import Suspect, find_label_errors
+from astroclassify.learning.promotion import Comparison, compare_paired, ensure_gold
+from astroclassify.learning.snapshot import Snapshot, gather_labels, write_snapshot
+from astroclassify.preparation.prepare import Progress, _silent
+from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
+from astroclassify.store import Store
+
+__all__ = ["LearnResult", "learn", "learn_history"]
+
+log = logging.getLogger(__name__)
+
+DECISIONS = "decisions.jsonl"
+REFERENCE_PER_CLASS = 60  # trusted training images per class that anchor the out-of-fold check
+
+
+@dataclass
+class LearnResult:
+    """What one turn of the loop did, and why."""
+
+    model: str
+    decision: str  # promoted | kept | paused | nothing new | already decided | dry run | failed
+    message: str
+    champion: str
+    challenger: str | None = None
+    snapshot: Snapshot | None = None
+    suspects: list[Suspect] = field(default_factory=list)
+    comparison: Comparison | None = None
+    gold: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "decision": self.decision,
+            "message": self.message,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "snapshot": self.snapshot.id if self.snapshot else None,
+            "labels": self.snapshot.counts if self.snapshot else {},
+            "left_out": self.snapshot.left_out if self.snapshot else {},
+            "suspects": [
+                {"source": s.row.source, "label": s.row.label, "predicted": s.predicted, "p_label": s.p_label}
+                for s in self.suspects
+            ],
+            "gold": self.gold,
+            "comparison": self.comparison.to_dict() if self.comparison else None,
+            "seconds": round(self.seconds, 1),
+        }
+
+    def __repr__(self) -> str:
+        return f"LearnResult({self.model}: {self.decision}: {self.message})"
+
+
+def learn(
+    name: str | Path,
+    *,
+    store: Store | None = None,
+    imported: Sequence[str | Path] = (),
+    models_dir: Path | None = None,
+    data_dir: Path | None = None,
+    max_minutes: float = 0.0,
+    epochs: int = 0,
+    dry_run: bool = False,
+    clean: bool = True,
+    notifiers: Sequence[Any] = (),
+    progress: Progress = _silent,
+) -> LearnResult:
+    """One turn of the loop for model ``name``; the served version changes only on a promotion.
+
+    Parameters
+    ----------
+    name : str or Path
+        The champion: a model name (bundled or the user's) or a model home folder.
+    store : Store, optional
+        Where corrections and archive categories come from.
+    imported : sequence of folders
+        Labelled dataset folders from elsewhere (another installation's export).
+    max_minutes : float
+        Training budget; a challenger not finished in time is kept as a checkpoint and the
+        next turn resumes it.
+    epochs : int
+        Override the champion's epoch count (0: its own recipe).
+    dry_run : bool
+        Gather, freeze nothing, train nothing: say what a turn would do.
+    clean : bool
+        Keep suspected label errors out of training (``False``: train on every gathered
+        label; the gold set alone then stands between noisy labels and the users).
+    notifiers : sequence of Notifier
+        Told of a promotion, a refused challenger and a failed run.
+    """
+    from astroclassify.inference.predictor import OnnxPredictor
+    from astroclassify.modelfolder.folder import _version_of, load_bundle, model_home, resolve_bundle
+
+    started = time.perf_counter()
+    home, bundled = model_home(name, models_dir=models_dir)
+    champion_path = resolve_bundle(name, models_dir=models_dir)
+    champion = _version_of(champion_path) or champion_path.name
+    bundle = load_bundle(champion_path)
+    recipe = bundle.meta.get("training", {}).get("config")
+    if not recipe:
+        raise ModelError(f"{champion_path}: the model records no training recipe, so a challenger cannot repeat it")
+    learn_dir = home / "learn"
+    gold = _gold(learn_dir, champion_path, dry_run)
+    result = LearnResult(str(name), "", "", champion, gold=len(gold))
+
+    rows, left = gather_labels(store, bundle.labels, imported=imported)
+    known = {r.sha256 for r in read_splits(champion_path / "splits.csv")}
+    gold_sha = {g.sha256 for g in gold}
+    dropped = Counter(
+        "gold image (never trains)" if r.sha256 in gold_sha else "already in the champion's data"
+        for r in rows
+        if r.sha256 in known | gold_sha
+    )
+    rows = [r for r in rows if r.sha256 not in known | gold_sha]
+    left = dict(Counter(left) + dropped)
+    if not rows:
+        return _finish(result, "nothing new", f"no new labels ({_left(left)})", started, learn_dir, notifiers)
+    snapshot = write_snapshot(rows, learn_dir / "snapshots", tag=champion, left_out=left)
+    result.snapshot = snapshot
+    if any(
+        d.get("snapshot") == snapshot.id and d.get("champion") == champion and d["decision"] in ("promoted", "kept")
+        for d in learn_history(home)
+    ):
+        return _finish(
+            result, "already decided", f"snapshot {snapshot.id} was judged against {champion}", started, None, ()
+        )
+
+    predictor = OnnxPredictor(champion_path, detector=False)
+    if clean:
+        result.suspects = find_label_errors(predictor, rows, _reference(champion_path, recipe, data_dir))
+    _write_suspects(snapshot.path / "suspects.csv", result.suspects)
+    doubted = {s.row.sha256 for s in result.suspects}
+    kept = [r for r in rows if r.sha256 not in doubted]
+    plan = (
+        f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label errors kept out; "
+        f"a {recipe.get('model')} challenger on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
+    )
+    if dry_run:
+        return _finish(result, "dry run", plan, started, None, ())
+    if not kept:
+        return _finish(
+            result, "nothing new", f"every new label is a suspected error ({len(rows)})", started, learn_dir, notifiers
+        )
+
+    training = write_snapshot(kept, learn_dir / "training", tag=f"clean:{snapshot.id}")
+    cfg = _challenger_config(recipe, home, training, champion_path, gold, data_dir, max_minutes, epochs)
+    from astroclassify.training.train import TrainingPaused, train
+
+    try:
+        trained = train(cfg, progress, serve=False)
+    except TrainingPaused as exc:
+        return _finish(result, "paused", f"{plan}. {exc}", started, learn_dir, ())
+    except AstroClassifyError as exc:
+        _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, notifiers)
+        raise
+    result.challenger = trained.path.name
+    result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir)
+    if result.comparison.promote:
+        from astroclassify.modelfolder.versions import use_version
+
+        use_version(home, trained.path.name, bundled=bundled)
+        return _finish(
+            result, "promoted", f"{trained.path.name} serves: {result.comparison.reason}", started, learn_dir, notifiers
+        )
+    return _finish(result, "kept", f"{champion} stays: {result.comparison.reason}", started, learn_dir, notifiers)
+
+
+def learn_history(home: Path) -> list[dict]:
+    """Every decision the loop recorded for a model home, oldest first."""
+    path = home / "learn" / DECISIONS
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash mid-write: the rest still reads
+    return out
+
+
+def _gold(learn_dir: Path, champion: Path, dry_run: bool) -> list[SplitAssignment]:
+    if dry_run and not (learn_dir / "gold.csv").is_file():
+        return [r for r in read_splits(champion / "splits.csv") if r.split == "test"]
+    return ensure_gold(learn_dir, champion)
+
+
+def _left(left: dict[str, int]) -> str:
+    return "; ".join(f"{reason}: {n}" for reason, n in sorted(left.items())) or "none gathered"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def _reference(champion: Path, recipe: dict, data_dir: Path | None) -> list[tuple[Path, str]]:
+    """Up to ``REFERENCE_PER_CLASS`` of the champion's training images per class, where they are found here."""
+    from astroclassify.preparation.collections import resolve_data
+
+    roots = {}
+    for source in recipe.get("data", []):
+        try:
+            root = resolve_data(source, data_dir=data_dir)
+        except AstroClassifyError:
+            continue
+        roots[root.resolve().name] = root
+    taken: Counter[str] = Counter()
+    out = []
+    for r in read_splits(champion / "splits.csv"):
+        dataset, _, rel = r.key.partition("/")
+        if r.split != "train" or dataset not in roots or taken[r.label] >= REFERENCE_PER_CLASS:
+            continue
+        path = roots[dataset] / rel
+        if path.is_file():
+            out.append((path, r.label))
+            taken[r.label] += 1
+    return out
+
+
+def _write_suspects(path: Path, suspects: list[Suspect]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "label", "predicted", "confidence", "p_label", "kind", "source", "sha256"])
+        for s in suspects:
+            w.writerow(
+                [
+                    f"images/{s.row.sha256[:16]}{s.row.path.suffix.lower()}",
+                    s.row.label,
+                    s.predicted,
+                    s.confidence,
+                    s.p_label,
+                    s.row.kind,
+                    s.row.source,
+                    s.row.sha256,
+                ]
+            )
+
+
+def _challenger_config(recipe, home, training, champion, gold, data_dir, max_minutes, epochs):
+    """The champion's recipe on its data plus the cleaned snapshot; the gold images stay in test."""
+    from astroclassify.training.config import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in recipe.items() if k in known})
+    gold_sha = {g.sha256 for g in gold}
+    rows = [
+        dataclasses.replace(r, split="test") if r.sha256 in gold_sha else r
+        for r in read_splits(champion / "splits.csv")
+    ]
+    with (training.path / "manifest.csv").open(newline="") as fh:
+        for i, m in enumerate(csv.DictReader(fh)):
+            rows.append(
+                SplitAssignment(
+                    f"{training.path.name}/{m['file']}",
+                    m["sha256"],
+                    m["label"],
+                    m["release"],
+                    "train",
+                    i % max(cfg.folds, 1),
+                )
+            )
+    splits = training.path / "splits.csv"
+    write_splits(splits, rows)
+    return dataclasses.replace(
+        cfg,
+        data=(*cfg.data, str(training.path)),
+        out=str(home),
+        splits=str(splits),
+        data_dir=str(data_dir) if data_dir else "",
+        max_minutes=max_minutes,
+        epochs=epochs or cfg.epochs,
+        extra={"command": f"astroclassify learn {home.name}"},
+    )
+
+
+def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_dir) -> Comparison:
+    """Both models on the gold images of the champion's data, paired by image."""
+    from astroclassify.evaluation.evaluate import evaluate
+
+    keys = {g.key: g for g in gold}
+    sources = list(recipe.get("data", []))
+    a = evaluate(champion, sources, split="test", models_dir=models_dir, data_dir=data_dir)
+    b = evaluate(challenger, sources, split="test", models_dir=models_dir, data_dir=data_dir)
+    labels = list(a.bundle.labels) if a.bundle else []
+    if not b.bundle or list(b.bundle.labels) != labels:
+        raise ModelError(f"the challenger's classes differ from the champion's ({labels}); not comparable")
+    index_a = {k: i for i, k in enumerate(a.keys) if k in keys}
+    index_b = {k: i for i, k in enumerate(b.keys)}
+    shared = [k for k in index_a if k in index_b]
+    if not shared:
+        raise ModelError("no gold image was scored by both models")
+    y = [labels.index(keys[k].label) for k in shared]
+    return compare_paired(
+        y,
+        a.probs[[index_a[k] for k in shared]],
+        b.probs[[index_b[k] for k in shared]],
+        [keys[k].group for k in shared],
+        labels,
+    )
+
+
+def _finish(
+    result: LearnResult, decision: str, message: str, started: float, learn_dir: Path | None, notifiers
+) -> LearnResult:
+    result.decision, result.message = decision, message
+    result.seconds = time.perf_counter() - started
+    log.info("learn %s: %s: %s", result.model, decision, message)
+    if learn_dir is not None:
+        learn_dir.mkdir(parents=True, exist_ok=True)
+        record = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")} | result.to_dict()
+        with (learn_dir / DECISIONS).open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    if decision in ("promoted", "kept", "failed"):
+        alert = {
+            "alert_id": f"learn:{result.model}:{result.snapshot.id if result.snapshot else '-'}:{decision}",
+            "kind": f"learn-{decision}",
+            "message": f"{result.model}: {message}",
+            "payload": result.to_dict(),
+        }
+        for notifier in notifiers:
+            try:
+                notifier.send(alert)
+            except Exception as exc:  # an alert that cannot go out never undoes the decision
+                log.warning("alert through %s failed: %s", getattr(notifier, "name", notifier), exc)
+    return result

@@ -1,0 +1,133 @@
+"""The frozen gold set and the paired comparison that decides a promotion.
+
+The gold set is fixed when the loop first runs for a model: the champion's held-out test
+split (grouped by object, seeded), written to ``learn/gold.csv`` and never changed. Every
+challenger keeps those images in its test split, so it never trains or tunes on them, and
+champion and challenger answer the same images. The decision uses a paired bootstrap over
+the gold set's groups (both models resampled together), so the interval is of the
+difference itself, far narrower than two separate intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from astroclassify.errors import DataError
+from astroclassify.evaluation.metrics import group_resamples
+from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
+
+__all__ = ["Comparison", "compare_paired", "ensure_gold"]
+
+LEVEL = 0.95
+
+
+def ensure_gold(learn_dir: Path, champion: Path) -> list[SplitAssignment]:
+    """The gold set: ``learn_dir/gold.csv``, made once from the champion's test split."""
+    gold = learn_dir / "gold.csv"
+    if gold.is_file():
+        return read_splits(gold)
+    rows = [r for r in read_splits(champion / "splits.csv") if r.split == "test"]
+    if not rows:
+        raise DataError(f"{champion}: its split has no test images to freeze as the gold set")
+    learn_dir.mkdir(parents=True, exist_ok=True)
+    write_splits(gold, rows)
+    return rows
+
+
+def _recall(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(k, np.nan)
+    for c in range(k):
+        have = y == c
+        if have.any():
+            out[c] = float((pred[have] == c).mean())
+    return out
+
+
+def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    f1s = []
+    for c in range(k):
+        tp = float(((pred == c) & (y == c)).sum())
+        support, predicted = float((y == c).sum()), float((pred == c).sum())
+        if support:
+            f1s.append(2 * tp / (support + predicted) if support + predicted else 0.0)
+    return float(np.mean(f1s)) if f1s else float("nan")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Champion against challenger on the same gold images, with paired 95% intervals of the differences."""
+
+    n: int
+    champion_macro_f1: float
+    challenger_macro_f1: float
+    difference: float
+    difference_ci: tuple[float, float]
+    recall: dict[str, dict[str, float | list[float]]] = field(default_factory=dict)  # per class
+    promote: bool = False
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "champion_macro_f1": round(self.champion_macro_f1, 4),
+            "challenger_macro_f1": round(self.challenger_macro_f1, 4),
+            "difference": round(self.difference, 4),
+            "difference_ci": [round(v, 4) for v in self.difference_ci],
+            "recall": self.recall,
+            "promote": self.promote,
+            "reason": self.reason,
+        }
+
+
+def compare_paired(
+    y: Sequence[int],
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    groups: Sequence[str],
+    labels: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Promote when the paired interval of the macro-F1 difference lies above zero and no class's
+    recall falls beyond its own interval (that class's difference interval wholly below zero).
+
+    ``champion`` and ``challenger`` are (N, K) probabilities on the same rows, in ``labels`` order.
+    """
+    y_arr = np.asarray(y)
+    k = len(labels)
+    a, b = champion.argmax(1), challenger.argmax(1)
+    f_a, f_b = _macro_f1(y_arr, a, k), _macro_f1(y_arr, b, k)
+    diffs, recall_diffs = [], []
+    for rows in group_resamples(groups, n_resamples, seed):
+        diffs.append(_macro_f1(y_arr[rows], b[rows], k) - _macro_f1(y_arr[rows], a[rows], k))
+        recall_diffs.append(_recall(y_arr[rows], b[rows], k) - _recall(y_arr[rows], a[rows], k))
+    lo, hi = (float(v) for v in np.percentile(diffs, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2]))
+    rd = np.array(recall_diffs)
+    r_a, r_b = _recall(y_arr, a, k), _recall(y_arr, b, k)
+    recall: dict[str, dict[str, float | list[float]]] = {}
+    losers = []
+    for c, label in enumerate(labels):
+        if np.isnan(r_a[c]):
+            continue
+        col = rd[:, c][~np.isnan(rd[:, c])]
+        ci = [float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))] if len(col) else [0.0, 0.0]
+        recall[label] = {
+            "champion": round(float(r_a[c]), 4),
+            "challenger": round(float(r_b[c]), 4),
+            "difference_ci": [round(v, 4) for v in ci],
+        }
+        if ci[1] < 0:
+            losers.append(label)
+    diff = f_b - f_a
+    if losers:
+        reason = f"{', '.join(losers)} recall falls beyond its interval"
+    elif lo <= 0:
+        reason = f"macro-F1 difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]: the interval does not lie above zero"
+    else:
+        reason = f"macro-F1 {f_a:.3f} -> {f_b:.3f}, difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] above zero"
+    return Comparison(len(y_arr), f_a, f_b, diff, (lo, hi), recall, not losers and lo > 0, reason)

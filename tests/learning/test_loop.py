@@ -1,0 +1,156 @@
+"""The autonomous loop (learning/): gold set frozen, challenger judged paired on it, decisions recorded."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from astroclassify.learning.loop import learn, learn_history
+from astroclassify.learning.promotion import compare_paired
+from astroclassify.learning.snapshot import LabelRow, archive_label, gather_labels, write_snapshot
+from astroclassify.modelfolder.versions import current_version, rollback
+from astroclassify.preparation.splits import read_splits
+from astroclassify.store import open_store
+from tests.conftest import make_sky, write_image
+
+
+def test_paired_comparison_promotes_only_a_clear_gain_and_guards_each_class():
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 2] * 40)
+    groups = [f"g{i}" for i in range(len(y))]
+    labels = ["a", "b", "c"]
+    good = np.eye(3)[y] * 0.9 + 0.05
+    noisy = np.eye(3)[np.where(rng.random(len(y)) < 0.4, (y + 1) % 3, y)] * 0.9 + 0.05
+    same = compare_paired(y, good, good, groups, labels)
+    assert not same.promote and same.difference == 0 and same.difference_ci == (0.0, 0.0)
+    better = compare_paired(y, noisy, good, groups, labels)
+    assert better.promote and better.difference_ci[0] > 0 and "above zero" in better.reason
+    # better overall, but class c never recognised any more: refused, and the reason names it
+    lost_c = good.copy()
+    lost_c[y == 2] = np.array([0.9, 0.05, 0.05])
+    champion = np.eye(3)[np.where((y == 2) | (rng.random(len(y)) < 0.5), y, (y + 1) % 3)] * 0.9 + 0.05
+    worse_c = compare_paired(y, champion, lost_c, groups, labels)
+    assert not worse_c.promote and worse_c.reason.startswith("c recall") and worse_c.recall["c"]["challenger"] == 0.0
+
+
+def test_archive_categories_map_to_classes():
+    classes = ["galaxy", "nebula", "star_cluster"]
+    assert archive_label("Galaxies", classes) == "galaxy"
+    assert archive_label("nebulae", classes) == "nebula"
+    assert archive_label("Star Clusters", classes) == "star_cluster"
+    assert archive_label("solar system", classes) is None
+
+
+def test_snapshot_is_content_addressed_and_takes_the_strongest_label(tmp_path):
+    a = write_image(tmp_path / "a.png", make_sky("galaxy", 32, 1))
+    rows = [
+        LabelRow(a, "galaxy", "aa" * 32, "correction", "classification:1"),
+        LabelRow(a, "nebula", "aa" * 32, "category", "esahubble:x"),
+    ]
+    snap = write_snapshot(rows[:1], tmp_path / "snaps", tag="v1")
+    again = write_snapshot(rows[:1], tmp_path / "snaps", tag="v1")
+    assert snap.id == again.id and (snap.path / "manifest.csv").read_text().count("\n") == 2
+    assert write_snapshot(rows[:1], tmp_path / "snaps", tag="v2").id != snap.id  # another champion
+    with open_store(tmp_path / "home") as store:
+        picked, left = gather_labels(store, ["galaxy", "nebula"], imported=[])
+    assert picked == [] and left == {}
+
+
+@pytest.fixture(scope="module")
+def champion(tiny_dataset, tmp_path_factory):
+    """A small model trained on the tiny set: the champion the loop starts from."""
+    from astroclassify.training.config import TrainConfig
+    from astroclassify.training.train import train
+
+    home = tmp_path_factory.mktemp("loop") / "sky"
+    cfg = TrainConfig(
+        data=(str(tiny_dataset),),
+        out=str(home),
+        model="small_cnn",
+        image_size=48,
+        epochs=2,
+        patience=5,
+        threads=2,
+        seed=0,
+    )
+    train(cfg)
+    return home
+
+
+def _labelled(root, n, seed, flip=0.0):
+    rng = np.random.default_rng(seed)
+    lines = ["file,label,release"]
+    for i in range(n):
+        kind = "galaxy" if i % 2 == 0 else "nebula"
+        write_image(root / f"img{i:03d}.png", make_sky(kind, 64, seed=seed + i))
+        label = ("nebula" if kind == "galaxy" else "galaxy") if rng.random() < flip else kind
+        lines.append(f"img{i:03d}.png,{label},n{seed}-{i:03d}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_turn_freezes_gold_judges_paired_and_records_why(champion, tmp_path):
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    before = current_version(home)
+    new = _labelled(tmp_path / "new", 40, 1000, flip=0.25)
+
+    nothing = learn(home)
+    assert nothing.decision == "nothing new" and current_version(home) == before
+    gold = read_splits(home / "learn" / "gold.csv")
+    assert {g.sha256 for g in gold} == {r.sha256 for r in read_splits(home / "splits.csv") if r.split == "test"}
+
+    plan = learn(home, imported=[new], dry_run=True)
+    assert plan.decision == "dry run" and current_version(home) == before and "gold images" in plan.message
+    flipped = {s.row.source for s in plan.suspects}
+    assert flipped, "a quarter of the labels are flipped: the out-of-fold check must doubt some"
+
+    turn = learn(home, imported=[new], epochs=2)
+    assert turn.decision in ("promoted", "kept") and turn.comparison is not None
+    assert turn.comparison.n == len(gold)
+    assert (current_version(home) == turn.challenger) == turn.comparison.promote
+    challenger = home / "versions" / turn.challenger
+    test_rows = {r.sha256 for r in read_splits(challenger / "splits.csv") if r.split == "test"}
+    assert {g.sha256 for g in gold} <= test_rows  # the gold set never trains
+    assert not any(s.row.sha256 in {r.sha256 for r in read_splits(challenger / "splits.csv")} for s in turn.suspects)
+    record = learn_history(home)[-1]
+    assert record["decision"] == turn.decision and record["comparison"]["difference_ci"] == list(
+        turn.comparison.to_dict()["difference_ci"]
+    )
+
+    again = learn(home, imported=[new], epochs=2)
+    assert again.decision == "already decided"  # no second training on the same labels
+    if turn.decision == "promoted":
+        assert rollback(home) == before
+
+
+def test_a_turn_out_of_time_pauses_and_the_next_resumes(champion, tmp_path):
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    new = _labelled(tmp_path / "new", 30, 2000)
+    paused = learn(home, imported=[new], epochs=3, max_minutes=1e-6, clean=False)
+    assert paused.decision == "paused" and "epoch 1 of 3" in paused.message and (home / "checkpoint.pt").is_file()
+    done = learn(home, imported=[new], epochs=3, clean=False)
+    assert done.decision in ("promoted", "kept")
+    history = json.loads((home / "versions" / done.challenger / "history.json").read_text())
+    assert len(history) == 3  # epoch 1 came from the checkpoint
+
+
+def test_cli_learn_dry_run_and_history(champion, tmp_path):
+    from tests.conftest import run_cli
+
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    new = _labelled(tmp_path / "new", 20, 3000)
+    env = {"ASTROCLASSIFY_HOME": str(tmp_path / "inst"), "ASTROCLASSIFY_TCMALLOC": "false"}
+    shown = run_cli("learn", str(home), "--import", str(new), "--dry-run", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    plan = json.loads(shown.stdout)
+    assert plan["decision"] == "dry run" and plan["labels"] == {"imported": 20} and plan["gold"] > 0
+    assert not (home / "learn" / "gold.csv").exists()  # a dry run freezes nothing
+    assert run_cli("learn", str(home), env=env).stdout.startswith("nothing new")
+    history = run_cli("learn", str(home), "--history", env=env)
+    assert "nothing new" in history.stdout and history.returncode == 0
+    missing = run_cli("learn", str(tmp_path / "nowhere"), env=env)
+    assert missing.returncode != 0 and "not a model folder" in missing.stderr
