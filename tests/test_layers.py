@@ -21,7 +21,7 @@ RANK = {
     "modelfolder.finish": 3.5,
     "training": 4,
     "ingestion.run": 4, "ingestion.watch": 4, "discovery.collection": 4, "batching": 4,
-    "learning": 4.5,
+    "learning": 4.5, "sharing": 3,
     "classifier": 5, "datasets": 5, "__init__": 5, "installation": 5.5,
     "cli": 6, "web": 6, "console_script": 6,
 }  # fmt: skip

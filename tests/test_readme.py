@@ -35,6 +35,9 @@ SKIP = {
     "anomalies evaluate --model runs/mine": "needs the model the skipped train line writes",
     "anomalies fit --model runs/mine": "needs the model the skipped train line writes",
     "similar": "needs stored records; tests/web/test_discovery.py runs it",
+    "learn dso --max-minutes": "trains a challenger when there are new labels; tests/learning run the loop",
+    "learn dso --import": "names the reader's own labelled folder; tests/learning import one",
+    "models rollback": "needs a promotion to undo; tests/learning roll one back",
 }
 
 

@@ -9,6 +9,7 @@ Every error says what was expected, what was got, and what to do; the CLI prints
     ├── ConfigError          (also ValueError)
     ├── MissingExtraError    (also ImportError: an optional part is not installed)
     ├── IngestError
+    │   └── PeerError        (another installation refused, hung or sent what we refuse)
     ├── DataError            (also ValueError)
     │   └── ImageDecodeError
     │       └── FileTooLargeError
@@ -38,6 +39,7 @@ __all__ = [
     "ModelError",
     "NoEmbeddingError",
     "NotFittedError",
+    "PeerError",
     "RecordNotFoundError",
     "StoreError",
     "StoreFullError",
@@ -59,6 +61,10 @@ class MissingExtraError(AstroClassifyError, ImportError):
 
 class IngestError(AstroClassifyError):
     """Fetching or importing a collection failed."""
+
+
+class PeerError(IngestError):
+    """A sync with another installation stopped: it refused us, hung, or answered what we cannot trust."""
 
 
 class DataError(AstroClassifyError, ValueError):

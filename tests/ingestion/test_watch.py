@@ -215,3 +215,11 @@ def test_a_hostile_receiver_costs_a_few_kib_and_one_deadline(receiver):
     with pytest.raises(RuntimeError, match="no complete answer within 3 s"):
         hook.send({"alert_id": 2, "message": "m"})
     assert time.monotonic() - start < 4.5
+
+
+def test_watch_learn_runs_a_turn_of_the_loop_after_each_poll(site, cli, tmp_path):
+    site.add_day(dt.date.today(), "A picture to learn from")
+    polled = cli("watch", "--once", "--base-url", f"{site.url}/apod/", "--no-alert-unusual", "--learn", "dso")
+    assert polled.returncode == 0, polled.stderr
+    # APOD gives no class labels and no one corrected anything yet: the turn says so and trains nothing
+    assert "learn dso: nothing new: no new labels" in polled.stderr

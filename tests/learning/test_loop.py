@@ -154,3 +154,82 @@ def test_cli_learn_dry_run_and_history(champion, tmp_path):
     assert "nothing new" in history.stdout and history.returncode == 0
     missing = run_cli("learn", str(tmp_path / "nowhere"), env=env)
     assert missing.returncode != 0 and "not a model folder" in missing.stderr
+
+
+def test_the_model_page_shows_versions_and_decisions(champion, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from astroclassify.config import Settings
+    from astroclassify.web.app import create_app
+    from tests.web.conftest import LOCAL
+
+    settings = Settings(home=tmp_path / "inst", allowed_hosts=["testserver"])
+    home = settings.models_dir / "sky"
+    shutil.copytree(champion, home)
+    turn = learn("sky", imported=[_labelled(tmp_path / "new", 24, 4000)], epochs=1, models_dir=settings.models_dir)
+    with TestClient(create_app(settings), client=LOCAL) as client:
+        page = client.get("/models/sky")
+        assert page.status_code == 200
+        text = page.text
+        assert "History" in text and turn.challenger in text and "What the loop decided" in text
+        assert f"<b>{turn.decision}</b>" in text and "gold set" in text
+        assert client.get("/models/dso").status_code == 200  # a bundled model with no history: no section
+        assert "What the loop decided" not in client.get("/models/dso").text
+
+
+def test_votes_from_elsewhere_join_a_snapshot_by_consensus(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from astroclassify.sharing.exchange import import_collection
+
+    src = tmp_path / "gz"
+    write_image(src / "a.png", make_sky("galaxy", 64, 11))
+    write_image(src / "b.png", make_sky("nebula", 64, 12))
+    rows = [
+        {"file": "a.png", "class_galaxy": 3, "class_nebula": 1},
+        {"file": "b.png", "class_galaxy": 1, "class_nebula": 1},  # a tie: no label to train on
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), src / "labels.parquet")
+    with open_store(tmp_path / "home") as store:
+        import_collection(store, src)
+        picked, left = gather_labels(store, ["galaxy", "nebula"])
+    assert [(r.kind, r.label) for r in picked] == [("shared", "galaxy")]
+    assert left == {"shared votes without a clear consensus": 1}
+
+
+def test_a_person_settles_suspects_and_they_join_the_gold_set(champion, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from astroclassify.config import Settings
+    from astroclassify.web.app import create_app
+    from tests.web.conftest import LOCAL
+
+    settings = Settings(home=tmp_path / "inst", allowed_hosts=["testserver"])
+    home = settings.models_dir / "sky"
+    shutil.copytree(champion, home)
+    new = _labelled(tmp_path / "new", 40, 1000, flip=0.25)
+    plan = learn("sky", imported=[new], dry_run=True, models_dir=settings.models_dir)
+    assert len(plan.suspects) >= 2
+    first = plan.suspects[0]
+    with TestClient(create_app(settings), client=LOCAL, headers={"Origin": "http://testserver"}) as client:
+        page = client.get("/models/sky/review")
+        assert page.status_code == 200 and page.text.count('class="rank-item review-item') == len(plan.suspects)
+        assert f"Review {len(plan.suspects)} suspected label error" in client.get("/models/sky").text
+        image = client.get(f"/models/sky/review/image/{first.row.sha256}")
+        assert image.status_code == 200 and image.content == first.row.path.read_bytes()
+        assert client.get(f"/models/sky/review/image/{'0' * 64}").status_code == 404
+        form = {"sha256": first.row.sha256, "label": "planet"}
+        assert client.post("/models/sky/review", data=form).status_code == 400  # not a class of the model
+        form["label"] = first.predicted
+        assert client.post("/models/sky/review", data=form, follow_redirects=False).status_code == 303
+        assert client.post("/models/sky/review", data=form).status_code == 404  # settled once
+        left = client.get("/models/sky/review").text
+        assert left.count('class="rank-item review-item') == len(plan.suspects) - 1
+    gold = (home / "learn" / "gold" / "manifest.csv").read_text().splitlines()
+    assert len(gold) == 2 and gold[1].split(",")[1] == first.predicted
+    turn = learn("sky", imported=[new], epochs=1, models_dir=settings.models_dir)
+    test_split = [r for r in read_splits(home / "splits.csv") if r.split == "test"]
+    assert turn.gold == len(test_split) + 1 and turn.comparison.n == turn.gold  # the settled image judges too
+    trained = {r.sha256 for r in read_splits(home / "versions" / turn.challenger / "splits.csv")}
+    assert first.row.sha256 not in trained  # and never trains

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # isort: off
 from astroclassify.cli import predict, models, train, serve, feedback, keys, data  # noqa: F401
-from astroclassify.cli import ingest, anomalies, batch, export  # noqa: F401
+from astroclassify.cli import ingest, anomalies, batch, export, sharing  # noqa: F401
 
 # isort: on
 from astroclassify.cli.app import app, main

@@ -114,6 +114,10 @@ def watch(
     alerts_file: Annotated[list[Path] | None, typer.Option(help="Append alerts as JSON lines to this file.")] = None,
     mailbox: Annotated[list[Path] | None, typer.Option(help="Append alerts as e-mails to this mbox file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item on stdout.")] = False,
+    learn: Annotated[
+        str | None, typer.Option("--learn", metavar="MODEL", help="After each poll, run a turn of `learn MODEL`.")
+    ] = None,
+    learn_minutes: Annotated[float, typer.Option(min=0, help="Training budget of each learning turn.")] = 30.0,
 ) -> None:
     """Poll sources on a schedule, ingest and classify new images, and send alerts for unusual ones."""
     from astroclassify.ingestion.catalog import make_source
@@ -128,19 +132,36 @@ def watch(
             signal.signal(sig, lambda *_: stop.set())
         err.print(f"watching {', '.join(source or ['apod'])} every {every} (Ctrl-C to stop)")
     with installation().open_store() as store, installation().http_client(store) as client:
+        notifiers = installation().notifiers(webhook or (), alerts_file or (), mailbox or ())
         run_watch(
             [make_source(name, client, options) for name in source or ["apod"]],
             store,
             every=interval,
             client=client,
             options=_options(settings, None, None, None, alert_below, alert_unusual),
-            notifiers=installation().notifiers(webhook or (), alerts_file or (), mailbox or ()),
+            notifiers=notifiers,
             predictor=installation().predictor(model, detector=detector),
             on_item=_printer(as_json),
+            after_poll=_learner(learn, store, learn_minutes, notifiers) if learn else None,
             once=once,
             force=force,
             stop=stop,
         )
+
+
+def _learner(model: str, store, minutes: float, notifiers):
+    """A turn of the learning loop after each poll; a failed turn is reported, the watch goes on."""
+    from astroclassify.errors import AstroClassifyError
+    from astroclassify.learning.loop import learn
+
+    def turn(_results) -> None:
+        try:
+            result = learn(model, store=store, max_minutes=minutes, notifiers=notifiers, **installation().folders())
+            err.print(f"learn {model}: {result.decision}: {result.message}", markup=False, highlight=False)
+        except AstroClassifyError as exc:
+            err.print(f"learn {model} failed: {exc}", markup=False, highlight=False)
+
+    return turn
 
 
 @dataset_app.command("export")

@@ -48,6 +48,7 @@ class Watcher:
     notifiers: Sequence[Notifier]
     predictor: OnnxPredictor | None = None
     on_item: Callable[[ItemOutcome], None] | None = None
+    after_poll: Callable[[list[IngestResult]], None] | None = None  # e.g. one turn of the learning loop
 
     def poll_once(self, *, force: bool = False) -> list[IngestResult]:
         """Ingest every source that is due (all of them with ``force``), then deliver due alerts."""
@@ -67,6 +68,8 @@ class Watcher:
             )
             log.info("%s: %s, %d alerts", w.source.name, result.counts, result.alerts)
             results.append(result)
+        if results and self.after_poll is not None:
+            self.after_poll(results)
         with self.store.session() as session:
             deliver_pending(session, list(self.notifiers))
         return results
@@ -101,6 +104,7 @@ def watch(
     notifiers: Sequence[Notifier] = (),
     predictor: OnnxPredictor | None = None,
     on_item: Callable[[ItemOutcome], None] | None = None,
+    after_poll: Callable[[list[IngestResult]], None] | None = None,
     once: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
@@ -128,6 +132,9 @@ def watch(
         Classify each new image with it.
     on_item : callable, optional
         Called with each item's outcome.
+    after_poll : callable, optional
+        Called with the results of each round that polled a source (``watch --learn`` runs
+        a turn of ``learn`` here), before alerts are delivered.
     once : bool
         Poll the sources that are due, then return.
     force : bool
@@ -141,7 +148,7 @@ def watch(
         One per poll made with ``once``; ``[]`` when a long-running watch is stopped.
     """
     watched = [WatchedSource(s, every) for s in sources]
-    watcher = Watcher(watched, client, store, options or IngestOptions(), notifiers, predictor, on_item)
+    watcher = Watcher(watched, client, store, options or IngestOptions(), notifiers, predictor, on_item, after_poll)
     if once:
         return watcher.poll_once(force=force)
     watcher.run(stop)

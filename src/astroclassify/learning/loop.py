@@ -28,7 +28,7 @@ from astroclassify.preparation.prepare import Progress, _silent
 from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
 from astroclassify.store import Store
 
-__all__ = ["LearnResult", "learn", "learn_history"]
+__all__ = ["LearnResult", "ModelHistory", "learn", "learn_history", "model_history"]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ def learn(
 
     rows, left = gather_labels(store, bundle.labels, imported=imported)
     known = {r.sha256 for r in read_splits(champion_path / "splits.csv")}
-    gold_sha = {g.sha256 for g in gold}
+    settled = _settled(home)
+    result.gold += len(settled)
+    gold_sha = {g.sha256 for g in gold} | settled
     dropped = Counter(
         "gold image (never trains)" if r.sha256 in gold_sha else "already in the champion's data"
         for r in rows
@@ -137,8 +139,12 @@ def learn(
     rows = [r for r in rows if r.sha256 not in known | gold_sha]
     left = dict(Counter(left) + dropped)
     if not rows:
-        return _finish(result, "nothing new", f"no new labels ({_left(left)})", started, learn_dir, notifiers)
-    snapshot = write_snapshot(rows, learn_dir / "snapshots", tag=champion, left_out=left)
+        return _finish(
+            result, "nothing new", f"no new labels ({_left(left)})", started, None if dry_run else learn_dir, ()
+        )
+    snapshot = write_snapshot(
+        rows, learn_dir / "snapshots", tag=champion, left_out=left
+    )  # a dry run keeps it too: labels, not a decision
     result.snapshot = snapshot
     if any(
         d.get("snapshot") == snapshot.id and d.get("champion") == champion and d["decision"] in ("promoted", "kept")
@@ -177,7 +183,7 @@ def learn(
         _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, notifiers)
         raise
     result.challenger = trained.path.name
-    result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir)
+    result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir, home)
     if result.comparison.promote:
         from astroclassify.modelfolder.versions import use_version
 
@@ -200,6 +206,37 @@ def learn_history(home: Path) -> list[dict]:
         except ValueError:
             continue  # a line cut by a crash mid-write: the rest still reads
     return out
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    """A model's versions (oldest first, with what each trained on) and the loop's decisions (newest first)."""
+
+    versions: list[dict]
+    decisions: list[dict]
+    pending_reviews: int = 0  # suspected label errors waiting for a person
+
+
+def model_history(name: str | Path, *, models_dir: Path | None = None, limit: int = 50) -> ModelHistory:
+    """What ``/models/NAME`` shows under History: every version and every decision the loop recorded."""
+    from astroclassify.modelfolder.folder import model_home, model_versions
+
+    try:
+        home, _ = model_home(name, models_dir=models_dir)
+    except AstroClassifyError:  # a model outside any models folder has no home to keep a history in
+        return ModelHistory([], [])
+    versions = []
+    for v in model_versions(name, models_dir=models_dir):
+        try:
+            training = json.loads((v.path / "model.json").read_text()).get("training", {}).get("config", {})
+        except (OSError, ValueError):
+            training = {}
+        sources = [Path(str(d)).name for d in training.get("data", [])]
+        versions.append(dataclasses.asdict(v) | {"path": str(v.path), "trained_on": sources})
+    from astroclassify.learning.review import pending_reviews
+
+    decisions = [d for d in learn_history(home) if d.get("decision") not in ("nothing new", "already decided")]
+    return ModelHistory(versions, decisions[::-1][:limit], len(pending_reviews(home)))
 
 
 def _gold(learn_dir: Path, champion: Path, dry_run: bool) -> list[SplitAssignment]:
@@ -296,30 +333,49 @@ def _challenger_config(recipe, home, training, champion, gold, data_dir, max_min
     )
 
 
-def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_dir) -> Comparison:
-    """Both models on the gold images of the champion's data, paired by image."""
-    from astroclassify.evaluation.evaluate import evaluate
+def _settled(home: Path) -> set[str]:
+    from astroclassify.learning.review import gold_extra
 
-    keys = {g.key: g for g in gold}
-    sources = list(recipe.get("data", []))
-    a = evaluate(champion, sources, split="test", models_dir=models_dir, data_dir=data_dir)
-    b = evaluate(challenger, sources, split="test", models_dir=models_dir, data_dir=data_dir)
-    labels = list(a.bundle.labels) if a.bundle else []
-    if not b.bundle or list(b.bundle.labels) != labels:
-        raise ModelError(f"the challenger's classes differ from the champion's ({labels}); not comparable")
-    index_a = {k: i for i, k in enumerate(a.keys) if k in keys}
-    index_b = {k: i for i, k in enumerate(b.keys)}
-    shared = [k for k in index_a if k in index_b]
-    if not shared:
+    folder = gold_extra(home)
+    if folder is None:
+        return set()
+    with (folder / "manifest.csv").open(newline="") as fh:
+        return {r["sha256"] for r in csv.DictReader(fh)}
+
+
+def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_dir, home: Path) -> Comparison:
+    """Both models on the gold set, paired by image: the frozen split of the champion's data, and
+    every image a person settled on the review page."""
+    import numpy as np
+
+    from astroclassify.evaluation.evaluate import evaluate
+    from astroclassify.learning.review import gold_extra
+
+    keys = {g.key: (g.label, g.group) for g in gold}
+    parts = [(list(recipe.get("data", [])), "test")]
+    extra = gold_extra(home)
+    if extra is not None:
+        parts.append(([str(extra)], "all"))
+        with (extra / "manifest.csv").open(newline="") as fh:
+            keys |= {f"{extra.name}/{r['file']}": (r["label"], r["release"]) for r in csv.DictReader(fh)}
+    y, probs_a, probs_b, groups = [], [], [], []
+    labels: list[str] = []
+    for sources, split in parts:
+        a = evaluate(champion, sources, split=split, models_dir=models_dir, data_dir=data_dir)
+        b = evaluate(challenger, sources, split=split, models_dir=models_dir, data_dir=data_dir)
+        labels = list(a.bundle.labels) if a.bundle else []
+        if not b.bundle or list(b.bundle.labels) != labels:
+            raise ModelError(f"the challenger's classes differ from the champion's ({labels}); not comparable")
+        index_b = {k: i for i, k in enumerate(b.keys)}
+        for i, k in enumerate(a.keys):
+            if k in keys and k in index_b:
+                y.append(labels.index(keys[k][0]))
+                groups.append(keys[k][1])
+                probs_a.append(a.probs[i])
+                probs_b.append(b.probs[index_b[k]])
+    if not y:
         raise ModelError("no gold image was scored by both models")
-    y = [labels.index(keys[k].label) for k in shared]
-    return compare_paired(
-        y,
-        a.probs[[index_a[k] for k in shared]],
-        b.probs[[index_b[k] for k in shared]],
-        [keys[k].group for k in shared],
-        labels,
-    )
+    return compare_paired(y, np.array(probs_a), np.array(probs_b), groups, labels)
 
 
 def _finish(

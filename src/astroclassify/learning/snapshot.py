@@ -1,8 +1,10 @@
 """A snapshot of what the installation has learned: labelled images gathered into one dataset folder.
 
-Sources, strongest first: a person's correction in the web app (newest per image), labelled
-dataset folders from elsewhere (another installation's export, a Galaxy Zoo style table),
-then archive categories (ESA/Hubble ``galaxies``, ``nebulae``: weak labels). One image
+Sources, strongest first: a person's correction in the web app (newest per image), the
+consensus of labels received from other installations and imported collections (``sync``,
+``labels import``; only where it carries more than half the skill-weighted votes), labelled
+dataset folders passed in, then archive categories (ESA/Hubble ``galaxies``, ``nebulae``:
+weak labels). One image
 (by file hash) gets the strongest label it has. A snapshot is content-addressed: its id is
 the SHA-256 over its rows, so the same labels give the same folder, and every challenger
 records the snapshot it trained on.
@@ -28,7 +30,8 @@ from astroclassify.store.tables import Classification, IngestedItem
 
 __all__ = ["LabelRow", "Snapshot", "archive_label", "gather_labels", "write_snapshot"]
 
-KINDS = ("correction", "imported", "category")  # strongest first
+KINDS = ("correction", "shared", "imported", "category")  # strongest first
+SHARED_AGREEMENT = 0.5  # labels from other installations: the consensus must carry more than half the weight
 COLUMNS = ["file", "label", "release", "sha256", "kind", "source"]
 
 
@@ -39,7 +42,7 @@ class LabelRow:
     path: Path
     label: str
     sha256: str
-    kind: str  # correction | imported | category
+    kind: str  # correction | shared | imported | category
     source: str  # classification id, dataset/file, or archive key
 
 
@@ -99,6 +102,7 @@ def gather_labels(
                         left[f"archive category {item.category!r} is not a class"] += 1
                         continue
                     rows.append(LabelRow(store.images / item.stored_name, label, item.sha256, "category", item.key))
+        rows += _shared(store, classes, left)
     for folder in imported:
         ds = load_dataset(folder)
         left.update({f"{ds.name}: unreadable manifest row": len(ds.problems)} if ds.problems else {})
@@ -145,3 +149,26 @@ def write_snapshot(
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     return Snapshot(sid, target, counts, labels, dict(left_out or {}))
+
+
+def _shared(store: Store, classes: Sequence[str], left: Counter[str]) -> list[LabelRow]:
+    """The consensus of votes from elsewhere (our own corrections are already rows of their own)."""
+    from astroclassify.sharing.votes import aggregate_votes
+    from astroclassify.store.contributions import Contributions
+
+    with store.session() as session:
+        elsewhere = {c.pixels_sha256: c for c in Contributions(session).all("class") if c.via != "local"}
+    rows = []
+    for v in aggregate_votes(store):
+        c = elsewhere.get(v.pixels_sha256)
+        if c is None:
+            continue
+        if v.agreement <= SHARED_AGREEMENT:
+            left["shared votes without a clear consensus"] += 1
+            continue
+        rows.append(
+            LabelRow(
+                store.images / v.stored_name, v.consensus, c.image_sha256, "shared", f"votes:{v.pixels_sha256[:16]}"
+            )
+        )
+    return rows

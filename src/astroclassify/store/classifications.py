@@ -11,7 +11,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from astroclassify.errors import IdempotencyKeyReusedError, RecordNotFoundError, StoreError
-from astroclassify.store.tables import Classification, Embedding, Feedback, IdempotencyKey, IngestedItem, Mark
+from astroclassify.store.tables import (
+    Classification,
+    Contribution,
+    Embedding,
+    Feedback,
+    IdempotencyKey,
+    IngestedItem,
+    Mark,
+)
 
 __all__ = [
     "Answer",
@@ -120,9 +128,10 @@ def record_classification(
 
 
 def stored_names(session: Session) -> set[str]:
-    """Every file name the image store holds on behalf of a record (uploads and ingested images)."""
+    """Every file name the image store holds on behalf of a record (uploads, ingested images, contributions)."""
     names = set(session.scalars(select(Classification.stored_name)))
     names |= set(session.scalars(select(IngestedItem.stored_name).where(IngestedItem.stored_name.is_not(None))))
+    names |= set(session.scalars(select(Contribution.stored_name)))
     return names
 
 

@@ -28,12 +28,15 @@ __all__ = [
     "ApiKey",
     "Base",
     "Classification",
+    "Contribution",
     "Embedding",
     "Feedback",
     "IdempotencyKey",
     "IngestRun",
     "IngestedItem",
     "Mark",
+    "Peer",
+    "Property",
 ]
 
 
@@ -252,3 +255,54 @@ class AlertDelivery(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     alert: Mapped[Alert] = relationship(back_populates="deliveries")
+
+
+class Contribution(Base):
+    """One person's label for one image, made here or received from another installation.
+
+    ``uid`` is global (``<origin>-f<feedback id>`` for ours) and never changes, so a label
+    travels between installations exactly once however often it is offered; ``id`` is this
+    installation's sequence, the cursor peers pull from.
+    """
+
+    __tablename__ = "contributions"
+    __table_args__ = (Index("ix_contributions_image_contributor", "pixels_sha256", "contributor"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(96), unique=True)
+    origin: Mapped[str] = mapped_column(String(64), index=True)  # the installation where it was made
+    contributor: Mapped[str] = mapped_column(String(128), index=True)
+    question: Mapped[str] = mapped_column(String(64), default="class")
+    answer: Mapped[str] = mapped_column(String(64))
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)  # of the file's bytes
+    pixels_sha256: Mapped[str] = mapped_column(String(64))  # of the decoded pixels: the image's identity
+    stored_name: Mapped[str] = mapped_column(String(64))
+    image_format: Mapped[str] = mapped_column(String(16))
+    licence: Mapped[str] = mapped_column(String(255), default="")
+    credit: Mapped[str] = mapped_column(Text, default="")
+    made_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    via: Mapped[str] = mapped_column(String(255), default="local")  # local, a peer's URL, or import:<name>
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Peer(Base):
+    """Another installation this one pulls labels from, and how far it has read."""
+
+    __tablename__ = "peers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(255), unique=True)
+    cursor: Mapped[int] = mapped_column(Integer, default=0)  # the peer's last contribution id taken
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    last_sync_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Property(Base):
+    """Installation-wide values (its id)."""
+
+    __tablename__ = "properties"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

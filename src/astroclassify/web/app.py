@@ -33,7 +33,7 @@ from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import RequestGuard
 from astroclassify.web.ratelimit import RateLimiter, SharedRateLimiter
-from astroclassify.web.routers import api, discovery, docs, health, pages
+from astroclassify.web.routers import api, discovery, docs, health, pages, sharing
 
 __all__ = ["AnswerEveryError", "SafeJSONResponse", "create_app"]
 
@@ -108,7 +108,15 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         "/static/apidocs", StaticFiles(directory=docs.ASSETS), name="apidocs"
     )  # before /static, which would shadow it
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for router in (pages.router, api.router, discovery.router, api.seed_router, health.router, docs.router):
+    for router in (
+        pages.router,
+        api.router,
+        discovery.router,
+        sharing.router,
+        api.seed_router,
+        health.router,
+        docs.router,
+    ):
         app.include_router(router)
     _add_error_handlers(app)
     app.openapi = lambda: _openapi_with_keys(app)  # type: ignore[method-assign]

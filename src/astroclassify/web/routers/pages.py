@@ -112,8 +112,11 @@ def models_page(request: Request, pool: PoolDep, settings: SettingsDep) -> HTMLR
 
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model_page(request: Request, pool: PoolDep, settings: SettingsDep, name: str) -> HTMLResponse:
+    from astroclassify.learning.loop import model_history
+
     b = _bundle(pool, name)
     context = {
+        "history": model_history(name, models_dir=pool.models_dir),
         "bundle": b,
         "meta": b.meta,
         "plots": {p: caption for p, caption in PLOTS.items() if (b.path / p).is_file()},
@@ -122,6 +125,60 @@ def model_page(request: Request, pool: PoolDep, settings: SettingsDep, name: str
         "default": pool.default,
     }
     return templates.TemplateResponse(request, "model.html", context)
+
+
+@router.get("/models/{name}/review", response_class=HTMLResponse)
+def review_page(request: Request, pool: PoolDep, caller: CallerDep, name: str) -> HTMLResponse:
+    """Suspected label errors the loop kept out of training, for a person to settle (keys: j/k, 1, 2)."""
+    from astroclassify.learning.review import pending_reviews
+
+    _browsable(caller)
+    b = _bundle(pool, name)
+    items = pending_reviews(_home(pool, name))
+    return templates.TemplateResponse(request, "review.html", {"bundle": b, "items": items})
+
+
+@router.post("/models/{name}/review")
+def review_submit(
+    pool: PoolDep,
+    caller: CallerDep,
+    name: str,
+    sha256: Annotated[str, Form(pattern=r"^[0-9a-f]{64}$")],
+    label: Annotated[str, Form(min_length=1, max_length=64)],
+) -> RedirectResponse:
+    from astroclassify.errors import DataError, RecordNotFoundError
+    from astroclassify.learning.review import review_label
+
+    _browsable(caller)
+    b = _bundle(pool, name)
+    try:
+        review_label(_home(pool, name), sha256, label, list(b.labels))
+    except (DataError, RecordNotFoundError) as exc:
+        raise HTTPException(400 if isinstance(exc, DataError) else 404, str(exc)) from None
+    return RedirectResponse(f"/models/{name}/review?settled={sha256[:12]}", status_code=303)
+
+
+@router.get("/models/{name}/review/image/{sha256}")
+def review_file(pool: PoolDep, caller: CallerDep, name: str, sha256: str) -> FileResponse:
+    from astroclassify.errors import RecordNotFoundError
+    from astroclassify.learning.review import review_image
+
+    _browsable(caller)
+    try:
+        return FileResponse(review_image(_home(pool, name), sha256))
+    except RecordNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _home(pool, name: str) -> Path:
+    from astroclassify.errors import ConfigError
+    from astroclassify.modelfolder.folder import model_home
+
+    _bundle(pool, name)
+    try:
+        return model_home(name, models_dir=pool.models_dir)[0]
+    except ConfigError:
+        raise HTTPException(404, f"model {name!r} has no home to learn in") from None
 
 
 @router.get("/models/{name}/plots/{plot}")

@@ -1,0 +1,100 @@
+"""``sync`` and ``labels``: labels shared between installations, aggregated and exchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from astroclassify.cli.app import app
+from astroclassify.cli.console import installation, out
+
+labels_app = typer.Typer(no_args_is_help=True, help="Votes from every contributor: aggregate, export, import.")
+app.add_typer(labels_app, name="labels")
+
+
+@app.command()
+def sync(
+    peer: Annotated[str, typer.Option("--peer", help="The other installation's URL (http://host:8000).")],
+    key: Annotated[str, typer.Option("--key", envvar="ASTROCLASSIFY_PEER_KEY", help="An API key it issued to us.")],
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds each request may take.")] = 30.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Pull another installation's labels since the last sync (resumable; each label arrives once)."""
+    from astroclassify.sharing.sync import sync as run_sync
+
+    s = installation().settings
+    with installation().open_store() as store:
+        result = run_sync(store, peer, key, timeout=timeout, max_bytes=s.max_file_bytes, max_pixels=s.max_image_pixels)
+    if json_out:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    out.print(
+        f"{result.received} label(s) received, {result.repeats} already here, {result.images} image(s) fetched "
+        f"from {result.peer} (cursor {result.cursor})",
+        markup=False,
+        highlight=False,
+    )
+    for reason, n in result.refused.items():
+        out.print(f"  refused {n}: {reason}", markup=False, highlight=False)
+
+
+@labels_app.command("votes")
+def labels_votes(
+    disputed: Annotated[bool, typer.Option(help="Only images whose contributors disagree.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON lines, one image each.")] = False,
+) -> None:
+    """Votes per image from every contributor: counts, skill-weighted fractions, consensus and agreement."""
+    from astroclassify.sharing.contributions import publish_local_labels
+    from astroclassify.sharing.votes import aggregate_votes
+
+    with installation().open_store() as store:
+        publish_local_labels(store)
+        rows = [r for r in aggregate_votes(store) if r.disputed or not disputed]
+    if json_out:
+        for r in rows:
+            out.print_json(json.dumps({k: v for k, v in r.__dict__.items()}))
+        return
+    t = Table("image", "votes", "fractions", "consensus", "agreement", box=None)
+    for r in rows:
+        t.add_row(
+            r.pixels_sha256[:12],
+            ", ".join(f"{a} {n}" for a, n in r.counts.items()),
+            ", ".join(f"{a} {f:.2f}" for a, f in r.fractions.items()),
+            r.consensus + (" (gold)" if r.gold else ""),
+            f"{r.agreement:.2f}",
+        )
+    out.print(t)
+
+
+@labels_app.command("export")
+def labels_export(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.")]) -> None:
+    """Write every voted image as Galaxy Zoo style Parquet (labels.parquet) with its images and a manifest."""
+    from astroclassify.sharing.contributions import publish_local_labels
+    from astroclassify.sharing.exchange import export_collection
+
+    with installation().open_store() as store:
+        publish_local_labels(store)
+        result = export_collection(store, out_dir)
+    out.print(f"{result.images} image(s), {result.votes} vote(s) written to {out_dir}", markup=False, highlight=False)
+
+
+@labels_app.command("import")
+def labels_import(
+    folder: Annotated[Path, typer.Argument(help="A folder with labels.parquet (Galaxy Zoo layout) and its images.")],
+    name: Annotated[str | None, typer.Option(help="Name the votes' origin (default: the folder's name).")] = None,
+) -> None:
+    """Read a Galaxy Zoo style collection's votes (idempotent: importing again adds none)."""
+    from astroclassify.sharing.exchange import import_collection
+
+    s = installation().settings
+    with installation().open_store() as store:
+        result = import_collection(store, folder, name=name, max_bytes=s.max_file_bytes, max_pixels=s.max_image_pixels)
+    out.print(f"{result.votes} new vote(s) on {result.images} image(s) from {folder}", markup=False, highlight=False)
+    for reason, n in result.refused.items():
+        out.print(f"  refused {n}: {reason}", markup=False, highlight=False)
+    if result.refused:
+        raise typer.Exit(1)

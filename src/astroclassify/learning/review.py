@@ -1,0 +1,124 @@
+"""A person's word on suspected label errors: confirm the label, or fix it. Each answer joins the gold set.
+
+The loop keeps suspects out of training; a reviewer settles them on ``/models/NAME/review``.
+A settled image is the strongest evidence there is, so it goes where it counts most: the
+gold set (``learn/gold/``, a dataset folder), which judges every later challenger and never
+trains one.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from astroclassify.errors import DataError, RecordNotFoundError
+
+__all__ = ["ReviewItem", "gold_extra", "pending_reviews", "review_image", "review_label"]
+
+GOLD_DIR = "gold"
+REVIEWS = "reviews.jsonl"
+SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One suspected label error waiting for a person."""
+
+    sha256: str
+    snapshot: str
+    file: str  # relative to the snapshot folder
+    label: str  # what the data said
+    predicted: str  # what the out-of-fold model said
+    p_label: float
+    kind: str
+    source: str
+
+
+def _reviewed(learn_dir: Path) -> dict[str, dict]:
+    path = learn_dir / REVIEWS
+    out = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                out[row["sha256"]] = row
+            except (ValueError, KeyError):
+                continue
+    return out
+
+
+def pending_reviews(home: Path) -> list[ReviewItem]:
+    """Suspects of every snapshot not yet settled by a person, most doubtful first."""
+    learn_dir = home / "learn"
+    done = _reviewed(learn_dir)
+    found: dict[str, ReviewItem] = {}
+    for suspects in sorted((learn_dir / "snapshots").glob("*/suspects.csv")):
+        with suspects.open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                sha = r.get("sha256", "")
+                if SHA.match(sha) and sha not in done and sha not in found:
+                    found[sha] = ReviewItem(
+                        sha,
+                        suspects.parent.name,
+                        r["file"],
+                        r["label"],
+                        r["predicted"],
+                        float(r["p_label"]),
+                        r["kind"],
+                        r["source"],
+                    )
+    return sorted(found.values(), key=lambda it: it.p_label)
+
+
+def review_image(home: Path, sha256: str) -> Path:
+    """The file of a pending suspect (by its digest; never a path from the request)."""
+    for item in pending_reviews(home):
+        if item.sha256 == sha256:
+            path = home / "learn" / "snapshots" / item.snapshot / item.file
+            if path.is_file():
+                return path
+    raise RecordNotFoundError("no pending review of that image")
+
+
+def review_label(home: Path, sha256: str, label: str, classes: list[str], *, by: str = "web") -> ReviewItem:
+    """Settle a suspect with ``label`` (the data's, the model's, or another class); it joins the gold set."""
+    if label not in classes:
+        raise DataError(f"{label!r} is not a class of this model ({', '.join(classes)})")
+    item = next((it for it in pending_reviews(home) if it.sha256 == sha256), None)
+    if item is None:
+        raise RecordNotFoundError("no pending review of that image (settled already?)")
+    learn_dir = home / "learn"
+    gold = learn_dir / GOLD_DIR
+    (gold / "images").mkdir(parents=True, exist_ok=True)
+    src = learn_dir / "snapshots" / item.snapshot / item.file
+    name = f"images/{sha256[:16]}{src.suffix}"
+    shutil.copyfile(src, gold / name)
+    manifest = gold / "manifest.csv"
+    new = not manifest.is_file()
+    with manifest.open("a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(["file", "label", "release", "sha256", "reviewed_by"])
+        w.writerow([name, label, sha256[:16], sha256, by])
+    record = {
+        "sha256": sha256,
+        "label": label,
+        "was": item.label,
+        "predicted": item.predicted,
+        "by": by,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    with (learn_dir / REVIEWS).open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    return item
+
+
+def gold_extra(home: Path) -> Path | None:
+    """The folder of images a person settled (part of the gold set), if any."""
+    folder = home / "learn" / GOLD_DIR
+    return folder if (folder / "manifest.csv").is_file() else None

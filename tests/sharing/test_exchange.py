@@ -1,0 +1,91 @@
+"""Collections in Galaxy Zoo's layout: export, import (idempotent), and what a hostile table cannot do."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from astroclassify.errors import DataError
+from astroclassify.preparation.dataset import load_dataset
+from astroclassify.sharing.exchange import export_collection, import_collection
+from astroclassify.sharing.votes import aggregate_votes
+from astroclassify.store import open_store
+from tests.conftest import make_sky, write_image
+
+
+def _collection(root, rows):
+    root.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), root / "labels.parquet")
+    return root
+
+
+def test_votes_travel_as_galaxy_zoo_tables_and_back(tmp_path):
+    src = tmp_path / "gz"
+    write_image(src / "images/a.png", make_sky("galaxy", 64, 1))
+    write_image(src / "images/b.png", make_sky("nebula", 64, 2))
+    _collection(
+        src,
+        [
+            {"id_str": "a", "file": "images/a.png", "class_galaxy": 3, "class_nebula": 1, "credit": "Zoo volunteers"},
+            {"id_str": "b", "file": "images/b.png", "class_galaxy": 0, "class_nebula": 2, "credit": ""},
+        ],
+    )
+    with open_store(tmp_path / "one") as store:
+        first = import_collection(store, src)
+        assert (first.images, first.votes, first.refused) == (2, 6, {})
+        assert import_collection(store, src).votes == 0  # importing again adds no vote
+        votes = sorted(aggregate_votes(store), key=lambda v: -v.contributors)
+        assert votes[0].counts == {"galaxy": 3, "nebula": 1} and votes[0].fractions == {"galaxy": 0.75, "nebula": 0.25}
+        assert votes[0].consensus == "galaxy" and votes[0].credits == ["Zoo volunteers"]
+        out = export_collection(store, tmp_path / "out")
+    table = pq.read_table(out.path / "labels.parquet").to_pylist()
+    assert set(table[0]) >= {
+        "id_str",
+        "file",
+        "class_galaxy",
+        "class_galaxy_fraction",
+        "class_nebula",
+        "class_total-votes",
+        "consensus",
+        "agreement",
+    }
+    assert sorted((r["class_galaxy"], r["class_nebula"], r["class_total-votes"]) for r in table) == [
+        (0, 2, 2),
+        (3, 1, 4),
+    ]
+    ds = load_dataset(out.path)  # the export is a dataset train reads, the fractions as soft labels
+    assert ds.labels == ["galaxy", "nebula"] and ds.tag_names == ["galaxy", "nebula"]
+    with open_store(tmp_path / "two") as store:
+        again = import_collection(store, out.path)
+        assert again.votes == 6 and sorted(
+            v.counts["galaxy"] if "galaxy" in v.counts else 0 for v in aggregate_votes(store)
+        ) == [0, 3]
+
+
+def test_a_hostile_table_is_refused_row_by_row(tmp_path):
+    outside = write_image(tmp_path / "outside.png", make_sky("galaxy", 64, 3))
+    src = tmp_path / "bad"
+    write_image(src / "ok.png", make_sky("galaxy", 64, 4))
+    (src / "fake.png").parent.mkdir(parents=True, exist_ok=True)
+    (src / "fake.png").write_bytes(b"GIF89a but not really")
+    _collection(
+        src,
+        [
+            {"file": "ok.png", "class_galaxy": 1, "class_nebula": 0},
+            {"file": f"../{outside.name}", "class_galaxy": 1, "class_nebula": 0},  # outside its folder
+            {"file": "fake.png", "class_galaxy": 1, "class_nebula": 0},  # not an image
+            {"file": "ok.png", "class_galaxy": -5, "class_nebula": 0},  # a negative count
+            {"file": "ok.png", "class_galaxy": 10**9, "class_nebula": 0},  # a flood in one cell
+            {"file": "missing.png", "class_galaxy": 1, "class_nebula": 0},
+        ],
+    )
+    with open_store(tmp_path / "home") as store:
+        result = import_collection(store, src)
+        assert result.votes == 1 and result.refused == {
+            "file outside the collection's folder": 1,
+            "not an image we accept": 1,
+            "vote count not an integer in 0..10000": 2,
+            "image file missing": 1,
+        }
+        (src / "labels.parquet").write_bytes(b"PAR1 damaged")
+        with pytest.raises(DataError, match="not a readable Parquet table"):
+            import_collection(store, src)
