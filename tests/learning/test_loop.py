@@ -106,8 +106,13 @@ def test_a_turn_freezes_gold_judges_paired_and_records_why(champion, tmp_path):
     flipped = {s.row.source for s in plan.suspects}
     assert flipped, "a quarter of the labels are flipped: the out-of-fold check must doubt some"
 
-    turn = learn(home, imported=[new], epochs=2)
+    from astroclassify.ingestion.alerts import FileNotifier
+
+    alerts = tmp_path / "alerts.jsonl"
+    turn = learn(home, imported=[new], epochs=2, notifiers=[FileNotifier(alerts)])
     assert turn.decision in ("promoted", "kept") and turn.comparison is not None
+    (alert,) = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert alert["kind"] == f"learn-{turn.decision}" and turn.comparison.reason in alert["message"]
     assert turn.comparison.n == len(gold)
     assert (current_version(home) == turn.challenger) == turn.comparison.promote
     challenger = home / "versions" / turn.challenger
@@ -166,8 +171,17 @@ def test_the_model_page_shows_versions_and_decisions(champion, tmp_path):
     settings = Settings(home=tmp_path / "inst", allowed_hosts=["testserver"])
     home = settings.models_dir / "sky"
     shutil.copytree(champion, home)
-    turn = learn("sky", imported=[_labelled(tmp_path / "new", 24, 4000)], epochs=1, models_dir=settings.models_dir)
+    image = write_image(tmp_path / "probe.png", make_sky("galaxy", 64, 9)).read_bytes()
     with TestClient(create_app(settings), client=LOCAL) as client:
+
+        def answered_by() -> str:
+            files = {"image": ("probe.png", image, "image/png")}
+            return client.post("/api/classify", files=files, data={"model": "sky"}).json()["model_version"]
+
+        before = answered_by()
+        turn = learn("sky", imported=[_labelled(tmp_path / "new", 24, 4000)], epochs=1, models_dir=settings.models_dir)
+        # the running app answers with whatever the pointer names now: the new version only if promoted
+        assert answered_by() == current_version(home) == (turn.challenger if turn.decision == "promoted" else before)
         page = client.get("/models/sky")
         assert page.status_code == 200
         text = page.text

@@ -56,9 +56,7 @@ def test_votes_travel_as_galaxy_zoo_tables_and_back(tmp_path):
     assert ds.labels == ["galaxy", "nebula"] and ds.tag_names == ["galaxy", "nebula"]
     with open_store(tmp_path / "two") as store:
         again = import_collection(store, out.path)
-        assert again.votes == 6 and sorted(
-            v.counts["galaxy"] if "galaxy" in v.counts else 0 for v in aggregate_votes(store)
-        ) == [0, 3]
+        assert again.votes == 6 and sorted(v.counts.get("galaxy", 0) for v in aggregate_votes(store)) == [0, 3]
 
 
 def test_a_hostile_table_is_refused_row_by_row(tmp_path):
