@@ -73,9 +73,15 @@ def main() -> None:
     shutil.rmtree(out / "champion", ignore_errors=True)
     champion = train(cfg)
     print(f"champion: {champion!r}, {time.perf_counter() - started:.0f} s")
-    print(f"\n| new labels ({len(rows) - args.base} images) | cleaning | suspects | decision | gold n | macro-F1 champion -> challenger | difference [95% paired] | turn |")
+    print(
+        f"\n| new labels ({len(rows) - args.base} images) | cleaning | suspects | decision | gold n | macro-F1 champion -> challenger | difference [95% paired] | turn |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    for name, data, clean in (("correct", correct, True), ("30% flipped", flipped, True), ("30% flipped", flipped, False)):
+    for name, data, clean in (
+        ("correct", correct, True),
+        ("30% flipped", flipped, True),
+        ("30% flipped", flipped, False),
+    ):
         home = out / f"turn-{name.replace('% ', '-')}-{'clean' if clean else 'raw'}"
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(out / "champion", home)

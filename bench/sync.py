@@ -81,7 +81,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=20)
-    print(f"first sync: {first!r} in {t1 - t0:.1f} s: {first.received / (t1 - t0):.0f} labels/s, {first.images / (t1 - t0):.0f} images/s")
+    print(
+        f"first sync: {first!r} in {t1 - t0:.1f} s: {first.received / (t1 - t0):.0f} labels/s, {first.images / (t1 - t0):.0f} images/s"
+    )
     print(f"second sync: {again!r} in {t2 - t1:.2f} s")
     print("command: ASTROCLASSIFY_DATA_DIR=../shared/data python bench/sync.py --votes", args.votes)
 
