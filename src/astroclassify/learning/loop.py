@@ -231,12 +231,20 @@ def model_history(name: str | Path, *, models_dir: Path | None = None, limit: in
             training = json.loads((v.path / "model.json").read_text()).get("training", {}).get("config", {})
         except (OSError, ValueError):
             training = {}
-        sources = [Path(str(d)).name for d in training.get("data", [])]
+        sources = [_source_name(str(d)) for d in training.get("data", [])]
         versions.append(dataclasses.asdict(v) | {"path": str(v.path), "trained_on": sources})
     from astroclassify.learning.review import pending_reviews
 
     decisions = [d for d in learn_history(home) if d.get("decision") not in ("nothing new", "already decided")]
     return ModelHistory(versions, decisions[::-1][:limit], len(pending_reviews(home)))
+
+
+def _source_name(source: str) -> str:
+    """A collection's name, a folder's name, or ``snapshot <id>`` for what the loop gathered."""
+    path = Path(source)
+    return (
+        f"snapshot {path.name}" if path.parent.name == "training" and path.parent.parent.name == "learn" else path.name
+    )
 
 
 def _gold(learn_dir: Path, champion: Path, dry_run: bool) -> list[SplitAssignment]:
