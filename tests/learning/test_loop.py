@@ -247,3 +247,47 @@ def test_a_person_settles_suspects_and_they_join_the_gold_set(champion, tmp_path
     assert turn.gold == len(test_split) + 1 and turn.comparison.n == turn.gold  # the settled image judges too
     trained = {r.sha256 for r in read_splits(home / "versions" / turn.challenger / "splits.csv")}
     assert first.row.sha256 not in trained  # and never trains
+
+
+@pytest.mark.slow
+def test_a_promotion_reaches_a_running_server_and_rolls_back(tmp_path):
+    """A champion at chance (one epoch), a challenger given more labels and epochs: promoted, served, undone."""
+    import httpx
+
+    from astroclassify.training.config import TrainConfig
+    from astroclassify.training.train import train
+    from tests.conftest import run_cli
+    from tests.web.conftest import serve_process
+
+    inst = tmp_path / "inst"
+    base = _labelled(tmp_path / "base", 80, 0)
+    cfg = TrainConfig(
+        data=(str(base),),
+        out=str(inst / "models" / "sky"),
+        model="small_cnn",
+        image_size=48,
+        epochs=1,
+        lr=0.003,
+        threads=2,
+    )
+    train(cfg)
+    image = write_image(tmp_path / "probe.png", make_sky("nebula", 64, 7)).read_bytes()
+    with serve_process({"ASTROCLASSIFY_HOME": str(inst)}) as url:
+
+        def versions() -> set[str]:  # several requests: every worker process must answer alike
+            files = {"image": ("probe.png", image, "image/png")}
+            return {
+                httpx.post(f"{url}/api/classify", files=files, data={"model": "sky"}, timeout=60).json()[
+                    "model_version"
+                ]
+                for _ in range(6)
+            }
+
+        champion = versions()
+        turn = learn("sky", imported=[_labelled(tmp_path / "new", 80, 500)], epochs=6, models_dir=inst / "models")
+        assert turn.decision == "promoted", turn.message
+        assert turn.comparison.difference_ci[0] > 0
+        assert versions() == {turn.challenger}  # no restart
+        undone = run_cli("models", "rollback", "sky", env={"ASTROCLASSIFY_HOME": str(inst)})
+        assert undone.returncode == 0, undone.stderr
+        assert versions() == champion
