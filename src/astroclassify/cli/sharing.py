@@ -45,15 +45,21 @@ def sync(
 @labels_app.command("votes")
 def labels_votes(
     disputed: Annotated[bool, typer.Option(help="Only images whose contributors disagree.")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="Weigh contributors by their accuracy on this model's gold set.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON lines, one image each.")] = False,
 ) -> None:
     """Votes per image from every contributor: counts, skill-weighted fractions, consensus and agreement."""
+    from astroclassify.learning.promotion import gold_labels
+    from astroclassify.modelfolder.folder import model_home
     from astroclassify.sharing.contributions import publish_local_labels
     from astroclassify.sharing.votes import aggregate_votes
 
+    gold = gold_labels(model_home(model, models_dir=installation().models_dir)[0]) if model else {}
     with installation().open_store() as store:
         publish_local_labels(store)
-        rows = [r for r in aggregate_votes(store) if r.disputed or not disputed]
+        rows = [r for r in aggregate_votes(store, gold=gold) if r.disputed or not disputed]
     if json_out:
         for r in rows:
             out.print_json(json.dumps({k: v for k, v in r.__dict__.items()}))

@@ -126,7 +126,10 @@ def learn(
     gold = _gold(learn_dir, champion_path, dry_run)
     result = LearnResult(str(name), "", "", champion, gold=len(gold))
 
-    rows, left = gather_labels(store, bundle.labels, imported=imported)
+    from astroclassify.learning.promotion import gold_labels
+
+    gold_known = {g.sha256: g.label for g in gold} | gold_labels(home)
+    rows, left = gather_labels(store, bundle.labels, imported=imported, gold=gold_known)
     known = {r.sha256 for r in read_splits(champion_path / "splits.csv")}
     settled = _settled(home)
     result.gold += len(settled)

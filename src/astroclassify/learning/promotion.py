@@ -20,7 +20,7 @@ from astroclassify.errors import DataError
 from astroclassify.evaluation.metrics import group_resamples
 from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
 
-__all__ = ["Comparison", "compare_paired", "ensure_gold"]
+__all__ = ["Comparison", "compare_paired", "ensure_gold", "gold_labels"]
 
 LEVEL = 0.95
 
@@ -36,6 +36,22 @@ def ensure_gold(learn_dir: Path, champion: Path) -> list[SplitAssignment]:
     learn_dir.mkdir(parents=True, exist_ok=True)
     write_splits(gold, rows)
     return rows
+
+
+def gold_labels(home: Path) -> dict[str, str]:
+    """Every gold image of a model home by its file's SHA-256: the frozen split and what people settled."""
+    import csv
+
+    out = (
+        {r.sha256: r.label for r in read_splits(home / "learn" / "gold.csv")}
+        if (home / "learn" / "gold.csv").is_file()
+        else {}
+    )
+    settled = home / "learn" / "gold" / "manifest.csv"
+    if settled.is_file():
+        with settled.open(newline="") as fh:
+            out |= {r["sha256"]: r["label"] for r in csv.DictReader(fh)}
+    return out
 
 
 def _recall(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:

@@ -73,12 +73,17 @@ def archive_label(category: str, classes: Sequence[str]) -> str | None:
 
 
 def gather_labels(
-    store: Store | None, classes: Sequence[str], *, imported: Sequence[str | Path] = ()
+    store: Store | None,
+    classes: Sequence[str],
+    *,
+    imported: Sequence[str | Path] = (),
+    gold: dict[str, str] | None = None,
 ) -> tuple[list[LabelRow], dict[str, int]]:
     """Every labelled image the installation knows, one row per file hash, strongest label first.
 
     Labels outside ``classes`` are left out (counted by reason): a challenger keeps the
-    champion's classes, so its gold-set comparison is like for like.
+    champion's classes, so its gold-set comparison is like for like. ``gold`` (file SHA-256
+    -> label) weights the contributors of shared votes by their accuracy on gold images.
     """
     rows: list[LabelRow] = []
     left: Counter[str] = Counter()
@@ -102,7 +107,7 @@ def gather_labels(
                         left[f"archive category {item.category!r} is not a class"] += 1
                         continue
                     rows.append(LabelRow(store.images / item.stored_name, label, item.sha256, "category", item.key))
-        rows += _shared(store, classes, left)
+        rows += _shared(store, classes, left, gold or {})
     for folder in imported:
         ds = load_dataset(folder)
         left.update({f"{ds.name}: unreadable manifest row": len(ds.problems)} if ds.problems else {})
@@ -151,7 +156,7 @@ def write_snapshot(
     return Snapshot(sid, target, counts, labels, dict(left_out or {}))
 
 
-def _shared(store: Store, classes: Sequence[str], left: Counter[str]) -> list[LabelRow]:
+def _shared(store: Store, classes: Sequence[str], left: Counter[str], gold: dict[str, str]) -> list[LabelRow]:
     """The consensus of votes from elsewhere (our own corrections are already rows of their own)."""
     from astroclassify.sharing.votes import aggregate_votes
     from astroclassify.store.contributions import Contributions
@@ -159,7 +164,7 @@ def _shared(store: Store, classes: Sequence[str], left: Counter[str]) -> list[La
     with store.session() as session:
         elsewhere = {c.pixels_sha256: c for c in Contributions(session).all("class") if c.via != "local"}
     rows = []
-    for v in aggregate_votes(store):
+    for v in aggregate_votes(store, gold=gold):
         c = elsewhere.get(v.pixels_sha256)
         if c is None:
             continue

@@ -56,13 +56,19 @@ def contributor_weights(votes: Mapping[tuple[str, str], str], gold: Mapping[str,
 def aggregate_votes(
     store: Store, *, question: str = "class", gold: Mapping[str, str] | None = None
 ) -> list[ImageVotes]:
-    """Aggregate every contribution to ``question`` per image; ``gold`` maps pixel digests to gold labels."""
-    gold = dict(gold or {})
+    """Aggregate every contribution to ``question`` per image.
+
+    ``gold`` maps images to gold labels, each image named by the digest of its decoded pixels
+    or of its file's bytes (a model's gold set records the latter).
+    """
     latest: dict[tuple[str, str], tuple] = {}
     names: dict[str, str] = {}
     credits: dict[str, set[str]] = defaultdict(set)
     with store.session() as session:
-        for c in Contributions(session).all(question):
+        rows = Contributions(session).all(question)
+        by_bytes = {c.image_sha256: c.pixels_sha256 for c in rows}
+        gold = {by_bytes.get(k, k): v for k, v in (gold or {}).items()}
+        for c in rows:
             key = (c.pixels_sha256, c.contributor)
             if key not in latest or c.made_at >= latest[key][0]:
                 latest[key] = (c.made_at, c.answer)

@@ -1,0 +1,38 @@
+"""Votes per image: one per contributor, weighted by skill on gold images, gold wins."""
+
+import datetime as dt
+
+from astroclassify.sharing.votes import aggregate_votes, contributor_weights
+from astroclassify.store import open_store
+from astroclassify.store.tables import Contribution
+
+
+def _vote(uid, who, image, answer, minute=0):
+    return Contribution(
+        uid=uid, origin="x", contributor=f"x/{who}", question="class", answer=answer,
+        image_sha256=f"bytes-{image}", pixels_sha256=f"pixels-{image}", stored_name=f"{image}.png",
+        image_format="PNG", licence="", credit="", made_at=dt.datetime(2026, 12, 1, 10, minute, tzinfo=dt.UTC), via="http://peer",
+    )  # fmt: skip
+
+
+def test_skill_on_gold_weighs_votes_and_a_flood_counts_once(tmp_path):
+    with open_store(tmp_path / "home") as store:
+        with store.session() as session:
+            session.add_all(
+                [
+                    _vote("1", "good", "i1", "galaxy"), _vote("2", "good", "i2", "nebula"), _vote("3", "good", "i3", "galaxy"),
+                    _vote("4", "bad", "i1", "nebula"), _vote("5", "bad", "i2", "galaxy"), _vote("6", "bad", "i3", "galaxy"),
+                    _vote("7", "bad", "i3", "nebula", minute=5),  # changed their mind: the latest counts, once
+                ]
+            )  # fmt: skip
+            session.commit()
+        gold = {"bytes-i1": "galaxy", "bytes-i2": "nebula"}  # a model's gold set names files by their bytes
+        votes = {v.pixels_sha256: v for v in aggregate_votes(store, gold=gold)}
+        unweighted = {v.pixels_sha256: v for v in aggregate_votes(store)}
+    i3 = votes["pixels-i3"]
+    assert i3.counts == {"galaxy": 1, "nebula": 1} and i3.contributors == 2
+    assert i3.fractions == {"galaxy": 0.75, "nebula": 0.25} and i3.consensus == "galaxy"  # 3/4 against 1/4
+    assert unweighted["pixels-i3"].fractions == {"galaxy": 0.5, "nebula": 0.5}  # no gold: equal weights
+    assert votes["pixels-i2"].consensus == "nebula" and votes["pixels-i2"].gold == "nebula"
+    weights = contributor_weights({("a", "p"): "x", ("b", "p"): "y", ("c", "q"): "x"}, {"a": "x", "b": "x"})
+    assert weights == {"p": 0.5, "q": 0.5}  # p: 1 of 2 right -> (1+1)/(2+2); q: never checked -> prior
