@@ -81,6 +81,10 @@ def test_three_installations_share_labels_exactly_once(tmp_path, images):
     for home in homes:  # after the servers stopped, each store holds the same three labels once
         uids = _uids(home)
         assert len(uids) == len(set(uids)) == 3
+    with serve_process({"ASTROCLASSIFY_HOME": str(homes[1])}) as b:  # b restarted: its labels and cursor kept
+        after = _sync(homes[0], b, keys[1])
+        assert (after["received"], after["repeats"]) == (0, 3)
+    assert len(_uids(homes[0])) == 3
     with open_store(homes[2]) as store:
         votes = {v.pixels_sha256: v for v in aggregate_votes(store)}
     shared = next(v for v in votes.values() if v.contributors == 2)
