@@ -137,6 +137,7 @@ class FakePeer:
                 self.wfile.write(body)
 
         self.page, self.delay = page, delay
+
         class Server(http.server.ThreadingHTTPServer):
             def handle_error(self, request, client_address):
                 pass  # the syncing side hung up on a hanging answer: expected here
