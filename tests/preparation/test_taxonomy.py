@@ -26,6 +26,12 @@ def test_builtins_load_and_gz1_maps_every_label(shared_data):
     assert Counter(s.label for s in seed)["irregular"] == raw["merger"]
 
 
+def test_a_label_that_names_a_class_is_that_class():
+    t = load_taxonomy("gz1-coarse")
+    assert t.map_label("spiral_cw") == "spiral" and t.map_label("spiral") == "spiral"  # a correction, say
+    assert t.map_label("dont_know") is None  # left out, as the taxonomy says
+
+
 def test_mirror_index_swaps_only_chiral_classes():
     t = load_taxonomy("gz1-6class")
     labels = t.labels

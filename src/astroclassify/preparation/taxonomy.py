@@ -51,10 +51,12 @@ class Taxonomy:
         return sorted(self.classes)
 
     def map_label(self, label: str) -> str | None:
+        """The class of a dataset label; a label that already names a class is that class (labels a model
+        gave back, such as a corrected ``spiral`` for gz1-coarse, need no mapping)."""
         for target, sources in self.classes.items():
             if label in sources:
                 return target
-        return None
+        return label if label in self.classes else None
 
     def apply(self, samples: list[Sample]) -> tuple[list[Sample], Counter]:
         """Samples relabelled into this taxonomy, and a count of the labels left out."""
