@@ -291,3 +291,33 @@ def test_a_promotion_reaches_a_running_server_and_rolls_back(tmp_path):
         undone = run_cli("models", "rollback", "sky", env={"ASTROCLASSIFY_HOME": str(inst)})
         assert undone.returncode == 0, undone.stderr
         assert versions() == champion
+
+
+def test_corrections_and_archive_categories_are_labels_for_the_next_turn(tmp_path):
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from astroclassify.config import Settings
+    from astroclassify.store.images import save_image
+    from astroclassify.store.tables import IngestedItem
+    from astroclassify.web.app import create_app
+    from tests.web.conftest import LOCAL
+
+    settings = Settings(home=tmp_path / "inst", allowed_hosts=["testserver"])
+    photo = write_image(tmp_path / "g.png", make_sky("galaxy", 64, 21)).read_bytes()
+    with TestClient(create_app(settings), client=LOCAL) as client:
+        record = client.post("/api/classify", files={"image": ("g.png", photo, "image/png")}).json()
+        for label in ("nebula", "galaxy"):  # changed their mind: the newest correction is the label
+            client.post(f"/api/classifications/{record['id']}/feedback", json={"label": label})
+    archived = write_image(tmp_path / "n.png", make_sky("nebula", 64, 22)).read_bytes()
+    with open_store(settings.home) as store:
+        with store.session() as session:
+            for key, category in (("esahubble:heic1", "nebulae"), ("esahubble:heic2", "solar system")):
+                name = save_image(archived, "PNG", store.images)
+                session.add(IngestedItem(key=key, source="esahubble", status="stored", category=category,
+                                         stored_name=name, sha256=hashlib.sha256(archived + key.encode()).hexdigest()))  # fmt: skip
+            session.commit()
+        rows, left = gather_labels(store, ["galaxy", "nebula"])
+    assert sorted((r.kind, r.label) for r in rows) == [("category", "nebula"), ("correction", "galaxy")]
+    assert left == {"archive category 'solar system' is not a class": 1}

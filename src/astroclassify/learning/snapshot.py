@@ -89,7 +89,8 @@ def gather_labels(
     left: Counter[str] = Counter()
     if store is not None:
         with store.session() as session:
-            for c in session.scalars(select(Classification).options(selectinload(Classification.feedback))):
+            corrected = select(Classification).where(Classification.feedback.any())
+            for c in session.scalars(corrected.options(selectinload(Classification.feedback))):
                 if c.feedback:
                     rows.append(
                         LabelRow(
