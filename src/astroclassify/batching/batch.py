@@ -484,16 +484,16 @@ def _read(url: str, max_bytes: int) -> bytes:
     if url.startswith(("http://", "https://")):
         import httpx
 
+        from astroclassify.ingestion.http import read_capped
+
         try:
             with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
                 if response.status_code != 200:
                     raise OSError(f"HTTP {response.status_code}")
-                data = bytearray()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise OSError(f"over the {max_bytes} byte limit")
-                return bytes(data)
+                data = read_capped(response, max_bytes)
+                if data is None:
+                    raise OSError(f"over the {max_bytes} byte limit")
+                return data
         except httpx.HTTPError as exc:
             raise OSError(str(exc) or type(exc).__name__) from None
     import fsspec

@@ -53,12 +53,10 @@ def labels_votes(
     """Votes per image from every contributor: counts, skill-weighted fractions, consensus and agreement."""
     from astroclassify.learning.promotion import gold_labels
     from astroclassify.modelfolder.folder import model_home
-    from astroclassify.sharing.contributions import publish_local_labels
     from astroclassify.sharing.votes import aggregate_votes
 
     gold = gold_labels(model_home(model, models_dir=installation().models_dir)[0]) if model else {}
     with installation().open_store() as store:
-        publish_local_labels(store)
         rows = [r for r in aggregate_votes(store, gold=gold) if r.disputed or not disputed]
     if json_out:
         for r in rows:
@@ -79,11 +77,9 @@ def labels_votes(
 @labels_app.command("export")
 def labels_export(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.")]) -> None:
     """Write every voted image as Galaxy Zoo style Parquet (labels.parquet) with its images and a manifest."""
-    from astroclassify.sharing.contributions import publish_local_labels
     from astroclassify.sharing.exchange import export_collection
 
     with installation().open_store() as store:
-        publish_local_labels(store)
         result = export_collection(store, out_dir)
     out.print(f"{result.images} image(s), {result.votes} vote(s) written to {out_dir}", markup=False, highlight=False)
 

@@ -47,7 +47,7 @@ from astroclassify._version import __version__
 from astroclassify.errors import IngestError
 from astroclassify.sizes import format_bytes
 
-__all__ = ["FetchError", "PoliteClient", "Response", "deadline_transport", "request_deadline"]
+__all__ = ["FetchError", "PoliteClient", "Response", "deadline_transport", "read_capped", "request_deadline"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,16 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)
+
+
+def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed answer's body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def deadline_transport() -> httpx.HTTPTransport:

@@ -23,6 +23,7 @@ from typing import Any
 from astroclassify.errors import AstroClassifyError, ModelError
 from astroclassify.learning.cleaning import Suspect, find_label_errors
 from astroclassify.learning.promotion import Comparison, compare_paired, ensure_gold
+from astroclassify.learning.review import settled_labels
 from astroclassify.learning.snapshot import Snapshot, gather_labels, write_snapshot
 from astroclassify.preparation.prepare import Progress, _silent
 from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
@@ -126,20 +127,17 @@ def learn(
     gold = _gold(learn_dir, champion_path, dry_run)
     result = LearnResult(str(name), "", "", champion, gold=len(gold))
 
-    from astroclassify.learning.promotion import gold_labels
-
-    gold_known = {g.sha256: g.label for g in gold} | gold_labels(home)
-    rows, left = gather_labels(store, bundle.labels, imported=imported, gold=gold_known)
-    known = {r.sha256 for r in read_splits(champion_path / "splits.csv")}
-    settled = _settled(home)
+    settled = settled_labels(home)
     result.gold += len(settled)
-    gold_sha = {g.sha256 for g in gold} | settled
+    gold_known = {g.sha256: g.label for g in gold} | settled
+    rows, left = gather_labels(store, bundle.labels, imported=imported, gold=gold_known)
+    excluded = {r.sha256 for r in read_splits(champion_path / "splits.csv")} | set(gold_known)
     dropped = Counter(
-        "gold image (never trains)" if r.sha256 in gold_sha else "already in the champion's data"
+        "gold image (never trains)" if r.sha256 in gold_known else "already in the champion's data"
         for r in rows
-        if r.sha256 in known | gold_sha
+        if r.sha256 in excluded
     )
-    rows = [r for r in rows if r.sha256 not in known | gold_sha]
+    rows = [r for r in rows if r.sha256 not in excluded]
     left = dict(Counter(left) + dropped)
     if not rows:
         return _finish(
@@ -342,16 +340,6 @@ def _challenger_config(recipe, home, training, champion, gold, data_dir, max_min
         epochs=epochs or cfg.epochs,
         extra={"command": f"astroclassify learn {home.name}"},
     )
-
-
-def _settled(home: Path) -> set[str]:
-    from astroclassify.learning.review import gold_extra
-
-    folder = gold_extra(home)
-    if folder is None:
-        return set()
-    with (folder / "manifest.csv").open(newline="") as fh:
-        return {r["sha256"] for r in csv.DictReader(fh)}
 
 
 def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_dir, home: Path) -> Comparison:

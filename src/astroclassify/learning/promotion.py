@@ -40,18 +40,11 @@ def ensure_gold(learn_dir: Path, champion: Path) -> list[SplitAssignment]:
 
 def gold_labels(home: Path) -> dict[str, str]:
     """Every gold image of a model home by its file's SHA-256: the frozen split and what people settled."""
-    import csv
+    from astroclassify.learning.review import settled_labels
 
-    out = (
-        {r.sha256: r.label for r in read_splits(home / "learn" / "gold.csv")}
-        if (home / "learn" / "gold.csv").is_file()
-        else {}
-    )
-    settled = home / "learn" / "gold" / "manifest.csv"
-    if settled.is_file():
-        with settled.open(newline="") as fh:
-            out |= {r["sha256"]: r["label"] for r in csv.DictReader(fh)}
-    return out
+    gold = home / "learn" / "gold.csv"
+    frozen = {r.sha256: r.label for r in read_splits(gold)} if gold.is_file() else {}
+    return frozen | settled_labels(home)
 
 
 def _recall(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:

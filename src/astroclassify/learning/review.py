@@ -18,7 +18,7 @@ from pathlib import Path
 
 from astroclassify.errors import DataError, RecordNotFoundError
 
-__all__ = ["ReviewItem", "gold_extra", "pending_reviews", "review_image", "review_label"]
+__all__ = ["ReviewItem", "gold_extra", "pending_reviews", "review_image", "review_label", "settled_labels"]
 
 GOLD_DIR = "gold"
 REVIEWS = "reviews.jsonl"
@@ -122,3 +122,12 @@ def gold_extra(home: Path) -> Path | None:
     """The folder of images a person settled (part of the gold set), if any."""
     folder = home / "learn" / GOLD_DIR
     return folder if (folder / "manifest.csv").is_file() else None
+
+
+def settled_labels(home: Path) -> dict[str, str]:
+    """The images a person settled, by their file's SHA-256, with the label they gave."""
+    folder = gold_extra(home)
+    if folder is None:
+        return {}
+    with (folder / "manifest.csv").open(newline="") as fh:
+        return {r["sha256"]: r["label"] for r in csv.DictReader(fh)}

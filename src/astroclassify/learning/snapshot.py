@@ -160,21 +160,14 @@ def write_snapshot(
 def _shared(store: Store, classes: Sequence[str], left: Counter[str], gold: dict[str, str]) -> list[LabelRow]:
     """The consensus of votes from elsewhere (our own corrections are already rows of their own)."""
     from astroclassify.sharing.votes import aggregate_votes
-    from astroclassify.store.contributions import Contributions
 
-    with store.session() as session:
-        elsewhere = {c.pixels_sha256: c for c in Contributions(session).all("class") if c.via != "local"}
     rows = []
     for v in aggregate_votes(store, gold=gold):
-        c = elsewhere.get(v.pixels_sha256)
-        if c is None:
+        if not v.from_elsewhere:
             continue
         if v.agreement <= SHARED_AGREEMENT:
             left["shared votes without a clear consensus"] += 1
             continue
-        rows.append(
-            LabelRow(
-                store.images / v.stored_name, v.consensus, c.image_sha256, "shared", f"votes:{v.pixels_sha256[:16]}"
-            )
-        )
+        path = store.images / v.stored_name
+        rows.append(LabelRow(path, v.consensus, v.image_sha256, "shared", f"votes:{v.pixels_sha256[:16]}"))
     return rows

@@ -48,8 +48,9 @@ def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
     with store.session() as session:
         origin = installation_id(session)
         repo = Contributions(session)
-        new = 0
-        for fb in repo.unpublished_feedback(origin):
+        rows = []
+        pending = repo.unpublished_feedback()
+        for fb in pending:
             c = fb.classification
             if not LABEL.match(fb.label):
                 continue  # free text a peer would refuse: stays a local correction
@@ -59,7 +60,7 @@ def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
             except (OSError, ImageDecodeError):
                 continue  # the image is gone or unreadable: nothing to share
             who = c.owner or "web"
-            session.add(
+            rows.append(
                 Contribution(
                     uid=f"{origin}-f{fb.id}",
                     origin=origin,
@@ -76,9 +77,7 @@ def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
                     via="local",
                 )
             )
-            new += 1
-        session.commit()
-        return new
+        return repo.publish(rows, pending[-1].id) if pending else 0
 
 
 def contributions_page(store: Store, since: int = 0, limit: int = 100) -> dict:

@@ -111,9 +111,10 @@ def import_collection(
     count_column = re.compile(rf"^{re.escape(question)}_(.+)$")
     with store.session() as session:
         repo = Contributions(session)
+        held = repo.uids(origin)  # one query, not one per vote
         for row in table:
             reason = _import_row(
-                row, folder, origin, count_column, repo, store, result, max_bytes, max_pixels, question
+                row, folder, origin, held, count_column, repo, store, result, max_bytes, max_pixels, question
             )
             if reason:
                 refused[reason] = refused.get(reason, 0) + 1
@@ -122,7 +123,9 @@ def import_collection(
     return result
 
 
-def _import_row(row, folder, origin, count_column, repo, store, result, max_bytes, max_pixels, question) -> str | None:
+def _import_row(
+    row, folder, origin, held, count_column, repo, store, result, max_bytes, max_pixels, question
+) -> str | None:
     rel = str(row.get("file") or "")
     path = (folder / rel).resolve()
     if not rel or folder not in path.parents:
@@ -155,8 +158,9 @@ def _import_row(row, folder, origin, count_column, repo, store, result, max_byte
     for answer, n in sorted(counts.items()):
         for k in range(n):
             uid = f"{origin}-{image_id}-{answer}-{k}"
-            if repo.by_uid(uid) is not None:
+            if uid in held:
                 continue
+            held.add(uid)
             if stored is None:
                 stored = save_image(data, identity.image_format, store.images)
             repo.session.add(

@@ -24,7 +24,7 @@ import httpx
 
 from astroclassify.errors import AstroClassifyError, PeerError
 from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from astroclassify.ingestion.http import deadline_transport, request_deadline
+from astroclassify.ingestion.http import deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions, Peers, installation_id
@@ -148,12 +148,10 @@ def _get(client: httpx.Client, url: str, timeout: float, max_body: int, params: 
                     response.status_code, "it failed"
                 )
                 raise PeerError(f"{url}: HTTP {response.status_code} ({detail})")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > max_body:
-                    raise PeerError(f"{url}: answer over {max_body} bytes; refused")
-            return bytes(body)
+            body = read_capped(response, max_body)
+            if body is None:
+                raise PeerError(f"{url}: answer over {max_body} bytes; refused")
+            return body
     except httpx.TimeoutException:
         raise PeerError(f"{url}: no answer within {timeout:.0f} s; the sync stopped, what arrived is kept") from None
     except httpx.HTTPError as exc:

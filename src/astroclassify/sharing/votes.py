@@ -34,6 +34,8 @@ class ImageVotes:
     contributors: int
     gold: str | None = None  # the gold label, when this image is in the gold set
     credits: list[str] = field(default_factory=list)
+    image_sha256: str = ""  # of the stored file's bytes
+    from_elsewhere: bool = False  # some vote came from another installation or an imported collection
 
     @property
     def disputed(self) -> bool:
@@ -56,14 +58,18 @@ def contributor_weights(votes: Mapping[tuple[str, str], str], gold: Mapping[str,
 def aggregate_votes(
     store: Store, *, question: str = "class", gold: Mapping[str, str] | None = None
 ) -> list[ImageVotes]:
-    """Aggregate every contribution to ``question`` per image.
+    """Aggregate every contribution to ``question`` per image, this installation's new corrections included.
 
     ``gold`` maps images to gold labels, each image named by the digest of its decoded pixels
     or of its file's bytes (a model's gold set records the latter).
     """
+    from astroclassify.sharing.contributions import publish_local_labels
+
+    publish_local_labels(store)  # corrections made since the last read count too
     latest: dict[tuple[str, str], tuple] = {}
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, str]] = {}
     credits: dict[str, set[str]] = defaultdict(set)
+    elsewhere: set[str] = set()
     with store.session() as session:
         rows = Contributions(session).all(question)
         by_bytes = {c.image_sha256: c.pixels_sha256 for c in rows}
@@ -72,7 +78,9 @@ def aggregate_votes(
             key = (c.pixels_sha256, c.contributor)
             if key not in latest or c.made_at >= latest[key][0]:
                 latest[key] = (c.made_at, c.answer)
-            names.setdefault(c.pixels_sha256, c.stored_name)
+            names.setdefault(c.pixels_sha256, (c.stored_name, c.image_sha256))
+            if c.via != "local":
+                elsewhere.add(c.pixels_sha256)
             if c.credit:
                 credits[c.pixels_sha256].add(c.credit)
     votes = {k: v[1] for k, v in latest.items()}
@@ -89,7 +97,7 @@ def aggregate_votes(
         out.append(
             ImageVotes(
                 image,
-                names[image],
+                names[image][0],
                 {a: len(who) for a, who in sorted(answers.items())},
                 fractions,
                 consensus,
@@ -97,6 +105,8 @@ def aggregate_votes(
                 sum(len(who) for who in answers.values()),
                 gold.get(image),
                 sorted(credits[image]),
+                names[image][1],
+                image in elsewhere,
             )
         )
     return out

@@ -13,6 +13,8 @@ from astroclassify.store.tables import Contribution, Feedback, Peer, Property
 
 __all__ = ["Contributions", "Peers", "installation_id"]
 
+PUBLISHED = "published_feedback_id"
+
 
 def installation_id(session: Session) -> str:
     """This installation's id (made on first use): the origin of the labels its people make."""
@@ -33,11 +35,34 @@ class Contributions:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def unpublished_feedback(self, origin: str) -> list[Feedback]:
-        """Corrections made here that are not contributions yet (oldest first), with their records."""
-        done = {uid for (uid,) in self.session.execute(select(Contribution.uid).where(Contribution.origin == origin))}
-        q = select(Feedback).options(selectinload(Feedback.classification)).order_by(Feedback.id)
-        return [fb for fb in self.session.scalars(q) if f"{origin}-f{fb.id}" not in done and fb.classification]
+    def unpublished_feedback(self) -> list[Feedback]:
+        """Corrections made since the last ``publish`` (oldest first), with their records.
+
+        A watermark rather than a comparison with every published uid: peers read pages often,
+        and each read publishes first.
+        """
+        mark = self.session.get(Property, PUBLISHED)
+        q = select(Feedback).where(Feedback.id > int(mark.value if mark else 0))
+        q = q.options(selectinload(Feedback.classification)).order_by(Feedback.id)
+        return [fb for fb in self.session.scalars(q) if fb.classification]
+
+    def publish(self, rows: Sequence[Contribution], upto: int) -> int:
+        """Store ``rows`` and mark corrections up to ``upto`` done (published, or not shareable), at once.
+
+        Returns how many were stored: 0 when another process published the same corrections first.
+        """
+        self.session.add_all(rows)
+        mark = self.session.get(Property, PUBLISHED)
+        if mark is None:
+            self.session.add(Property(name=PUBLISHED, value=str(upto)))
+        elif int(mark.value) < upto:
+            mark.value = str(upto)
+        try:
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            return 0
+        return len(rows)
 
     def page(self, since: int, limit: int) -> list[Contribution]:
         q = select(Contribution).where(Contribution.id > since).order_by(Contribution.id).limit(limit)
@@ -46,8 +71,8 @@ class Contributions:
     def by_uid(self, uid: str) -> Contribution | None:
         return self.session.scalar(select(Contribution).where(Contribution.uid == uid))
 
-    def by_image(self, image_sha256: str) -> Contribution | None:
-        return self.session.scalar(select(Contribution).where(Contribution.image_sha256 == image_sha256).limit(1))
+    def uids(self, origin: str) -> set[str]:
+        return set(self.session.scalars(select(Contribution.uid).where(Contribution.origin == origin)))
 
     def by_pixels(self, pixels_sha256: str) -> Contribution | None:
         return self.session.scalar(select(Contribution).where(Contribution.pixels_sha256 == pixels_sha256).limit(1))
@@ -55,16 +80,6 @@ class Contributions:
     def votes_on(self, pixels_sha256: str, via: str) -> int:
         q = select(func.count()).where(Contribution.pixels_sha256 == pixels_sha256, Contribution.via == via)
         return int(self.session.scalar(q) or 0)
-
-    def add(self, row: Contribution) -> bool:
-        """Store one received contribution; False when its uid is already here (a repeat)."""
-        self.session.add(row)
-        try:
-            self.session.commit()
-        except IntegrityError:
-            self.session.rollback()
-            return False
-        return True
 
     def all(self, question: str | None = None) -> Sequence[Contribution]:
         q = select(Contribution).order_by(Contribution.id)
@@ -84,6 +99,3 @@ class Peers:
             self.session.add(peer)
             self.session.commit()
         return peer
-
-    def all(self) -> list[Peer]:
-        return list(self.session.scalars(select(Peer).order_by(Peer.url)))
