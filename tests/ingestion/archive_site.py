@@ -60,6 +60,26 @@ def picture(seed_text: str, size=(320, 240)) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(2))
 
 
+_BOMBS: dict[str, tuple[bytes, str]] = {}
+
+
+def bomb(kind: str) -> tuple[bytes, str]:
+    """A compressed body and its Content-Encoding: ``gzip_bomb`` (64 MB decoded), ``gzip_gzip_bomb`` (512 MB), ``br``."""
+    if kind not in _BOMBS:
+        import gzip
+        import zlib
+
+        if kind == "br":
+            _BOMBS[kind] = (b"\x1b\x00\x00", "br")
+        else:
+            size = 64 * 2**20 if kind == "gzip_bomb" else 512 * 2**20
+            deflater = zlib.compressobj(9, zlib.DEFLATED, 31)
+            zeros = b"\0" * 2**24
+            inner = b"".join(deflater.compress(zeros) for _ in range(size // len(zeros))) + deflater.flush()
+            _BOMBS[kind] = (inner, "gzip") if kind == "gzip_bomb" else (gzip.compress(inner, 9), "gzip, gzip")
+    return _BOMBS[kind]
+
+
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
@@ -321,6 +341,10 @@ class ArchiveSite:
             self._send(h, 200, b"<!DOCTYPE html><html><body>Gateway login</body></html>", "image/jpeg")
         elif fault == "loop":
             self._send(h, 302, b"", "text/plain", {"Location": path})
+        elif fault in ("gzip_bomb", "gzip_gzip_bomb", "br"):
+            # 64 MB of zeros as one gzip layer, or 512 MB as two stacked layers (a few KB on the wire).
+            body, encoding = bomb(fault)
+            self._send(h, 200, body, "image/jpeg", {"Content-Encoding": encoding})
         elif fault == "huge":
             h.send_response(200)
             h.send_header("Content-Type", "image/jpeg")

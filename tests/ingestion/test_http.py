@@ -139,3 +139,57 @@ def test_robots_txt_has_the_same_deadline_and_a_size_cap(site, fault):
             assert page.status == 200
             assert site.sent["/robots.txt"] < 32 * 1024**2  # of 3 GiB offered; the rest never read
         assert time.monotonic() - start < 3.0
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("gzip_gzip_bomb", "Content-Encoding 'gzip, gzip' refused"),
+        ("br", "Content-Encoding 'br' refused"),
+        ("gzip_bomb", "over the 1 MiB limit"),
+    ],
+)
+def test_decompression_bombs_are_stopped_as_they_inflate(site, fault, message):
+    """3 KB of stacked gzip decodes to 512 MB: refused before inflating, and one layer stops at the cap."""
+    import tracemalloc
+
+    from tests.ingestion.archive_site import bomb
+
+    bomb(fault)  # made before measuring: the server's memory is not the client's
+    site.faults["/apod/image/bomb.jpg"] = fault
+    with PoliteClient(min_interval=0, max_retries=0, max_bytes=2**20) as c:
+        tracemalloc.start()
+        try:
+            with pytest.raises(FetchError, match=message):
+                c.get_image(f"{site.url}/apod/image/bomb.jpg")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_read_capped_decodes_gzip_deflate_and_concatenated_members():
+    import gzip
+    import zlib
+
+    import httpx
+
+    from astroclassify.ingestion.http import read_capped
+
+    body = bytes(range(256)) * 4000
+    raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    cases = {
+        "gzip": gzip.compress(body[:500_000]) + gzip.compress(body[500_000:]),  # two members: one body
+        "deflate": zlib.compress(body),
+        "Deflate": raw_deflate.compress(body) + raw_deflate.flush(),  # raw deflate, as some servers send it
+        "identity": body,
+    }
+    for encoding, sent in cases.items():
+        response = httpx.Response(200, headers={"Content-Encoding": encoding}, stream=httpx.ByteStream(sent))
+        assert read_capped(response, len(body)) == body, encoding
+        response = httpx.Response(200, headers={"Content-Encoding": encoding}, stream=httpx.ByteStream(sent))
+        assert read_capped(response, len(body) - 1) is None, encoding
+    with pytest.raises(httpx.DecodingError, match="corrupt"):
+        read_capped(
+            httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")), 100
+        )

@@ -484,10 +484,11 @@ def _read(url: str, max_bytes: int) -> bytes:
     if url.startswith(("http://", "https://")):
         import httpx
 
-        from astroclassify.ingestion.http import read_capped
+        from astroclassify.ingestion.http import ACCEPT_ENCODING, read_capped
 
         try:
-            with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
+            headers = {"Accept-Encoding": ACCEPT_ENCODING}
+            with httpx.stream("GET", url, timeout=60, follow_redirects=True, headers=headers) as response:
                 if response.status_code != 200:
                     raise OSError(f"HTTP {response.status_code}")
                 data = read_capped(response, max_bytes)

@@ -35,6 +35,7 @@ import random
 import threading
 import time
 import urllib.robotparser
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,17 @@ from astroclassify._version import __version__
 from astroclassify.errors import IngestError
 from astroclassify.sizes import format_bytes
 
-__all__ = ["FetchError", "PoliteClient", "Response", "deadline_transport", "read_capped", "request_deadline"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "BodyTooLarge",
+    "FetchError",
+    "iter_capped",
+    "PoliteClient",
+    "Response",
+    "deadline_transport",
+    "read_capped",
+    "request_deadline",
+]
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +156,83 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+# Content encodings we read: decoded here, never by httpx, whose decoders inflate a whole
+# network chunk at once and stack encodings without limit (3 KB of `gzip, gzip` is 2 GB).
+ACCEPT_ENCODING = "gzip, deflate"
+_ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
+_INFLATE_STEP = 256 * 1024  # decoded bytes produced per step, so a bomb is stopped within one step of the cap
+
+
+class BodyTooLarge(ValueError):
+    """A body decoded past its byte limit (checked as the bytes are produced)."""
+
+
+def _encodings(response: httpx.Response) -> list[str]:
+    header = ",".join(response.headers.get_list("content-encoding"))
+    return [e.strip().lower() for e in header.split(",") if e.strip() and e.strip().lower() != "identity"]
+
+
+def iter_capped(response: httpx.Response, limit: int) -> Iterator[bytes]:
+    """A streamed answer's decoded body in chunks, raising ``BodyTooLarge`` once it passes ``limit`` bytes.
+
+    Bytes are counted as they are produced, after decoding: identity and one gzip or deflate
+    layer are read (what ``ACCEPT_ENCODING`` asks for); stacked or other encodings raise
+    ``httpx.DecodingError`` before anything is inflated. zlib rather than httpx's decoders
+    because only zlib's ``max_length`` bounds what one compressed chunk may become.
+    """
+    encodings = _encodings(response)
+    if not encodings:
+        size = 0
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"body is over the {format_bytes(limit)} limit")
+            yield chunk
+        return
+    if len(encodings) > 1 or encodings[0] not in _ZLIB_WBITS:
+        raise httpx.DecodingError(
+            f"Content-Encoding {', '.join(encodings)!r} refused (we read identity, gzip or deflate)"
+        )
+    wbits = _ZLIB_WBITS[encodings[0]]
+    inflater = zlib.decompressobj(wbits)
+    size = 0
+    for raw in response.iter_raw():
+        data = raw
+        while data:
+            try:
+                chunk = inflater.decompress(data, _INFLATE_STEP)
+            except zlib.error as exc:
+                if wbits != -zlib.MAX_WBITS and encodings[0] == "deflate" and size == 0:
+                    wbits, inflater = (
+                        -zlib.MAX_WBITS,
+                        zlib.decompressobj(-zlib.MAX_WBITS),
+                    )  # raw deflate, as some servers send
+                    continue
+                raise httpx.DecodingError(f"{encodings[0]} body is corrupt ({exc})") from None
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"body is over the {format_bytes(limit)} limit (decoded)")
+            if chunk:
+                yield chunk
+            if inflater.eof:  # concatenated gzip members are one body; anything after is the next member
+                data = inflater.unused_data
+                inflater = zlib.decompressobj(wbits)
+            else:
+                data = inflater.unconsumed_tail
+
+
 def read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """A streamed answer's body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
+    """A streamed answer's decoded body, or None as soon as it passes ``limit`` bytes (the rest is never read).
+
+    Every reader of an untrusted answer (archives, ``batch`` URLs, ``sync``) goes through
+    ``iter_capped``, so a decompression bomb costs at most ``limit`` plus one step.
+    """
     body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
+    try:
+        for chunk in iter_capped(response, limit):
+            body += chunk
+    except BodyTooLarge:
+        return None
     return bytes(body)
 
 
@@ -225,7 +306,7 @@ class PoliteClient:
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
         self._http = httpx.Client(
-            headers={"User-Agent": user_agent},
+            headers={"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             max_redirects=5,
@@ -352,16 +433,19 @@ class PoliteClient:
                         status=r.status_code,
                     )
                 chunks, size = [], 0
-                for chunk in r.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        if truncate:
-                            chunks.append(chunk[: len(chunk) - (size - limit)])
-                            break
-                        raise FetchError(
-                            f"{url}: body is over the {format_bytes(limit)} limit", url=url, status=r.status_code
-                        )
-                    chunks.append(chunk)
+                try:
+                    for chunk in iter_capped(r, limit if not truncate else limit + _INFLATE_STEP):
+                        size += len(chunk)
+                        if size > limit:
+                            if truncate:
+                                chunks.append(chunk[: len(chunk) - (size - limit)])
+                                break
+                            raise BodyTooLarge()
+                        chunks.append(chunk)
+                except BodyTooLarge:
+                    raise FetchError(
+                        f"{url}: body is over the {format_bytes(limit)} limit", url=url, status=r.status_code
+                    ) from None
                 meta = {
                     "etag": r.headers.get("etag"),
                     "last_modified": r.headers.get("last-modified"),
@@ -370,6 +454,8 @@ class PoliteClient:
                 return Response(str(r.url), r.status_code, b"".join(chunks), r.headers.get("content-type", "")), meta
         except httpx.TimeoutException as exc:
             raise type(exc)(f"no complete answer within {self.timeout:.0f} s ({exc})") from None
+        except httpx.DecodingError as exc:
+            raise FetchError(f"{url}: {exc}", url=url) from None
 
     def _host(self, url: str) -> _Host:
         key = urlsplit(url).netloc.lower()

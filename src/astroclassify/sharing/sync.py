@@ -24,7 +24,7 @@ import httpx
 
 from astroclassify.errors import AstroClassifyError, PeerError
 from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from astroclassify.ingestion.http import deadline_transport, read_capped, request_deadline
+from astroclassify.ingestion.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions, Peers, installation_id
@@ -107,7 +107,7 @@ def sync(
     client = httpx.Client(
         transport=transport or deadline_transport(),
         timeout=timeout,
-        headers={"X-API-Key": key, "User-Agent": "astroclassify-sync"},
+        headers={"X-API-Key": key, "User-Agent": "astroclassify-sync", "Accept-Encoding": ACCEPT_ENCODING},
         follow_redirects=False,
     )
     with client, store.session() as session:
