@@ -52,7 +52,7 @@ def main() -> None:
         a_home, b_home = tmp_path / "a", tmp_path / "b"
         with open_store(a_home) as store:
             imported = import_collection(store, coll)
-            key = create_api_key(store, "b")[1]
+            key = create_api_key(store, "b", scope="peer")[1]
         print(f"A holds {imported.votes} votes on {imported.images} images")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

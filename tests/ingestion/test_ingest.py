@@ -369,3 +369,29 @@ def test_the_api_address_is_a_setting_and_a_new_format_is_named(site, cli):
         "2024-01-01",
     )
     assert ignored.returncode == 2 and "ignored the dates asked for (2024-01-01 to 2024-01-01)" in ignored.stderr
+
+
+def test_an_archive_images_credit_and_licence_travel_with_its_label(site, cli, tmp_path):
+    """A correction of an ESA/Hubble image is shared, aggregated, exported and imported with its provenance."""
+    from astroclassify.sharing.contributions import contributions_page
+    from astroclassify.sharing.exchange import export_collection, import_collection
+    from astroclassify.sharing.votes import aggregate_votes
+    from astroclassify.store import open_store
+    from astroclassify.store.classifications import ClassificationQuery, Classifications
+
+    done = cli("ingest", "esahubble", "--base-url", site.url, "--category", "galaxies", "--limit", "1", "--classify")
+    assert done.returncode == 0, done.stderr
+    with open_store(cli.home) as store:
+        with store.session() as session:
+            repo = Classifications(session)
+            record = repo.search(ClassificationQuery())[0][0]
+            repo.add_feedback(record.id, "nebula", "")
+        (item,) = contributions_page(store)["items"]
+        (votes,) = aggregate_votes(store)
+        export_collection(store, tmp_path / "shared")
+    assert item["credit"] == "ESA/Hubble & NASA, A. Astronomer" and item["licence"].startswith("CC BY 4.0")
+    assert votes.credits == [item["credit"]] and votes.licences == [item["licence"]]
+    with open_store(tmp_path / "other") as other:
+        import_collection(other, tmp_path / "shared")
+        (imported,) = aggregate_votes(other)
+    assert imported.credits == [item["credit"]] and imported.licences == [item["licence"]]

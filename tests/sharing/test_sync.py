@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 def _key(home: Path) -> str:
     with open_store(home) as store:
-        return create_api_key(store, "peer")[1]
+        return create_api_key(store, "peer", scope="peer")[1]
 
 
 def _label(base: str, image: bytes, name: str, label: str) -> None:
@@ -67,7 +67,7 @@ def test_three_installations_share_labels_exactly_once(tmp_path, images):
         assert _sync(homes[1], a, keys[0])["received"] == 2
         relayed = _sync(homes[2], b, keys[1])  # b's own label and the two it got from a
         assert relayed["received"] == 3 and relayed["images"] == 2  # one image is the same pixels
-        assert _sync(homes[2], a, keys[0]) | {"seconds": 0} == {
+        assert _sync(homes[2], a, keys[0]) | {"seconds": 0, "bytes": 0} == {
             "peer": a,
             "received": 0,
             "repeats": 2,
@@ -75,6 +75,8 @@ def test_three_installations_share_labels_exactly_once(tmp_path, images):
             "images": 0,
             "cursor": 2,
             "seconds": 0,
+            "bytes": 0,
+            "stopped": "",
         }
         assert _sync(homes[0], c, keys[2])["received"] == 1  # b's label reaches a through c
         assert _sync(homes[0], c, keys[2])["received"] == 0  # again: nothing new, nothing twice

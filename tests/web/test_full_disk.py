@@ -63,3 +63,51 @@ def test_a_full_disk_answers_507_and_keeps_what_was_stored(small_disk, galaxy):
         (small_disk / "ballast").unlink()
         again = upload(client, distinct(galaxy, "after"))
         assert again.status_code == 200, again.text  # space freed: uploads work again
+
+
+def test_a_full_disk_stops_a_sync_with_the_store_full_message(small_disk):
+    """A sync into a full disk says the store is full (SQLite calls it a disk I/O error) and keeps the cursor."""
+    import hashlib
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from astroclassify.errors import StoreFullError
+    from astroclassify.sharing.contributions import identify_image
+    from astroclassify.sharing.sync import sync
+    from astroclassify.store import open_store
+    from astroclassify.store.contributions import Contributions, Peers
+    from tests.conftest import make_sky
+
+    images, items = {}, []
+    for i in range(40):
+        buf = io.BytesIO()
+        Image.fromarray(make_sky("galaxy", 64, seed=i)).save(buf, format="PNG")
+        images[i] = buf.getvalue()
+    for n in range(4000):  # 40 images, 100 labels each from 100 people: after the first, no download
+        data = images[n % 40]
+        items.append(
+            {"seq": n + 1, "uid": f"far001-f{n + 1}", "origin": "far001", "contributor": f"far001/p{n // 40}",
+             "answer": "galaxy" if n % 3 else "nebula", "image_sha256": hashlib.sha256(data).hexdigest(),
+             "pixels_sha256": identify_image(data).pixels_sha256, "image_format": "PNG",
+             "made_at": "2026-12-01T10:00:00+00:00", "credit": "x" * 1500}
+        )  # fmt: skip
+
+    def peer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/contributions":
+            since = int(request.url.params["since"])
+            return httpx.Response(200, json={"items": [it for it in items if it["seq"] > since][:200]})
+        return httpx.Response(200, content=images[(int(request.url.path.split("/")[3].split("-f")[1]) - 1) % 40])
+
+    home = small_disk / "home"
+    with open_store(home) as store:
+        first = sync(store, "http://127.0.0.1:9", "k", transport=httpx.MockTransport(peer), max_items=40)
+        assert first.received == 200  # one page: every image held
+        _fill(small_disk)
+        with pytest.raises(StoreFullError, match="store is full"):
+            sync(store, "http://127.0.0.1:9", "k", transport=httpx.MockTransport(peer))
+        with store.session() as session:
+            held = Contributions(session).all()
+            cursor = Peers(session).get("http://127.0.0.1:9").cursor
+    assert 200 <= len(held) < 4000 and cursor == len(held)  # what arrived is whole, the cursor with it

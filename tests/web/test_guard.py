@@ -157,6 +157,34 @@ def test_cross_site_posts_are_refused(make_client, galaxy):
     assert client.post(api, json=data).status_code == 200  # curl and scripts send no Origin
 
 
+def test_a_page_on_another_port_or_scheme_of_this_host_is_another_site(make_client, galaxy):
+    """A notebook on :8888 of the same host must not write corrections or gold labels here."""
+    client = make_client()
+    record = upload(client, galaxy).json()
+    data = {"label": "nebula", "comment": "x"}
+    for form in (f"/classifications/{record['id']}/feedback", "/models/dso/review"):
+        for origin in ("http://testserver:8888", "https://testserver", "http://testserver:8000"):
+            refused = client.post(form, data=data, headers={"Origin": origin}, follow_redirects=False)
+            assert refused.status_code == 403, (form, origin)
+            assert refused.json()["error"]["type"] == "CrossSiteRequest"
+        referer = client.post(form, data=data, headers={"Referer": "http://testserver:8888/x"}, follow_redirects=False)
+        assert referer.status_code == 403
+    same = client.post(
+        f"/classifications/{record['id']}/feedback",
+        data=data,
+        headers={"Origin": "http://testserver:80"},
+        follow_redirects=False,
+    )
+    assert same.status_code == 303  # the default port is the same origin
+    on_port = client.post(
+        f"/classifications/{record['id']}/feedback",
+        data=data,
+        headers={"Origin": "http://testserver:8000", "Host": "testserver:8000"},
+        follow_redirects=False,
+    )
+    assert on_port.status_code == 303  # a server on :8000 and its own page on :8000
+
+
 def test_bodies_are_refused_by_length_and_while_streaming(make_client, galaxy):
     client = make_client(max_upload_bytes=1_000_000)
     too_big = b"\xff\xd8" + b"0" * 1_400_000
@@ -255,3 +283,36 @@ def test_web_uploads_have_a_lower_pixel_limit_than_the_cli(make_client, tmp_path
     assert raised.status_code == 200
     cli = run_cli("predict", str(path), "--json")  # the command line keeps its 50 Mpx limit
     assert cli.returncode == 0, cli.stderr
+
+
+def test_shared_labels_need_a_peer_key_and_the_holders_choice(make_client, galaxy, tmp_path):
+    """Key B must not list key A's corrections nor fetch A's private upload through the sharing API."""
+    env = {"ASTROCLASSIFY_HOME": str(tmp_path / "home")}
+    client = make_client()
+    keys = {
+        name: run_cli("keys", "create", name, *flags, env=env).stdout.strip()
+        for name, flags in (("alice", ()), ("bob", ()), ("carol", ("--share",)), ("peer", ("--peer",)))
+    }
+
+    def correct(key: str | None, tag: str, label: str) -> int:
+        headers = {"X-API-Key": key} if key else {}
+        record = upload(client, distinct(galaxy, tag), headers=headers).json()
+        answer = client.post(f"/api/classifications/{record['id']}/feedback", json={"label": label}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return record["id"]
+
+    correct(keys["alice"], "private", "nebula")  # alice did not choose to share
+    correct(keys["carol"], "shared", "galaxy")  # carol did
+    correct(None, "web", "star_cluster")  # the installation's own web collection stays shared
+    as_bob = client.get("/api/contributions", headers={"X-API-Key": keys["bob"]})
+    assert as_bob.status_code == 403 and "peer key" in as_bob.json()["error"]["message"]
+    assert client.get("/api/contributions").status_code == 401
+    items = client.get("/api/contributions", headers={"X-API-Key": keys["peer"]}).json()["items"]
+    assert sorted(i["answer"] for i in items) == ["galaxy", "star_cluster"]
+    assert not any(i["contributor"].endswith(("/key:1", "key:1")) for i in items)
+    origin = items[0]["origin"]
+    guessed = client.get(f"/api/contributions/{origin}-f1/image", headers={"X-API-Key": keys["peer"]})
+    assert guessed.status_code == 404  # alice's correction (feedback 1) was never published
+    assert upload(client, distinct(galaxy, "p"), headers={"X-API-Key": keys["peer"]}).status_code == 403
+    listing = run_cli("keys", "list", env=env).stdout
+    assert "peer" in listing and "yes" in listing

@@ -15,14 +15,21 @@ app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Argument(help="A name for the key's holder.")]) -> None:
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key's holder.")],
+    peer: Annotated[bool, typer.Option("--peer", help="For another installation: reads shared labels only.")] = False,
+    share: Annotated[
+        bool, typer.Option("--share", help="Share the corrections this key's holder makes with peers.")
+    ] = False,
+) -> None:
     """Create a key and print it once; only its hash is stored."""
     from astroclassify.store.api_keys import create_api_key
 
     with installation().open_store() as store:
-        record, key = create_api_key(store, name)
+        record, key = create_api_key(store, name, scope="peer" if peer else "client", share=share)
     print(key)
-    err.print(f"key {record.name!r} created; store it now, it cannot be shown again")
+    what = "a peer key (shared labels only)" if peer else "sharing its corrections" if share else "corrections private"
+    err.print(f"key {record.name!r} created, {what}; store it now, it cannot be shown again")
 
 
 @keys_app.command("list")
@@ -32,9 +39,10 @@ def keys_list() -> None:
 
     with installation().open_store() as store:
         keys = list_api_keys(store)
-    t = Table("name", "prefix", "created", "revoked", box=None)
+    t = Table("name", "prefix", "scope", "shares", "created", "revoked", box=None)
     for k in keys:
-        t.add_row(k.name, f"ac_{k.prefix}_…", str(k.created_at)[:19], str(k.revoked_at)[:19] if k.revoked_at else "")
+        revoked = str(k.revoked_at)[:19] if k.revoked_at else ""
+        t.add_row(k.name, f"ac_{k.prefix}_…", k.scope, "yes" if k.share else "", str(k.created_at)[:19], revoked)
     out.print(t)
 
 

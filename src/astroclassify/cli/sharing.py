@@ -21,6 +21,8 @@ def sync(
     peer: Annotated[str, typer.Option("--peer", help="The other installation's URL (http://host:8000).")],
     key: Annotated[str, typer.Option("--key", envvar="ASTROCLASSIFY_PEER_KEY", help="An API key it issued to us.")],
     timeout: Annotated[float, typer.Option(min=1, help="Seconds each request may take.")] = 30.0,
+    max_minutes: Annotated[float, typer.Option(min=0.05, help="The whole sync's time; the next one goes on.")] = 15.0,
+    max_mb: Annotated[int, typer.Option(min=1, help="The whole sync's downloads, in MB; the next one goes on.")] = 2048,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Pull another installation's labels since the last sync (resumable; each label arrives once)."""
@@ -28,7 +30,16 @@ def sync(
 
     s = installation().settings
     with installation().open_store() as store:
-        result = run_sync(store, peer, key, timeout=timeout, max_bytes=s.max_file_bytes, max_pixels=s.max_image_pixels)
+        result = run_sync(
+            store,
+            peer,
+            key,
+            timeout=timeout,
+            max_seconds=max_minutes * 60,
+            max_total_bytes=max_mb * 1024 * 1024,
+            max_bytes=s.max_file_bytes,
+            max_pixels=s.max_image_pixels,
+        )
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
         return
@@ -40,6 +51,8 @@ def sync(
     )
     for reason, n in result.refused.items():
         out.print(f"  refused {n}: {reason}", markup=False, highlight=False)
+    if result.stopped:
+        out.print(f"  stopped at the {result.stopped}; run sync again to go on", markup=False, highlight=False)
 
 
 @labels_app.command("votes")
@@ -62,7 +75,7 @@ def labels_votes(
         for r in rows:
             out.print_json(json.dumps({k: v for k, v in r.__dict__.items()}))
         return
-    t = Table("image", "votes", "fractions", "consensus", "agreement", box=None)
+    t = Table("image", "votes", "fractions", "consensus", "agreement", "credit", box=None)
     for r in rows:
         t.add_row(
             r.pixels_sha256[:12],
@@ -70,6 +83,7 @@ def labels_votes(
             ", ".join(f"{a} {f:.2f}" for a, f in r.fractions.items()),
             r.consensus + (" (gold)" if r.gold else ""),
             f"{r.agreement:.2f}",
+            "; ".join(r.credits + r.licences)[:80],
         )
     out.print(t)
 
@@ -98,5 +112,7 @@ def labels_import(
     out.print(f"{result.votes} new vote(s) on {result.images} image(s) from {folder}", markup=False, highlight=False)
     for reason, n in result.refused.items():
         out.print(f"  refused {n}: {reason}", markup=False, highlight=False)
+    if result.stopped:
+        out.print(f"  stopped at the {result.stopped}; run sync again to go on", markup=False, highlight=False)
     if result.refused:
         raise typer.Exit(1)

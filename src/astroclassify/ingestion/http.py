@@ -180,6 +180,12 @@ def iter_capped(response: httpx.Response, limit: int) -> Iterator[bytes]:
     ``httpx.DecodingError`` before anything is inflated. zlib rather than httpx's decoders
     because only zlib's ``max_length`` bounds what one compressed chunk may become.
     """
+    if response.is_stream_consumed and hasattr(response, "_content"):
+        # Read already, by an in-process transport (httpx.MockTransport, ASGI): nothing left to bound.
+        if len(response.content) > limit:
+            raise BodyTooLarge(f"body is over the {format_bytes(limit)} limit")
+        yield response.content
+        return
     encodings = _encodings(response)
     if not encodings:
         size = 0

@@ -44,13 +44,20 @@ def identify_image(
 
 
 def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
-    """Turn corrections made here into contributions (each once); returns how many were new."""
+    """Turn corrections made here into contributions (each once); returns how many were new.
+
+    Only corrections their maker chose to share are published: those made without a key (the
+    installation's web collection) and those of keys created with ``share=True``. Archive
+    images carry their licence and credit with the label.
+    """
     with store.session() as session:
         origin = installation_id(session)
         repo = Contributions(session)
         rows = []
         pending = repo.unpublished_feedback()
-        for fb in pending:
+        shared = repo.shareable(pending)
+        provenance = repo.provenance([fb.classification_id for fb in shared])
+        for fb in shared:
             c = fb.classification
             if not LABEL.match(fb.label):
                 continue  # free text a peer would refuse: stays a local correction
@@ -71,8 +78,8 @@ def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_PIXELS) 
                     pixels_sha256=identity.pixels_sha256,
                     stored_name=c.stored_name,
                     image_format=identity.image_format,
-                    licence="",
-                    credit="",
+                    licence=provenance.get(c.id, ("", ""))[0][:255],
+                    credit=provenance.get(c.id, ("", ""))[1][:2000],
                     made_at=fb.created_at or dt.datetime.now(dt.UTC),
                     via="local",
                 )

@@ -2,7 +2,8 @@
 
 Layout (as Galaxy Zoo's published tables): ``id_str``; for each answer of a question,
 ``{question}_{answer}`` (votes) and ``{question}_{answer}_fraction``; ``{question}_total-votes``;
-plus ``file`` (the image, relative to the folder), ``consensus``, ``agreement`` and ``credit``.
+plus ``file`` (the image, relative to the folder), ``consensus``, ``agreement``, ``credit`` and
+``licence`` (provenance travels with every label).
 A ``manifest.csv`` beside it makes the folder a dataset ``train`` reads, the fractions as soft
 labels. Importing reads only what the table names inside its folder, checks each image, and
 turns every vote count into that many votes (re-importing adds none).
@@ -61,7 +62,7 @@ def export_collection(
     for a in answers:
         table[f"{question}_{a}"] = []
         table[f"{question}_{a}_fraction"] = []
-    table |= {f"{question}_total-votes": [], "consensus": [], "agreement": [], "credit": []}
+    table |= {f"{question}_total-votes": [], "consensus": [], "agreement": [], "credit": [], "licence": []}
     for r in rows:
         src = store.images / r.stored_name
         name = f"images/{r.pixels_sha256[:16]}{src.suffix}"
@@ -75,6 +76,7 @@ def export_collection(
         table["consensus"].append(r.consensus)
         table["agreement"].append(r.agreement)
         table["credit"].append("; ".join(r.credits))
+        table["licence"].append("; ".join(r.licences))
     pq.write_table(pa.table(table), out / "labels.parquet")
     with (out / "manifest.csv").open("w", newline="") as fh:
         w = csv.writer(fh)

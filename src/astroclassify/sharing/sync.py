@@ -1,42 +1,54 @@
 """Pull another installation's contributions since our cursor, trusting nothing it sends.
 
-Every item is checked before it is stored: its fields (names, labels, digests) against strict
-patterns, its contributor against its origin, its uid against what we hold (a uid never
-changes content), the image's bytes against the digest it claims and its decoded pixels
-against the pixel digest, under our byte and pixel limits. An item that fails is refused
-alone, with its reason; a peer that answers what is not a page, errors or hangs past the
-deadline stops the sync with one clear error. Each item is committed with the cursor after
-it, so a sync killed at any moment resumes where it stopped and nothing arrives twice.
+Every item is checked before it is stored: its fields (names, labels, digests, sequence
+numbers) against strict patterns and ranges, its contributor against its origin, its uid
+against what we hold (a uid never changes content), the image's bytes against the digest it
+claims and its decoded pixels against the pixel digest, under our byte and pixel limits. A
+claimed digest is believed only for bytes we checked ourselves: an image we hold is reused only
+when both its digests match the claim. An item that fails is refused alone, with its reason; a
+peer that answers what is not a page, errors or hangs past the deadline stops the sync with one
+clear error. A whole sync has a deadline and a byte budget; past either it stops, keeping what
+arrived, and the next sync resumes. Each item is committed with the cursor after it, so a sync
+killed at any moment resumes where it stopped and nothing arrives twice.
+
+A peer is known by its resolved address (``localhost`` and ``127.0.0.1`` are one peer), which
+is what the per-image vote cap and the aggregation's one-installation weight count by.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import re
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
-from astroclassify.errors import AstroClassifyError, PeerError
+from astroclassify.errors import AstroClassifyError, PeerError, StoreFullError
 from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from astroclassify.ingestion.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions, Peers, installation_id
+from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 from astroclassify.store.images import save_image
 from astroclassify.store.tables import Contribution
 
-__all__ = ["SyncResult", "sync"]
+__all__ = ["SyncResult", "peer_identity", "sync"]
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 FORMATS = frozenset({"JPEG", "PNG", "TIFF", "FITS", "WEBP", "BMP", "MPO"})
 MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 500 items is about 250 KiB
 MAX_VOTES_PER_IMAGE = 50  # from one peer: a flood on one image is refused beyond this
+MAX_SEQ = 2**62  # a cursor is a 64-bit integer in every database we use
 
 
 @dataclass
@@ -50,6 +62,8 @@ class SyncResult:
     images: int = 0  # image files downloaded (an image we hold is never fetched again)
     cursor: int = 0
     seconds: float = 0.0
+    bytes: int = 0  # bodies read from the peer, pages and images
+    stopped: str = ""  # why the sync stopped before the peer ran out ("deadline", "byte budget", "item limit")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +74,8 @@ class SyncResult:
             "images": self.images,
             "cursor": self.cursor,
             "seconds": round(self.seconds, 2),
+            "bytes": self.bytes,
+            "stopped": self.stopped,
         }
 
     def __repr__(self) -> str:
@@ -75,6 +91,8 @@ def sync(
     page_size: int = 200,
     max_items: int = 100_000,
     timeout: float = 30.0,
+    max_seconds: float = 900.0,
+    max_total_bytes: int = 2 * 1024**3,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     transport: httpx.BaseTransport | None = None,
@@ -91,6 +109,9 @@ def sync(
         An API key the peer issued to us.
     timeout : float
         Deadline of each request, connect to last byte: a peer that hangs stops the sync.
+    max_seconds, max_total_bytes : float, int
+        Budget of the whole sync: a peer that trickles items or bytes is left there (``stopped``
+        says why), what arrived is kept, and the next sync goes on from the cursor.
     max_bytes, max_pixels : int
         Our limits for each image (as for uploads).
 
@@ -98,49 +119,131 @@ def sync(
     ------
     PeerError
         The peer refused us, answered what is not a page, or hung; what was stored stays.
+    StoreFullError
+        Our disk is full; what was stored before stays.
     """
     started = time.perf_counter()
     base = peer.rstrip("/")
-    if not re.match(r"^https?://[^\s/]+", base):
+    if not re.match(r"^https?://[^\s/]+$", base):
         raise PeerError(f"{peer!r}: a peer is an http(s) URL such as http://host:8000")
+    via = peer_identity(base)
     result = SyncResult(base)
+    budget = _Budget(started + max_seconds, max_total_bytes, result)
     client = httpx.Client(
         transport=transport or deadline_transport(),
         timeout=timeout,
         headers={"X-API-Key": key, "User-Agent": "astroclassify-sync", "Accept-Encoding": ACCEPT_ENCODING},
         follow_redirects=False,
     )
-    with client, store.session() as session:
-        ours = installation_id(session)
-        state = Peers(session).get(base)
-        result.cursor = state.cursor
-        try:
-            while result.received + result.repeats + sum(result.refused.values()) < max_items:
-                page = _page(client, base, result.cursor, page_size, timeout)
-                if not page["items"]:
-                    break
-                for item in page["items"]:
-                    reason = _take(session, client, base, ours, item, result, timeout, max_bytes, max_pixels, store)
-                    if reason:
-                        result.refused[reason] += 1
-                        state.refused += 1
-                    result.cursor = item["seq"]
-                    state.cursor = result.cursor
-                    session.commit()  # the item and the cursor after it, together
-        except PeerError as exc:
-            state.last_error = str(exc)
+    try:
+        with client, store.session() as session:
+            ours = installation_id(session)
+            state = Peers(session).get(base)
+            result.cursor = state.cursor
+            try:
+                while result.received + result.repeats + sum(result.refused.values()) < max_items:
+                    if budget.spent():
+                        break
+                    page = _page(client, base, result.cursor, page_size, budget.timeout(timeout), budget)
+                    if not page["items"]:
+                        break
+                    for item in page["items"]:
+                        if budget.spent():
+                            break
+                        reason = _take(
+                            session,
+                            client,
+                            base,
+                            via,
+                            ours,
+                            item,
+                            result,
+                            timeout,
+                            max_bytes,
+                            max_pixels,
+                            store,
+                            budget,
+                        )
+                        if reason:
+                            result.refused[reason] += 1
+                            state.refused += 1
+                        result.cursor = item["seq"]
+                        state.cursor = result.cursor
+                        session.commit()  # the item and the cursor after it, together
+                else:
+                    result.stopped = "item limit"
+            except _BudgetSpent:
+                session.rollback()  # the item being read stays behind the cursor, for the next sync
+                result.stopped = "byte budget"
+            except PeerError as exc:
+                session.rollback()
+                state.last_error = str(exc)[:2000]
+                session.commit()
+                raise
+            state.received += result.received
+            state.last_sync_at = dt.datetime.now(dt.UTC)
+            state.last_error = f"stopped: {result.stopped}" if result.stopped else ""
             session.commit()
-            raise
-        state.received += result.received
-        state.last_sync_at = dt.datetime.now(dt.UTC)
-        state.last_error = ""
-        session.commit()
+    except SQLAlchemyError as exc:
+        if is_storage_full(exc, store.home):
+            raise StoreFullError(FULL_MESSAGE) from None
+        raise
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _get(client: httpx.Client, url: str, timeout: float, max_body: int, params: dict | None = None) -> bytes:
+def peer_identity(base: str) -> str:
+    """``scheme://address:port`` of a peer URL, its host resolved: aliases of one machine are one peer."""
+    parts = urlsplit(base)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise PeerError(f"{base!r}: not a valid port") from None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise PeerError(f"{base}: cannot resolve {host!r}") from None
+        address = ipaddress.ip_address(sorted(str(i[4][0]) for i in infos)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{scheme}://{shown}:{port}"
+
+
+class _BudgetSpent(Exception):
+    """The sync's byte budget ran out within an answer: the item is left for the next sync."""
+
+
+@dataclass
+class _Budget:
+    """What is left of one sync's time and bytes."""
+
+    deadline: float  # perf_counter time
+    max_bytes: int
+    result: SyncResult
+
+    def spent(self) -> bool:
+        if time.perf_counter() >= self.deadline:
+            self.result.stopped = "deadline"
+        elif self.result.bytes >= self.max_bytes:
+            self.result.stopped = "byte budget"
+        return bool(self.result.stopped)
+
+    def timeout(self, per_request: float) -> float:
+        """A request's deadline: its own, or what is left of the sync's, whichever is sooner."""
+        return max(0.5, min(per_request, self.deadline - time.perf_counter()))
+
+    def body_limit(self, limit: int) -> int:
+        return max(0, min(limit, self.max_bytes - self.result.bytes))
+
+
+def _get(client: httpx.Client, url: str, timeout: float, max_body: int, params: dict | None, budget: _Budget) -> bytes:
     """The body of a 200 answer, at most ``max_body`` bytes, within the deadline; else PeerError."""
+    allowed = budget.body_limit(max_body)
     try:
         with request_deadline(timeout), client.stream("GET", url, params=params) as response:
             if response.status_code != 200:
@@ -148,9 +251,13 @@ def _get(client: httpx.Client, url: str, timeout: float, max_body: int, params: 
                     response.status_code, "it failed"
                 )
                 raise PeerError(f"{url}: HTTP {response.status_code} ({detail})")
-            body = read_capped(response, max_body)
+            body = read_capped(response, allowed)
             if body is None:
+                budget.result.bytes += allowed
+                if allowed < max_body:
+                    raise _BudgetSpent()
                 raise PeerError(f"{url}: answer over {max_body} bytes; refused")
+            budget.result.bytes += len(body)
             return body
     except httpx.TimeoutException:
         raise PeerError(f"{url}: no answer within {timeout:.0f} s; the sync stopped, what arrived is kept") from None
@@ -158,30 +265,37 @@ def _get(client: httpx.Client, url: str, timeout: float, max_body: int, params: 
         raise PeerError(f"{url}: {type(exc).__name__}: {exc}") from None
 
 
-def _page(client: httpx.Client, base: str, since: int, limit: int, timeout: float) -> dict:
-    body = _get(client, f"{base}/api/contributions", timeout, MAX_PAGE_BYTES, {"since": since, "limit": limit})
+def _page(client: httpx.Client, base: str, since: int, limit: int, timeout: float, budget: _Budget) -> dict:
+    body = _get(client, f"{base}/api/contributions", timeout, MAX_PAGE_BYTES, {"since": since, "limit": limit}, budget)
     try:
         page = json.loads(body)
+        if not isinstance(page, dict):
+            raise ValueError("not a JSON object")
         items = page["items"]
         if not isinstance(items, list) or len(items) > max(limit, 1):
             raise ValueError("items is not a list of at most the page size")
+        if not all(isinstance(it, dict) for it in items):
+            raise ValueError("an item is not a JSON object")
         seqs = [it["seq"] for it in items]
-        if any(not isinstance(s, int) or isinstance(s, bool) for s in seqs):
-            raise ValueError("seq is not an integer")
+        if any(not isinstance(s, int) or isinstance(s, bool) or not 0 < s <= MAX_SEQ for s in seqs):
+            raise ValueError("seq is not an integer in 1..2**62")
         if seqs != sorted(set(seqs)) or (seqs and seqs[0] <= since):
             raise ValueError("seq does not increase past our cursor")
+    except RecursionError:
+        raise PeerError(f"{base}: not a contributions page (JSON nested too deeply); nothing taken from it") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise PeerError(f"{base}: not a contributions page ({exc}); nothing taken from it") from None
     return page
 
 
-def _take(session, client, base, ours, item, result, timeout, max_bytes, max_pixels, store) -> str | None:
+def _take(session, client, base, via, ours, item, result, timeout, max_bytes, max_pixels, store, budget) -> str | None:
     """Store one item; returns why it was refused, or None."""
     try:
         uid, origin, contributor = str(item["uid"]), str(item["origin"]), str(item["contributor"])
         question, answer = str(item.get("question") or "class"), str(item["answer"])
         image_sha, pixels_sha = str(item["image_sha256"]), str(item["pixels_sha256"])
         made_at = dt.datetime.fromisoformat(str(item["made_at"]))
+        made_at = min(made_at if made_at.tzinfo else made_at.replace(tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
         licence, credit = str(item.get("licence") or "")[:255], str(item.get("credit") or "")[:2000]
     except (KeyError, TypeError, ValueError):
         return "malformed item"
@@ -203,14 +317,16 @@ def _take(session, client, base, ours, item, result, timeout, max_bytes, max_pix
         return "uid already here with other content (forged or changed)"
     if origin == ours:
         return "claims to be ours, but we never made it (forged)"
-    if repo.votes_on(pixels_sha, base) >= MAX_VOTES_PER_IMAGE:
+    if repo.votes_on(pixels_sha, via) >= MAX_VOTES_PER_IMAGE:
         return f"over {MAX_VOTES_PER_IMAGE} votes on one image from this peer (flood)"
-    known = repo.by_pixels(pixels_sha)
+    known = repo.by_digests(image_sha, pixels_sha)  # both digests: a claim we checked once before
     if known is not None and (store.images / known.stored_name).is_file():
         stored, fmt = known.stored_name, known.image_format
     else:
         try:
-            data = _get(client, f"{base}/api/contributions/{uid}/image", timeout, max_bytes)
+            data = _get(
+                client, f"{base}/api/contributions/{uid}/image", budget.timeout(timeout), max_bytes, None, budget
+            )
         except PeerError as exc:
             if "HTTP 404" in str(exc):
                 return "image missing at the peer"
@@ -240,7 +356,7 @@ def _take(session, client, base, ours, item, result, timeout, max_bytes, max_pix
         licence=licence,
         credit=credit,
         made_at=made_at,
-        via=base,
+        via=via,
     )
     session.add(row)
     result.received += 1

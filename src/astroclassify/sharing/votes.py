@@ -1,24 +1,39 @@
 """Everyone's labels per image: vote counts, fractions, a consensus and its agreement (Galaxy Zoo style).
 
-One vote per contributor per image (their latest): a flood from one person counts once.
-Contributors are weighted by their skill on gold images (Laplace-smoothed accuracy, as
-Zooniverse's aggregation weights user skill), so a careless labeller moves fractions less.
-A gold image's consensus is its gold label whatever the votes say, so no contributor can
-outvote the gold set. Disagreements are kept and shown, never overwritten.
+One vote per contributor per image (their latest, in the order *we* received them: a peer's
+``made_at`` is its claim, not ours). Contributors are weighted by their skill on gold images
+(Laplace-smoothed accuracy, as Zooniverse's aggregation weights user skill). Another
+installation cannot prove who its contributors are, so a peer and everything it relays
+(whatever origin those items claim) weigh together as one installation on each image, its
+unchecked contributors' answers sharing one prior weight; only a remote contributor who earned
+skill on gold images votes on their own. ``bench/crowd.py`` measures this against Dawid-Skene
+on a simulated crowd with sock puppets. A gold image's consensus is its gold label whatever the
+votes say. Disagreements are kept and shown, never overwritten.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions
 
-__all__ = ["ImageVotes", "aggregate_votes", "contributor_weights"]
+__all__ = ["ImageVotes", "Vote", "aggregate_votes", "contributor_weights", "weigh_votes"]
 
 PRIOR_WEIGHT = 0.5  # a contributor never checked on gold: weight of a coin-flip labeller's evidence
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One contributor's answer for one image, and where it reached us from (``local``, a peer, an import)."""
+
+    image: str
+    contributor: str
+    answer: str
+    source: str = LOCAL
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class ImageVotes:
     credits: list[str] = field(default_factory=list)
     image_sha256: str = ""  # of the stored file's bytes
     from_elsewhere: bool = False  # some vote came from another installation or an imported collection
+    licences: list[str] = field(default_factory=list)
 
     @property
     def disputed(self) -> bool:
@@ -55,6 +71,35 @@ def contributor_weights(votes: Mapping[tuple[str, str], str], gold: Mapping[str,
     return {who: (right[who] + 1) / (seen[who] + 2) if seen[who] else PRIOR_WEIGHT for who in contributors}
 
 
+def weigh_votes(votes: Sequence[Vote], gold: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Each image's weighted answers: ``{image: {answer: weight}}`` (the last vote per contributor counts).
+
+    Local contributors (people with a key or the web page here) and remote contributors
+    checked on gold vote with their own weight; each remote source's unchecked contributors
+    share one ``PRIOR_WEIGHT`` per image, split by their answers, so fifty sock puppets of one
+    peer weigh what one honest installation does.
+    """
+    gold = gold or {}
+    latest: dict[tuple[str, str], Vote] = {}
+    for v in votes:
+        latest[(v.image, v.contributor)] = v  # in the order received: the newest wins
+    answers = {k: v.answer for k, v in latest.items()}
+    weights = contributor_weights(answers, gold)
+    checked = {who for (image, who) in answers if image in gold}
+    weighted: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    pooled: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for (image, who), v in latest.items():
+        if v.source == LOCAL or who in checked:
+            weighted[image][v.answer] += weights[who]
+        else:
+            pooled[(image, v.source)][v.answer] += 1
+    for (image, _), counts in pooled.items():
+        total = sum(counts.values())
+        for answer, n in counts.items():
+            weighted[image][answer] += PRIOR_WEIGHT * n / total
+    return {image: dict(w) for image, w in weighted.items()}
+
+
 def aggregate_votes(
     store: Store, *, question: str = "class", gold: Mapping[str, str] | None = None
 ) -> list[ImageVotes]:
@@ -66,47 +111,48 @@ def aggregate_votes(
     from astroclassify.sharing.contributions import publish_local_labels
 
     publish_local_labels(store)  # corrections made since the last read count too
-    latest: dict[tuple[str, str], tuple] = {}
+    votes: list[Vote] = []
     names: dict[str, tuple[str, str]] = {}
     credits: dict[str, set[str]] = defaultdict(set)
+    licences: dict[str, set[str]] = defaultdict(set)
     elsewhere: set[str] = set()
     with store.session() as session:
-        rows = Contributions(session).all(question)
+        rows = Contributions(session).all(question)  # in the order received
         by_bytes = {c.image_sha256: c.pixels_sha256 for c in rows}
         gold = {by_bytes.get(k, k): v for k, v in (gold or {}).items()}
         for c in rows:
-            key = (c.pixels_sha256, c.contributor)
-            if key not in latest or c.made_at >= latest[key][0]:
-                latest[key] = (c.made_at, c.answer)
+            votes.append(Vote(c.pixels_sha256, c.contributor, c.answer, LOCAL if c.via == LOCAL else c.via))
             names.setdefault(c.pixels_sha256, (c.stored_name, c.image_sha256))
-            if c.via != "local":
+            if c.via != LOCAL:
                 elsewhere.add(c.pixels_sha256)
             if c.credit:
                 credits[c.pixels_sha256].add(c.credit)
-    votes = {k: v[1] for k, v in latest.items()}
-    weights = contributor_weights(votes, gold)
-    per_image: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for (image, who), answer in votes.items():
-        per_image[image][answer].append(who)
+            if c.licence:
+                licences[c.pixels_sha256].add(c.licence)
+    weighted = weigh_votes(votes, gold)
+    latest = {(v.image, v.contributor): v.answer for v in votes}
+    per_image: dict[str, Counter[str]] = defaultdict(Counter)
+    for (image, _), answer in latest.items():
+        per_image[image][answer] += 1
     out = []
-    for image, answers in sorted(per_image.items()):
-        weighted = {a: sum(weights[w] for w in who) for a, who in answers.items()}
-        total = sum(weighted.values()) or 1.0
-        fractions = {a: round(v / total, 4) for a, v in sorted(weighted.items())}
+    for image, counts in sorted(per_image.items()):
+        total = sum(weighted[image].values()) or 1.0
+        fractions = {a: round(v / total, 4) for a, v in sorted(weighted[image].items())}
         consensus = gold.get(image) or max(sorted(fractions), key=lambda a: fractions[a])
         out.append(
             ImageVotes(
                 image,
                 names[image][0],
-                {a: len(who) for a, who in sorted(answers.items())},
+                dict(sorted(counts.items())),
                 fractions,
                 consensus,
                 fractions.get(consensus, 0.0),
-                sum(len(who) for who in answers.values()),
+                sum(counts.values()),
                 gold.get(image),
                 sorted(credits[image]),
                 names[image][1],
                 image in elsewhere,
+                sorted(licences[image]),
             )
         )
     return out

@@ -18,7 +18,10 @@ from astroclassify.store.tables import ApiKey
 if TYPE_CHECKING:
     from astroclassify.store import Store
 
-__all__ = ["ApiKeys", "create_api_key", "list_api_keys", "revoke_api_key"]
+__all__ = ["SCOPES", "ApiKeys", "create_api_key", "list_api_keys", "revoke_api_key"]
+
+# client: classify and read its own records; peer: another installation, reads shared labels only.
+SCOPES = ("client", "peer")
 
 
 class ApiKeys:
@@ -32,14 +35,19 @@ class ApiKeys:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def create(self, name: str) -> tuple[ApiKey, str]:
+    def create(self, name: str, *, scope: str = "client", share: bool = False) -> tuple[ApiKey, str]:
+        if scope not in SCOPES:
+            raise StoreError(f"key scope {scope!r} is not one of {', '.join(SCOPES)}")
+        if share and scope != "client":
+            raise StoreError("only a client key's holder makes corrections to share")
         if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
             raise StoreError(f"key name {name!r} must be 1-64 letters, digits or _.@-")
         if self._active(name) is not None:
             raise StoreError(f"a key named {name!r} is in use; revoke it first or choose another name")
         prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
         key = f"ac_{prefix}_{secret}"
-        record = ApiKey(name=name, prefix=prefix, key_hash=hashlib.sha256(key.encode()).hexdigest())
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        record = ApiKey(name=name, prefix=prefix, key_hash=digest, scope=scope, share=share)
         self.session.add(record)
         self.session.commit()
         return record, key
@@ -72,11 +80,20 @@ class ApiKeys:
     def all(self) -> list[ApiKey]:
         return list(self.session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
+    def sharing_owners(self) -> set[str]:
+        """Owner ids (``key:<id>``) whose holders chose to share their corrections."""
+        return {f"key:{i}" for i in self.session.scalars(select(ApiKey.id).where(ApiKey.share.is_(True)))}
 
-def create_api_key(store: Store, name: str) -> tuple[ApiKey, str]:
-    """A new key for ``name``: its record, and the key itself (shown once; only its hash is stored)."""
+
+def create_api_key(store: Store, name: str, *, scope: str = "client", share: bool = False) -> tuple[ApiKey, str]:
+    """A new key for ``name``: its record, and the key itself (shown once; only its hash is stored).
+
+    ``scope="peer"`` makes a key for another installation: it reads the labels shared here
+    (``/api/contributions``) and nothing else. ``share=True`` publishes the corrections this
+    key's holder makes to peers; without it they stay private to the holder.
+    """
     with store.session() as session:
-        return ApiKeys(session).create(name)
+        return ApiKeys(session).create(name, scope=scope, share=share)
 
 
 def list_api_keys(store: Store) -> list[ApiKey]:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from astroclassify.store.tables import Contribution, Feedback, Peer, Property
+from astroclassify.store.tables import ApiKey, Contribution, Feedback, IngestedItem, Peer, Property
 
 __all__ = ["Contributions", "Peers", "installation_id"]
 
@@ -46,6 +46,20 @@ class Contributions:
         q = q.options(selectinload(Feedback.classification)).order_by(Feedback.id)
         return [fb for fb in self.session.scalars(q) if fb.classification]
 
+    def shareable(self, feedback: Sequence[Feedback]) -> list[Feedback]:
+        """The corrections whose maker chose to share: the web collection's, and key holders' who opted in."""
+        sharing = {f"key:{i}" for i in self.session.scalars(select(ApiKey.id).where(ApiKey.share.is_(True)))}
+        return [fb for fb in feedback if fb.classification.owner is None or fb.classification.owner in sharing]
+
+    def provenance(self, classification_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Licence and credit of archive images by their classification id (uploads have none recorded)."""
+        if not classification_ids:
+            return {}
+        q = select(IngestedItem.classification_id, IngestedItem.license, IngestedItem.credit).where(
+            IngestedItem.classification_id.in_(list(classification_ids))
+        )
+        return {cid: (licence or "", credit or "") for cid, licence, credit in self.session.execute(q) if cid}
+
     def publish(self, rows: Sequence[Contribution], upto: int) -> int:
         """Store ``rows`` and mark corrections up to ``upto`` done (published, or not shareable), at once.
 
@@ -76,6 +90,13 @@ class Contributions:
 
     def by_pixels(self, pixels_sha256: str) -> Contribution | None:
         return self.session.scalar(select(Contribution).where(Contribution.pixels_sha256 == pixels_sha256).limit(1))
+
+    def by_digests(self, image_sha256: str, pixels_sha256: str) -> Contribution | None:
+        """A contribution whose file has these bytes and these decoded pixels."""
+        q = select(Contribution).where(
+            Contribution.image_sha256 == image_sha256, Contribution.pixels_sha256 == pixels_sha256
+        )
+        return self.session.scalar(q.limit(1))
 
     def votes_on(self, pixels_sha256: str, via: str) -> int:
         q = select(func.count()).where(Contribution.pixels_sha256 == pixels_sha256, Contribution.via == via)

@@ -140,6 +140,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # "client" (classify, own records) or "peer" (another installation: reads shared labels only).
+    scope: Mapped[str] = mapped_column(String(16), default="client", server_default="client")
+    # Whether the corrections its holder makes are shared with peers (their choice, off by default).
+    share: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
 
 
 class IdempotencyKey(Base):

@@ -37,6 +37,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Paths that need an API key where keys are required. Pages refuse such clients themselves.
 API_PREFIXES = ("/api/", "/predict")
+SHARING_PREFIX = "/api/contributions"  # for peer keys, and only for them
 UNLIMITED_PREFIXES = ("/static/", "/favicon")  # cheap, and a page load fetches several
 SMALL_BODY = 1024 * 1024  # JSON feedback, form posts
 MULTIPART_SLACK = 256 * 1024  # boundaries, part headers and form fields around the file
@@ -49,6 +50,7 @@ class Caller:
     address: str
     owner: str | None  # "key:<id>" for a valid API key, else None
     key_required: bool  # whether this client must use a key (pages are refused to it)
+    scope: str | None = None  # the key's scope: "client", or "peer" (shared labels only)
 
 
 def is_loopback(host: str) -> bool:
@@ -91,9 +93,9 @@ class RequestGuard:
             self.settings.require_api_key if self.settings.require_api_key is not None else not is_loopback(address)
         )
         key = _api_key(headers)
-        owner = None
+        owner, key_scope = None, None
         if key:
-            owner = await anyio.to_thread.run_sync(_verify_key, scope["app"], key)
+            owner, key_scope = await anyio.to_thread.run_sync(_verify_key, scope["app"], key)
         limited = not path.startswith(UNLIMITED_PREFIXES)
         if limited:
             wait = self.limiter.check(owner or f"ip:{address}")
@@ -114,15 +116,18 @@ class RequestGuard:
                     "an API key is required: send it in the X-API-Key header",
                     {"WWW-Authenticate": "ApiKey"},
                 )
+            problem = _scope_problem(path, key_scope) if owner is not None else None
+            if problem:
+                return await _refuse(403, "HTTPError", problem)
         if scope["method"] in UNSAFE_METHODS:
-            problem = _cross_site(headers, host, form_post=not path.startswith(API_PREFIXES))
+            problem = _cross_site(headers, self._scheme(scope, headers), form_post=not path.startswith(API_PREFIXES))
             if problem:
                 return await _refuse(403, "CrossSiteRequest", problem)
         limit = self._body_limit(path)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return await _refuse(413, "FileTooLargeError", _too_large(int(declared), limit))
-        scope.setdefault("state", {})["caller"] = Caller(address, owner, key_required)
+        scope.setdefault("state", {})["caller"] = Caller(address, owner, key_required, key_scope)
         # Starlette's own limiter counts the body as it streams (a chunked upload has no length).
         await RequestBodyLimitResponder(self.app, limit)(scope, receive, send)
 
@@ -136,6 +141,14 @@ class RequestGuard:
             if hop not in self.trusted:
                 return hop
         return peer
+
+    def _scheme(self, scope: Scope, headers: dict[str, str]) -> str:
+        """The scheme the browser used: the connection's, or what a configured proxy says it terminated."""
+        peer = scope["client"][0] if scope.get("client") else ""
+        forwarded = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        if peer in self.trusted and forwarded in ("http", "https"):
+            return forwarded
+        return str(scope.get("scheme") or "http")
 
     def _body_limit(self, path: str) -> int:
         if path in ("/api/classify", "/predict", "/api/preview"):
@@ -157,28 +170,55 @@ def _api_key(headers: dict[str, str]) -> str:
     return headers.get("x-api-key") or (auth[7:].strip() if auth.lower().startswith("bearer ") else "")
 
 
-def _verify_key(app, key: str) -> str | None:
+def _verify_key(app, key: str) -> tuple[str | None, str | None]:
     from astroclassify.store.api_keys import ApiKeys
 
     with app.state.sessions() as session:
         record = ApiKeys(session).verify(key)
-        return f"key:{record.id}" if record is not None else None
+        return (f"key:{record.id}", record.scope) if record is not None else (None, None)
 
 
-def _cross_site(headers: dict[str, str], host: str, *, form_post: bool) -> str | None:
+def _scope_problem(path: str, scope: str | None) -> str | None:
+    """Shared labels are for peer keys only, and a peer key reads nothing else."""
+    sharing = path == SHARING_PREFIX or path.startswith(SHARING_PREFIX + "/")
+    if sharing and scope != "peer":
+        return "shared labels are read with a peer key (astroclassify keys create NAME --peer)"
+    if scope == "peer" and not sharing:
+        return "a peer key reads shared labels (/api/contributions) only"
+    return None
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the scheme's default port filled in, as browsers compare origins."""
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port or {"http": 80, "https": 443}.get(scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return scheme.lower(), parts.hostname.lower(), port
+
+
+def _cross_site(headers: dict[str, str], scheme: str, *, form_post: bool) -> str | None:
     """Why a state-changing request looks cross-site, or None.
 
     Browsers send ``Origin`` with every POST (``Referer`` as a fallback); API clients such as
     curl send neither and are let through, since a browser can never omit both. A page's
-    own forms must show where they come from.
+    own forms must show where they come from. The whole origin is compared, scheme, host and
+    port: a notebook or dev server on another port of the same host is another site.
     """
     origin = headers.get("origin") or headers.get("referer") or ""
     if not origin:
         return "a form post must come from this site's own pages (no Origin or Referer)" if form_post else None
-    origin_host = urlsplit(origin).hostname if origin != "null" else None
-    request_netloc = _host_name(host)
-    if origin_host is None or origin_host.lower() != request_netloc:
-        return f"cross-site request from {origin!r} refused"
+    try:
+        sent = urlsplit(origin) if origin != "null" else None
+    except ValueError:
+        sent = None
+    theirs = _origin(sent.scheme, sent.netloc) if sent is not None and sent.scheme else None
+    ours = _origin(scheme, headers.get("host", ""))
+    if theirs is None or ours is None or theirs != ours:
+        return f"cross-site request from {origin!r} refused (another scheme, host or port than this server's)"
     return None
 
 

@@ -1,7 +1,8 @@
 """Labels shared with other installations: the contributions page peers pull, and each contribution's image.
 
-Reading them takes an API key even on loopback: sharing labels is a deliberate act between
-installations (``astroclassify keys create PEER`` on this side, ``sync --key`` on theirs).
+Reading them takes a peer key even on loopback: sharing labels is a deliberate act between
+installations (``astroclassify keys create PEER --peer`` on this side, ``sync --key`` on
+theirs). ``RequestGuard`` refuses other keys here (403) and peer keys everywhere else.
 """
 
 from __future__ import annotations
