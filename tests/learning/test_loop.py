@@ -321,3 +321,55 @@ def test_corrections_and_archive_categories_are_labels_for_the_next_turn(tmp_pat
         rows, left = gather_labels(store, ["galaxy", "nebula"])
     assert sorted((r.kind, r.label) for r in rows) == [("category", "nebula"), ("correction", "galaxy")]
     assert left == {"archive category 'solar system' is not a class": 1}
+
+
+def test_a_re_encoded_copy_of_a_gold_image_never_trains(champion, tiny_dataset, tmp_path):
+    """Gold images are kept out by decoded pixels and near duplicates, not by file hash alone."""
+    from PIL import Image
+
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    learn(home)  # freezes the gold set
+    gold = read_splits(home / "learn" / "gold.csv")
+    folder = tmp_path / "delivered"
+    folder.mkdir()
+    lines = ["file,label,release"]
+    for i, g in enumerate(gold[:2]):
+        with Image.open(tiny_dataset / g.key.partition("/")[2]) as im:
+            copy = im.convert("RGB")
+        if i == 0:
+            copy.save(folder / "copy0.jpg", quality=85)  # re-encoded: near the gold pixels
+            lines.append(f"copy0.jpg,{g.label},c0")
+        else:
+            copy.save(folder / "copy1.png", compress_level=1, pnginfo=None)  # other bytes, the same pixels
+            lines.append(f"copy1.png,{g.label},c1")
+    new = _labelled(tmp_path / "new", 6, 3000)
+    for f in sorted((new).glob("*.png")):
+        shutil.copy(f, folder / f.name)
+    lines += (new / "manifest.csv").read_text().splitlines()[1:]
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    plan = learn(home, imported=[folder], dry_run=True)
+    assert plan.snapshot is not None
+    assert plan.snapshot.left_out.get("copy of a gold image (never trains)") == 2, plan.snapshot.left_out
+    assert sum(plan.snapshot.counts.values()) == 6  # the six new images, not the two copies
+    assert (home / "learn" / "gold-prints.npz").is_file()
+
+
+def test_copies_of_finds_resized_and_re_encoded_photographs(shared_data):
+    import io
+
+    from PIL import Image
+
+    from astroclassify.preparation.splits import copies_of, fingerprint
+
+    def jpeg(im, scale):
+        buf = io.BytesIO()
+        im.resize((int(im.width * scale), int(im.height * scale)), Image.Resampling.LANCZOS).save(
+            buf, "JPEG", quality=80
+        )
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+    gold = Image.open(shared_data / "hubble-dso/galaxy/heic0506a.jpg").convert("RGB")
+    other = Image.open(shared_data / "hubble-dso/galaxy/potw1329a.jpg").convert("RGB")
+    candidates = [fingerprint(jpeg(gold, 0.5)), fingerprint(jpeg(gold, 1.3)), fingerprint(other), fingerprint(gold)]
+    assert copies_of(candidates, [fingerprint(gold)]) == [0, 1, 3]

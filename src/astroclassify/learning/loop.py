@@ -138,6 +138,10 @@ def learn(
         if r.sha256 in excluded
     )
     rows = [r for r in rows if r.sha256 not in excluded]
+    copies = _gold_copies(rows, learn_dir, champion_path, gold, home, recipe, data_dir)
+    dropped["copy of a gold image (never trains)"] += len(copies)
+    rows = [r for i, r in enumerate(rows) if i not in copies]
+    dropped = +dropped
     left = dict(Counter(left) + dropped)
     if not rows:
         return _finish(
@@ -262,8 +266,8 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _reference(champion: Path, recipe: dict, data_dir: Path | None) -> list[tuple[Path, str]]:
-    """Up to ``REFERENCE_PER_CLASS`` of the champion's training images per class, where they are found here."""
+def _data_roots(recipe: dict, data_dir: Path | None) -> dict[str, Path]:
+    """The champion's data folders found here, by the name its split keys start with."""
     from astroclassify.preparation.collections import resolve_data
 
     roots = {}
@@ -273,6 +277,44 @@ def _reference(champion: Path, recipe: dict, data_dir: Path | None) -> list[tupl
         except AstroClassifyError:
             continue
         roots[root.resolve().name] = root
+    return roots
+
+
+def _gold_copies(rows, learn_dir, champion, gold, home, recipe, data_dir) -> set[int]:
+    """Indices of ``rows`` whose pixels are a gold image's, exactly or nearly (re-encoded, resized).
+
+    Bytes alone would let a re-encoded copy of a gold image, delivered by sync or an import,
+    train on the set that judges the challenger.
+    """
+    from astroclassify.learning.promotion import gold_fingerprints, image_print
+    from astroclassify.learning.review import gold_extra
+    from astroclassify.preparation.splits import copies_of
+
+    if not rows:
+        return set()
+    roots = _data_roots(recipe, data_dir)
+    files = []
+    for g in gold:
+        dataset, _, rel = g.key.partition("/")
+        if dataset in roots:
+            files.append((g.sha256, roots[dataset] / rel))
+    extra = gold_extra(home)
+    if extra is not None:
+        with (extra / "manifest.csv").open(newline="") as fh:
+            files += [(r["sha256"], extra / r["file"]) for r in csv.DictReader(fh)]
+    references, unreadable = gold_fingerprints(learn_dir, files)
+    if unreadable:
+        log.warning(
+            "%d gold image(s) not found here: new labels are checked against the other %d", unreadable, len(references)
+        )
+    prints = [image_print(r.path) for r in rows]
+    readable = [i for i, p in enumerate(prints) if p is not None]
+    return {readable[j] for j in copies_of([prints[i] for i in readable], references)}
+
+
+def _reference(champion: Path, recipe: dict, data_dir: Path | None) -> list[tuple[Path, str]]:
+    """Up to ``REFERENCE_PER_CLASS`` of the champion's training images per class, where they are found here."""
+    roots = _data_roots(recipe, data_dir)
     taken: Counter[str] = Counter()
     out = []
     for r in read_splits(champion / "splits.csv"):

@@ -10,6 +10,7 @@ difference itself, far narrower than two separate intervals.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from astroclassify.errors import DataError
 from astroclassify.evaluation.metrics import group_resamples
-from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
+from astroclassify.preparation.splits import Fingerprint, SplitAssignment, fingerprint, read_splits, write_splits
 
 __all__ = ["Comparison", "compare_paired", "ensure_gold", "gold_labels"]
 
@@ -45,6 +46,62 @@ def gold_labels(home: Path) -> dict[str, str]:
     gold = home / "learn" / "gold.csv"
     frozen = {r.sha256: r.label for r in read_splits(gold)} if gold.is_file() else {}
     return frozen | settled_labels(home)
+
+
+GOLD_PRINTS = "gold-prints.npz"
+
+
+def image_print(path: Path) -> Fingerprint | None:
+    """The fingerprint of an image file (decoded under the default limits), or None if it cannot be read."""
+    from astroclassify.errors import AstroClassifyError
+    from astroclassify.imaging.decode import decode_pil
+
+    try:
+        return fingerprint(decode_pil(path).convert("RGB"))
+    except (AstroClassifyError, OSError):
+        return None
+
+
+def gold_fingerprints(learn_dir: Path, files: Sequence[tuple[str, Path]]) -> tuple[list[Fingerprint], int]:
+    """Fingerprints of the gold images (by file SHA-256 and path), and how many could not be read.
+
+    Kept in ``learn_dir/gold-prints.npz`` (plain arrays, no pickle), so each gold image is decoded
+    once: a turn then checks every new label against the gold set by pixels, not only by bytes.
+    """
+    cache = learn_dir / GOLD_PRINTS
+    known: dict[str, Fingerprint] = {}
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                for sha, pix, thumb, detail in zip(z["sha256"], z["pixels"], z["thumb"], z["detail"], strict=True):
+                    known[str(sha)] = Fingerprint(str(pix), thumb, detail)
+        except (OSError, ValueError, KeyError):
+            known = {}
+    missing = 0
+    changed = False
+    for sha, path in files:
+        if sha in known:
+            continue
+        found = image_print(path) if path.is_file() else None
+        if found is None:
+            missing += 1
+            continue
+        known[sha] = found
+        changed = True
+    if changed and known:
+        learn_dir.mkdir(parents=True, exist_ok=True)
+        shas = sorted(known)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
+        np.savez(
+            tmp,
+            sha256=np.array(shas),
+            pixels=np.array([known[s].pixels_sha for s in shas]),
+            thumb=np.stack([known[s].thumb for s in shas]),
+            detail=np.stack([known[s].detail for s in shas]),
+        )
+        os.replace(tmp, cache)
+    wanted = {sha for sha, _ in files}
+    return [known[s] for s in sorted(wanted) if s in known], missing
 
 
 def _recall(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:

@@ -24,6 +24,7 @@ __all__ = [
     "Fingerprint",
     "SplitAssignment",
     "assign_groups",
+    "copies_of",
     "fingerprint",
     "make_splits_and_folds",
     "read_splits",
@@ -134,6 +135,27 @@ def assign_groups(
                     uf.union(int(r), int(c))
     groups = [release_key(samples[uf.find(i)]) for i in range(n)]
     return groups, pairs
+
+
+def copies_of(candidates: list[Fingerprint], references: list[Fingerprint]) -> list[int]:
+    """Indices of ``candidates`` that are copies of any reference: the same decoded pixels, or a near duplicate.
+
+    The same two tests as ``assign_groups`` (grey thumbnail, then fine detail), so what the
+    splits keep on one side, this finds again: a re-encoded, resized or re-compressed copy.
+    """
+    if not candidates or not references:
+        return []
+    exact = {r.pixels_sha for r in references}
+    refs, ref_detail = np.stack([r.thumb for r in references]), np.stack([r.detail for r in references])
+    found = []
+    for i, c in enumerate(candidates):
+        if c.pixels_sha in exact:
+            found.append(i)
+            continue
+        near = np.nonzero(refs @ c.thumb >= NEAR_DUPLICATE_CORR)[0]
+        if len(near) and float(np.max(ref_detail[near] @ c.detail)) >= DETAIL_CORR:
+            found.append(i)
+    return found
 
 
 @dataclass(frozen=True)
