@@ -87,3 +87,60 @@ def test_a_hostile_table_is_refused_row_by_row(tmp_path):
         (src / "labels.parquet").write_bytes(b"PAR1 damaged")
         with pytest.raises(DataError, match="not a readable Parquet table"):
             import_collection(store, src)
+
+
+def test_an_import_reads_bounded_decodes_each_file_once_and_keeps_what_it_read(tmp_path):
+    import time
+
+    src = tmp_path / "big"
+    write_image(src / "a.png", make_sky("galaxy", 64, 5))
+    write_image(src / "b.png", make_sky("nebula", 64, 6))
+    n = 60_000  # rows naming one image: decoded once, 50 votes at most, fractions kept
+    table = pa.table(
+        {"file": ["a.png"] * n, "class_galaxy": [30 + i % 5000 for i in range(n)], "class_nebula": [10] * n}
+    )
+    pq.write_table(table, src / "labels.parquet", row_group_size=20_000)
+    with open_store(tmp_path / "home") as store:
+        started = time.monotonic()
+        result = import_collection(store, src)
+        assert time.monotonic() - started < 30
+        assert result.images == 1 and result.votes == 50 and result.rows == n
+        assert result.refused == {"over 50 votes on one image from this collection": n - 11}
+        (votes,) = aggregate_votes(store)
+        assert votes.counts == {"galaxy": 40, "nebula": 10}  # the first rows' votes, up to 50
+    single = tmp_path / "single"
+    write_image(single / "a.png", make_sky("galaxy", 64, 5))
+    pq.write_table(
+        pa.table({"file": ["a.png"], "class_galaxy": [300], "class_nebula": [100]}), single / "labels.parquet"
+    )
+    with open_store(tmp_path / "scaled") as store:
+        assert import_collection(store, single).votes == 50
+        (votes,) = aggregate_votes(store)
+        assert votes.counts == {"galaxy": 38, "nebula": 12}  # 300:100 scaled to 50 votes, fractions kept
+
+    # A footer that declares more than an import takes is refused before a page is decoded.
+    bomb = pa.table({"file": ["a.png" + " " * (4 * 2**20)], "class_galaxy": [1]})  # 4 MB that zstd makes 200 bytes
+    pq.write_table(bomb, src / "labels.parquet", compression="zstd")
+    assert (src / "labels.parquet").stat().st_size < 10_000
+    with open_store(tmp_path / "home") as store:
+        with pytest.raises(DataError, match="decodes to 4 MiB, over the 1 MiB limit"):
+            import_collection(store, src, max_table_bytes=2**20)
+        pq.write_table(pa.table({"file": ["a.png"] * 11, "class_galaxy": [1] * 11}), src / "labels.parquet")
+        with pytest.raises(DataError, match="11 rows, over the 10 an import takes"):
+            import_collection(store, src, max_rows=10)
+
+    # Two row groups, the second damaged: the first group's votes are committed and kept.
+    rows = {"file": ["b.png"] * 3000, "class_galaxy": [0] * 3000, "class_nebula": [1] * 3000}
+    rows["file"][2500:] = [f"c{i}.png" for i in range(500)]
+    pq.write_table(pa.table(rows), src / "labels.parquet", row_group_size=2000, compression="none")
+    data = bytearray((src / "labels.parquet").read_bytes())
+    meta = pq.ParquetFile(src / "labels.parquet").metadata
+    second = meta.row_group(1).column(0)
+    start = second.dictionary_page_offset or second.data_page_offset
+    data[start : start + 12] = b"\xff" * 12  # its first page header no longer parses
+    (src / "labels.parquet").write_bytes(bytes(data))
+    with open_store(tmp_path / "home2") as store:
+        with pytest.raises(DataError, match="kept what was read"):
+            import_collection(store, src)
+        (kept,) = aggregate_votes(store)
+    assert kept.counts == {"nebula": 1}  # the first group's rows (one image) are kept

@@ -112,7 +112,5 @@ def labels_import(
     out.print(f"{result.votes} new vote(s) on {result.images} image(s) from {folder}", markup=False, highlight=False)
     for reason, n in result.refused.items():
         out.print(f"  refused {n}: {reason}", markup=False, highlight=False)
-    if result.stopped:
-        out.print(f"  stopped at the {result.stopped}; run sync again to go on", markup=False, highlight=False)
     if result.refused:
         raise typer.Exit(1)

@@ -15,13 +15,15 @@ import csv
 import datetime as dt
 import re
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from astroclassify.errors import DataError, ImageDecodeError
 from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from astroclassify.sharing.contributions import LABEL, identify_image
+from astroclassify.sharing.contributions import LABEL, ImageIdentity, identify_image
 from astroclassify.sharing.votes import aggregate_votes
+from astroclassify.sizes import format_bytes
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions
 from astroclassify.store.images import save_image
@@ -30,6 +32,13 @@ from astroclassify.store.tables import Contribution
 __all__ = ["ExchangeResult", "export_collection", "import_collection"]
 
 MAX_VOTES_PER_CELL = 10_000
+MAX_VOTES_PER_IMAGE = 50  # like a peer's: a collection weighs as one source, its fractions kept
+MAX_ROWS = 1_000_000  # Galaxy Zoo 2's main table has 240k rows
+MAX_COLUMNS = 1_000
+MAX_ROW_GROUPS = 10_000
+MAX_GROUP_BYTES = 64 * 1024 * 1024  # uncompressed, the columns read
+MAX_TABLE_BYTES = 1024 * 1024 * 1024
+IMPORT_BATCH = 2_000  # rows per read and per commit
 
 
 @dataclass
@@ -40,6 +49,8 @@ class ExchangeResult:
     images: int = 0
     votes: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    image_ids: set[str] = field(default_factory=set, repr=False)
 
     def __repr__(self) -> str:
         return f"ExchangeResult({self.path}: {self.images} images, {self.votes} votes, {sum(self.refused.values())} refused)"
@@ -96,55 +107,120 @@ def import_collection(
     name: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_rows: int = MAX_ROWS,
+    max_table_bytes: int = MAX_TABLE_BYTES,
 ) -> ExchangeResult:
-    """Read a Galaxy Zoo style ``labels.parquet`` (and its images) into contributions; idempotent."""
+    """Read a Galaxy Zoo style ``labels.parquet`` (and its images) into contributions; idempotent.
+
+    Bounded before anything is decoded: the table's footer must declare at most ``max_rows``
+    rows, ``MAX_COLUMNS`` columns and ``max_table_bytes`` uncompressed (a 12 KB file can hold
+    gigabytes of zstd), and each row group at most ``MAX_GROUP_BYTES``. Rows are read a
+    batch at a time, only the columns used, each image decoded once however many rows name it,
+    at most ``MAX_VOTES_PER_IMAGE`` votes per image (larger counts are scaled, keeping their
+    fractions), and committed every batch: an import killed midway keeps what it took and a
+    re-run takes the rest.
+    """
     import pyarrow.parquet as pq
 
     folder = Path(folder).resolve()
     source = folder / "labels.parquet"
     try:
-        table = pq.read_table(source).to_pylist()
+        parquet = pq.ParquetFile(source)
+        meta = parquet.metadata
     except Exception as exc:  # pyarrow raises its own types for a missing or damaged file
         raise DataError(f"{source}: not a readable Parquet table ({type(exc).__name__})") from None
+    columns = _import_columns(parquet.schema_arrow.names, question, source)
+    _check_footer(meta, columns, parquet.schema_arrow.names, source, max_rows, max_table_bytes)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name or folder.name).strip("-")[:40] or "collection"
     origin = f"import-{slug}"
     result = ExchangeResult(folder)
     refused: dict[str, int] = {}
     count_column = re.compile(rf"^{re.escape(question)}_(.+)$")
+    images: dict[Path, ImageIdentity | str] = {}  # each file decoded once: its identity, or why not
     with store.session() as session:
         repo = Contributions(session)
         held = repo.uids(origin)  # one query, not one per vote
-        for row in table:
-            reason = _import_row(
-                row, folder, origin, held, count_column, repo, store, result, max_bytes, max_pixels, question
-            )
-            if reason:
-                refused[reason] = refused.get(reason, 0) + 1
-        session.commit()
+        votes = Counter(u[: len(origin) + 17] for u in held)  # per image (origin-imageid), across runs
+        try:
+            for batch in parquet.iter_batches(batch_size=IMPORT_BATCH, columns=columns):
+                for row in batch.to_pylist():
+                    reason = _import_row(
+                        row, folder, origin, held, votes, images, count_column, repo, store, result, max_bytes,
+                        max_pixels, question,
+                    )  # fmt: skip
+                    if reason:
+                        refused[reason] = refused.get(reason, 0) + 1
+                session.commit()  # what is read stays read, should the import be stopped
+        except (OSError, ValueError) as exc:  # a page that does not decode as its footer says
+            session.commit()
+            raise DataError(
+                f"{source}: unreadable past row {result.rows} ({type(exc).__name__}); kept what was read"
+            ) from None
     result.refused = refused
+    result.images = len(result.image_ids)
     return result
 
 
+def _import_columns(names: list[str], question: str, source: Path) -> list[str]:
+    if len(names) > MAX_COLUMNS:
+        raise DataError(f"{source}: {len(names)} columns, over the {MAX_COLUMNS} a vote table may have")
+    prefix = f"{question}_"
+    wanted = [n for n in names if n in ("file", "credit", "licence")]
+    wanted += [n for n in names if n.startswith(prefix) and not n.endswith(("_fraction", "_total-votes"))]
+    if "file" not in wanted:
+        raise DataError(f"{source}: no 'file' column naming each image")
+    return wanted
+
+
+def _check_footer(meta, columns: list[str], names: list[str], source: Path, max_rows: int, max_bytes: int) -> None:
+    """Refuse a table whose footer declares more rows, groups or uncompressed bytes than an import may take."""
+    if meta.num_rows > max_rows:
+        raise DataError(f"{source}: {meta.num_rows:,} rows, over the {max_rows:,} an import takes")
+    if meta.num_row_groups > MAX_ROW_GROUPS:
+        raise DataError(f"{source}: {meta.num_row_groups:,} row groups, over the {MAX_ROW_GROUPS:,} an import takes")
+    used = {names.index(c) for c in columns}
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        size = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns) if c in used)
+        if size > MAX_GROUP_BYTES:
+            raise DataError(
+                f"{source}: a row group decodes to {format_bytes(size)}, over the {format_bytes(MAX_GROUP_BYTES)} limit"
+            )
+        total += size
+    if total > max_bytes:
+        raise DataError(
+            f"{source}: the table decodes to {format_bytes(total)}, over the {format_bytes(max_bytes)} limit"
+        )
+
+
+def _scaled(counts: dict[str, int], cap: int) -> dict[str, int]:
+    """Counts scaled to sum to at most ``cap``, fractions kept (largest remainders)."""
+    total = sum(counts.values())
+    if total <= cap:
+        return counts
+    exact = {a: n * cap / total for a, n in counts.items()}
+    out = {a: int(v) for a, v in exact.items()}
+    for a in sorted(exact, key=lambda a: out[a] - exact[a])[: cap - sum(out.values())]:
+        out[a] += 1
+    return out
+
+
 def _import_row(
-    row, folder, origin, held, count_column, repo, store, result, max_bytes, max_pixels, question
+    row, folder, origin, held, votes, images, count_column, repo, store, result, max_bytes, max_pixels, question
 ) -> str | None:
-    rel = str(row.get("file") or "")
-    path = (folder / rel).resolve()
+    result.rows += 1
+    rel = str(row.get("file") or "")[:1024]
+    try:
+        path = (folder / rel).resolve()
+    except (OSError, ValueError):
+        return "file outside the collection's folder"
     if not rel or folder not in path.parents:
         return "file outside the collection's folder"
-    if not path.is_file():
-        return "image file missing"
-    if path.stat().st_size > max_bytes:
-        return "image over the byte limit"
-    data = path.read_bytes()
-    try:
-        identity = identify_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
-    except ImageDecodeError:
-        return "not an image we accept"
     counts = {}
     for column, value in row.items():
         m = count_column.match(column)
-        if not m or column.endswith("_fraction") or column.endswith("_total-votes"):
+        if not m:
             continue
         if not LABEL.match(m.group(1)):
             return "malformed answer name"
@@ -153,18 +229,28 @@ def _import_row(
         counts[m.group(1)] = value
     if not counts:
         return f"no {question}_<answer> vote counts"
+    if path not in images:
+        images[path] = _identify(path, max_bytes, max_pixels)
+    identity = images[path]
+    if isinstance(identity, str):
+        return identity
     image_id = identity.pixels_sha256[:16]
-    known = repo.by_pixels(identity.pixels_sha256)
-    stored = known.stored_name if known is not None else None
+    key = f"{origin}-{image_id}"
+    room = MAX_VOTES_PER_IMAGE - votes[key]
+    if room <= 0:
+        return f"over {MAX_VOTES_PER_IMAGE} votes on one image from this collection"
+    counts = _scaled(counts, MAX_VOTES_PER_IMAGE)
+    known = repo.by_digests(identity.sha256, identity.pixels_sha256)
+    stored = known.stored_name if known is not None and (store.images / known.stored_name).is_file() else None
     new = 0
     for answer, n in sorted(counts.items()):
         for k in range(n):
             uid = f"{origin}-{image_id}-{answer}-{k}"
-            if uid in held:
+            if uid in held or new >= room:
                 continue
             held.add(uid)
             if stored is None:
-                stored = save_image(data, identity.image_format, store.images)
+                stored = save_image(path.read_bytes(), identity.image_format, store.images)
             repo.session.add(
                 Contribution(
                     uid=uid,
@@ -183,6 +269,19 @@ def _import_row(
                 )
             )
             new += 1
-    result.images += 1
+    votes[key] += new
     result.votes += new
+    result.image_ids.add(key)
     return None
+
+
+def _identify(path: Path, max_bytes: int, max_pixels: int) -> ImageIdentity | str:
+    """The image's identity, or why it is refused (each file is read once per import)."""
+    if not path.is_file():
+        return "image file missing"
+    if path.stat().st_size > max_bytes:
+        return "image over the byte limit"
+    try:
+        return identify_image(path.read_bytes(), max_pixels=max_pixels, max_bytes=max_bytes)
+    except ImageDecodeError:
+        return "not an image we accept"
