@@ -316,3 +316,24 @@ def test_shared_labels_need_a_peer_key_and_the_holders_choice(make_client, galax
     assert upload(client, distinct(galaxy, "p"), headers={"X-API-Key": keys["peer"]}).status_code == 403
     listing = run_cli("keys", "list", env=env).stdout
     assert "peer" in listing and "yes" in listing
+
+
+def test_a_held_rate_limit_file_lets_requests_through_at_once(tmp_path):
+    """Another worker holding the shared file's lock must stall no one: checks fail open within 0.2 s."""
+    import sqlite3
+
+    path = tmp_path / "buckets.sqlite3"
+    limiter = SharedRateLimiter(path, 1)
+    assert limiter.check("key:x") == 0 and limiter.check("key:x") > 0  # one a minute: the second waits
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a worker stuck inside its transaction
+    try:
+        started = time.monotonic()
+        answers = [limiter.check("key:x") for _ in range(5)]
+        took = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answers == [0.0] * 5 and took < 2.0 and limiter.failed_open == 5
+    assert limiter.check("key:x") > 0  # the lock released: held to its rate again
+    assert SharedRateLimiter.blocking and not RateLimiter.blocking  # the guard runs the shared one off the loop

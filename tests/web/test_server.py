@@ -111,3 +111,33 @@ def test_two_worker_processes_answer_without_delayed_acks(shared_data):
             ]
         assert {a["label"] for a in answers} == {"galaxy"} and {a["tta"] for a in answers} == {"none"}
         assert len({a["id"] for a in answers}) == 4  # one database, however many processes
+
+
+def test_an_idle_connection_outlives_a_clients_pool_expiry(server):
+    """A client reuses a pooled connection for up to 5 s (httpx): the server must keep it longer.
+
+    uvicorn's default (5 s) closed it just as httpx reused it: `Connection reset by peer`
+    under load. Here a connection idle for 6 s still answers its next request.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server)
+    request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{url.port}\r\n\r\n".encode()
+
+    def answer(sock) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+            data.lower().partition(b"content-length:")[2].split(b"\r\n")[0] or b"0"
+        ):
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the idle connection"
+            data += chunk
+        return data
+
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6)
+        sock.sendall(request)
+        assert answer(sock).startswith(b"HTTP/1.1 200")  # still open after 6 s idle: no reset, no EOF

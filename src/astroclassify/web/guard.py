@@ -98,7 +98,11 @@ class RequestGuard:
             owner, key_scope = await anyio.to_thread.run_sync(_verify_key, scope["app"], key)
         limited = not path.startswith(UNLIMITED_PREFIXES)
         if limited:
-            wait = self.limiter.check(owner or f"ip:{address}")
+            bucket = owner or f"ip:{address}"
+            if self.limiter.blocking:  # the shared file may wait on another worker: never on the event loop
+                wait = await anyio.to_thread.run_sync(self.limiter.check, bucket)
+            else:
+                wait = self.limiter.check(bucket)
             if wait:
                 return await _refuse(
                     429,

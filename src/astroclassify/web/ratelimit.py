@@ -9,11 +9,16 @@ Several server processes (``serve --workers N``) share one table in a small SQLi
 (:class:`SharedRateLimiter`): a client is held to the advertised rate whichever worker its
 connections land on. SQLite rather than Redis because the server is one machine and the
 store is already SQLite; with ``synchronous=OFF`` (a crash only forgets who spent what) one
-check costs about 0.1 ms (bench/serve_latency.py).
+check costs about 0.1 ms (bench/serve_latency.py). The file is a courtesy between workers,
+not a gate: a check waits at most ``LOCK_WAIT`` for it (off the event loop, ``blocking``) and
+lets the request through when the file is held or broken, so a stuck lock never stalls
+``/health`` or turns requests into 500s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import sqlite3
 import threading
@@ -22,8 +27,13 @@ from pathlib import Path
 
 __all__ = ["RateLimiter", "SharedRateLimiter"]
 
+log = logging.getLogger(__name__)
+LOCK_WAIT = 0.2  # seconds a check waits for the shared file before letting the request through
+
 
 class RateLimiter:
+    blocking = False  # whether ``check`` may wait on I/O (then the guard runs it off the event loop)
+
     def __init__(self, per_minute: int, burst: int | None = None, *, max_buckets: int = 100_000) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(burst or max(1, per_minute))
@@ -70,11 +80,15 @@ class RateLimiter:
 class SharedRateLimiter(RateLimiter):
     """The same buckets, in a SQLite file that every worker process on this machine opens."""
 
+    blocking = True
+
     def __init__(self, path: Path, per_minute: int, burst: int | None = None, *, max_buckets: int = 100_000) -> None:
         super().__init__(per_minute, burst, max_buckets=max_buckets)
         self.path = Path(path)
         self._local = threading.local()
         self._new_keys = 0
+        self._failed_open = 0
+        self._warned_at = -math.inf
         from filelock import FileLock
 
         # Workers start together: switching a new file to WAL needs it to themselves, and
@@ -87,7 +101,7 @@ class SharedRateLimiter(RateLimiter):
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=LOCK_WAIT, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA synchronous=OFF")
             self._local.db = db
         return db
@@ -98,7 +112,10 @@ class SharedRateLimiter(RateLimiter):
         db = self._connection()
         # CLOCK_MONOTONIC is one clock for every process on the machine.
         now = time.monotonic()
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return self._open(exc)
         try:
             if now >= self._next_prune:
                 db.execute("DELETE FROM buckets WHERE tokens + (? - last) * ? >= ?", (now, self.rate, self.capacity))
@@ -113,10 +130,31 @@ class SharedRateLimiter(RateLimiter):
                 if self._new_keys >= max(1, self.max_buckets // 10):
                     self._cap_table(db)
             db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            return self._open(exc)
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback(db)
             raise
         return 0.0 if allowed else (1 - tokens) / self.rate
+
+    @property
+    def failed_open(self) -> int:
+        """Checks let through because the shared file was held or broken."""
+        return self._failed_open
+
+    def _open(self, exc: sqlite3.Error) -> float:
+        self._failed_open += 1
+        now = time.monotonic()
+        if now - self._warned_at > 60:  # once a minute: a held lock must not flood the log
+            self._warned_at = now
+            log.warning("rate limit file %s unavailable (%s); letting requests through", self.path, exc)
+        return 0.0
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):  # no transaction left to undo
+            db.execute("ROLLBACK")
 
     def _cap_table(self, db: sqlite3.Connection) -> None:
         """Past ``max_buckets``, forget the longest idle ones (new addresses cannot grow it forever)."""

@@ -13,6 +13,11 @@ need what one does not:
   together on a fresh home never race;
 - the rate-limit buckets live in one SQLite file (``web/ratelimit.SharedRateLimiter``), so a
   client gets the advertised rate whichever worker answers it.
+
+An idle connection is kept ``KEEP_ALIVE_S`` (uvicorn's default is 5 s): a client reuses a
+pooled connection for up to its own expiry (httpx: 5 s, the same as uvicorn's), and a server
+that closes it at that moment resets the request the client has just sent on it. The server
+must hold connections longer than its clients do.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from astroclassify.config import Settings
 
-__all__ = ["serve", "worker_environment"]
+__all__ = ["KEEP_ALIVE_S", "serve", "worker_environment"]
+
+KEEP_ALIVE_S = 75  # above common clients' pool expiry (httpx 5 s, requests/urllib3 none kept idle, browsers 60 s)
 
 
 class _NoDelay:
@@ -108,7 +115,15 @@ def serve(
         from astroclassify.web.app import create_app
 
         app = create_app(settings, model=model, detector=detector)
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, http=http)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=False,
+            http=http,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
         return
     env = worker_environment(settings, workers, model, detector)
     store = Path(env["ASTROCLASSIFY_RATE_LIMIT_STORE"])
@@ -125,4 +140,5 @@ def serve(
         log_level="info",
         proxy_headers=False,
         http=http,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
