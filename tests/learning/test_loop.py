@@ -373,3 +373,44 @@ def test_copies_of_finds_resized_and_re_encoded_photographs(shared_data):
     other = Image.open(shared_data / "hubble-dso/galaxy/potw1329a.jpg").convert("RGB")
     candidates = [fingerprint(jpeg(gold, 0.5)), fingerprint(jpeg(gold, 1.3)), fingerprint(other), fingerprint(gold)]
     assert copies_of(candidates, [fingerprint(gold)]) == [0, 1, 3]
+
+
+def test_one_turn_per_model_at_a_time(champion, tmp_path):
+    from filelock import FileLock
+
+    from astroclassify.errors import ModelError
+
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    (home / "learn").mkdir(exist_ok=True)
+    busy = pytest.raises(ModelError, match="another turn of learn is running for this model")
+    with FileLock(str(home / "learn" / ".turn.lock")), busy:  # a turn in another process
+        learn(home)
+    assert learn(home).decision == "nothing new"  # the lock released: a turn runs
+
+
+def test_snapshots_written_at_once_are_whole_and_a_broken_one_is_rewritten(tmp_path):
+    import threading
+
+    rows = []
+    for i in range(30):
+        path = write_image(tmp_path / "src" / f"{i}.png", make_sky("galaxy", 48, 500 + i))
+        rows.append(LabelRow(path, "galaxy", f"{i:016x}" + "0" * 48, "imported", f"x/{i}"))
+    for round_ in range(8):
+        root = tmp_path / f"snaps{round_}"
+        made: list = []
+
+        def write(root=root, made=made):
+            made.append(write_snapshot(rows, root, tag="t"))
+
+        writers = [threading.Thread(target=write) for _ in range(2)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        (snap,) = {m.path for m in made}
+        assert (snap / "snapshot.json").is_file() and len(list((snap / "images").iterdir())) == 30
+        assert [p.name for p in root.iterdir()] == [snap.name]  # no staging folder left behind
+    next((snap / "images").iterdir()).unlink()  # a snapshot broken by a crash
+    again = write_snapshot(rows, root, tag="t")
+    assert again.path == snap and len(list((snap / "images").iterdir())) == 30

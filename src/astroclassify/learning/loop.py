@@ -8,6 +8,7 @@ trains nothing: the loop can run on a schedule.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -15,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,86 +118,114 @@ def learn(
 
     started = time.perf_counter()
     home, bundled = model_home(name, models_dir=models_dir)
-    champion_path = resolve_bundle(name, models_dir=models_dir)
-    champion = _version_of(champion_path) or champion_path.name
-    bundle = load_bundle(champion_path)
-    recipe = bundle.meta.get("training", {}).get("config")
-    if not recipe:
-        raise ModelError(f"{champion_path}: the model records no training recipe, so a challenger cannot repeat it")
-    learn_dir = home / "learn"
-    gold = _gold(learn_dir, champion_path, dry_run)
-    result = LearnResult(str(name), "", "", champion, gold=len(gold))
+    with _one_turn(home, name):
+        champion_path = resolve_bundle(name, models_dir=models_dir)
+        champion = _version_of(champion_path) or champion_path.name
+        bundle = load_bundle(champion_path)
+        recipe = bundle.meta.get("training", {}).get("config")
+        if not recipe:
+            raise ModelError(f"{champion_path}: the model records no training recipe, so a challenger cannot repeat it")
+        learn_dir = home / "learn"
+        gold = _gold(learn_dir, champion_path, dry_run)
+        result = LearnResult(str(name), "", "", champion, gold=len(gold))
 
-    settled = settled_labels(home)
-    result.gold += len(settled)
-    gold_known = {g.sha256: g.label for g in gold} | settled
-    rows, left = gather_labels(store, bundle.labels, imported=imported, gold=gold_known)
-    excluded = {r.sha256 for r in read_splits(champion_path / "splits.csv")} | set(gold_known)
-    dropped = Counter(
-        "gold image (never trains)" if r.sha256 in gold_known else "already in the champion's data"
-        for r in rows
-        if r.sha256 in excluded
-    )
-    rows = [r for r in rows if r.sha256 not in excluded]
-    copies = _gold_copies(rows, learn_dir, champion_path, gold, home, recipe, data_dir)
-    dropped["copy of a gold image (never trains)"] += len(copies)
-    rows = [r for i, r in enumerate(rows) if i not in copies]
-    dropped = +dropped
-    left = dict(Counter(left) + dropped)
-    if not rows:
-        return _finish(
-            result, "nothing new", f"no new labels ({_left(left)})", started, None if dry_run else learn_dir, ()
+        settled = settled_labels(home)
+        result.gold += len(settled)
+        gold_known = {g.sha256: g.label for g in gold} | settled
+        rows, left = gather_labels(store, bundle.labels, imported=imported, gold=gold_known)
+        excluded = {r.sha256 for r in read_splits(champion_path / "splits.csv")} | set(gold_known)
+        dropped = Counter(
+            "gold image (never trains)" if r.sha256 in gold_known else "already in the champion's data"
+            for r in rows
+            if r.sha256 in excluded
         )
-    snapshot = write_snapshot(
-        rows, learn_dir / "snapshots", tag=champion, left_out=left
-    )  # a dry run keeps it too: labels, not a decision
-    result.snapshot = snapshot
-    if any(
-        d.get("snapshot") == snapshot.id and d.get("champion") == champion and d["decision"] in ("promoted", "kept")
-        for d in learn_history(home)
-    ):
-        return _finish(
-            result, "already decided", f"snapshot {snapshot.id} was judged against {champion}", started, None, ()
+        rows = [r for r in rows if r.sha256 not in excluded]
+        copies = _gold_copies(rows, learn_dir, champion_path, gold, home, recipe, data_dir)
+        dropped["copy of a gold image (never trains)"] += len(copies)
+        rows = [r for i, r in enumerate(rows) if i not in copies]
+        dropped = +dropped
+        left = dict(Counter(left) + dropped)
+        if not rows:
+            return _finish(
+                result, "nothing new", f"no new labels ({_left(left)})", started, None if dry_run else learn_dir, ()
+            )
+        snapshot = write_snapshot(
+            rows, learn_dir / "snapshots", tag=champion, left_out=left
+        )  # a dry run keeps it too: labels, not a decision
+        result.snapshot = snapshot
+        if any(
+            d.get("snapshot") == snapshot.id and d.get("champion") == champion and d["decision"] in ("promoted", "kept")
+            for d in learn_history(home)
+        ):
+            return _finish(
+                result, "already decided", f"snapshot {snapshot.id} was judged against {champion}", started, None, ()
+            )
+
+        predictor = OnnxPredictor(champion_path, detector=False)
+        if clean:
+            result.suspects = find_label_errors(predictor, rows, _reference(champion_path, recipe, data_dir))
+        _write_suspects(snapshot.path / "suspects.csv", result.suspects)
+        doubted = {s.row.sha256 for s in result.suspects}
+        kept = [r for r in rows if r.sha256 not in doubted]
+        plan = (
+            f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label errors kept out; "
+            f"a {recipe.get('model')} challenger on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
         )
+        if dry_run:
+            return _finish(result, "dry run", plan, started, None, ())
+        if not kept:
+            return _finish(
+                result,
+                "nothing new",
+                f"every new label is a suspected error ({len(rows)})",
+                started,
+                learn_dir,
+                notifiers,
+            )
 
-    predictor = OnnxPredictor(champion_path, detector=False)
-    if clean:
-        result.suspects = find_label_errors(predictor, rows, _reference(champion_path, recipe, data_dir))
-    _write_suspects(snapshot.path / "suspects.csv", result.suspects)
-    doubted = {s.row.sha256 for s in result.suspects}
-    kept = [r for r in rows if r.sha256 not in doubted]
-    plan = (
-        f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label errors kept out; "
-        f"a {recipe.get('model')} challenger on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
-    )
-    if dry_run:
-        return _finish(result, "dry run", plan, started, None, ())
-    if not kept:
-        return _finish(
-            result, "nothing new", f"every new label is a suspected error ({len(rows)})", started, learn_dir, notifiers
-        )
+        training = write_snapshot(kept, learn_dir / "training", tag=f"clean:{snapshot.id}")
+        cfg = _challenger_config(recipe, home, training, champion_path, gold, data_dir, max_minutes, epochs)
+        from astroclassify.training.train import TrainingPaused, train
 
-    training = write_snapshot(kept, learn_dir / "training", tag=f"clean:{snapshot.id}")
-    cfg = _challenger_config(recipe, home, training, champion_path, gold, data_dir, max_minutes, epochs)
-    from astroclassify.training.train import TrainingPaused, train
+        try:
+            trained = train(cfg, progress, serve=False)
+        except TrainingPaused as exc:
+            return _finish(result, "paused", f"{plan}. {exc}", started, learn_dir, ())
+        except AstroClassifyError as exc:
+            _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, notifiers)
+            raise
+        result.challenger = trained.path.name
+        result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir, home)
+        if result.comparison.promote:
+            from astroclassify.modelfolder.versions import use_version
 
+            use_version(home, trained.path.name, bundled=bundled)
+            return _finish(
+                result,
+                "promoted",
+                f"{trained.path.name} serves: {result.comparison.reason}",
+                started,
+                learn_dir,
+                notifiers,
+            )
+        return _finish(result, "kept", f"{champion} stays: {result.comparison.reason}", started, learn_dir, notifiers)
+
+
+@contextlib.contextmanager
+def _one_turn(home: Path, name: str | Path) -> Iterator[None]:
+    """One turn per model at a time: two would share the staging folders, the checkpoint and the pointer."""
+    from filelock import FileLock, Timeout
+
+    (home / "learn").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(home / "learn" / ".turn.lock"), timeout=0)
     try:
-        trained = train(cfg, progress, serve=False)
-    except TrainingPaused as exc:
-        return _finish(result, "paused", f"{plan}. {exc}", started, learn_dir, ())
-    except AstroClassifyError as exc:
-        _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, notifiers)
-        raise
-    result.challenger = trained.path.name
-    result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir, home)
-    if result.comparison.promote:
-        from astroclassify.modelfolder.versions import use_version
-
-        use_version(home, trained.path.name, bundled=bundled)
-        return _finish(
-            result, "promoted", f"{trained.path.name} serves: {result.comparison.reason}", started, learn_dir, notifiers
-        )
-    return _finish(result, "kept", f"{champion} stays: {result.comparison.reason}", started, learn_dir, notifiers)
+        lock.acquire()
+    except Timeout:
+        raise ModelError(f"{name}: another turn of learn is running for this model; try again when it ends") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def learn_history(home: Path) -> list[dict]:

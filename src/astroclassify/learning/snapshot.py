@@ -12,10 +12,13 @@ records the snapshot it trained on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import shutil
+import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,29 +135,57 @@ def write_snapshot(
 ) -> Snapshot:
     """Write ``rows`` as ``root/<id>/``; the id is 12 hex digits of SHA-256 over the rows and ``tag``.
 
-    An existing folder of that id is the same snapshot and is reused untouched.
+    An existing folder of that id is the same snapshot and is reused, once checked whole (its
+    manifest lists exactly these rows and every image is there); a broken one is written again.
+    Each writer stages in a folder of its own and renames it into place, so two writers never
+    mix their files.
     """
     lines = [f"{r.sha256},{r.label},{r.kind}" for r in sorted(rows, key=lambda r: r.sha256)]
     sid = hashlib.sha256("\n".join([tag, *lines]).encode()).hexdigest()[:12]
     target = root / sid
     counts = dict(Counter(r.kind for r in rows))
     labels = dict(sorted(Counter(r.label for r in rows).items()))
-    if not (target / "snapshot.json").is_file():
-        staging = root / f".{sid}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / "images").mkdir(parents=True)
-        with (staging / "manifest.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(COLUMNS)
-            for r in rows:
-                name = f"images/{r.sha256[:16]}{r.path.suffix.lower()}"
-                shutil.copyfile(r.path, staging / name)
-                w.writerow([name, r.label, r.sha256[:16], r.sha256, r.kind, r.source])
-        meta = {"id": sid, "tag": tag, "counts": counts, "labels": labels, "left_out": left_out or {}}
-        (staging / "snapshot.json").write_text(json.dumps(meta, indent=1) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+    if not _whole(target, rows):
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{sid}.", suffix=".partial", dir=root))
+        try:
+            (staging / "images").mkdir()
+            with (staging / "manifest.csv").open("w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(COLUMNS)
+                for r in rows:
+                    name = f"images/{r.sha256[:16]}{r.path.suffix.lower()}"
+                    shutil.copyfile(r.path, staging / name)
+                    w.writerow([name, r.label, r.sha256[:16], r.sha256, r.kind, r.source])
+            meta = {"id": sid, "tag": tag, "counts": counts, "labels": labels, "left_out": left_out or {}}
+            (staging / "snapshot.json").write_text(json.dumps(meta, indent=1) + "\n")
+            if not _whole(target, rows):  # another writer may have finished the same snapshot meanwhile
+                broken = root / f".{sid}.{uuid.uuid4().hex[:8]}.broken"
+                with contextlib.suppress(FileNotFoundError):
+                    target.rename(broken)
+                shutil.rmtree(broken, ignore_errors=True)
+                try:
+                    staging.rename(target)
+                except OSError:  # a writer renamed its own into place first: the same content
+                    if not _whole(target, rows):
+                        raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return Snapshot(sid, target, counts, labels, dict(left_out or {}))
+
+
+def _whole(folder: Path, rows: Sequence[LabelRow]) -> bool:
+    """Whether ``folder`` holds a finished snapshot of exactly ``rows``, every image present."""
+    if not (folder / "snapshot.json").is_file() or not (folder / "manifest.csv").is_file():
+        return False
+    try:
+        with (folder / "manifest.csv").open(newline="") as fh:
+            listed = {(m["sha256"], m["label"]): m["file"] for m in csv.DictReader(fh)}
+    except (OSError, KeyError, csv.Error):
+        return False
+    if set(listed) != {(r.sha256, r.label) for r in rows}:
+        return False
+    return all((folder / f).is_file() for f in listed.values())
 
 
 def _shared(store: Store, classes: Sequence[str], left: Counter[str], gold: dict[str, str]) -> list[LabelRow]:
