@@ -132,3 +132,58 @@ def test_models_command_lists_uses_and_rolls_back(models_dir, monkeypatch):
     back = runner.invoke(app, ["models", "rollback", "mine"])
     assert back.exit_code == 0 and f"mine rolled back to version {b}" in back.output
     assert os.path.samefile(resolve_bundle("mine", models_dir=models_dir), home / "versions" / b)
+
+
+def test_a_version_id_is_an_id_never_a_path(models_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from astroclassify.config import Settings
+    from astroclassify.modelfolder.folder import available_models, broken_models
+    from astroclassify.web.app import create_app
+    from tests.web.conftest import LOCAL
+
+    home = models_dir / "mine"
+    a = _write(home, "a")
+    outside = _write(tmp_path / "elsewhere", "outside")
+    escape = f"../../../{tmp_path.name}/elsewhere/versions/{outside}"
+    for ref in (f"dso@{escape}", f"mine@{escape}", "mine@*", "mine@../versions/" + a):
+        with pytest.raises(UnknownNameError, match="is not a version id"):
+            resolve_bundle(ref, models_dir=models_dir)
+    with pytest.raises(UnknownNameError, match="is not a version id"):
+        use_model_version(f"mine@{escape}", models_dir=models_dir)
+    assert json.loads((home / "pointer.json").read_text())["current"] == a  # nothing written
+
+    # A pointer that names a path, or a version that is gone: that model is broken, the others serve.
+    (home / "pointer.json").write_text(json.dumps({"current": escape, "served": [escape]}))
+    with pytest.raises(ModelError, match="not a version id"):
+        resolve_bundle("mine", models_dir=models_dir)
+    gone = models_dir / "gone"
+    _write(gone, "g")
+    (gone / "pointer.json").write_text(json.dumps({"current": "abcdef123456", "served": ["abcdef123456"]}))
+    assert set(broken_models(models_dir)) == {"mine", "gone"}
+    assert {e.name for e in available_models(models_dir)} >= {"dso", "morphology"}
+    settings = Settings(home=models_dir.parent, allowed_hosts=["testserver"])  # models_dir is home/models
+    with TestClient(create_app(settings), client=LOCAL) as client:  # starts although two models are broken
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and set(health["broken"]) == {"mine", "gone"}
+        assert client.get("/api/models").status_code == 200
+    listed = CliRunner().invoke(app, ["models"], env={"ASTROCLASSIFY_HOME": str(models_dir.parent), "COLUMNS": "400"})
+    assert listed.exit_code == 0 and "broken, not served" in listed.output
+
+
+def test_the_pointer_keeps_the_homes_mode_a_bounded_history_and_no_temporary_files(models_dir):
+    import time
+
+    home = models_dir / "mine"
+    a, b = _write(home, "a"), _write(home, "b")
+    os.chmod(home, 0o755)
+    stale = home / ".pointer-leftover"
+    stale.write_text("{}")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # left by a writer killed an hour ago
+    for _ in range(80):
+        use_model_version(f"mine@{a}", models_dir=models_dir)
+        use_model_version(f"mine@{b}", models_dir=models_dir)
+    pointer = json.loads((home / "pointer.json").read_text())
+    assert len(pointer["served"]) == 100 and pointer["current"] == b
+    assert oct((home / "pointer.json").stat().st_mode & 0o777) == oct(0o644)
+    assert not list(home.glob(".pointer-*"))

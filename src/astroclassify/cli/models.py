@@ -24,7 +24,7 @@ def models(ctx: typer.Context) -> None:
     """List bundled and user models with their versions (* served), and the trainable architectures."""
     if ctx.invoked_subcommand is not None:
         return
-    from astroclassify.modelfolder.folder import available_models, load_bundle, model_versions
+    from astroclassify.modelfolder.folder import available_models, broken_models, load_bundle, model_versions
 
     models_dir = installation().models_dir
     t = Table("model", "version", "made by", "created", "classes", "test accuracy", "where", box=None)
@@ -42,6 +42,8 @@ def models(ctx: typer.Context) -> None:
                 f"{acc:.3f}" if acc is not None else "-",
                 where,
             )
+    for name, why in broken_models(models_dir).items():
+        t.add_row(name, "  -", "", "", "", "-", f"broken, not served: {why}")
     out.print(t)
     try:
         from astroclassify.models import list_models

@@ -8,7 +8,14 @@ from typing import Any
 
 from astroclassify.errors import UnknownNameError
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.modelfolder.folder import Bundle, ModelEntry, available_models, load_bundle, resolve_bundle
+from astroclassify.modelfolder.folder import (
+    Bundle,
+    ModelEntry,
+    available_models,
+    broken_models,
+    load_bundle,
+    resolve_bundle,
+)
 
 __all__ = ["PredictorPool"]
 
@@ -48,6 +55,10 @@ class PredictorPool:
         if all(e.name != self.default for e in entries):  # served from a folder path
             entries.insert(0, ModelEntry(self.default, default.path, "folder"))
         return entries
+
+    def broken(self) -> dict[str, str]:
+        """User models that cannot be served now, with why (``/health`` reports them)."""
+        return broken_models(self.models_dir)
 
     def bundles(self) -> list[Bundle]:
         return [

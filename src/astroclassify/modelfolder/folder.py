@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from astroclassify.errors import ConfigError, ModelError, UnknownNameError
+from astroclassify.errors import AstroClassifyError, ConfigError, ModelError, UnknownNameError
 from astroclassify.modelfolder.versions import (
     BUNDLED_VERSION,
     VersionInfo,
+    check_version_id,
     current_version,
     is_home,
     list_versions,
@@ -30,6 +31,7 @@ __all__ = [
     "Bundle",
     "ModelEntry",
     "available_models",
+    "broken_models",
     "bundled_folder",
     "bundled_names",
     "is_packaged",
@@ -128,14 +130,37 @@ def available_models(models_dir: Path | None = None) -> list[ModelEntry]:
         ``name``, ``path`` (the version served) and ``where`` (``"bundled"`` or ``"user"``).
     """
     found = {n: ModelEntry(n, folder, "bundled") for n in bundled_names() if (folder := bundled_folder(n))}
-    if models_dir is not None and models_dir.is_dir():
-        for p in sorted(models_dir.iterdir()):
-            if p.name.startswith("."):
-                continue
-            served = _served(p, bundled_folder(p.name))
-            if served is not None:
-                found[p.name] = ModelEntry(p.name, served, "bundled" if is_packaged(served) else "user")
+    for name, served in _user_models(models_dir).items():
+        if isinstance(served, Path):
+            found[name] = ModelEntry(name, served, "bundled" if is_packaged(served) else "user")
+        else:
+            found.pop(name, None)  # a broken home shadows its bundled model: what it serves is unknown
     return [found[n] for n in sorted(found)]
+
+
+def broken_models(models_dir: Path | None = None) -> dict[str, str]:
+    """User models that cannot be served now (a pointer naming no version, an unreadable pointer), with why.
+
+    The others serve on: ``/health`` and ``astroclassify models`` list these.
+    """
+    return {name: why for name, why in _user_models(models_dir).items() if isinstance(why, str)}
+
+
+def _user_models(models_dir: Path | None) -> dict[str, Path | str]:
+    out: dict[str, Path | str] = {}
+    if models_dir is None or not models_dir.is_dir():
+        return out
+    for p in sorted(models_dir.iterdir()):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        try:
+            served = _served(p, bundled_folder(p.name))
+        except AstroClassifyError as exc:
+            out[p.name] = str(exc)
+            continue
+        if served is not None:
+            out[p.name] = served
+    return out
 
 
 def _served(folder: Path, bundled: Path | None) -> Path | None:
@@ -169,6 +194,8 @@ def resolve_bundle(name_or_path: str | Path, *, models_dir: Path | None = None) 
     ``NAME@VERSION`` (or ``FOLDER@VERSION``) gives that version, served or not.
     """
     ref, _, version = str(name_or_path).partition("@")
+    if version:
+        check_version_id(version)  # an id, never a path
     path = Path(ref).expanduser()
     if is_home(path):  # the pointer wins over files a folder kept from before versions
         return version_folder(path, version) if version else _served_or_fail(path, None)

@@ -20,12 +20,16 @@ sees the old version or the new one, never a mixture.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ __all__ = [
     "Draft",
     "VersionInfo",
     "adopt",
+    "check_version_id",
     "content_id",
     "current_version",
     "draft",
@@ -53,6 +58,16 @@ VERSIONS = "versions"
 POINTER = "pointer.json"
 VERSION_FILE = "VERSION.json"
 ID_LENGTH = 12
+VERSION_ID = re.compile(r"^(?:1|[0-9a-f]{1,64})$")  # the bundled "1", or a content id (or a prefix of one)
+MAX_SERVED = 100  # the pointer's history: enough to roll back, not a file that grows forever
+STALE_TMP_S = 60.0  # a temporary pointer older than this was left by a killed writer
+
+
+def check_version_id(version: str) -> str:
+    """``version`` if it is a version id; a path, a glob or anything else is refused, never resolved."""
+    if not VERSION_ID.match(version):
+        raise UnknownNameError(f"{version!r} is not a version id (hex digits from `astroclassify models`, or 1)")
+    return version
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,8 @@ def _read_pointer(home: Path) -> dict:
         served = [str(v) for v in pointer["served"]]
         if not served or str(pointer["current"]) != served[-1]:
             raise ValueError("current is not the last version served")
+        if not all(VERSION_ID.match(v) for v in served):
+            raise ValueError("it names something that is not a version id")
         return {"current": served[-1], "served": served}
     except FileNotFoundError:
         return {"current": None, "served": []}
@@ -88,11 +105,31 @@ def _read_pointer(home: Path) -> dict:
 
 
 def _write_pointer(home: Path, served: list[str]) -> None:
+    """Replace the pointer atomically, with the home's file mode; nothing temporary is left, whatever fails."""
+    served = [check_version_id(v) for v in served][-MAX_SERVED:]
     text = json.dumps({"current": served[-1], "served": served}, indent=1) + "\n"
+    _sweep_stale(home)
     fd, tmp = tempfile.mkstemp(dir=home, prefix=".pointer-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, home / POINTER)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), stat.S_IMODE(home.stat().st_mode) & 0o666)  # mkstemp's 0600 would hide it
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, home / POINTER)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _sweep_stale(home: Path) -> None:
+    """Temporary pointers a killed writer left (a live one is milliseconds old)."""
+    now = time.time()
+    for tmp in home.glob(".pointer-*"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
 
 
 def current_version(home: Path) -> str | None:
@@ -102,13 +139,14 @@ def current_version(home: Path) -> str | None:
 
 def version_folder(home: Path, version: str, *, bundled: Path | None = None) -> Path:
     """The folder of ``version`` (a unique prefix of its id will do); ``1`` is the bundled model."""
+    check_version_id(version)
     if version == BUNDLED_VERSION and bundled is not None:
         return bundled
     root = home / VERSIONS
     exact = root / version
     if version and (exact / "model.json").is_file():
         return exact
-    found = sorted(p for p in root.glob(f"{version}*") if (p / "model.json").is_file()) if version.isalnum() else []
+    found = sorted(p for p in root.glob(f"{version}*") if (p / "model.json").is_file())
     if len(found) == 1:
         return found[0]
     known = ", ".join(v.version for v in list_versions(home, bundled=bundled)) or "none"

@@ -11,4 +11,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 def health(pool: PoolDep) -> dict:
-    return {"status": "ok", "model": pool.default}
+    """``ok``, or ``degraded`` with the models that cannot be served (the others serve on)."""
+    broken = pool.broken()
+    return {"status": "degraded" if broken else "ok", "model": pool.default} | ({"broken": broken} if broken else {})
