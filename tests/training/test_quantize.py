@@ -46,3 +46,17 @@ def test_every_zoo_head_quantizes_mobilenet_v3_included(tiny_dataset, tmp_path):
     predictor = OnnxPredictor(tmp_path / "mnv3-int8")
     explanation = predictor.explain(tiny_dataset / "galaxy" / "img000.png")
     assert explanation.heatmap.shape[0] > 0 and explanation.heatmap.max() <= 1.0
+
+
+@pytest.mark.slow
+def test_the_readme_export_of_the_bundled_model_with_its_detector(tmp_path, shared_data):
+    """`astroclassify export dso --int8` (a README command): the detector fit renders the card from
+    model.json, which must hold the INT8 figures by then (it crashed with a template error)."""
+    res = run_cli(
+        "export", "dso", "--int8", "--out", str(tmp_path / "dso-int8"), env={"ASTROCLASSIFY_DATA_DIR": str(shared_data)}
+    )
+    assert res.returncode == 0, res.stderr
+    folder = served(tmp_path / "dso-int8")
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["quantization"]["int8"]["n"] > 0 and (folder / "detector" / "detector.json").is_file()
+    assert "| INT8 |" in (folder / "MODEL_CARD.md").read_text()

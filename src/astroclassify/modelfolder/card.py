@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from astroclassify.errors import ModelError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.sizes import format_bytes
@@ -34,8 +35,12 @@ DEFAULT_LIMITS = [
 
 
 def render_model_card(bundle: Bundle) -> str:
-    """The text of MODEL_CARD.md, from ``templates/model_card.md.j2`` and the bundle's metadata."""
-    from jinja2 import Environment, PackageLoader
+    """The text of MODEL_CARD.md, from ``templates/model_card.md.j2`` and the bundle's metadata.
+
+    A field the template needs and ``model.json`` lacks is a ``ModelError`` naming it (a
+    half-written model.json), never a template error escaping as an internal error.
+    """
+    from jinja2 import Environment, PackageLoader, TemplateError
 
     env = Environment(
         loader=PackageLoader("astroclassify.modelfolder", "templates"),
@@ -45,6 +50,13 @@ def render_model_card(bundle: Bundle) -> str:
         autoescape=False,  # Markdown, not HTML
     )
     env.filters["interval"] = with_interval
+    try:
+        return _render(env, bundle)
+    except TemplateError as exc:
+        raise ModelError(f"{bundle.path}: the model card cannot be written: model.json lacks a field ({exc})") from None
+
+
+def _render(env, bundle: Bundle) -> str:
     meta = bundle.meta
     test = meta.get("metrics", {}).get("test", {})
     cv_file = bundle.path / "cv.json"

@@ -130,6 +130,8 @@ def quantize_model(
         after["images_per_second"] = _throughput(OnnxPredictor(int8, detector=False))
         speedup = after["images_per_second"] / before["images_per_second"]
         int8.meta["quantization"] |= {"fp32": before, "int8": after, "speedup": round(speedup, 2)}
+        # On disk before anything re-reads it: the detector fit renders the card from model.json.
+        (d.path / "model.json").write_text(json.dumps(int8.meta, indent=2) + "\n")
         if (source.path / "detector" / "detector.json").is_file():
             _fit_detector(int8)
         finish(int8, after_test)
