@@ -4,9 +4,9 @@ One vote per contributor per image (their latest, in the order *we* received the
 ``made_at`` is its claim, not ours). Contributors are weighted by their skill on gold images
 (Laplace-smoothed accuracy, as Zooniverse's aggregation weights user skill). Another
 installation cannot prove who its contributors are, so a peer and everything it relays
-(whatever origin those items claim) weigh together as one installation on each image, its
-unchecked contributors' answers sharing one prior weight; only a remote contributor who earned
-skill on gold images votes on their own. ``bench/crowd.py`` measures this against Dawid-Skene
+(whatever origin those items claim) weigh together as one installation on each image, with
+the peer's own skill on gold; only a remote contributor who earned skill on gold images votes
+on their own. ``bench/crowd.py`` measures this against Dawid-Skene
 on a simulated crowd with sock puppets. A gold image's consensus is its gold label whatever the
 votes say. Disagreements are kept and shown, never overwritten.
 """
@@ -24,6 +24,9 @@ __all__ = ["ImageVotes", "Vote", "aggregate_votes", "contributor_weights", "weig
 
 PRIOR_WEIGHT = 0.5  # a contributor never checked on gold: weight of a coin-flip labeller's evidence
 LOCAL = "local"
+# A remote contributor votes alone only with a record: this many gold images, and this skill on them.
+EARNED_MIN_GOLD = 5
+EARNED_SKILL = 0.75
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,13 @@ def contributor_weights(votes: Mapping[tuple[str, str], str], gold: Mapping[str,
 def weigh_votes(votes: Sequence[Vote], gold: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Each image's weighted answers: ``{image: {answer: weight}}`` (the last vote per contributor counts).
 
-    Local contributors (people with a key or the web page here) and remote contributors
-    checked on gold vote with their own weight; each remote source's unchecked contributors
-    share one ``PRIOR_WEIGHT`` per image, split by their answers, so fifty sock puppets of one
-    peer weigh what one honest installation does.
+    Local contributors (people with a key or the web page here) vote with their own weight:
+    their skill on gold, or ``PRIOR_WEIGHT``. So does a remote contributor who earned it (at
+    least ``EARNED_MIN_GOLD`` gold images, skill at least ``EARNED_SKILL``). Each remote source's
+    other contributors are pooled: on each image they cast one vote, split by their answers,
+    weighted by the source's own skill on gold (its pooled answers judged like a contributor's).
+    Fifty sock puppets of one peer therefore weigh what one installation does, and no more than
+    its record on gold allows.
     """
     gold = gold or {}
     latest: dict[tuple[str, str], Vote] = {}
@@ -85,18 +91,23 @@ def weigh_votes(votes: Sequence[Vote], gold: Mapping[str, str] | None = None) ->
         latest[(v.image, v.contributor)] = v  # in the order received: the newest wins
     answers = {k: v.answer for k, v in latest.items()}
     weights = contributor_weights(answers, gold)
-    checked = {who for (image, who) in answers if image in gold}
+    checked = Counter(who for (image, who) in answers if image in gold)
+    earned = {who for who, n in checked.items() if n >= EARNED_MIN_GOLD and weights[who] >= EARNED_SKILL}
     weighted: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pooled: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for (image, who), v in latest.items():
-        if v.source == LOCAL or who in checked:
+        if v.source == LOCAL or who in earned:
             weighted[image][v.answer] += weights[who]
         else:
             pooled[(image, v.source)][v.answer] += 1
-    for (image, _), counts in pooled.items():
+    source_answers = {
+        (image, source): max(sorted(counts), key=lambda a: counts[a]) for (image, source), counts in pooled.items()
+    }
+    source_weight = contributor_weights(source_answers, gold)
+    for (image, source), counts in pooled.items():
         total = sum(counts.values())
         for answer, n in counts.items():
-            weighted[image][answer] += PRIOR_WEIGHT * n / total
+            weighted[image][answer] += source_weight[source] * n / total
     return {image: dict(w) for image, w in weighted.items()}
 
 
