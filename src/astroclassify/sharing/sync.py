@@ -172,9 +172,9 @@ def sync(
                         session.commit()  # the item and the cursor after it, together
                 else:
                     result.stopped = "item limit"
-            except _BudgetSpent:
+            except _BudgetSpent as stop:
                 session.rollback()  # the item being read stays behind the cursor, for the next sync
-                result.stopped = "byte budget"
+                result.stopped = stop.reason
             except PeerError as exc:
                 session.rollback()
                 state.last_error = str(exc)[:2000]
@@ -215,7 +215,11 @@ def peer_identity(base: str) -> str:
 
 
 class _BudgetSpent(Exception):
-    """The sync's byte budget ran out within an answer: the item is left for the next sync."""
+    """The sync's time or byte budget ran out within an answer: the item is left for the next sync."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -255,11 +259,13 @@ def _get(client: httpx.Client, url: str, timeout: float, max_body: int, params: 
             if body is None:
                 budget.result.bytes += allowed
                 if allowed < max_body:
-                    raise _BudgetSpent()
+                    raise _BudgetSpent("byte budget")
                 raise PeerError(f"{url}: answer over {max_body} bytes; refused")
             budget.result.bytes += len(body)
             return body
     except httpx.TimeoutException:
+        if budget.spent():  # the request was cut short by the whole sync's deadline, not by the peer's own
+            raise _BudgetSpent(budget.result.stopped) from None
         raise PeerError(f"{url}: no answer within {timeout:.0f} s; the sync stopped, what arrived is kept") from None
     except httpx.HTTPError as exc:
         raise PeerError(f"{url}: {type(exc).__name__}: {exc}") from None
@@ -332,6 +338,8 @@ def _take(session, client, base, via, ours, item, result, timeout, max_bytes, ma
                 return "image missing at the peer"
             if "bytes; refused" in str(exc):
                 return "image over our byte limit"
+            if "Content-Encoding" in str(exc):
+                return "image sent in an encoding we refuse"
             raise
         if hashlib.sha256(data).hexdigest() != image_sha:
             return "image bytes do not match their digest"
