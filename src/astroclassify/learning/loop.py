@@ -336,9 +336,8 @@ def _gold_copies(rows, learn_dir, champion, gold, home, recipe, data_dir) -> set
         log.warning(
             "%d gold image(s) not found here: new labels are checked against the other %d", unreadable, len(references)
         )
-    prints = [image_print(r.path) for r in rows]
-    readable = [i for i, p in enumerate(prints) if p is not None]
-    return {readable[j] for j in copies_of([prints[i] for i in readable], references)}
+    readable = [(i, p) for i, r in enumerate(rows) if (p := image_print(r.path)) is not None]
+    return {readable[j][0] for j in copies_of([p for _, p in readable], references)}
 
 
 def _reference(champion: Path, recipe: dict, data_dir: Path | None) -> list[tuple[Path, str]]:
