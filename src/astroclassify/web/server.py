@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -110,20 +111,18 @@ def serve(
         settings = get_settings()
     # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
     # uvicorn's default would believe any X-Forwarded-For sent from this machine.
-    http = HTTP_PROTOCOL
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": False,
+        "http": HTTP_PROTOCOL,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+    }
     if workers <= 1:
         from astroclassify.web.app import create_app
 
-        app = create_app(settings, model=model, detector=detector)
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="info",
-            proxy_headers=False,
-            http=http,
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
+        uvicorn.run(create_app(settings, model=model, detector=detector), **common)
         return
     env = worker_environment(settings, workers, model, detector)
     store = Path(env["ASTROCLASSIFY_RATE_LIMIT_STORE"])
@@ -131,14 +130,4 @@ def serve(
     for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm"), Path(f"{store}.init-lock")):  # last run's
         stale.unlink(missing_ok=True)
     os.environ.update(env)
-    uvicorn.run(
-        "astroclassify.web.app:create_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
-        proxy_headers=False,
-        http=http,
-        timeout_keep_alive=KEEP_ALIVE_S,
-    )
+    uvicorn.run("astroclassify.web.app:create_app", factory=True, workers=workers, **common)
