@@ -27,6 +27,7 @@ RANK = {
 }  # fmt: skip
 SAME_LAYER = {
     ("preparation", "imaging"),
+    ("modelfolder", "imaging"),  # a model's temperature per TTA mode: the TTA type and its one rule
     ("modelfolder.card", "evaluation"),  # intervals as the reports write them
     ("discovery.fitting", "modelfolder.card"),  # a model's own detector goes on its card
     ("discovery.evaluation", "discovery.fitting"),

@@ -96,6 +96,19 @@ def test_batch_command_with_embeddings_and_a_manifest(inputs, tmp_path):
     assert settings["n_inputs"] == 5 and settings["embeddings"] is True
 
 
+def test_a_bad_tta_is_refused_before_the_run_is_claimed(inputs, tmp_path):
+    """`batch DIR --out O --tta bogus` wrote its claim first, so the corrected re-run into O was refused."""
+    out = tmp_path / "o"
+    bad = run_cli("batch", str(inputs / "list.csv"), "--out", str(out), "--workers", "1", "--tta", "bogus")
+    assert bad.returncode == 2 and "unknown test-time augmentation 'bogus'" in bad.stderr
+    assert not (out / "_batch.json").exists()
+    with pytest.raises(ConfigError, match="unknown test-time augmentation"):
+        batch(inputs / "list.csv", out, model="dso", workers=1, tta="rot5")
+    good = run_cli("batch", str(inputs / "list.csv"), "--out", str(out), "--workers", "1", "--tta", "none")
+    assert good.returncode in (0, 1), good.stderr
+    assert json.loads((out / "_batch.json").read_text())["tta"] == "none"
+
+
 def test_urls_in_a_manifest_are_read_by_the_workers_and_a_dead_link_is_one_row(inputs, tmp_path):
     """http:// from a real server on 127.0.0.1 and file:// URLs; a 404 is that file's error."""
     import functools

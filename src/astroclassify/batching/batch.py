@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from astroclassify.errors import ConfigError, DataError, ModelError
+from astroclassify.imaging.tta import TTA, tta_mode
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def batch(
     workers: int | None = None,
     threads_per_worker: int = 1,
     embeddings: bool = False,
-    tta: str | None = None,
+    tta: TTA | str | None = None,
     detector: str | Path | None = None,
     partition_size: int | None = None,
     models_dir: Path | None = None,
@@ -183,6 +184,7 @@ def batch(
 
     if partition_size is not None and partition_size < 1:
         raise ConfigError(f"partition_size must be at least 1; got {partition_size}")
+    tta = tta_mode(tta)  # before anything is written: the run's claim file records it
     inputs = list_inputs(source)
     fs, root = _filesystem(out)
     partition_size = partition_size or _earlier_partition_size(fs, root) or auto_partition_size(len(inputs), workers)

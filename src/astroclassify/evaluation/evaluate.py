@@ -21,6 +21,7 @@ import numpy as np
 from astroclassify.errors import ConfigError, DataError
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
+from astroclassify.imaging.tta import resolve_tta
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.preparation.collections import resolve_data
@@ -192,7 +193,7 @@ def evaluate(
     metrics["ece_uncalibrated"] = round(expected_calibration_error(space.collapse(softmax(scored.logits)), y_idx), 4)
     metrics |= {
         "temperature": temperature,
-        "tta": tta or bundle.tta,
+        "tta": resolve_tta(tta, bundle.tta),
         "model": f"{bundle.name} {bundle.version}",
         "data": [str(d) for d in sources],
         "split": split,

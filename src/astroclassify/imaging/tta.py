@@ -6,13 +6,31 @@ same views in the same order, so they share this module.
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 import numpy as np
 
 from astroclassify.errors import ConfigError
 
-__all__ = ["TTA_MODES", "merge_views", "tta_views", "undo_tta_view"]
+__all__ = ["TTA", "TTA_MODES", "merge_views", "resolve_tta", "tta_mode", "tta_views", "undo_tta_view"]
 
-TTA_MODES = ("none", "rot4", "rot4flip")
+TTA = Literal["none", "rot4", "rot4flip"]
+TTA_MODES: tuple[str, ...] = ("none", "rot4", "rot4flip")  # the values of TTA
+
+
+def tta_mode(value: str | None) -> TTA | None:
+    """``value`` checked at an edge (CLI, API, a library call): a mode, or None for the model's own."""
+    if value is None:
+        return None
+    if value not in TTA_MODES:
+        raise ConfigError(f"unknown test-time augmentation {value!r}; choose from {', '.join(TTA_MODES)}")
+    return cast(TTA, value)
+
+
+def resolve_tta(requested: str | None, model_default: str) -> TTA:
+    """The one rule: a requested mode, else the model's own (None means the model's)."""
+    mode = tta_mode(requested)
+    return mode if mode is not None else (tta_mode(model_default) or "none")
 
 
 def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:

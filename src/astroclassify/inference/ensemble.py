@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.errors import ConfigError
+from astroclassify.imaging.tta import resolve_tta
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.fp16 import FP16_MARKER
 from astroclassify.modelfolder.folder import Bundle, load_bundle
@@ -155,7 +156,7 @@ def merge_models(
     members = [load_bundle(m, models_dir=models_dir) for m in models]
     _check_members(members)
     first = members[0]
-    mode = tta or first.tta
+    mode = resolve_tta(tta, first.tta)
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(_merge(members, mode), str(out / "model.onnx"))
     shutil.copyfile(first.path / "splits.csv", out / "splits.csv")

@@ -24,7 +24,7 @@ from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import check_filters, letterbox_filtered
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import center_crop, to_tensor_layout
-from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views, undo_tta_view
+from astroclassify.imaging.tta import TTA_MODES, merge_views, resolve_tta, tta_views, undo_tta_view
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.fp16 import has_fp16_marker, widen_fp16_initializers
 from astroclassify.inference.probabilities import softmax
@@ -242,7 +242,7 @@ class OnnxPredictor:
         batch and ORT's arena keeps its peak (364 images at once took 7 GB). The embedding
         costs nothing extra: it is a tensor the logits are computed from.
         """
-        mode = self.bundle.tta if tta is None else tta
+        mode = resolve_tta(tta, self.bundle.tta)
         views = tta_views(batch, mode)
         v, n = views.shape[:2]
         flat = views.reshape(v * n, *views.shape[2:])
@@ -314,7 +314,7 @@ class OnnxPredictor:
         # explanation's probabilities are the prediction's; the overlay is drawn on a larger decode.
         pixels = self.prepare(source)
         image = self._decode(source, max(size, 512))
-        views = tta_views(pixels[None], self.bundle.tta if tta is None else tta)[:, 0]
+        views = tta_views(pixels[None], resolve_tta(tta, self.bundle.tta))[:, 0]
         logits, cams = self.session.run(
             ["logits", "cam"], {self.input_name: to_tensor_layout(views, self.bundle.mean, self.bundle.std)}
         )
@@ -332,7 +332,7 @@ class OnnxPredictor:
         import hashlib
 
         b = self.bundle
-        mode = b.tta if tta is None else tta
+        mode = resolve_tta(tta, b.tta)
         return hashlib.sha256(f"{b.name}\0{b.version}\0{label}\0{mode}".encode()).hexdigest()[:16]
 
     def predict_proba(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from astroclassify.errors import AstroClassifyError, ConfigError, ModelError, UnknownNameError
+from astroclassify.imaging.tta import resolve_tta
 from astroclassify.modelfolder.versions import (
     BUNDLED_VERSION,
     VersionInfo,
@@ -62,7 +63,7 @@ class Bundle:
 
     def temperature_for(self, tta: str | None = None) -> float:
         """The temperature fitted for ``tta`` (each TTA mode averages logits differently)."""
-        mode = self.tta if tta is None else tta
+        mode = resolve_tta(tta, self.tta)
         return float(self.meta.get("temperatures", {}).get(mode, self.temperature))
 
     @property
