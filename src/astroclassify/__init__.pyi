@@ -18,7 +18,6 @@ from astroclassify.discovery.collection import anomaly_ranking as anomaly_rankin
 from astroclassify.discovery.collection import export_marks as export_marks
 from astroclassify.discovery.collection import mark_image as mark_image
 from astroclassify.discovery.collection import similar_images as similar_images
-from astroclassify.discovery.detectors import Detector as Detector
 from astroclassify.discovery.evaluation import AnomalyEvaluation as AnomalyEvaluation
 from astroclassify.discovery.evaluation import Simulation as Simulation
 from astroclassify.discovery.evaluation import evaluate_anomalies as evaluate_anomalies
@@ -45,6 +44,8 @@ from astroclassify.errors import UnknownNameError as UnknownNameError
 # train, evaluate, ensembles, INT8
 from astroclassify.evaluation.evaluate import Evaluation as Evaluation
 from astroclassify.evaluation.evaluate import evaluate as evaluate
+from astroclassify.evaluation.finish import refresh_model_card as refresh_model_card
+from astroclassify.inference.detectors import Detector as Detector
 from astroclassify.inference.predictor import Explanation as Explanation
 
 # archives: store, ingest, watch, export
@@ -64,7 +65,6 @@ from astroclassify.learning.loop import LearnResult as LearnResult
 from astroclassify.learning.loop import learn as learn
 from astroclassify.learning.loop import learn_history as learn_history
 from astroclassify.learning.promotion import Comparison as Comparison
-from astroclassify.modelfolder.finish import refresh_model_card as refresh_model_card
 from astroclassify.modelfolder.folder import ModelEntry as ModelEntry
 
 # exported under another name than their module's

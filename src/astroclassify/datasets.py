@@ -21,8 +21,9 @@ from astroclassify.preparation.collections import fetch, resolve_data
 from astroclassify.preparation.dataset import CheckReport, Dataset
 from astroclassify.preparation.dataset import check_dataset as _check
 from astroclassify.preparation.dataset import load_dataset as _load
-from astroclassify.preparation.prepare import Progress, SplitResult
+from astroclassify.preparation.prepare import SplitResult
 from astroclassify.preparation.prepare import split_datasets as split
+from astroclassify.progress import Progress
 
 __all__ = ["CheckReport", "Dataset", "SplitResult", "check", "fetch", "load", "split"]
 

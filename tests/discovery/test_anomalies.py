@@ -7,10 +7,10 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from astroclassify.discovery.detectors import Detector, Projection, _calibrated, fit_detector
 from astroclassify.discovery.evaluation import evaluate_anomalies, simulate_marks
 from astroclassify.discovery.fitting import fit_anomalies
 from astroclassify.errors import ConfigError, DataError, ModelError
+from astroclassify.inference.detectors import Detector, Projection, _calibrated, fit_detector
 from astroclassify.modelfolder.folder import resolve_bundle as served
 from tests.conftest import run_cli
 

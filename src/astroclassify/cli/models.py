@@ -82,7 +82,7 @@ def card(
     ] = None,
 ) -> None:
     """Re-score a model's held-out test split and rewrite its metrics (with 95% intervals), plots and MODEL_CARD.md."""
-    from astroclassify.modelfolder.finish import refresh_model_card
+    from astroclassify.evaluation.finish import refresh_model_card
 
     with Bars() as bars:
         inst = installation()

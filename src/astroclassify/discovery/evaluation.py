@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from astroclassify.discovery.detectors import DETECTORS, Detector
 from astroclassify.discovery.fitting import embed_samples, fitted_hashes, select_images, unseen, with_detector
 from astroclassify.discovery.ranking import rerank
 from astroclassify.errors import ConfigError, DataError
-from astroclassify.preparation.prepare import Progress
+from astroclassify.inference.detectors import DETECTORS, Detector
+from astroclassify.progress import Progress
 
 __all__ = ["AnomalyEvaluation", "Simulation", "evaluate_anomalies", "simulate_marks"]
 

@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from astroclassify.discovery.detectors import Detector, fit_detector
 from astroclassify.errors import ConfigError, DataError, ModelError
+from astroclassify.evaluation.card import write_model_card
+from astroclassify.inference.detectors import Detector, fit_detector
 from astroclassify.inference.embedding import add_embedding_output
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.modelfolder.card import write_model_card
 from astroclassify.modelfolder.folder import is_packaged, load_bundle, model_home
 from astroclassify.modelfolder.versions import draft
 from astroclassify.preparation.collections import resolve_data
 from astroclassify.preparation.dataset import Sample, load_dataset, sha256_file
-from astroclassify.preparation.prepare import Progress
 from astroclassify.preparation.splits import read_splits, release_key
+from astroclassify.progress import Progress
 
 __all__ = ["AnomalyFit", "embed_samples", "fit_anomalies", "fitted_hashes", "select_images", "unseen", "with_detector"]
 

@@ -26,9 +26,9 @@ from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.preparation.collections import resolve_data
 from astroclassify.preparation.dataset import Sample, load_dataset, sha256_file
-from astroclassify.preparation.prepare import Progress
 from astroclassify.preparation.splits import read_splits
 from astroclassify.preparation.taxonomy import Taxonomy
+from astroclassify.progress import Progress
 
 __all__ = ["EvalResult", "Evaluation", "evaluate"]
 

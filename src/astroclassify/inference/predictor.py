@@ -18,13 +18,13 @@ import numpy as np
 from PIL import Image
 
 from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
-from astroclassify.discovery.detectors import AnomalyScores, Detector
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import check_filters, letterbox_filtered
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import center_crop, to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, resolve_tta, tta_views, undo_tta_view
+from astroclassify.inference.detectors import AnomalyScores, Detector
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
 from astroclassify.inference.fp16 import has_fp16_marker, widen_fp16_initializers
 from astroclassify.inference.probabilities import softmax

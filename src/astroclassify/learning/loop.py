@@ -26,8 +26,8 @@ from astroclassify.learning.cleaning import Suspect, find_label_errors
 from astroclassify.learning.promotion import Comparison, compare_paired, ensure_gold
 from astroclassify.learning.review import settled_labels
 from astroclassify.learning.snapshot import Snapshot, gather_labels, write_snapshot
-from astroclassify.preparation.prepare import Progress, _silent
 from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
+from astroclassify.progress import Progress, silent
 from astroclassify.store import Store
 
 __all__ = ["LearnResult", "ModelHistory", "learn", "learn_history", "model_history"]
@@ -88,7 +88,7 @@ def learn(
     dry_run: bool = False,
     clean: bool = True,
     notifiers: Sequence[Any] = (),
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> LearnResult:
     """One turn of the loop for model ``name``; the served version changes only on a promotion.
 

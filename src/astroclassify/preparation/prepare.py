@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +33,11 @@ from astroclassify.preparation.splits import (
     write_splits,
 )
 from astroclassify.preparation.taxonomy import Taxonomy, load_taxonomy
+from astroclassify.progress import Progress, silent
 
 __all__ = [
     "ImageTable",
     "PreparedData",
-    "Progress",
     "SplitResult",
     "build_table",
     "prepare_data",
@@ -45,17 +45,6 @@ __all__ = [
     "split_datasets",
     "write_split_file",
 ]
-
-# progress(description, total) -> advance(n); the CLI draws Rich bars, library use is silent.
-Progress = Callable[[str, int], Callable[[int], None]]
-
-
-def _silent(description: str, total: int) -> Callable[[int], None]:
-    def advance(n: int = 1) -> None:
-        pass
-
-    return advance
-
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +128,7 @@ def prepare_data(
     folds: int = 5,
     splits_file: str | Path | None = None,
     data_dir: Path | None = None,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> PreparedData:
     """Load, decode, fingerprint, group and split every dataset in ``sources``.
 
@@ -250,7 +239,7 @@ def split_datasets(
     folds: int = 5,
     image_size: int = 64,
     data_dir: Path | None = None,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> SplitResult:
     """Write grouped, stratified, seeded train/val/test splits and CV folds to ``out`` (a CSV).
 

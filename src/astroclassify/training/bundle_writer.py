@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
+from astroclassify.evaluation.finish import Scored, finish, fit_temperatures
 from astroclassify.evaluation.metrics import classification_metrics
 from astroclassify.imaging.filters import check_filters
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.modelfolder.finish import Scored, finish, fit_temperatures
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.training.config import TrainConfig

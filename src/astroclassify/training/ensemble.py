@@ -11,12 +11,12 @@ import numpy as np
 
 from astroclassify.evaluation.calibration import fit_temperature
 from astroclassify.evaluation.evaluate import Evaluation, evaluate
+from astroclassify.evaluation.finish import Scored, finish
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.inference.ensemble import merge_models
-from astroclassify.modelfolder.finish import Scored, finish
 from astroclassify.modelfolder.folder import Bundle, load_bundle
 from astroclassify.modelfolder.versions import draft
-from astroclassify.preparation.prepare import Progress
+from astroclassify.progress import Progress
 
 __all__ = ["EnsembleResult", "build_ensemble"]
 

@@ -39,7 +39,8 @@ from astroclassify.imaging.augment import build_augment
 from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views
 from astroclassify.models import create_model, get_pretrained_cfg
-from astroclassify.preparation.prepare import PreparedData, Progress, _silent, prepare_data
+from astroclassify.preparation.prepare import PreparedData, prepare_data
+from astroclassify.progress import Progress, silent
 from astroclassify.training.config import TrainConfig
 from astroclassify.training.train import _load_checkpoint, _plain, _seed_everything, lr_at
 
@@ -402,7 +403,7 @@ class EncoderResult:
         return f"EncoderResult({', '.join(self.heads)} at {self.out}, {self.seconds:.0f} s)"
 
 
-def train_encoder(cfg: EncoderConfig, progress: Progress = _silent, *, resume: bool = True) -> EncoderResult:
+def train_encoder(cfg: EncoderConfig, progress: Progress = silent, *, resume: bool = True) -> EncoderResult:
     """Train the shared encoder and its heads; write each head as a model home ``cfg.out/<head>``.
 
     Parameters
@@ -528,7 +529,7 @@ def _write_head(
     seconds: float,
 ) -> Path:
     """One head as a versioned model folder: the bundle writer's export, calibration and card, plus tags."""
-    from astroclassify.modelfolder.card import write_model_card
+    from astroclassify.evaluation.card import write_model_card
     from astroclassify.modelfolder.versions import adopt, draft
     from astroclassify.preparation.prepare import write_split_file
     from astroclassify.training.bundle_writer import finish_bundle

@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.errors import ConfigError, DataError, ModelError
+from astroclassify.evaluation.finish import finish, score_split
 from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.inference.predictor import OnnxPredictor, _session_bytes
-from astroclassify.modelfolder.finish import finish, score_split
 from astroclassify.modelfolder.folder import Bundle, load_bundle
 from astroclassify.modelfolder.versions import draft, is_home
 from astroclassify.preparation.collections import resolve_data
 from astroclassify.preparation.dataset import load_dataset, sha256_file
-from astroclassify.preparation.prepare import Progress
 from astroclassify.preparation.splits import read_splits
+from astroclassify.progress import Progress
 
 __all__ = ["QuantizeResult", "quantize_model"]
 

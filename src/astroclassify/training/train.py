@@ -35,7 +35,8 @@ from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, tta_views
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.models import create_model, get_pretrained_cfg
-from astroclassify.preparation.prepare import PreparedData, Progress, _silent, prepare_data, write_split_file
+from astroclassify.preparation.prepare import PreparedData, prepare_data, write_split_file
+from astroclassify.progress import Progress, silent
 from astroclassify.training.config import TrainConfig
 
 __all__ = ["CVResult", "TrainResult", "cross_validate", "fit_model", "prepare", "train"]
@@ -121,7 +122,7 @@ def fit_model(
     data: PreparedData,
     train_idx: np.ndarray,
     val_idx: np.ndarray | None,
-    progress: Progress = _silent,
+    progress: Progress = silent,
     checkpoint: Path | None = None,
 ) -> tuple[torch.nn.Module, list[dict], int]:
     """One obvious loop. Returns (model with the best validation weights, history, best epoch).
@@ -376,7 +377,7 @@ class TrainResult:
         return f"TrainResult({self.bundle.name} at {self.path}: {score}, {self.seconds:.0f} s)"
 
 
-def train(cfg: TrainConfig, progress: Progress = _silent, *, resume: bool = True, serve: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, progress: Progress = silent, *, resume: bool = True, serve: bool = True) -> TrainResult:
     """Train, calibrate, export and evaluate one model into ``cfg.out``; resumes from its checkpoint.
 
     Parameters
@@ -462,7 +463,7 @@ def _fit_detector(out: Path, data_dir: Path | None) -> None:
         log.warning("no anomaly detector for this model: %s", exc)
 
 
-def prepare(cfg: TrainConfig, progress: Progress = _silent) -> PreparedData:
+def prepare(cfg: TrainConfig, progress: Progress = silent) -> PreparedData:
     """``prepare_data`` with a training config's data, size, crop, taxonomy and split."""
     return prepare_data(
         cfg.data,
@@ -497,7 +498,7 @@ class CVResult:
         )
 
 
-def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Progress = _silent) -> CVResult:
+def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Progress = silent) -> CVResult:
     """K-fold grouped CV on the non-test part; writes ``out/cv.json`` and, beside a model, its card.
 
     Each fold trains for exactly ``cfg.epochs`` (no early stopping, so no fold peeks at
@@ -524,7 +525,7 @@ def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Pr
     folder = Path(out if out is not None else cfg.out) if (out is not None or cfg.out) else None
     path = None
     if folder is not None:
-        from astroclassify.modelfolder.card import write_model_card
+        from astroclassify.evaluation.card import write_model_card
         from astroclassify.modelfolder.folder import load_bundle
         from astroclassify.modelfolder.versions import adopt, current_version, draft
 
@@ -542,7 +543,7 @@ def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Pr
     return CVResult(summary, path)
 
 
-def _cross_validate(cfg: TrainConfig, progress: Progress = _silent) -> dict:
+def _cross_validate(cfg: TrainConfig, progress: Progress = silent) -> dict:
     data = prepare(cfg, progress)
     pre = get_pretrained_cfg(cfg.model)
     pool = np.flatnonzero(data.split != "test")

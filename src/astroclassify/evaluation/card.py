@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from astroclassify.errors import ModelError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.sizes import format_bytes
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 __all__ = ["DEFAULT_LIMITS", "render_model_card", "write_model_card"]
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
@@ -43,7 +47,7 @@ def render_model_card(bundle: Bundle) -> str:
     from jinja2 import Environment, PackageLoader, TemplateError
 
     env = Environment(
-        loader=PackageLoader("astroclassify.modelfolder", "templates"),
+        loader=PackageLoader("astroclassify.evaluation", "templates"),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -56,7 +60,7 @@ def render_model_card(bundle: Bundle) -> str:
         raise ModelError(f"{bundle.path}: the model card cannot be written: model.json lacks a field ({exc})") from None
 
 
-def _render(env, bundle: Bundle) -> str:
+def _render(env: Environment, bundle: Bundle) -> str:
     meta = bundle.meta
     test = meta.get("metrics", {}).get("test", {})
     cv_file = bundle.path / "cv.json"

@@ -19,15 +19,15 @@ import numpy as np
 
 from astroclassify.errors import ModelError
 from astroclassify.evaluation.calibration import fit_temperature
+from astroclassify.evaluation.card import write_model_card
 from astroclassify.evaluation.report import write_eval_plots, write_training_plot
-from astroclassify.modelfolder.card import write_model_card
 from astroclassify.modelfolder.folder import Bundle, load_bundle, model_home
 from astroclassify.modelfolder.versions import draft
 
 if TYPE_CHECKING:
     from astroclassify.evaluation.evaluate import Evaluation
     from astroclassify.inference.predictor import OnnxPredictor
-    from astroclassify.preparation.prepare import Progress
+    from astroclassify.progress import Progress
 
 __all__ = ["Scored", "fit_temperatures", "finish", "refresh_model_card", "score_split"]
 
