@@ -72,3 +72,23 @@ def test_no_cycle_between_folders() -> None:
         return any(t == goal or (t not in seen and reaches(t, goal, seen | {t})) for t in edges[start])
 
     assert sorted(u for u in edges if reaches(u, u, {u})) == []
+
+
+def test_sqlalchemy_is_imported_only_by_the_store() -> None:
+    """Routes and stages get repositories (``store/``), sessions and errors through its aliases."""
+    outside = sorted(
+        str(path.relative_to(ROOT))
+        for path, layer in _units().items()
+        if layer != "store" and any(n.split(".")[0] == "sqlalchemy" for n in _all_imports(path))
+    )
+    assert outside == []
+
+
+def _all_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found

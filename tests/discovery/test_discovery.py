@@ -108,7 +108,9 @@ def test_reading_the_collection_searches_archive_items_by_index(tmp_path):
     """Without the index of migration 0004, SQLite scanned every archive item per embedding (79 s at 100k x 10k)."""
     from sqlalchemy import text
 
+    from astroclassify.store.discovery import DiscoveryRows
+
     with open_store(tmp_path) as store, store.session() as session:
-        sql = str(discovery._rows_after("d", 0).compile(compile_kwargs={"literal_binds": True}))
+        sql = str(DiscoveryRows.embeddings_query("d", 0).compile(compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(row[-1]) for row in session.execute(text("EXPLAIN QUERY PLAN " + sql)))
     assert "SCAN ingested_items" not in plan and "ix_ingested_items_classification_id" in plan

@@ -19,17 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
 
 from astroclassify.discovery.layout import LAYOUT_POINTS, layout, place
 from astroclassify.discovery.ranking import Reranker
 from astroclassify.discovery.similarity import VectorIndex
 from astroclassify.errors import NoEmbeddingError, StoreError
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.store import Store
+from astroclassify.store import Session, Store
 from astroclassify.store.classifications import Classifications
-from astroclassify.store.tables import Classification, Embedding, IngestedItem, Mark
+from astroclassify.store.discovery import DiscoveryRows
+from astroclassify.store.tables import Mark
 
 __all__ = [
     "MapPoint",
@@ -48,7 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 # Ids per IN (...) list: SQLite builds allow from 999 bound variables up.
-IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -207,30 +205,8 @@ def _collection(store: Store, session: Session, detector: str) -> tuple[_Collect
         return _top_up(coll, session, detector)
 
 
-def _rows_after(detector: str, newest: int) -> Select:
-    """Embeddings stored after ``newest`` with what ranking needs of their records, oldest first.
-
-    The join to the archive item (for its source) goes through the index of migration 0004:
-    without it SQLite scanned every archive item once per embedding (79 s for 100k x 10k).
-    """
-    return (
-        select(
-            Embedding.classification_id,
-            Embedding.vector,
-            Classification.anomaly_score,
-            Classification.owner,
-            Classification.label,
-            IngestedItem.source,
-        )
-        .join(Classification, Classification.id == Embedding.classification_id)
-        .outerjoin(IngestedItem, IngestedItem.classification_id == Embedding.classification_id)
-        .where(Embedding.detector == detector, Embedding.classification_id > newest)
-        .order_by(Embedding.classification_id)
-    )
-
-
 def _top_up(coll: _Collection, session: Session, detector: str) -> tuple[_Collection, int]:
-    rows = session.execute(_rows_after(detector, coll.newest)).all()
+    rows = DiscoveryRows(session).embeddings_after(detector, coll.newest)
     with _LOCK:  # appending copies only the new rows (or doubles the arrays, rarely)
         coll.append(rows)
         return coll, coll.n
@@ -241,9 +217,7 @@ def _mark_log(store: Store, session: Session) -> _MarkLog:
     with _LOCK:
         log_ = _MARKS.setdefault(key, _MarkLog())
         newest = log_.ids[-1] if log_.ids else 0
-    rows = session.execute(
-        select(Mark.id, Mark.classification_id, Mark.owner, Mark.interesting).where(Mark.id > newest).order_by(Mark.id)
-    ).all()
+    rows = DiscoveryRows(session).marks_after(newest)
     with _LOCK:
         for mid, cid, who, value in rows:
             if not log_.ids or mid > log_.ids[-1]:
@@ -368,7 +342,7 @@ def similar_images(
     with store.session() as session:
         if record_id is not None:
             Classifications(session).get(record_id, owner=owner)  # 404 for another key's record
-            row = session.get(Embedding, record_id)
+            row = DiscoveryRows(session).embedding(record_id)
             if row is None:
                 raise NoEmbeddingError(
                     f"classification {record_id} has no stored embedding (it was classified without an anomaly detector)"
@@ -400,38 +374,14 @@ def _neighbours(
     session: Session, ids: Sequence[int], distances: np.ndarray, *, exclude: int | None, owner: str | None
 ) -> list[Neighbour]:
     """Records for a handful of ids (a page's worth: the IN list is short by construction)."""
-    records = _records(session, ids)
-    marks = _latest_marks(session, ids, owner)
+    records = DiscoveryRows(session).records(ids)
+    marks = DiscoveryRows(session).latest_marks(ids, owner)
     out = []
     for i, d in zip(ids, distances, strict=True):
         r = records.get(i)
         if r is None or i == exclude or (owner is not None and r.owner != owner):
             continue
         out.append(Neighbour(i, r.filename, r.label, r.confidence, r.anomaly_score, marks.get(i), round(float(d), 4)))
-    return out
-
-
-def _records(session: Session, ids: Sequence[int]) -> dict[int, Classification]:
-    """The records of a page's ids, ``IN_CHUNK`` ids a query."""
-    ids = list(ids)
-    out = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        out.update({r.id: r for r in session.scalars(select(Classification).where(Classification.id.in_(chunk)))})
-    return out
-
-
-def _latest_marks(session: Session, ids: Sequence[int], owner: str | None) -> dict[int, bool]:
-    """The newest mark of each of a page's records, by ``owner`` (by anyone for local use)."""
-    ids = list(ids)
-    out = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        where: list[ColumnElement[bool]] = [Mark.classification_id.in_(ids[start : start + IN_CHUNK])]
-        if owner is not None:
-            where.append(Mark.owner == owner)
-        newest = select(func.max(Mark.id)).where(*where).group_by(Mark.classification_id)
-        query = select(Mark.classification_id, Mark.interesting).where(Mark.id.in_(newest))
-        out.update({cid: bool(v) for cid, v in session.execute(query).all()})
     return out
 
 
@@ -456,15 +406,8 @@ def export_marks(store: Store, out: Path, *, owner: str | None = None) -> int:
     out = Path(out)
     if (out / "manifest.csv").exists():
         raise StoreError(f"{out} already holds a dataset (manifest.csv); choose an empty folder")
-    mine = [Mark.owner == owner] if owner is not None else []
-    newest = select(func.max(Mark.id)).where(*mine).group_by(Mark.classification_id)
     with store.session() as session:
-        marked = session.execute(
-            select(Mark, Classification)
-            .join(Classification, Classification.id == Mark.classification_id)
-            .where(Mark.id.in_(newest))
-            .order_by(Classification.id)
-        ).all()
+        marked = DiscoveryRows(session).marked(owner)
         (out / "images").mkdir(parents=True, exist_ok=True)
         written = 0
         with (out / "manifest.csv").open("w", newline="") as fh:
@@ -713,7 +656,7 @@ def anomaly_ranking(
             order = order[keep[order]]
         page = order[offset : offset + limit]
         page_ids = [int(i) for i in ids[page]]
-        records = _records(session, page_ids)
+        records = DiscoveryRows(session).records(page_ids)
         near = _page_neighbours(store, session, detector, coll, n, owner, rows[page], page_ids, neighbours)
         items = []
         for pos, cid in zip(page, page_ids, strict=True):

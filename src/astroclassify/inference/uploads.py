@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.inference.answer import answer_of
 from astroclassify.inference.predictor import OnnxPredictor, Outcome
+from astroclassify.store import Session
 from astroclassify.store.classifications import Classifications, record_classification
 from astroclassify.store.images import save_image
 from astroclassify.store.tables import Classification

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 import httpx
-from sqlalchemy.orm import Session
 
 from astroclassify.errors import ConfigError
 from astroclassify.ingestion.http import deadline_transport, request_deadline
+from astroclassify.store import Session
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import now
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from sqlalchemy.orm import Session
 
 from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.errors import AstroClassifyError
@@ -40,7 +39,7 @@ from astroclassify.ingestion.sources import (
     Stub,
 )
 from astroclassify.preparation.splits import DETAIL, DETAIL_CORR, NEAR_DUPLICATE_CORR, THUMB, Fingerprint, fingerprint
-from astroclassify.store import Store
+from astroclassify.store import Session, Store
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import DONE, IngestedItems, IngestRuns, pack_fingerprint, unpack_fingerprint
 from astroclassify.store.classifications import record_classification

@@ -24,12 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from astroclassify.preparation.dataset import load_dataset, sha256_file
 from astroclassify.store import Store
-from astroclassify.store.tables import Classification, IngestedItem
+from astroclassify.store.archive import IngestedItems
+from astroclassify.store.classifications import Classifications
 
 __all__ = ["LabelRow", "Snapshot", "archive_label", "gather_labels", "write_snapshot"]
 
@@ -92,19 +90,17 @@ def gather_labels(
     left: Counter[str] = Counter()
     if store is not None:
         with store.session() as session:
-            corrected = select(Classification).where(Classification.feedback.any())
-            for c in session.scalars(corrected.options(selectinload(Classification.feedback))):
-                if c.feedback:
-                    rows.append(
-                        LabelRow(
-                            store.images / c.stored_name,
-                            c.feedback[-1].label,
-                            c.sha256,
-                            "correction",
-                            f"classification:{c.id}",
-                        )
+            for c in Classifications(session).corrected():
+                rows.append(
+                    LabelRow(
+                        store.images / c.stored_name,
+                        c.feedback[-1].label,
+                        c.sha256,
+                        "correction",
+                        f"classification:{c.id}",
                     )
-            for item in session.scalars(select(IngestedItem).where(IngestedItem.category != "")):
+                )
+            for item in IngestedItems(session).categorised():
                 if item.stored_name and item.sha256:
                     label = archive_label(item.category, classes)
                     if label is None:

@@ -30,13 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy.exc import SQLAlchemyError
 
 from astroclassify.errors import AstroClassifyError, PeerError, StoreFullError
 from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from astroclassify.ingestion.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
-from astroclassify.store import Store
+from astroclassify.store import DatabaseError, Store
 from astroclassify.store.contributions import Contributions, Peers, installation_id
 from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 from astroclassify.store.images import save_image
@@ -184,7 +183,7 @@ def sync(
             state.last_sync_at = dt.datetime.now(dt.UTC)
             state.last_error = f"stopped: {result.stopped}" if result.stopped else ""
             session.commit()
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         if is_storage_full(exc, store.home):
             raise StoreFullError(FULL_MESSAGE) from None
         raise

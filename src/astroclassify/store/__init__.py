@@ -1,64 +1,15 @@
-"""SQLAlchemy tables and repositories: the only module that speaks SQL.
+"""SQLAlchemy tables and repositories: the only package that speaks SQL.
 
 ``open_store(home)`` is one installation's handle: its database (migrated to the current
-schema on open) and the folder that holds its image files.
+schema on open) and the folder that holds its image files. Code outside this package names
+sessions and database errors through the aliases below, never through SQLAlchemy itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError
+from sqlalchemy.orm import Session
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from astroclassify.store.handle import Store, open_store
 
-__all__ = ["Store", "open_store"]
-
-
-@dataclass
-class Store:
-    """A database and its image files; a context manager that disposes of the engine."""
-
-    engine: Engine
-    sessions: sessionmaker[Session]
-    images: Path  # uploads and ingested images, under generated names
-    home: Path
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self.sessions() as session:
-            yield session
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_store(home: Path, database_url: str | None = None) -> Store:
-    """Open an installation's store, upgrading its database schema in place if needed.
-
-    Parameters
-    ----------
-    home : Path
-        The installation folder (images under ``home/uploads``).
-    database_url : str, optional
-        Any SQLAlchemy URL; default: ``sqlite:///home/astroclassify.db``.
-
-    Returns
-    -------
-    Store
-        ``session()``, ``images``, ``close()``; a context manager.
-    """
-    from astroclassify.store.db import make_engine, make_sessionmaker
-
-    home = Path(home)
-    home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(database_url or f"sqlite:///{home / 'astroclassify.db'}")
-    return Store(engine, make_sessionmaker(engine), home / "uploads", home)
+__all__ = ["DatabaseError", "Session", "Store", "open_store"]

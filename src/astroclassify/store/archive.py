@@ -33,6 +33,11 @@ class IngestedItems:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def categorised(self) -> list[IngestedItem]:
+        """Stored archive items that carry the archive's category (weak labels)."""
+        q = select(IngestedItem).where(IngestedItem.category != "", IngestedItem.stored_name.is_not(None))
+        return [i for i in self.session.scalars(q) if i.sha256]
+
     def by_key(self, key: str) -> IngestedItem | None:
         return self.session.scalar(select(IngestedItem).where(IngestedItem.key == key))
 

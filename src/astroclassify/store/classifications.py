@@ -249,6 +249,11 @@ class Classifications:
         ).all()
         return list(rows), int(total)
 
+    def corrected(self) -> list[Classification]:
+        """Records a person corrected, each with its corrections loaded (the newest last)."""
+        q = select(Classification).where(Classification.feedback.any()).options(selectinload(Classification.feedback))
+        return [c for c in self.session.scalars(q) if c.feedback]
+
     def add_feedback(self, record_id: int, label: str, comment: str = "", *, owner: str | None = None) -> Feedback:
         record = self.get(record_id, owner=owner)
         item = Feedback(classification_id=record.id, label=label.strip(), comment=comment)

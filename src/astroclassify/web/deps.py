@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from sqlalchemy.orm import Session
 
 from astroclassify.config import Settings
 from astroclassify.inference.pool import PredictorPool
+from astroclassify.store import Session
 from astroclassify.store.classifications import ClassificationQuery
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import Caller
