@@ -92,3 +92,13 @@ def _all_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
     return found
+
+
+def test_routes_read_the_apps_state_only_through_deps() -> None:
+    """A route names what it needs (``web/deps.py``); the rules for reading it live there once."""
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "web" / "routers").glob("*.py")
+        if ".state." in path.read_text() or "state," in path.read_text()
+    )
+    assert readers == []

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         # Loaded once per process: per request only decoding and resizing remain.
         app.state.pool = installation.pool(model, detector=detector)
         app.state.store = store = installation.open_store()
-        app.state.sessions, app.state.uploads = store.sessions, store.images
+        app.state.sessions = store.sessions  # the guard checks keys before a route runs
         with store.session() as session:  # uploads saved before a crash, never committed
             sweep_orphans(store.images, stored_names(session))
         warm_up(store, app.state.pool.get())  # discovery's arrays, read in the background

@@ -1,15 +1,22 @@
-"""Annotated dependencies shared by the routers."""
+"""Annotated dependencies shared by the routers: the only readers of the app's state.
+
+A route names what it needs (the store, the model a request chose with the views this server
+applies, the caller, the settings) and never reads ``request.app.state`` itself, so the rules
+"no model named means the default" and "the server's TTA, else the model's own" live here once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Form, Path, Query, Request
 
 from astroclassify.config import Settings
 from astroclassify.inference.pool import PredictorPool
-from astroclassify.store import Session
+from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.store import Session, Store
 from astroclassify.store.classifications import ClassificationQuery
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import Caller
@@ -17,6 +24,15 @@ from astroclassify.web.guard import Caller
 
 def _pool(request: Request) -> PredictorPool:
     return request.app.state.pool
+
+
+def pool_if_started(request: Request) -> PredictorPool | None:
+    """The pool, or None before the app has started (an error page rendered that early)."""
+    return getattr(request.app.state, "pool", None)
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -38,6 +54,7 @@ def _caller(request: Request) -> Caller:
 
 
 PoolDep = Annotated[PredictorPool, Depends(_pool)]
+StoreDep = Annotated[Store, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 # Images are decoded on a few dedicated threads (each decode can take hundreds of MB).
 DecoderDep = Annotated[DecodePool, Depends(_decoder)]
@@ -71,3 +88,31 @@ def _classification_query(
 
 
 ClassificationQueryDep = Annotated[ClassificationQuery, Depends(_classification_query)]
+
+
+ModelField = Annotated[str | None, Form(alias="model", description="Model to use (see /api/models).")]
+ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model to use (see /api/models).")]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a request chose (form field or query parameter, else the default) and the views this server applies."""
+
+    predictor: OnnxPredictor
+    tta: str
+
+
+def _served_model(
+    pool: PoolDep, settings: SettingsDep, model: ModelField = None, model_query: ModelQuery = None
+) -> ServedModel:
+    predictor = pool.get(model or model_query)
+    return ServedModel(predictor, settings.serving_tta(predictor.bundle.tta))
+
+
+def _queried_model(pool: PoolDep, settings: SettingsDep, model: ModelQuery = None) -> ServedModel:
+    predictor = pool.get(model)
+    return ServedModel(predictor, settings.serving_tta(predictor.bundle.tta))
+
+
+ServedModelDep = Annotated[ServedModel, Depends(_served_model)]  # for form posts: a field or a query parameter
+QueriedModelDep = Annotated[ServedModel, Depends(_queried_model)]  # for GETs: a query parameter

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Header, HTTPException, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from astroclassify.config import Settings
@@ -29,8 +29,10 @@ from astroclassify.web.deps import (
     DecoderDep,
     PoolDep,
     RecordId,
+    ServedModelDep,
     SessionDep,
     SettingsDep,
+    StoreDep,
 )
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
@@ -48,8 +50,6 @@ __all__ = ["router", "seed_router"]
 router = APIRouter(prefix="/api", tags=["api"])
 seed_router = APIRouter(tags=["api"])  # the seed tool's form endpoint, /predict (the same as /api/classify)
 
-ModelField = Annotated[str | None, Form(alias="model", description="Model to use (see /api/models).")]
-ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model to use (see /api/models).")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -69,16 +69,14 @@ def classification_out(row, settings: Settings, session, **kw) -> Classification
 @router.post("/classify", response_model=ClassificationOut)
 @seed_router.post("/predict", response_model=ClassificationOut)
 def classify(
-    request: Request,
     response: Response,
-    pool: PoolDep,
+    served: ServedModelDep,
+    store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
     decoder: DecoderDep,
     owner: CurrentUser,
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, TIFF, WebP or FITS).")],
-    model: ModelField = None,
-    model_query: ModelQuery = None,
     idempotency_key: IdempotencyKey = None,
 ) -> ClassificationOut:
     """Classify one image (multipart field ``image``), store it and its answer, return the record.
@@ -87,15 +85,14 @@ def classify(
     an earlier one (same ``Idempotency-Key``, or the same bytes, model and TTA) returns the
     earlier record with ``already_stored: true``.
     """
-    predictor = pool.get(model or model_query)
     data = read_upload(image, settings.max_upload_bytes)
     result = classify_upload(
         session,
-        request.app.state.uploads,
-        predictor,
+        store.images,
+        served.predictor,
         data,
         name=image.filename or "upload",
-        tta=settings.serving_tta(predictor.bundle.tta),
+        tta=served.tta,
         owner=owner,
         idempotency_key=idempotency_key,
         max_pixels=settings.max_upload_pixels,
@@ -112,18 +109,16 @@ def classify(
     responses={200: {"content": {"image/jpeg": {}}}, 422: {"description": "Not an image we can decode"}},
 )
 def preview(
-    pool: PoolDep,
+    served: ServedModelDep,
     settings: SettingsDep,
     decoder: DecoderDep,
     image: Annotated[UploadFile, File(description="The image (FITS, TIFF or any format classify takes).")],
-    model: ModelField = None,
-    model_query: ModelQuery = None,
 ) -> Response:
     """A JPEG of an image before it is classified, FITS stretched as the chosen model shows it.
 
     For files a browser cannot display (FITS, 16-bit TIFF); nothing is stored.
     """
-    display = pool.get(model or model_query).fits_display
+    display = served.predictor.fits_display
     data = read_upload(image, settings.max_upload_bytes)
     try:
         jpeg = decoder.run(preview_jpeg, data, fits_display=display, max_pixels=settings.max_upload_pixels)
@@ -134,15 +129,13 @@ def preview(
 
 @router.post("/classify/batch", response_model=BatchResult)
 def classify_batch(
-    request: Request,
-    pool: PoolDep,
+    served: ServedModelDep,
+    store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
     decoder: DecoderDep,
     owner: CurrentUser,
     images: Annotated[list[UploadFile], File(description="Several images, or one .zip of images.")],
-    model: ModelField = None,
-    model_query: ModelQuery = None,
 ) -> BatchResult:
     """Classify many images (repeat the multipart field ``images``) or the images in one zip.
 
@@ -150,21 +143,20 @@ def classify_batch(
     held to the single-upload limit, and files are read, decoded and stored one at a time,
     so a batch never sits in memory whole.
     """
-    predictor = pool.get(model or model_query)
     n = count_batch_entries(images, settings.batch_max_files)
     if n > settings.batch_max_files:
         raise FileTooLargeError(f"batch has {n} files; the limit is {settings.batch_max_files} per request")
     outcomes = run_batch(
         session,
-        request.app.state.uploads,
-        predictor,
+        store.images,
+        served.predictor,
         batch_entries(
             images,
             max_file=settings.max_upload_bytes,
             max_total=settings.batch_max_bytes,
             max_files=settings.batch_max_files,
         ),
-        tta=settings.serving_tta(predictor.bundle.tta),
+        tta=served.tta,
         owner=owner,
         max_pixels=settings.max_upload_pixels,
         run=decoder.run,
@@ -208,10 +200,10 @@ def get_classification(
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/fits": {}}}},
 )
-def stored_image(request: Request, session: SessionDep, owner: CurrentUser, record_id: RecordId) -> FileResponse:
+def stored_image(store: StoreDep, session: SessionDep, owner: CurrentUser, record_id: RecordId) -> FileResponse:
     """The image as it was uploaded (full size, original format)."""
     row = Classifications(session).get(record_id, owner=owner)
-    path = existing_file(request.app.state.uploads, row.stored_name, f"classification {record_id}")
+    path = existing_file(store.images, row.stored_name, f"classification {record_id}")
     media = MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
     inline = media.startswith("image/") and media != "image/tiff"
     return FileResponse(
@@ -229,7 +221,7 @@ def stored_image(request: Request, session: SessionDep, owner: CurrentUser, reco
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "No such record"}},
 )
 def explanation(
-    request: Request,
+    store: StoreDep,
     settings: SettingsDep,
     pool: PoolDep,
     decoder: DecoderDep,
@@ -256,7 +248,7 @@ def explanation(
             422,
             f"label {label!r} is not one of model {predictor.bundle.name!r}'s classes ({', '.join(predictor.labels)})",
         )
-    uploads: Path = request.app.state.uploads
+    uploads = store.images
     source = existing_file(uploads, row.stored_name, f"classification {record_id}")
     tta = row.tta or settings.serving_tta(predictor.bundle.tta)
 
@@ -280,9 +272,9 @@ def add_feedback(
 
 
 @router.get("/feedback/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
-def export(request: Request, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
+def export(store: StoreDep, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
     """Corrected images as a zip of a dataset folder (``manifest.csv`` + ``images/``)."""
-    return dataset_zip(background, "feedback", lambda out: export_feedback(request.app.state.store, out, owner=owner))
+    return dataset_zip(background, "feedback", lambda out: export_feedback(store, out, owner=owner))
 
 
 @router.get("/models", response_model=list[ModelInfo])

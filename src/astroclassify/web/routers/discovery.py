@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import FileResponse, JSONResponse
 
 from astroclassify.discovery.collection import (
@@ -15,7 +15,7 @@ from astroclassify.discovery.collection import (
     mark_image,
     similar_images,
 )
-from astroclassify.web.deps import CurrentUser, PoolDep, RecordId
+from astroclassify.web.deps import CurrentUser, QueriedModelDep, RecordId, StoreDep
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
     MapPointOut,
@@ -30,27 +30,25 @@ from astroclassify.web.schemas import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api", tags=["discovery"])
-ModelQuery = Annotated[str | None, Query(alias="model", max_length=200, description="Model whose embeddings to use.")]
 
 
 @router.get("/classifications/{record_id}/similar", response_model=SimilarOut)
 def similar(
-    request: Request,
-    pool: PoolDep,
+    store: StoreDep,
+    served: QueriedModelDep,
     owner: CurrentUser,
     record_id: RecordId,
     k: Annotated[int, Query(ge=1, le=100)] = 12,
-    model: ModelQuery = None,
 ) -> SimilarOut:
     """Stored images most like this one (nearest compact embeddings), nearest first."""
-    result = similar_images(request.app.state.store, record_id, pool.get(model), k=k, owner=owner)
+    result = similar_images(store, record_id, served.predictor, k=k, owner=owner)
     return SimilarOut(query=result.query, detector=result.detector, items=[NeighbourOut.of(h) for h in result.hits])
 
 
 @router.post("/classifications/{record_id}/mark", response_model=MarkOut)
-def mark(request: Request, owner: CurrentUser, record_id: RecordId, body: MarkIn) -> MarkOut:
+def mark(store: StoreDep, owner: CurrentUser, record_id: RecordId, body: MarkIn) -> MarkOut:
     """Mark an image interesting or not; earlier marks are kept, the newest counts."""
-    m = mark_image(request.app.state.store, record_id, body.interesting, owner=owner)
+    m = mark_image(store, record_id, body.interesting, owner=owner)
     return MarkOut(
         id=m.id,
         classification_id=m.classification_id,
@@ -62,10 +60,9 @@ def mark(request: Request, owner: CurrentUser, record_id: RecordId, body: MarkIn
 
 @router.get("/anomalies", response_model=RankingOut)
 def anomalies(
-    request: Request,
-    pool: PoolDep,
+    store: StoreDep,
+    served: QueriedModelDep,
     owner: CurrentUser,
-    model: ModelQuery = None,
     label: Annotated[str | None, Query(max_length=64)] = None,
     source: Annotated[str | None, Query(max_length=32, description="upload, apod, esahubble, ...")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -74,8 +71,8 @@ def anomalies(
 ) -> RankingOut:
     """Stored images, most interesting first: the anomaly score re-learned from every mark."""
     r = anomaly_ranking(
-        request.app.state.store,
-        pool.get(model),
+        store,
+        served.predictor,
         label=label or None,
         source=source or None,
         limit=limit,
@@ -96,10 +93,9 @@ def anomalies(
 
 @router.get("/anomalies/map", response_model=list[MapPointOut])
 def anomalies_map(
-    request: Request,
-    pool: PoolDep,
+    store: StoreDep,
+    served: QueriedModelDep,
     owner: CurrentUser,
-    model: ModelQuery = None,
     limit: Annotated[int, Query(ge=1, le=20_000, description="Most points returned: marked ones, then a sample.")] = (
         MAP_POINTS
     ),
@@ -109,12 +105,12 @@ def anomalies_map(
     The ``X-Map-Layout`` header says how: ``tsne``, or ``pca`` while the t-SNE of a large
     collection is computed in the background.
     """
-    points, method = map_layout(request.app.state.store, pool.get(model), owner=owner, limit=limit)
+    points, method = map_layout(store, served.predictor, owner=owner, limit=limit)
     # Plain dicts straight to JSON: validating thousands of points cost more than finding them.
     return JSONResponse([p.to_dict() for p in points], headers={"X-Map-Layout": method})  # type: ignore[return-value]
 
 
 @router.get("/marks/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
-def export(request: Request, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
+def export(store: StoreDep, owner: CurrentUser, background: BackgroundTasks) -> FileResponse:
     """Marked images as a zip of a dataset folder (label: interesting or boring; who and when)."""
-    return dataset_zip(background, "marks", lambda out: export_marks(request.app.state.store, out, owner=owner))
+    return dataset_zip(background, "marks", lambda out: export_marks(store, out, owner=owner))

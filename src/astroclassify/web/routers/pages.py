@@ -29,6 +29,8 @@ from astroclassify.web.deps import (
     RecordId,
     SessionDep,
     SettingsDep,
+    StoreDep,
+    pool_if_started,
 )
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -51,7 +53,7 @@ NAV = (
 
 def _page_context(request: Request) -> dict:
     """What every page's frame needs: the nav (with the current page) and the default model."""
-    pool = getattr(request.app.state, "pool", None)
+    pool = pool_if_started(request)
     path = request.url.path
     current = next((href for href, _ in NAV[1:] if path.startswith(href)), "/" if path == "/" else None)
     return {
@@ -212,6 +214,7 @@ def gallery(
 def detail(
     request: Request,
     pool: PoolDep,
+    store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
@@ -228,7 +231,7 @@ def detail(
     similar = []
     if row.embedding is not None:
         try:
-            similar = similar_images(request.app.state.store, row.id, pool.get(), k=8).hits
+            similar = similar_images(store, row.id, pool.get(), k=8).hits
         except NoEmbeddingError:
             similar = []
     context = {
@@ -259,7 +262,7 @@ def detail_feedback(
 
 @router.get("/thumbs/{record_id}.jpg")
 def thumbnail(
-    request: Request, session: SessionDep, caller: CallerDep, decoder: DecoderDep, record_id: RecordId
+    pool: PoolDep, store: StoreDep, session: SessionDep, caller: CallerDep, decoder: DecoderDep, record_id: RecordId
 ) -> FileResponse:
     """A JPEG thumbnail of the stored upload (any format, FITS included), cached on disk."""
     _browsable(caller)
@@ -268,8 +271,8 @@ def thumbnail(
     if row.stored_name.endswith(".fits"):  # only FITS is shown with the stretch its model saw it with
         # A model no longer served: the default view.
         with contextlib.suppress(UnknownNameError, ModelError):
-            display = request.app.state.pool.get(row.model_name).fits_display
-    return _thumbnail(request.app.state.uploads, row.stored_name, f"classification {record_id}", decoder, display)
+            display = pool.get(row.model_name).fits_display
+    return _thumbnail(store.images, row.stored_name, f"classification {record_id}", decoder, display)
 
 
 @router.get("/anomalies", response_class=HTMLResponse)
@@ -308,13 +311,13 @@ def ingest_page(request: Request, session: SessionDep, caller: CallerDep) -> HTM
 
 @router.get("/ingest/thumbs/{item_id}.jpg")
 def ingest_thumbnail(
-    request: Request, session: SessionDep, caller: CallerDep, decoder: DecoderDep, item_id: RecordId
+    store: StoreDep, session: SessionDep, caller: CallerDep, decoder: DecoderDep, item_id: RecordId
 ) -> FileResponse:
     _browsable(caller)
     item = IngestedItems(session).get(item_id)
     if item is None or not item.stored_name:
         raise HTTPException(404, "no such image")
-    return _thumbnail(request.app.state.uploads, item.stored_name, f"archive item {item_id}", decoder)
+    return _thumbnail(store.images, item.stored_name, f"archive item {item_id}", decoder)
 
 
 def _thumbnail(uploads: Path, stored_name: str, what: str, decoder, display: FitsDisplay | None = None) -> FileResponse:

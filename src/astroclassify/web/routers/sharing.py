@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
 from astroclassify.errors import RecordNotFoundError
 from astroclassify.sharing.contributions import PAGE_LIMIT, contribution_image, contributions_page
 from astroclassify.store.images import MEDIA_TYPES
-from astroclassify.web.deps import CurrentUser
+from astroclassify.web.deps import CurrentUser, StoreDep
 
 __all__ = ["router"]
 
@@ -29,24 +29,24 @@ def _peer(owner: str | None) -> None:
 
 @router.get("")
 def list_contributions(
-    request: Request,
+    store: StoreDep,
     owner: CurrentUser,
     since: Annotated[int, Query(ge=0, le=2**62, description="Cursor: the last `seq` you took.")] = 0,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 100,
 ) -> dict:
     """Labels made here and received from others, after ``since``, oldest first, with provenance."""
     _peer(owner)
-    return contributions_page(request.app.state.store, since, limit)
+    return contributions_page(store, since, limit)
 
 
 @router.get("/{uid}/image")
 def contribution_file(
-    request: Request, owner: CurrentUser, uid: Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9._:-]+$")]
+    store: StoreDep, owner: CurrentUser, uid: Annotated[str, Path(max_length=96, pattern=r"^[A-Za-z0-9._:-]+$")]
 ) -> FileResponse:
     """The image a contribution labels, as its contributor sent it."""
     _peer(owner)
     try:
-        path, fmt = contribution_image(request.app.state.store, uid)
+        path, fmt = contribution_image(store, uid)
     except RecordNotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
     return FileResponse(path, media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"))
