@@ -155,29 +155,32 @@ def test_interrupted_training_resumes_to_the_same_result(tiny_dataset, tmp_path)
     assert meta_a == meta_b
 
 
-def test_cross_validation_writes_suspects(tiny_dataset, tmp_path):
+def test_cross_validation_scores_folds_and_finds_flipped_labels(tiny_dataset, tmp_path):
+    """Three folds of the non-test images, each scored once; six flipped labels are the suspects."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    lines = (data / "manifest.csv").read_text().splitlines()
+    flipped = set()
+    for i in (3, 10, 17, 24, 31, 38):  # one image of six different releases
+        file, label, release = lines[i].split(",")
+        lines[i] = f"{file},{'nebula' if label == 'galaxy' else 'galaxy'},{release}"
+        flipped.add(file)
+    (data / "manifest.csv").write_text("\n".join(lines) + "\n")
     res = run_cli(
-        "train",
-        "--data",
-        str(tiny_dataset),
-        "--out",
-        str(tmp_path / "cv"),
-        "--model",
-        "small_cnn",
-        "--epochs",
-        "2",
-        "--image-size",
-        "32",
-        "--cv",
-        "3",
-        "--set",
-        "pretrained=false",
+        "train", "--data", str(data), "--out", str(tmp_path / "cv"), "--model", "small_cnn", "--epochs", "8",
+        "--image-size", "32", "--cv", "3", "--set", "pretrained=false", "--set", "lr=3e-3", "--set", "batch_size=8",
         "--quiet",
-    )
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
-    assert len(cv["folds"]) == 3 and 0 <= cv["accuracy_mean"] <= 1
-    assert isinstance(cv["suspected_label_errors"], list)
+    assert [f["fold"] for f in cv["folds"]] == [0, 1, 2]
+    assert sum(f["n"] for f in cv["folds"]) == 38  # 48 images less the 10 of the seeded test split, each scored once
+    assert cv["accuracy_mean"] == pytest.approx(sum(f["accuracy"] for f in cv["folds"]) / 3, abs=1e-3)
+    suspects = {s["key"].partition("/")[2] for s in cv["suspected_label_errors"]}
+    assert len(suspects) >= 2 and suspects <= flipped, suspects  # flipped labels found, no true label doubted
+    assert 0.6 <= cv["accuracy_mean"] < 1.0  # the flipped labels cost what they must: no leak, no perfect score
 
 
 def test_train_cli_errors_are_one_line(tiny_dataset, tmp_path):
