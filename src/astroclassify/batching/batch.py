@@ -445,35 +445,31 @@ def _run_partition(index: int, files: list[str], root: str, protocol, options: d
 
 
 def _classify(predictor, files: list[str], options: dict) -> list[dict]:
+    from astroclassify.inference.chunks import in_chunks
+
+    def prepare(path: str) -> np.ndarray:
+        return predictor.prepare(_read(path, predictor.max_bytes) if "://" in path else path)
+
+    def infer(batch: np.ndarray, paths: list[str]) -> list:
+        return predictor.outcomes(batch, options["tta"])
+
     rows: list[dict] = []
-    arrays: list[np.ndarray] = []
-    waiting: list[int] = []
-
-    def flush() -> None:
-        for i, outcome in zip(waiting, predictor.outcomes(np.stack(arrays), options["tta"]), strict=True):
-            rows[i] |= {
-                "probabilities": outcome.probabilities,
-                "anomaly_score": outcome.anomaly_score,
-                "unusual": outcome.unusual,
-                "embedding": outcome.embedding,
-                "tags": outcome.tags,
+    # ImportError: a protocol whose fsspec package is missing
+    for c in in_chunks(files, prepare, infer, errors=(DataError, OSError, ImportError, ValueError)):
+        row: dict[str, Any] = {"path": c.item, "error": None}
+        if isinstance(c.error, DataError):
+            row["error"] = str(c.error).removeprefix(f"{c.item}: ").removeprefix("<bytes>: ")
+        elif c.error is not None:
+            row["error"] = f"cannot read ({c.error})"
+        elif (o := c.result) is not None:
+            row |= {
+                "probabilities": o.probabilities,
+                "anomaly_score": o.anomaly_score,
+                "unusual": o.unusual,
+                "embedding": o.embedding,
+                "tags": o.tags,
             }
-        arrays.clear()
-        waiting.clear()
-
-    for path in files:
-        rows.append({"path": path, "error": None})
-        try:
-            arrays.append(predictor.prepare(_read(path, predictor.max_bytes) if "://" in path else path))
-            waiting.append(len(rows) - 1)
-        except DataError as exc:
-            rows[-1]["error"] = str(exc).removeprefix(f"{path}: ").removeprefix("<bytes>: ")
-        except (OSError, ImportError, ValueError) as exc:  # ImportError: a protocol whose fsspec package is missing
-            rows[-1]["error"] = f"cannot read ({exc})"
-        if len(arrays) >= 32:
-            flush()
-    if arrays:
-        flush()
+        rows.append(row)
     return rows
 
 

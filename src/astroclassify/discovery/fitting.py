@@ -23,6 +23,7 @@ import numpy as np
 
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.evaluation.card import write_model_card
+from astroclassify.inference.chunks import in_chunks
 from astroclassify.inference.detectors import Detector, fit_detector
 from astroclassify.inference.embedding import add_embedding_output
 from astroclassify.inference.predictor import OnnxPredictor
@@ -92,30 +93,27 @@ def embed_samples(
     """Logits and raw embeddings of every sample that decodes (the others are listed in ``failed``)."""
     advance = progress(what, len(samples)) if progress else (lambda n=1: None)
     kept: list[Sample] = []
-    arrays: list[np.ndarray] = []
     failed: list[str] = []
     logits: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
 
-    def flush() -> None:
-        if arrays:
-            # One view: the embedding is the unturned view's in every mode (see OnnxPredictor.forward).
-            z, e = predictor.forward(np.stack(arrays), "none")
-            assert e is not None
-            logits.append(z)
-            embeddings.append(e)
-            arrays.clear()
-
-    for s in samples:
-        try:
-            arrays.append(predictor.prepare(s.path))
-            kept.append(s)
-        except DataError as exc:
-            failed.append(f"{s.key}: {exc}")
+    def prepare(s: Sample) -> np.ndarray:
         advance(1)
-        if len(arrays) >= 32:
-            flush()
-    flush()
+        return predictor.prepare(s.path)
+
+    def infer(batch: np.ndarray, _: list[Sample]) -> list[tuple[np.ndarray, np.ndarray]]:
+        # One view: the embedding is the unturned view's in every mode (see OnnxPredictor.forward).
+        z, e = predictor.forward(batch, "none")
+        assert e is not None
+        return list(zip(z, e, strict=True))
+
+    for c in in_chunks(samples, prepare, infer):
+        if c.result is None:
+            failed.append(f"{c.item.key}: {c.error}")
+            continue
+        kept.append(c.item)
+        logits.append(c.result[0])
+        embeddings.append(c.result[1])
     if not kept:
         raise DataError(
             f"none of the {len(samples)} image(s) could be decoded" + (f" (first: {failed[0]})" if failed else "")
@@ -123,8 +121,8 @@ def embed_samples(
     return Embedded(
         kept,
         [sha256_file(s.path) for s in kept],
-        np.concatenate(logits),
-        np.concatenate(embeddings),
+        np.stack(logits),
+        np.stack(embeddings),
         failed,
     )
 

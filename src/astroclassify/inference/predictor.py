@@ -6,7 +6,6 @@ per image, only decoding and resizing remain.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -347,33 +346,18 @@ class OnnxPredictor:
         the current ones (Pillow and ORT both release the GIL), so decoding no longer waits
         for inference or inference for decoding (bench/predict_throughput.py).
         """
-        from concurrent.futures import ThreadPoolExecutor
+        from astroclassify.inference.chunks import in_chunks
 
-        chunks = _chunked(iter(sources), batch_size)
-        with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
-            ahead = pool.submit(self._prepare_chunk, next(chunks, []))
-            while True:
-                pending = ahead.result()
-                if not pending:
-                    return
-                ahead = pool.submit(self._prepare_chunk, next(chunks, []))
-                arrays = [a for _, a, _ in pending if a is not None]
-                names = [n for n, a, _ in pending if a is not None]
-                done = iter(self.outcomes(np.stack(arrays), tta, names) if arrays else [])
-                for name, arr, error in pending:
-                    yield Outcome(name, None, error) if arr is None else next(done)
+        def name_of(src: str | Path | bytes | np.ndarray) -> str:
+            return "<array>" if isinstance(src, np.ndarray) else "<bytes>" if isinstance(src, bytes) else str(src)
 
-    def _prepare_chunk(self, chunk: list) -> list[tuple[str, np.ndarray | None, str | None]]:
-        out: list[tuple[str, np.ndarray | None, str | None]] = []
-        for src in chunk:
-            name = "<array>" if isinstance(src, np.ndarray) else "<bytes>" if isinstance(src, bytes) else str(src)
-            try:
-                out.append((name, self.prepare(src), None))
-            except ImageDecodeError as exc:
-                out.append((name, None, str(exc).removeprefix(f"{name}: ")))
-        return out
+        def infer(batch: np.ndarray, items: list) -> list[Outcome]:
+            return self.outcomes(batch, tta, [name_of(i) for i in items])
 
-
-def _chunked(items: Iterator, size: int) -> Iterator[list]:
-    while chunk := list(itertools.islice(items, size)):
-        yield chunk
+        for c in in_chunks(sources, self.prepare, infer, size=batch_size, errors=(ImageDecodeError,), ahead=True):
+            if c.error is not None:
+                name = name_of(c.item)
+                yield Outcome(name, None, str(c.error).removeprefix(f"{name}: "))
+            else:
+                assert c.result is not None
+                yield c.result

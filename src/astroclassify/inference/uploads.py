@@ -20,6 +20,7 @@ import numpy as np
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.inference.answer import answer_of
+from astroclassify.inference.chunks import in_chunks
 from astroclassify.inference.predictor import OnnxPredictor, Outcome
 from astroclassify.store import Session
 from astroclassify.store.classifications import Classifications, record_classification
@@ -147,6 +148,18 @@ def classify_upload(
     return UploadResult(record, not created, timings)
 
 
+@dataclass
+class _Pending:
+    """An upload on its way through the chunks: its bytes until saved, then where they were saved."""
+
+    name: str
+    data: bytes | None
+    error: str | None
+    sha: str = ""
+    earlier: Classification | None = None
+    saved: tuple[str, str] | None = None
+
+
 def classify_batch(
     session: Session,
     images: Path,
@@ -164,34 +177,33 @@ def classify_batch(
     so a batch never sits in memory whole.
     """
     target = _Target(session, images, predictor, tta, owner, max_pixels, run)
+
+    def prepare(p: _Pending) -> np.ndarray | None:
+        if p.data is None:
+            return None  # refused before it arrived here (p.error says why)
+        p.sha = hashlib.sha256(p.data).hexdigest()
+        p.earlier = target.earlier(p.sha)
+        if p.earlier is not None:
+            return None
+        pixels = target.decode(p.data)
+        p.saved, p.data = target.save(p.data), None  # saved at once: no bytes wait for the chunk
+        return pixels
+
+    def infer(batch: np.ndarray, items: list[_Pending]) -> list[Outcome]:
+        return predictor.outcomes(batch, tta, [p.name for p in items])
+
     outcomes: list[BatchOutcome] = []
-    # (index, name, (stored name, format), sha, pixels): files are saved at once, so no bytes wait here
-    pending: list[tuple[int, str, tuple[str, str], str, np.ndarray]] = []
-
-    def flush() -> None:
-        done = predictor.outcomes(np.stack([p[-1] for p in pending]), tta, [p[1] for p in pending])
-        for (i, name, saved, sha, _), outcome in zip(pending, done, strict=True):
-            record, created = target.record(name, saved, sha, outcome)
-            outcomes[i] = BatchOutcome(name, UploadResult(record, not created))
-        pending.clear()
-
-    for upload in uploads:
-        outcomes.append(BatchOutcome(upload.name, error=upload.error))
-        if upload.data is None:
-            continue
-        sha = hashlib.sha256(upload.data).hexdigest()
-        earlier = target.earlier(sha)
-        if earlier is not None:
-            outcomes[-1] = BatchOutcome(upload.name, UploadResult(earlier, True))
-            continue
-        try:
-            pixels = target.decode(upload.data)
-        except ImageDecodeError as exc:
-            outcomes[-1] = BatchOutcome(upload.name, error=str(exc).removeprefix("<bytes>: "))
-            continue
-        pending.append((len(outcomes) - 1, upload.name, target.save(upload.data), sha, pixels))
-        if len(pending) >= BATCH_CHUNK:
-            flush()
-    if pending:
-        flush()
+    pending = (_Pending(u.name, u.data, u.error) for u in uploads)
+    for c in in_chunks(pending, prepare, infer, size=BATCH_CHUNK, errors=(ImageDecodeError,)):
+        p = c.item
+        if c.error is not None:
+            outcomes.append(BatchOutcome(p.name, error=str(c.error).removeprefix("<bytes>: ")))
+        elif p.earlier is not None:
+            outcomes.append(BatchOutcome(p.name, UploadResult(p.earlier, True)))
+        elif c.result is None:
+            outcomes.append(BatchOutcome(p.name, error=p.error))
+        else:
+            assert p.saved is not None
+            record, created = target.record(p.name, p.saved, p.sha, c.result)
+            outcomes.append(BatchOutcome(p.name, UploadResult(record, not created)))
     return outcomes

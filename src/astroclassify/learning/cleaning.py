@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.errors import ModelError
+from astroclassify.inference.chunks import in_chunks
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.learning.snapshot import LabelRow
 
@@ -39,13 +40,14 @@ def embed_images(predictor: OnnxPredictor, paths: Sequence[Path], batch: int = 3
     """The model's embedding of each image, as ``predict`` decodes it (no test-time augmentation)."""
     if not predictor.embedding_size:
         raise ModelError(f"model {predictor.bundle.name!r} has no embedding output; re-export it to clean labels")
-    out = []
-    for start in range(0, len(paths), batch):
-        x = np.stack([predictor.prepare(p) for p in paths[start : start + batch]])
-        _, emb = predictor.forward(x, "none")
+
+    def infer(x: np.ndarray, items: list[Path]) -> list[np.ndarray]:
+        emb = predictor.forward(x, "none")[1]
         assert emb is not None
-        out.append(emb)
-    return np.concatenate(out) if out else np.zeros((0, predictor.embedding_size), np.float32)
+        return list(emb)
+
+    out = [c.result for c in in_chunks(paths, predictor.prepare, infer, size=batch, errors=()) if c.result is not None]
+    return np.stack(out) if out else np.zeros((0, predictor.embedding_size), np.float32)
 
 
 def find_label_errors(
