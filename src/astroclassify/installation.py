@@ -16,6 +16,7 @@ from astroclassify.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from astroclassify.classifier import Classifier
+    from astroclassify.discovery.collection import Discovery
     from astroclassify.inference.pool import PredictorPool
     from astroclassify.inference.predictor import OnnxPredictor
     from astroclassify.ingestion.alerts import Notifier
@@ -95,6 +96,12 @@ class Installation:
         from astroclassify.store import open_store
 
         return open_store(self.home, self.settings.database_url)
+
+    def discovery(self, store: Store) -> Discovery:
+        """The store's look-alikes, rankings and maps, kept for this process (what the web app answers from)."""
+        from astroclassify.discovery.collection import Discovery
+
+        return Discovery.of(store)
 
     def http_client(self, store: Store) -> PoliteClient:
         """The polite client archives are read with: this installation's interval, retries, deadline and cache."""

@@ -16,11 +16,8 @@ N = 3000
 
 
 @pytest.fixture
-def big(tmp_path, monkeypatch):
-    """3,000 stored images and 300 marks, with the thresholds lowered so that all of it runs in the background."""
-    monkeypatch.setattr(discovery, "SYNC_RANK_PAIRS", 10_000)
-    monkeypatch.setattr(discovery, "SYNC_MAP_POINTS", 50)
-    monkeypatch.setattr(discovery, "GRAPH_FROM", 1000)
+def big(tmp_path):
+    """3,000 stored images and 300 marks, and a Discovery whose thresholds put all of it in the background."""
     predictor = OnnxPredictor("dso")
     detector = predictor.detector.meta["id"]
     rng = np.random.default_rng(0)
@@ -46,7 +43,8 @@ def big(tmp_path, monkeypatch):
                 insert(Mark), [{"classification_id": int(c) + 1, "interesting": bool(c % 4 == 0)} for c in marked]
             )
             session.commit()
-        yield store, predictor, vectors, scores, {int(c): bool(c % 4 == 0) for c in marked}
+        d = discovery.Discovery(store, sync_rank_pairs=10_000, sync_map_points=50, graph_from=1000)
+        yield d, predictor, vectors, scores, {int(c): bool(c % 4 == 0) for c in marked}
 
 
 def _until(check, seconds: float = 60):
@@ -60,23 +58,23 @@ def _until(check, seconds: float = 60):
 
 
 def test_a_large_ranking_is_learned_in_the_background_and_matches_rerank(big):
-    store, predictor, vectors, scores, marks = big
-    first = discovery.anomaly_ranking(store, predictor, limit=N, neighbours=0)
+    d, predictor, vectors, scores, marks = big
+    first = d.ranking(predictor, limit=N, neighbours=0)
     assert first.updating and first.total == N and first.marked == 300
     order = [i.id for i in first.items]
     interesting = {c + 1 for c, v in marks.items() if v}
     boring = {c + 1 for c, v in marks.items() if not v}
     assert set(order[: len(interesting)]) == interesting and set(order[-len(boring) :]) == boring  # ends, at once
     learned = _until(
-        lambda: (r := discovery.anomaly_ranking(store, predictor, limit=N, neighbours=0)).updating is False and r
+        lambda: (r := d.ranking(predictor, limit=N, neighbours=0)).updating is False and r
     )
     expected = rerank(vectors.astype(np.float32), scores, marks)
     got = np.zeros(N)
     for item in learned.items:
         got[item.id - 1] = item.score
     assert np.abs(got - expected).max() < 1e-9  # the same scores as re-ranking from scratch
-    discovery.mark_image(store, 2, True)  # one more mark: cheap, answered in the request
-    again = discovery.anomaly_ranking(store, predictor, limit=5, neighbours=3)
+    discovery.mark_image(d.store, 2, True)  # one more mark: cheap, answered in the request
+    again = d.ranking(predictor, limit=5, neighbours=3)
     assert not again.updating and again.items[0].interesting is not None and len(again.items[0].neighbours) == 3
 
 
@@ -85,21 +83,21 @@ def test_a_large_map_stands_in_with_pca_until_the_t_sne_is_ready(big, monkeypatc
     from astroclassify.discovery import layout
 
     monkeypatch.setattr(layout, "LAYOUT_POINTS", 600)  # t-SNE on fewer images: the same path, a third of the wait
-    store, predictor, *_ = big
-    points, method = discovery.map_layout(store, predictor, limit=500)
+    d, predictor, *_ = big
+    points, method = d.map(predictor, limit=500)
     assert method == "pca" and len(points) == 500
     assert all(0 <= p.x <= 1 and 0 <= p.y <= 1 for p in points)
     marked = {p.id for p in points if p.interesting is not None}
     assert len(marked) == 300  # every marked image is on the map, then a sample
-    points, method = _until(lambda: (m := discovery.map_layout(store, predictor, limit=500))[1] == "tsne" and m, 120)
+    points, method = _until(lambda: (m := d.map(predictor, limit=500))[1] == "tsne" and m, 120)
     assert len(points) == 500
 
 
 def test_look_alikes_come_from_a_graph_built_in_the_background(big):
-    store, predictor, *_ = big
-    exact = discovery.similar_images(store, 10, predictor, k=10)
-    _until(lambda: all(not i.index.exact for k, i in discovery._INDEXES.items() if k[0] == str(store.engine.url)))
-    graph = discovery.similar_images(store, 10, predictor, k=10)
+    d, predictor, *_ = big
+    exact = d.similar(10, predictor, k=10)
+    _until(lambda: d.indexes and all(not i.index.exact for i in d.indexes.values()))
+    graph = d.similar(10, predictor, k=10)
     assert len(graph.hits) == 10
     assert len({h.id for h in graph.hits} & {h.id for h in exact.hits}) >= 9  # recall of the graph
 

@@ -10,11 +10,22 @@ them alone moves the ranking.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["Reranker", "rerank"]
+from astroclassify.discovery.arrays import Collection, positions
+from astroclassify.discovery.lookalikes import Neighbour, page_neighbours
+from astroclassify.inference.predictor import OnnxPredictor
+from astroclassify.store.discovery import DiscoveryRows
+
+if TYPE_CHECKING:
+    from astroclassify.discovery.collection import Discovery
+
+__all__ = ["SYNC_RANK_PAIRS", "Ranked", "Ranking", "Reranker", "ranking", "rerank"]
 
 
 def rerank(
@@ -163,3 +174,170 @@ def _neighbour_scale(z: np.ndarray, sample: int = 500) -> float:
         d[inside, idx[inside] - start] = np.inf  # not itself
         nearest = np.minimum(nearest, d.min(axis=1))
     return float(np.sqrt(np.median(nearest))) + 1e-9
+
+
+# -- a stored collection, ranked --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ranked:
+    id: int
+    filename: str
+    label: str
+    confidence: float
+    anomaly_score: float
+    score: float  # the anomaly score re-learned from the marks
+    interesting: bool | None
+    source: str  # upload | apod | esahubble | ...
+    neighbours: list[Neighbour] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Stored images by how interesting they now look, with the counts the page shows.
+
+    ``updating``: the re-learned scores come from fewer marks or images than there are now
+    (a newer ranking is being computed); marked images are at either end all the same.
+    """
+
+    items: list[Ranked]
+    total: int
+    marked: int
+    interesting: int
+    detector: str
+    updating: bool = False
+
+
+# Re-ranking costs about (images x new marks): below this it is done in the request (a few
+# ms), above it in the background while requests read the last one finished. A collection
+# that grows by a quarter gets its standardising statistics fitted again (``Reranker``).
+SYNC_RANK_PAIRS = 2_000_000
+REFIT_GROWTH = 1.25
+
+
+@dataclass(frozen=True)
+class Learned:
+    """Scores re-learned from marks, for the first ``n`` collection rows of one owner's scope."""
+
+    n: int
+    newest_mark: int  # the newest mark of the scope it learned from
+    rows: np.ndarray  # collection rows, ascending
+    scores: np.ndarray  # per row of ``rows``
+    order: np.ndarray  # positions in ``rows``, highest score first (sorted once, read by every page)
+
+
+@dataclass
+class RankState:
+    """One scope's re-ranker and its newest result; ``busy`` while someone updates them."""
+
+    busy: threading.Lock = field(default_factory=threading.Lock)
+    reranker: Reranker | None = None
+    result: Learned | None = None
+
+    def cost(self, rows: np.ndarray, marks: dict[int, bool]) -> int:
+        r = self.reranker
+        if r is None or len(rows) > REFIT_GROWTH * r.fitted_size:
+            return len(rows) * max(len(marks), 1)
+        new_marks = len(marks) - r.marked
+        return len(rows) * max(new_marks, 0) + (len(rows) - len(r)) * len(marks)
+
+    def update(self, coll: Collection, rows: np.ndarray, n: int, marks: dict[int, bool], newest_mark: int) -> None:
+        """Bring the scores up to ``n`` rows and ``newest_mark``; the caller holds ``busy``."""
+        r = self.reranker
+        if r is None or len(rows) > REFIT_GROWTH * r.fitted_size:
+            r = Reranker(coll.matrix[rows], coll.base[rows])
+        elif len(rows) > len(r):
+            fresh = rows[len(r) :]
+            r.extend(coll.matrix[fresh], coll.base[fresh])
+        scores = r.scores(marks) if len(rows) else np.zeros(0)
+        self.reranker = r
+        self.result = Learned(n, newest_mark, rows, scores, np.argsort(-scores, kind="stable"))
+
+
+def _current_scores(
+    d: Discovery, key: tuple, coll: Collection, rows: np.ndarray, n: int, marks: dict[int, bool], newest_mark: int
+) -> tuple[Learned | None, bool]:
+    """The newest re-learned scores: updated now when cheap, else in the background.
+
+    ``marks`` are keyed by position in ``rows``. Returns (learned or None, out of date).
+    """
+    with d.lock:
+        state = d.ranks.setdefault(key, RankState())
+    known = state.result
+    if known is not None and (known.n, known.newest_mark) == (n, newest_mark):
+        return known, False
+    if state.cost(rows, marks) <= d.sync_rank_pairs and state.busy.acquire(blocking=False):
+        try:
+            state.update(coll, rows, n, marks, newest_mark)
+            return state.result, False
+        finally:
+            state.busy.release()
+
+    def job() -> None:
+        with state.busy:
+            state.update(coll, rows, n, marks, newest_mark)
+
+    d.jobs.submit(key, job)
+    return known, True
+
+
+def ranking(
+    d: Discovery,
+    predictor: OnnxPredictor,
+    *,
+    label: str | None,
+    source: str | None,
+    limit: int,
+    offset: int,
+    neighbours: int,
+    owner: str | None,
+) -> Ranking:
+    """Stored images ranked by the anomaly score re-learned from marks (see ``Discovery.ranking``)."""
+    detector = d.detector_id(predictor)
+    with d.store.session() as session:
+        coll, n = d.collection(session, detector)
+        every_mark, newest_mark = d.mark_log(session).latest(owner)
+        rows = coll.rows_of(owner, n)
+        if not len(rows):
+            return Ranking([], 0, 0, 0, detector)
+        ids = coll.ids[rows]
+        marked = positions(ids, every_mark)  # position in rows -> mark
+        learned, updating = _current_scores(d, (detector, owner, "rank"), coll, rows, n, marked, newest_mark)
+        scores = coll.base[rows].copy()  # images newer than the learned scores keep their own
+        if learned is not None:
+            scores[: len(learned.rows)] = learned.scores
+        if updating:  # the learned scores predate some marks: those still sort to either end
+            for pos, value in marked.items():
+                scores[pos] = float(value)
+        marks = {int(ids[pos]): value for pos, value in marked.items()}
+        fresh = not updating and learned is not None and len(learned.rows) == len(rows)
+        order = learned.order if fresh else np.argsort(-scores, kind="stable")  # type: ignore[union-attr]
+        if label or source:
+            keep = np.ones(len(rows), dtype=bool)
+            if label:
+                keep &= coll.label[rows] == coll.labels.find(label)
+            if source:
+                keep &= coll.source[rows] == coll.sources.find(source)
+            order = order[keep[order]]
+        page = order[offset : offset + limit]
+        page_ids = [int(i) for i in ids[page]]
+        records = DiscoveryRows(session).records(page_ids)
+        near = page_neighbours(d, session, detector, coll, n, owner, rows[page], page_ids, neighbours)
+        items = []
+        for pos, cid in zip(page, page_ids, strict=True):
+            r = records[cid]
+            src = coll.sources.names[coll.source[rows[pos]]] or "upload"
+            items.append(
+                Ranked(
+                    cid,
+                    r.filename,
+                    r.label,
+                    r.confidence,
+                    r.anomaly_score or 0.0,
+                    float(scores[pos]),
+                    marks.get(cid),
+                    src,
+                    near.get(cid, []),
+                )
+            )
+        return Ranking(items, len(order), len(marks), sum(marks.values()), detector, updating)

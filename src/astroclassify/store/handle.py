@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Store", "open_store"]
 
 
-@dataclass
+@dataclass(eq=False)  # a handle: equal only to itself (and hashable, so caches can key on it)
 class Store:
     """A database and its image files; a context manager that disposes of the engine."""
 

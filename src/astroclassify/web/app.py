@@ -69,7 +69,6 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from astroclassify.discovery.collection import warm_up
         from astroclassify.store.classifications import stored_names
         from astroclassify.store.images import sweep_orphans
 
@@ -79,7 +78,8 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         app.state.sessions = store.sessions  # the guard checks keys before a route runs
         with store.session() as session:  # uploads saved before a crash, never committed
             sweep_orphans(store.images, stored_names(session))
-        warm_up(store, app.state.pool.get())  # discovery's arrays, read in the background
+        app.state.discovery = installation.discovery(store)
+        app.state.discovery.warm_up(app.state.pool.get())  # its arrays, read in the background
         names = [e.name for e in app.state.pool.entries()]
         log.info("serving models %s (default %s), database %s", names, app.state.pool.default, store.engine.url)
         yield

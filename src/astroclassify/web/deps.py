@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Path, Query, Request
 
 from astroclassify.config import Settings
+from astroclassify.discovery.collection import Discovery
 from astroclassify.inference.pool import PredictorPool
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.store import Session, Store
@@ -33,6 +34,10 @@ def pool_if_started(request: Request) -> PredictorPool | None:
 
 def _store(request: Request) -> Store:
     return request.app.state.store
+
+
+def _discovery(request: Request) -> Discovery:
+    return request.app.state.discovery
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -55,6 +60,7 @@ def _caller(request: Request) -> Caller:
 
 PoolDep = Annotated[PredictorPool, Depends(_pool)]
 StoreDep = Annotated[Store, Depends(_store)]
+DiscoveryDep = Annotated[Discovery, Depends(_discovery)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 # Images are decoded on a few dedicated threads (each decode can take hundreds of MB).
 DecoderDep = Annotated[DecodePool, Depends(_decoder)]

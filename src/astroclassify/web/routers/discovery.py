@@ -9,13 +9,10 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from astroclassify.discovery.collection import (
     MAP_POINTS,
-    anomaly_ranking,
     export_marks,
-    map_layout,
     mark_image,
-    similar_images,
 )
-from astroclassify.web.deps import CurrentUser, QueriedModelDep, RecordId, StoreDep
+from astroclassify.web.deps import CurrentUser, DiscoveryDep, QueriedModelDep, RecordId, StoreDep
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
     MapPointOut,
@@ -34,14 +31,14 @@ router = APIRouter(prefix="/api", tags=["discovery"])
 
 @router.get("/classifications/{record_id}/similar", response_model=SimilarOut)
 def similar(
-    store: StoreDep,
+    discovery: DiscoveryDep,
     served: QueriedModelDep,
     owner: CurrentUser,
     record_id: RecordId,
     k: Annotated[int, Query(ge=1, le=100)] = 12,
 ) -> SimilarOut:
     """Stored images most like this one (nearest compact embeddings), nearest first."""
-    result = similar_images(store, record_id, served.predictor, k=k, owner=owner)
+    result = discovery.similar(record_id, served.predictor, k=k, owner=owner)
     return SimilarOut(query=result.query, detector=result.detector, items=[NeighbourOut.of(h) for h in result.hits])
 
 
@@ -60,7 +57,7 @@ def mark(store: StoreDep, owner: CurrentUser, record_id: RecordId, body: MarkIn)
 
 @router.get("/anomalies", response_model=RankingOut)
 def anomalies(
-    store: StoreDep,
+    discovery: DiscoveryDep,
     served: QueriedModelDep,
     owner: CurrentUser,
     label: Annotated[str | None, Query(max_length=64)] = None,
@@ -70,8 +67,7 @@ def anomalies(
     neighbours: Annotated[int, Query(ge=0, le=12)] = 4,
 ) -> RankingOut:
     """Stored images, most interesting first: the anomaly score re-learned from every mark."""
-    r = anomaly_ranking(
-        store,
+    r = discovery.ranking(
         served.predictor,
         label=label or None,
         source=source or None,
@@ -93,7 +89,7 @@ def anomalies(
 
 @router.get("/anomalies/map", response_model=list[MapPointOut])
 def anomalies_map(
-    store: StoreDep,
+    discovery: DiscoveryDep,
     served: QueriedModelDep,
     owner: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=20_000, description="Most points returned: marked ones, then a sample.")] = (
@@ -105,7 +101,7 @@ def anomalies_map(
     The ``X-Map-Layout`` header says how: ``tsne``, or ``pca`` while the t-SNE of a large
     collection is computed in the background.
     """
-    points, method = map_layout(store, served.predictor, owner=owner, limit=limit)
+    points, method = discovery.map(served.predictor, owner=owner, limit=limit)
     # Plain dicts straight to JSON: validating thousands of points cost more than finding them.
     return JSONResponse([p.to_dict() for p in points], headers={"X-Map-Layout": method})  # type: ignore[return-value]
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from astroclassify.discovery.collection import similar_images
 from astroclassify.errors import ImageDecodeError, ModelError, NoEmbeddingError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.imaging.stretch import FitsDisplay
@@ -25,6 +24,7 @@ from astroclassify.web.deps import (
     CallerDep,
     ClassificationQueryDep,
     DecoderDep,
+    DiscoveryDep,
     PoolDep,
     RecordId,
     SessionDep,
@@ -214,7 +214,7 @@ def gallery(
 def detail(
     request: Request,
     pool: PoolDep,
-    store: StoreDep,
+    discovery: DiscoveryDep,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
@@ -231,7 +231,7 @@ def detail(
     similar = []
     if row.embedding is not None:
         try:
-            similar = similar_images(store, row.id, pool.get(), k=8).hits
+            similar = discovery.similar(row.id, pool.get(), k=8).hits
         except NoEmbeddingError:
             similar = []
     context = {
