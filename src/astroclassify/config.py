@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
+    def model_or_default(self, model: str | Path | None) -> str | Path:
+        """The one rule for a model nobody named: the installation's default (``ASTROCLASSIFY_DEFAULT_MODEL``)."""
+        return model or self.default_model
+
+    def serving(self, model: str | Path | None = None, detector: Path | None = None) -> Settings:
+        """These settings with another default model (and its detector): how ``serve --model`` reaches every worker."""
+        update: dict[str, Any] = {}
+        if model:
+            update["default_model"] = str(model)
+        if detector is not None:
+            update["default_detector"] = Path(detector)
+        return self.model_copy(update=update) if update else self
+
     @property
     def tta_override(self) -> str | None:
         """The TTA mode web requests use; None means the model's own ("model")."""

@@ -73,7 +73,7 @@ class Installation:
         """``model`` (default: the settings' default model), with this installation's limits."""
         from astroclassify.inference.predictor import OnnxPredictor
 
-        return OnnxPredictor(model or self.settings.default_model, detector=detector, **self.predictor_options())
+        return OnnxPredictor(self.settings.model_or_default(model), detector=detector, **self.predictor_options())
 
     def classifier(self, model: str | Path = "", *, detector: Path | None = None) -> Classifier:
         """``model`` (default: the settings' default model) as the public ``Classifier``, with this installation's limits."""
@@ -81,13 +81,13 @@ class Installation:
 
         return Classifier.from_predictor(self.predictor(model, detector=detector))
 
-    def pool(self, model: str | None = None, *, detector: Path | None = None) -> PredictorPool:
-        """Every model by name, ``model`` (default: the settings') answering requests that name none."""
+    def pool(self) -> PredictorPool:
+        """Every model by name, the settings' default model (with its detector) answering requests that name none."""
         from astroclassify.inference.pool import PredictorPool
 
         return PredictorPool(
-            model or self.settings.default_model,
-            detector=detector or self.settings.default_detector,
+            str(self.settings.model_or_default(None)),
+            detector=self.settings.default_detector,
             **self.predictor_options(),
         )
 

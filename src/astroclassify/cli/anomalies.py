@@ -51,7 +51,7 @@ def fit(
     inst = installation()  # read the settings once
     with Bars() as bars:
         result = fit_anomalies(
-            model or inst.settings.default_model,
+            inst.settings.model_or_default(model),
             data or None,
             out=out_dir,
             held_out=held_out,
@@ -83,7 +83,7 @@ def evaluate(
     inst = installation()  # read the settings once
     with Bars(not as_json) as bars:
         result = evaluate_anomalies(
-            model or inst.settings.default_model,
+            inst.settings.model_or_default(model),
             in_data,
             out_data,
             detector=detector,
@@ -135,7 +135,7 @@ def simulate(
     inst = installation()  # read the settings once
     with Bars(not as_json) as bars:
         result = simulate_marks(
-            model or inst.settings.default_model,
+            inst.settings.model_or_default(model),
             pool,
             target,
             marks=marks,

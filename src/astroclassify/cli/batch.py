@@ -43,7 +43,7 @@ def batch(
         result = run_batch(
             inputs,
             out_dir,
-            model=model or settings.default_model,
+            model=settings.model_or_default(model),
             scheduler=scheduler,
             workers=workers,
             threads_per_worker=threads,

@@ -38,8 +38,8 @@ def serve(
     from astroclassify.web.guard import LOOPBACK_HOSTS, is_loopback
     from astroclassify.web.server import serve as run_server
 
-    settings = installation().settings
-    load_bundle(model or settings.default_model)  # fail fast with a one-line error
+    settings = installation().settings.serving(model, detector)
+    load_bundle(settings.model_or_default(None))  # fail fast with a one-line error
     if tta is not None:
         if tta not in ("none", "rot4", "rot4flip", "model"):
             raise AstroClassifyError(f"--tta must be none, rot4, rot4flip or model; got {tta!r}")
@@ -60,4 +60,4 @@ def serve(
     # Two short lines: one sentence of 100 characters wrapped mid-phrase in an 80-column terminal.
     out.print(f"serving on http://{host}:{port}  (Ctrl-C to stop)", highlight=False)
     out.print(f"{auth}; {n} worker process{'es' if n != 1 else ''}", highlight=False)
-    run_server(settings, host=host, port=port, workers=n, model=model or None, detector=detector)
+    run_server(settings, host=host, port=port, workers=n)

@@ -52,17 +52,14 @@ class SafeJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def create_app(settings: Settings | None = None, model: str | None = None, detector: Path | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """The web app and REST API, for one installation's settings.
 
     Parameters
     ----------
     settings : Settings, optional
-        Default: read from the environment now.
-    model : str, optional
-        The model used when a request names none (default: ``settings.default_model``).
-    detector : Path, optional
-        An anomaly detector folder for that model (default: the model's own).
+        Default: read from the environment now. Its ``default_model`` (and ``default_detector``)
+        answers requests that name no model (``Settings.serving`` sets them).
     """
     settings = settings or get_settings()
     installation = Installation(settings)
@@ -73,7 +70,7 @@ def create_app(settings: Settings | None = None, model: str | None = None, detec
         from astroclassify.store.images import sweep_orphans
 
         # Loaded once per process: per request only decoding and resizing remain.
-        app.state.pool = installation.pool(model, detector=detector)
+        app.state.pool = installation.pool()
         app.state.store = store = installation.open_store()
         app.state.sessions = store.sessions  # the guard checks keys before a route runs
         with store.session() as session:  # uploads saved before a crash, never committed

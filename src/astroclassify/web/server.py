@@ -62,13 +62,13 @@ except ImportError:  # httptools is optional; h11 is always there
     HTTP_PROTOCOL = NoDelayH11
 
 
-def worker_environment(settings: Settings, workers: int, model: str | None, detector: Path | None) -> dict[str, str]:
+def worker_environment(settings: Settings, workers: int) -> dict[str, str]:
     """The ``ASTROCLASSIFY_*`` variables that rebuild ``settings`` in each worker process."""
     env = {
         "ASTROCLASSIFY_HOME": str(settings.home),
         "ASTROCLASSIFY_SERVE_TTA": settings.serve_tta,
         "ASTROCLASSIFY_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
-        "ASTROCLASSIFY_DEFAULT_MODEL": model or settings.default_model,
+        "ASTROCLASSIFY_DEFAULT_MODEL": str(settings.model_or_default(None)),
         # One ORT thread per worker unless asked otherwise: the workers share the cores.
         "ASTROCLASSIFY_INFERENCE_THREADS": str(settings.inference_threads or (1 if workers > 1 else 0)),
         "ASTROCLASSIFY_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
@@ -76,8 +76,8 @@ def worker_environment(settings: Settings, workers: int, model: str | None, dete
     }
     if settings.require_api_key is not None:
         env["ASTROCLASSIFY_REQUIRE_API_KEY"] = str(settings.require_api_key).lower()
-    if detector is not None:
-        env["ASTROCLASSIFY_DEFAULT_DETECTOR"] = str(Path(detector).resolve())
+    if settings.default_detector is not None:
+        env["ASTROCLASSIFY_DEFAULT_DETECTOR"] = str(Path(settings.default_detector).resolve())
     return env
 
 
@@ -101,7 +101,8 @@ def serve(
         Processes; with more than one, each gets one ORT thread, and they share the
         rate-limit buckets.
     model, detector
-        The default model and an anomaly detector folder for it.
+        The default model and an anomaly detector folder for it (``Settings.serving``: every
+        worker reads them from the settings, like everything else).
     """
     import uvicorn
 
@@ -109,6 +110,7 @@ def serve(
         from astroclassify.config import get_settings
 
         settings = get_settings()
+    settings = settings.serving(model, detector)
     # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
     # uvicorn's default would believe any X-Forwarded-For sent from this machine.
     common: dict[str, Any] = {
@@ -122,9 +124,9 @@ def serve(
     if workers <= 1:
         from astroclassify.web.app import create_app
 
-        uvicorn.run(create_app(settings, model=model, detector=detector), **common)
+        uvicorn.run(create_app(settings), **common)
         return
-    env = worker_environment(settings, workers, model, detector)
+    env = worker_environment(settings, workers)
     store = Path(env["ASTROCLASSIFY_RATE_LIMIT_STORE"])
     store.parent.mkdir(parents=True, exist_ok=True)
     for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm"), Path(f"{store}.init-lock")):  # last run's
