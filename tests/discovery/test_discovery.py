@@ -65,9 +65,7 @@ def test_a_large_ranking_is_learned_in_the_background_and_matches_rerank(big):
     interesting = {c + 1 for c, v in marks.items() if v}
     boring = {c + 1 for c, v in marks.items() if not v}
     assert set(order[: len(interesting)]) == interesting and set(order[-len(boring) :]) == boring  # ends, at once
-    learned = _until(
-        lambda: (r := d.ranking(predictor, limit=N, neighbours=0)).updating is False and r
-    )
+    learned = _until(lambda: (r := d.ranking(predictor, limit=N, neighbours=0)).updating is False and r)
     expected = rerank(vectors.astype(np.float32), scores, marks)
     got = np.zeros(N)
     for item in learned.items:

@@ -31,13 +31,29 @@ def test_robots_disallow_is_honoured(site, client):
     assert site.requests_to("/apod/private/secret.html") == 0
 
 
+class FakeClock:
+    """The client's pace on a clock of its own: sleeping advances it, no real second passes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sent: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_robots_crawl_delay_and_min_interval(site, tmp_path):
     site.robots = "User-agent: *\nCrawl-delay: 1\n"  # whole seconds: what urllib.robotparser reads
-    with PoliteClient(min_interval=0.1) as c:
+    clock = FakeClock()
+    with PoliteClient(min_interval=0.1, sleep=clock.sleep, clock=clock) as c:
         for d in ("ap200609", "ap220420", "ap230210"):
             c.get_page(f"{site.url}/apod/{d}.html", cache=False)
-    times = [t for t, _, p, _ in site.log if p.startswith("/apod/ap")]
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.95
+            clock.sent.append(clock.now)
+    assert [p for _, _, p, _ in site.log][1:] == [f"/apod/{d}.html" for d in ("ap200609", "ap220420", "ap230210")]
+    assert min(b - a for a, b in itertools.pairwise(clock.sent)) >= 1.0  # Crawl-delay over min_interval
 
 
 def test_unreachable_robots_means_do_not_crawl(site, client):
@@ -56,12 +72,13 @@ def test_conditional_requests_use_the_cache(site, client):
     assert headers[1]["If-Modified-Since"] == "Fri, 10 Feb 2023 05:00:00 GMT"
 
 
-def test_retry_after_is_honoured(site, client):
+def test_retry_after_is_honoured(site, tmp_path):
     site.faults["/apod/ap200609.html"] = "429_once"
-    site.retry_after = "1"
-    client.get_page(f"{site.url}/apod/ap200609.html")
-    times = [t for t, _, p, _ in site.log if p == "/apod/ap200609.html"]
-    assert len(times) == 2 and times[1] - times[0] >= 0.95
+    site.retry_after = "7"
+    clock = FakeClock()
+    with PoliteClient(min_interval=0, backoff=0.05, max_retries=2, sleep=clock.sleep, clock=clock) as c:
+        c.get_page(f"{site.url}/apod/ap200609.html")
+    assert site.requests_to("/apod/ap200609.html") == 2 and clock.now - 1000.0 >= 7.0  # waited as told, not longer
 
 
 def test_retry_after_longer_than_allowed_fails_fast(site, tmp_path):

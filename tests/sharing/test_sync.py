@@ -16,7 +16,6 @@ from astroclassify.store import open_store
 from astroclassify.store.api_keys import create_api_key
 from astroclassify.store.contributions import Contributions
 from tests.conftest import make_sky, run_cli, write_image
-from tests.web.conftest import serve_process
 
 pytestmark = pytest.mark.slow
 
@@ -52,23 +51,63 @@ def images(tmp_path_factory):
     ]
 
 
+class _AppTransport(httpx.BaseTransport):
+    """``sync``'s requests answered by an app in process (through its TestClient)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        r = self.client.request(request.method, str(request.url), headers=dict(request.headers), content=request.read())
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+
+class Installation:  # noqa: D101
+    """An installation's web app in process, reachable as a peer at an address of its own (its transport)."""
+
+    def __init__(self, home: Path, address: str) -> None:
+        from fastapi.testclient import TestClient
+
+        from astroclassify.config import Settings
+        from astroclassify.web.app import create_app
+
+        self.home, self.url = home, f"http://{address}:8000"
+        # Uploads come from this machine, as the web page's do; a peer's key is checked wherever it comes from.
+        app = create_app(Settings(home=home, allowed_hosts=["*"]))
+        self.client = TestClient(app, base_url=self.url, client=("127.0.0.1", 50000))
+        self.client.__enter__()
+
+    def label(self, image: bytes, name: str, label: str) -> None:
+        record = self.client.post("/api/classify", files={"image": (name, image, "image/png")})
+        assert record.status_code == 200, record.text
+        reply = self.client.post(f"/api/classifications/{record.json()['id']}/feedback", json={"label": label})
+        assert reply.status_code == 200, reply.text
+
+    def sync_from(self, peer: "Installation", key: str) -> dict:
+        from astroclassify.sharing.sync import sync
+
+        with open_store(self.home) as store:
+            return sync(store, peer.url, key, transport=_AppTransport(peer.client)).to_dict()
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+
+
 def test_three_installations_share_labels_exactly_once(tmp_path, images):
+    """Three web apps in process (what is tested is the exchange, not the processes); each label arrives once."""
     homes = [tmp_path / n for n in "abc"]
     keys = [_key(h) for h in homes]
-    with (
-        serve_process({"ASTROCLASSIFY_HOME": str(homes[0])}) as a,
-        serve_process({"ASTROCLASSIFY_HOME": str(homes[1])}) as b,
-        serve_process({"ASTROCLASSIFY_HOME": str(homes[2])}) as c,
-    ):
-        _label(a, images[0], "x.png", "galaxy")
-        _label(a, images[1], "y.png", "galaxy")
-        _label(b, images[0], "x-again.png", "nebula")  # the same image, another opinion
-        assert httpx.get(f"{a}/api/contributions").status_code == 401  # no key, no labels
-        assert _sync(homes[1], a, keys[0])["received"] == 2
-        relayed = _sync(homes[2], b, keys[1])  # b's own label and the two it got from a
+    a, b, c = (Installation(h, f"127.0.0.{10 + i}") for i, h in enumerate(homes))
+    try:
+        a.label(images[0], "x.png", "galaxy")
+        a.label(images[1], "y.png", "galaxy")
+        b.label(images[0], "x-again.png", "nebula")  # the same image, another opinion
+        assert a.client.get("/api/contributions").status_code == 401  # no key, no labels
+        assert b.sync_from(a, keys[0])["received"] == 2
+        relayed = c.sync_from(b, keys[1])  # b's own label and the two it got from a
         assert relayed["received"] == 3 and relayed["images"] == 2  # one image is the same pixels
-        assert _sync(homes[2], a, keys[0]) | {"seconds": 0, "bytes": 0} == {
-            "peer": a,
+        assert c.sync_from(a, keys[0]) | {"seconds": 0, "bytes": 0} == {
+            "peer": a.url,
             "received": 0,
             "repeats": 2,
             "refused": {},
@@ -78,21 +117,31 @@ def test_three_installations_share_labels_exactly_once(tmp_path, images):
             "bytes": 0,
             "stopped": "",
         }
-        assert _sync(homes[0], c, keys[2])["received"] == 1  # b's label reaches a through c
-        assert _sync(homes[0], c, keys[2])["received"] == 0  # again: nothing new, nothing twice
-    for home in homes:  # after the servers stopped, each store holds the same three labels once
+        assert a.sync_from(c, keys[2])["received"] == 1  # b's label reaches a through c
+        assert a.sync_from(c, keys[2])["received"] == 0  # again: nothing new, nothing twice
+    finally:
+        for inst in (a, b, c):
+            inst.close()
+    for home in homes:  # after the apps stopped, each store holds the same three labels once
         uids = _uids(home)
         assert len(uids) == len(set(uids)) == 3
-    with serve_process({"ASTROCLASSIFY_HOME": str(homes[1])}) as b:  # b restarted: its labels and cursor kept
-        after = _sync(homes[0], b, keys[1])
-        assert (after["received"], after["repeats"]) == (0, 3)
+    b = Installation(homes[1], "127.0.0.11")  # b started again: its labels and cursor kept
+    try:
+        after = Installation(homes[0], "127.0.0.10")
+        try:
+            again = after.sync_from(b, keys[1])
+        finally:
+            after.close()
+        assert (again["received"], again["repeats"]) == (0, 3)
+    finally:
+        b.close()
     assert len(_uids(homes[0])) == 3
     with open_store(homes[2]) as store:
         votes = {v.pixels_sha256: v for v in aggregate_votes(store)}
     shared = next(v for v in votes.values() if v.contributors == 2)
     assert shared.counts == {"galaxy": 1, "nebula": 1} and shared.fractions == {"galaxy": 0.5, "nebula": 0.5}
     assert shared.disputed and shared.agreement == 0.5
-    gold = {shared.pixels_sha256: "nebula"}  # a gold image: its label wins, and a's wrong vote costs a's weight
+    gold = {shared.pixels_sha256: "nebula"}  # a gold image: its label wins
     with open_store(homes[2]) as store:
         judged = {v.pixels_sha256: v for v in aggregate_votes(store, gold=gold)}
     assert judged[shared.pixels_sha256].consensus == "nebula" and judged[shared.pixels_sha256].gold == "nebula"

@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.robotparser
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -297,7 +297,8 @@ class PoliteClient:
         max_bytes: int = 64 * 1024 * 1024,
         respect_robots: bool = True,
         transport: httpx.BaseTransport | None = None,
-        sleep=time.sleep,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.min_interval = min_interval
@@ -309,6 +310,7 @@ class PoliteClient:
         self.respect_robots = respect_robots
         self.user_agent = user_agent
         self._sleep = sleep
+        self._clock = clock  # with ``sleep``: the pace between requests (tests pass a fake pair)
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
         self._http = httpx.Client(
@@ -471,19 +473,19 @@ class PoliteClient:
     def _wait_turn(self, url: str) -> None:
         host = self._host(url)
         with host.lock:
-            now = time.monotonic()
+            now = self._clock()
             if host.next_time > now:
                 self._sleep(host.next_time - now)
             interval = self.min_interval
             if host.robots is not None:
                 delay = host.robots.crawl_delay(self.user_agent)
                 interval = max(interval, float(delay or 0))
-            host.next_time = time.monotonic() + interval
+            host.next_time = self._clock() + interval
 
     def _hold_host(self, url: str, seconds: float) -> None:
         host = self._host(url)
         with host.lock:
-            host.next_time = max(host.next_time, time.monotonic() + seconds)
+            host.next_time = max(host.next_time, self._clock() + seconds)
 
     def _load_robots(self, url: str, host: _Host) -> None:
         parts = urlsplit(url)
