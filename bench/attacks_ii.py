@@ -286,7 +286,7 @@ def hostile_webhook() -> None:
 
     from tests.ingestion.test_watch import Receiver
 
-    from astroclassify.ingestion.alerts import WebhookNotifier
+    from astroclassify.net.alerts import WebhookNotifier
 
     receiver = Receiver()
     try:

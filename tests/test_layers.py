@@ -16,6 +16,7 @@ RANK = {
     "errors": 0, "_version": 0,
     "config": 1, "sizes": 1, "urls": 1, "registry": 1, "credits": 1, "zipdir": 1, "extras": 1, "progress": 1,
     "store": 2, "models": 2, "imaging": 2,
+    "net": 3,
     "preparation": 3, "modelfolder": 3,
     "inference": 4,
     "evaluation": 5, "ingestion": 5,

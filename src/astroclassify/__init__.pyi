@@ -51,7 +51,6 @@ from astroclassify.inference.predictor import Explanation as Explanation
 # archives: store, ingest, watch, export
 from astroclassify.ingestion.catalog import make_source as make_source
 from astroclassify.ingestion.catalog import register_source as register_source
-from astroclassify.ingestion.http import PoliteClient as PoliteClient
 from astroclassify.ingestion.run import IngestOptions as IngestOptions
 from astroclassify.ingestion.run import IngestResult as IngestResult
 from astroclassify.ingestion.run import ingest as ingest
@@ -75,6 +74,7 @@ from astroclassify.modelfolder.folder import use_model_version as use_model_vers
 from astroclassify.modelfolder.versions import VersionInfo as VersionInfo
 from astroclassify.models import create_model as create_model
 from astroclassify.models import list_models as _list_architectures
+from astroclassify.net.http import PoliteClient as PoliteClient
 from astroclassify.preparation.taxonomy import Taxonomy as Taxonomy
 from astroclassify.preparation.taxonomy import builtin_taxonomies
 from astroclassify.preparation.taxonomy import load_taxonomy as load_taxonomy

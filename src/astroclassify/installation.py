@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from astroclassify.discovery.collection import Discovery
     from astroclassify.inference.pool import PredictorPool
     from astroclassify.inference.predictor import OnnxPredictor
-    from astroclassify.ingestion.alerts import Notifier
-    from astroclassify.ingestion.http import PoliteClient
     from astroclassify.modelfolder.folder import Bundle
+    from astroclassify.net.alerts import Notifier
+    from astroclassify.net.http import PoliteClient
     from astroclassify.store import Store
 
 __all__ = ["Folders", "Installation", "load"]
@@ -105,7 +105,7 @@ class Installation:
 
     def http_client(self, store: Store) -> PoliteClient:
         """The polite client archives are read with: this installation's interval, retries, deadline and cache."""
-        from astroclassify.ingestion.http import PoliteClient
+        from astroclassify.net.http import PoliteClient
 
         s = self.settings
         return PoliteClient(
@@ -125,7 +125,7 @@ class Installation:
         *,
         log_alerts: bool = True,
     ) -> list[Notifier]:
-        from astroclassify.ingestion.alerts import make_notifiers
+        from astroclassify.net.alerts import make_notifiers
 
         return make_notifiers(webhooks=webhooks, files=files, mailboxes=mailboxes, log_alerts=log_alerts)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from astroclassify.ingestion.esahubble import EsaHubbleSource, parse_image_page, parse_listing
-from astroclassify.ingestion.http import PoliteClient
 from astroclassify.ingestion.sources import NotAPicturePage
+from astroclassify.net.http import PoliteClient
 from tests.conftest import ESA_GALAXIES
 from tests.ingestion.archive_site import esa_image_page, esa_listing
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from astroclassify.ingestion.http import USER_AGENT, FetchError, PoliteClient
+from astroclassify.net.http import USER_AGENT, FetchError, PoliteClient
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_read_capped_decodes_gzip_deflate_and_concatenated_members():
 
     import httpx
 
-    from astroclassify.ingestion.http import read_capped
+    from astroclassify.net.http import read_capped
 
     body = bytes(range(256)) * 4000
     raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -15)

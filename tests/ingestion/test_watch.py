@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from astroclassify.ingestion.alerts import FileNotifier, MailboxNotifier, WebhookNotifier, deliver_pending
+from astroclassify.net.alerts import FileNotifier, MailboxNotifier, WebhookNotifier, deliver_pending
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import IngestedItems, now
 from astroclassify.store.db import make_engine, make_sessionmaker

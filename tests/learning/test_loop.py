@@ -106,7 +106,7 @@ def test_a_turn_freezes_gold_judges_paired_and_records_why(champion, tmp_path):
     flipped = {s.row.source for s in plan.suspects}
     assert flipped, "a quarter of the labels are flipped: the out-of-fold check must doubt some"
 
-    from astroclassify.ingestion.alerts import FileNotifier
+    from astroclassify.net.alerts import FileNotifier
 
     alerts = tmp_path / "alerts.jsonl"
     turn = learn(home, imported=[new], epochs=2, notifiers=[FileNotifier(alerts)])
@@ -132,11 +132,38 @@ def test_a_turn_freezes_gold_judges_paired_and_records_why(champion, tmp_path):
 
 def test_a_clearly_better_challenger_is_promoted_and_rolls_back(champion, tmp_path):
     """Seeded: correct new labels and eight epochs beat the two-epoch champion on every gold image."""
+    from astroclassify.net.alerts import deliver_pending
+    from astroclassify.store.alerts import Alerts
+    from astroclassify.store.archive import as_utc
+
+    class Flaky:
+        """A receiver that is down at the moment of the decision, and up later."""
+
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.calls, self.received = 0, []
+
+        def send(self, alert: dict) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("receiver down")
+            self.received.append(alert)
+
     home = tmp_path / "sky"
     shutil.copytree(champion, home)
     before = current_version(home)
-    turn = learn(home, imported=[_labelled(tmp_path / "new", 40, 1000)], epochs=8)
-    assert turn.decision == "promoted" and turn.comparison is not None and turn.comparison.promote
+    flaky = Flaky()
+    with open_store(tmp_path / "inst") as store:
+        turn = learn(home, store=store, imported=[_labelled(tmp_path / "new", 40, 1000)], epochs=8, notifiers=[flaky])
+        assert turn.decision == "promoted" and turn.comparison is not None and turn.comparison.promote
+        # The decision's alert is kept in the store and delivered at least once, as ingestion's are.
+        with store.session() as session:
+            (alert,) = Alerts(session).recent()
+            assert alert.kind == "learn-promoted" and alert.deliveries[0].status == "pending" and flaky.received == []
+            later = as_utc(alert.deliveries[0].next_attempt_at)
+            assert deliver_pending(session, [flaky], at=later)["delivered"] == 1
+    assert flaky.received[0]["kind"] == "learn-promoted" and turn.challenger in flaky.received[0]["message"]
     assert turn.comparison.difference_ci[0] > 0 and "above zero" in turn.comparison.reason
     assert current_version(home) == turn.challenger != before
     assert learn_history(home)[-1]["decision"] == "promoted"

@@ -482,7 +482,7 @@ def _read(url: str, max_bytes: int) -> bytes:
     if url.startswith(("http://", "https://")):
         import httpx
 
-        from astroclassify.ingestion.http import ACCEPT_ENCODING, read_capped
+        from astroclassify.net.http import ACCEPT_ENCODING, read_capped
 
         try:
             headers = {"Accept-Encoding": ACCEPT_ENCODING}

@@ -30,7 +30,6 @@ from urllib.parse import urljoin
 from bs4 import BeautifulSoup, Comment, Tag
 
 from astroclassify.errors import IngestError
-from astroclassify.ingestion.http import FetchError, PoliteClient
 from astroclassify.ingestion.sources import (
     ArchiveItem,
     NotAPicturePage,
@@ -40,6 +39,7 @@ from astroclassify.ingestion.sources import (
     Stub,
     tag_attr,
 )
+from astroclassify.net.http import FetchError, PoliteClient
 from astroclassify.urls import http_url
 
 __all__ = [

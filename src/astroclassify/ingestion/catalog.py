@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from astroclassify.ingestion.apod import make_apod
 from astroclassify.ingestion.esahubble import make_esahubble
-from astroclassify.ingestion.http import PoliteClient
 from astroclassify.ingestion.sources import Source, SourceFactory, SourceOptions
+from astroclassify.net.http import PoliteClient
 from astroclassify.registry import Registry
 
 __all__ = ["SOURCES", "make_source", "register_source"]

@@ -29,7 +29,6 @@ from urllib.parse import urljoin, urlsplit
 from bs4 import BeautifulSoup
 
 from astroclassify.errors import ConfigError
-from astroclassify.ingestion.http import FetchError, PoliteClient
 from astroclassify.ingestion.sources import (
     ArchiveItem,
     NotAPicturePage,
@@ -38,6 +37,7 @@ from astroclassify.ingestion.sources import (
     Stub,
     tag_attr,
 )
+from astroclassify.net.http import FetchError, PoliteClient
 from astroclassify.urls import http_url
 
 __all__ = ["BASE_URL", "CATEGORIES", "SIZES", "EsaHubbleSource", "parse_image_page", "parse_listing"]

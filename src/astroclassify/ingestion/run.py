@@ -27,9 +27,7 @@ from astroclassify.errors import AstroClassifyError
 from astroclassify.imaging.decode import decode_pil, sniff_format
 from astroclassify.inference.answer import answer_of
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.ingestion.alerts import Notifier, deliver_pending
 from astroclassify.ingestion.catalog import make_source
-from astroclassify.ingestion.http import PoliteClient
 from astroclassify.ingestion.sources import (
     ArchiveItem,
     NotAPicturePage,
@@ -38,6 +36,8 @@ from astroclassify.ingestion.sources import (
     SourceOptions,
     Stub,
 )
+from astroclassify.net.alerts import Notifier, deliver_pending
+from astroclassify.net.http import PoliteClient
 from astroclassify.preparation.splits import DETAIL, DETAIL_CORR, NEAR_DUPLICATE_CORR, THUMB, Fingerprint, fingerprint
 from astroclassify.store import Session, Store
 from astroclassify.store.alerts import Alerts

@@ -21,7 +21,7 @@ from astroclassify.errors import IngestError
 from astroclassify.urls import is_http_url
 
 if TYPE_CHECKING:
-    from astroclassify.ingestion.http import PoliteClient
+    from astroclassify.net.http import PoliteClient
 
 __all__ = [
     "MEDIA_TYPES",

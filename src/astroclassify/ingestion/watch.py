@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from astroclassify.inference.predictor import OnnxPredictor
-from astroclassify.ingestion.alerts import Notifier, deliver_pending
-from astroclassify.ingestion.http import PoliteClient
 from astroclassify.ingestion.run import IngestOptions, IngestResult, ItemOutcome, ingest
 from astroclassify.ingestion.sources import Source
+from astroclassify.net.alerts import Notifier, deliver_pending
+from astroclassify.net.http import PoliteClient
 from astroclassify.store import Store
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import IngestedItems, IngestRuns, as_utc, now

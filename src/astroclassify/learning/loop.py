@@ -117,6 +117,7 @@ def learn(
     from astroclassify.modelfolder.folder import _version_of, load_bundle, model_home, resolve_bundle
 
     started = time.perf_counter()
+    alerting = _Alerting(store, tuple(notifiers))
     home, bundled = model_home(name, models_dir=models_dir)
     with _one_turn(home, name):
         champion_path = resolve_bundle(name, models_dir=models_dir)
@@ -147,7 +148,7 @@ def learn(
         left = dict(Counter(left) + dropped)
         if not rows:
             return _finish(
-                result, "nothing new", f"no new labels ({_left(left)})", started, None if dry_run else learn_dir, ()
+                result, "nothing new", f"no new labels ({_left(left)})", started, None if dry_run else learn_dir, None
             )
         snapshot = write_snapshot(
             rows, learn_dir / "snapshots", tag=champion, left_out=left
@@ -158,7 +159,7 @@ def learn(
             for d in learn_history(home)
         ):
             return _finish(
-                result, "already decided", f"snapshot {snapshot.id} was judged against {champion}", started, None, ()
+                result, "already decided", f"snapshot {snapshot.id} was judged against {champion}", started, None, None
             )
 
         predictor = OnnxPredictor(champion_path, detector=False)
@@ -172,7 +173,7 @@ def learn(
             f"a {recipe.get('model')} challenger on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
         )
         if dry_run:
-            return _finish(result, "dry run", plan, started, None, ())
+            return _finish(result, "dry run", plan, started, None, None)
         if not kept:
             return _finish(
                 result,
@@ -180,7 +181,7 @@ def learn(
                 f"every new label is a suspected error ({len(rows)})",
                 started,
                 learn_dir,
-                notifiers,
+                alerting,
             )
 
         training = write_snapshot(kept, learn_dir / "training", tag=f"clean:{snapshot.id}")
@@ -190,9 +191,9 @@ def learn(
         try:
             trained = train(cfg, progress, serve=False)
         except TrainingPaused as exc:
-            return _finish(result, "paused", f"{plan}. {exc}", started, learn_dir, ())
+            return _finish(result, "paused", f"{plan}. {exc}", started, learn_dir, None)
         except AstroClassifyError as exc:
-            _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, notifiers)
+            _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, alerting)
             raise
         result.challenger = trained.path.name
         result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir, home)
@@ -206,9 +207,9 @@ def learn(
                 f"{trained.path.name} serves: {result.comparison.reason}",
                 started,
                 learn_dir,
-                notifiers,
+                alerting,
             )
-        return _finish(result, "kept", f"{champion} stays: {result.comparison.reason}", started, learn_dir, notifiers)
+        return _finish(result, "kept", f"{champion} stays: {result.comparison.reason}", started, learn_dir, alerting)
 
 
 @contextlib.contextmanager
@@ -447,8 +448,33 @@ def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_di
     return compare_paired(y, np.array(probs_a), np.array(probs_b), groups, labels)
 
 
+@dataclass(frozen=True)
+class _Alerting:
+    """Where a turn's decision is told: through the store, delivered at least once like ingestion's alerts."""
+
+    store: Store | None
+    notifiers: tuple[Any, ...]
+
+    def send(self, key: str, kind: str, message: str, payload: dict) -> None:
+        if not self.notifiers:
+            return
+        if self.store is None:  # no store to keep it in (a library call without one): one try each
+            for notifier in self.notifiers:
+                try:
+                    notifier.send({"alert_id": key, "kind": kind, "message": message, **payload})
+                except Exception as exc:  # an alert that cannot go out never undoes the decision
+                    log.warning("alert through %s failed: %s", getattr(notifier, "name", notifier), exc)
+            return
+        from astroclassify.net.alerts import deliver_pending
+        from astroclassify.store.alerts import Alerts
+
+        with self.store.session() as session:
+            Alerts(session).raise_once(None, kind, message, payload, [n.name for n in self.notifiers], key=key)
+            deliver_pending(session, list(self.notifiers))  # failures wait in the store for the next try
+
+
 def _finish(
-    result: LearnResult, decision: str, message: str, started: float, learn_dir: Path | None, notifiers
+    result: LearnResult, decision: str, message: str, started: float, learn_dir: Path | None, alerting: _Alerting | None
 ) -> LearnResult:
     result.decision, result.message = decision, message
     result.seconds = time.perf_counter() - started
@@ -458,16 +484,7 @@ def _finish(
         record = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")} | result.to_dict()
         with (learn_dir / DECISIONS).open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-    if decision in ("promoted", "kept", "failed"):
-        alert = {
-            "alert_id": f"learn:{result.model}:{result.snapshot.id if result.snapshot else '-'}:{decision}",
-            "kind": f"learn-{decision}",
-            "message": f"{result.model}: {message}",
-            "payload": result.to_dict(),
-        }
-        for notifier in notifiers:
-            try:
-                notifier.send(alert)
-            except Exception as exc:  # an alert that cannot go out never undoes the decision
-                log.warning("alert through %s failed: %s", getattr(notifier, "name", notifier), exc)
+    if alerting is not None and decision in ("promoted", "kept", "failed"):
+        key = f"learn:{result.model}:{result.snapshot.id if result.snapshot else '-'}:{decision}:{result.challenger or '-'}"
+        alerting.send(key[:160], f"learn-{decision}", f"{result.model}: {message}", result.to_dict())
     return result

@@ -33,7 +33,7 @@ import httpx
 
 from astroclassify.errors import AstroClassifyError, PeerError, StoreFullError
 from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from astroclassify.ingestion.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
+from astroclassify.net.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
 from astroclassify.store import DatabaseError, Store
 from astroclassify.store.contributions import Contributions, Peers, installation_id

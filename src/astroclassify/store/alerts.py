@@ -18,12 +18,24 @@ class Alerts:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def raise_once(self, item_id: int, kind: str, message: str, payload: dict, notifiers: list[str]) -> Alert | None:
-        """Store an alert and a pending delivery per notifier, unless this item already has one of this kind."""
-        existing = self.session.scalar(select(Alert).where(Alert.item_id == item_id, Alert.kind == kind))
-        if existing is not None:
+    def raise_once(
+        self,
+        item_id: int | None,
+        kind: str,
+        message: str,
+        payload: dict,
+        notifiers: list[str],
+        *,
+        key: str | None = None,
+    ) -> Alert | None:
+        """Store an alert and a pending delivery per notifier, unless this item already has one of this kind
+        (or, for an alert about no item, one with this ``key`` exists)."""
+        if item_id is None and not key:
+            raise ValueError("an alert about no archive item needs a key")
+        same = Alert.key == key if item_id is None else (Alert.item_id == item_id) & (Alert.kind == kind)
+        if self.session.scalar(select(Alert).where(same)) is not None:
             return None
-        alert = Alert(item_id=item_id, kind=kind, message=message, payload=payload)
+        alert = Alert(item_id=item_id, kind=kind, message=message, payload=payload, key=key)
         alert.deliveries = [AlertDelivery(notifier=n) for n in notifiers]
         self.session.add(alert)
         try:

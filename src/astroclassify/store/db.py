@@ -37,13 +37,15 @@ except ImportError:  # Windows: writers in other processes fall back to SQLite's
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from astroclassify.errors import StoreError
+
 __all__ = ["SCHEMA_REVISION", "WriteLock", "make_engine", "make_sessionmaker", "upgrade_database"]
 
 log = logging.getLogger(__name__)
 
 # The newest migration in store/migrations/versions (a test checks they agree). A database
 # already at this revision is opened without loading Alembic at all.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -166,14 +168,27 @@ def upgrade_database(engine: Engine) -> str:
         from alembic import command
         from alembic.config import Config
 
-        with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            if before is None and "classifications" in inspect(connection).get_table_names():
-                command.stamp(config, "0001")  # made by 0.1.0 with create_all
-                before = "0001"
-            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            # SQLite alters a table by rebuilding it: a table that others reference (alerts, by
+            # their deliveries) can be dropped only with foreign keys off, which SQLite honours only
+            # outside a transaction; they are checked before the migration commits.
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            try:
+                with connection.begin():
+                    config = Config()
+                    config.set_main_option("script_location", str(MIGRATIONS))
+                    config.attributes["connection"] = connection
+                    if before is None and "classifications" in inspect(connection).get_table_names():
+                        command.stamp(config, "0001")  # made by 0.1.0 with create_all
+                        before = "0001"
+                    command.upgrade(config, "head")
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise StoreError("the schema migration would break a foreign key; nothing was changed")
+            finally:
+                if sqlite:
+                    connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
         log.info("database schema upgraded from %s to %s", before or "empty", SCHEMA_REVISION)
     return before or ""
 

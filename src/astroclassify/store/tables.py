@@ -228,13 +228,15 @@ class IngestRun(Base):
 
 
 class Alert(Base):
-    """An ingested image worth a researcher's look; one per item and kind, so restarts add none."""
+    """Something worth a person's look: an ingested image (one per item and kind, so restarts add none),
+    or a decision of the learning loop (one per ``key``)."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("item_id", "kind"),)
+    __table_args__ = (UniqueConstraint("item_id", "kind"), UniqueConstraint("key", name="uq_alerts_key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("ingested_items.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("ingested_items.id"), index=True, default=None)
+    key: Mapped[str | None] = mapped_column(String(160), default=None)  # alerts about no item: learn decisions
     kind: Mapped[str] = mapped_column(String(32))  # low_confidence | anomaly
     message: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict] = mapped_column(JSON)

@@ -20,7 +20,7 @@ from typing import Protocol
 import httpx
 
 from astroclassify.errors import ConfigError
-from astroclassify.ingestion.http import deadline_transport, request_deadline
+from astroclassify.net.http import deadline_transport, request_deadline
 from astroclassify.store import Session
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import now
