@@ -87,6 +87,8 @@ from astroclassify.store.export import ExportResult as ExportResult
 from astroclassify.store.export import export_dataset as export_dataset
 from astroclassify.store.export import export_feedback as export_feedback
 from astroclassify.training.config import TrainConfig as TrainConfig
+from astroclassify.training.crossval import CVResult as CVResult
+from astroclassify.training.crossval import cross_validate as cross_validate
 from astroclassify.training.ensemble import EnsembleResult as EnsembleResult
 from astroclassify.training.ensemble import build_ensemble as build_ensemble
 from astroclassify.training.multitask import EncoderConfig as EncoderConfig
@@ -96,10 +98,8 @@ from astroclassify.training.multitask import load_encoder_recipe as load_encoder
 from astroclassify.training.multitask import train_encoder as train_encoder
 from astroclassify.training.quantize import QuantizeResult as QuantizeResult
 from astroclassify.training.quantize import quantize_model
-from astroclassify.training.train import CVResult as CVResult
 from astroclassify.training.train import TrainingPaused as TrainingPaused
 from astroclassify.training.train import TrainResult as TrainResult
-from astroclassify.training.train import cross_validate as cross_validate
 from astroclassify.training.train import train as train
 from astroclassify.web.server import serve as serve
 

@@ -67,7 +67,7 @@ def train(
         **overrides,
     )
     cfg = apply_overrides(cfg, option or [])
-    from astroclassify.training.train import cross_validate
+    from astroclassify.training.crossval import cross_validate
     from astroclassify.training.train import train as run_training
 
     if cv:

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from astroclassify.errors import ModelError
+from astroclassify.evaluation.label_errors import SUSPECT_THRESHOLD, doubted_labels
 from astroclassify.inference.chunks import in_chunks
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.learning.snapshot import LabelRow
 
 __all__ = ["SUSPECT_THRESHOLD", "Suspect", "embed_images", "find_label_errors"]
-
-SUSPECT_THRESHOLD = 0.2  # as ``train --cv``: its own label under 20% out of fold
 
 
 @dataclass(frozen=True)
@@ -94,10 +93,7 @@ def find_label_errors(
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
         clf.fit(x, y)
         proba[np.ix_(fold == f, clf.classes_)] = clf.predict_proba(x_rows[fold == f])
-    suspects = []
-    for i, row in enumerate(rows):
-        p_label = float(proba[i, y_rows[i]])
-        if p_label < threshold:
-            j = int(np.argmax(proba[i]))
-            suspects.append(Suspect(row, labels[j], round(float(proba[i, j]), 4), round(p_label, 4)))
-    return sorted(suspects, key=lambda s: s.p_label)
+    return [
+        Suspect(rows[d.index], labels[d.predicted], d.confidence, d.p_label)
+        for d in doubted_labels(proba, y_rows, threshold=threshold)
+    ]

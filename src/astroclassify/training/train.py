@@ -2,9 +2,8 @@
 
 ``train(cfg)`` writes a complete model folder: model.onnx + model.json (labels, input
 size, normalisation, temperature), splits.csv, history.json/.png, checkpoint.pt, the
-test-split evaluation and a model card. ``cross_validate(cfg)`` trains one model per fold
-of the non-test part and returns out-of-fold predictions (for the CV estimate and for
-finding suspected label errors); the test split is never touched by either.
+test-split evaluation and a model card. ``fit_model`` is the loop; ``training.crossval``
+trains one model per fold with it, on the non-test part only.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from astroclassify.preparation.prepare import PreparedData, prepare_data, write_
 from astroclassify.progress import Progress, silent
 from astroclassify.training.config import TrainConfig
 
-__all__ = ["CVResult", "TrainResult", "cross_validate", "fit_model", "prepare", "train"]
+__all__ = ["TrainResult", "fit_model", "predict_logits", "prepare", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -480,136 +479,3 @@ def prepare(cfg: TrainConfig, progress: Progress = silent) -> PreparedData:
         data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
         progress=progress,
     )
-
-
-@dataclass
-class CVResult:
-    """Grouped K-fold cross-validation: per-fold and pooled out-of-fold scores, suspected label errors."""
-
-    summary: dict  # what cv.json holds
-    path: Path | None  # cv.json, when written
-
-    def __repr__(self) -> str:
-        s = self.summary
-        return (
-            f"CVResult({len(s['folds'])} folds: accuracy {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}, "
-            f"macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}; "
-            f"{len(s['suspected_label_errors'])} suspected label errors)"
-        )
-
-
-def cross_validate(cfg: TrainConfig, out: str | Path | None = None, progress: Progress = silent) -> CVResult:
-    """K-fold grouped CV on the non-test part; writes ``out/cv.json`` and, beside a model, its card.
-
-    Each fold trains for exactly ``cfg.epochs`` (no early stopping, so no fold peeks at
-    its held-out part). Held-out folds are scored under every TTA mode, so the mode can be
-    chosen by CV.
-
-    Parameters
-    ----------
-    cfg : TrainConfig
-        The recipe (data, model, epochs, seed, split fractions, ``folds``).
-    out : str or Path, optional
-        Where ``cv.json`` goes; default: ``cfg.out``. Where it holds a trained model, its
-        model card is rewritten with the CV section.
-    progress : callable, optional
-        Called with each epoch's progress (the CLI draws bars with it).
-
-    Returns
-    -------
-    CVResult
-        ``summary`` (what ``cv.json`` holds: per-fold and pooled scores, per-TTA-mode scores,
-        suspected label errors) and ``path``.
-    """
-    summary = _cross_validate(cfg, progress)
-    folder = Path(out if out is not None else cfg.out) if (out is not None or cfg.out) else None
-    path = None
-    if folder is not None:
-        from astroclassify.evaluation.card import write_model_card
-        from astroclassify.modelfolder.folder import load_bundle
-        from astroclassify.modelfolder.versions import adopt, current_version, draft
-
-        folder.mkdir(parents=True, exist_ok=True)
-        adopt(folder)
-        text = json.dumps(summary, indent=1) + "\n"
-        if current_version(folder) is None:  # no model yet: the scores wait beside where it will be
-            path = folder / "cv.json"
-            path.write_text(text)
-        else:  # the served model's card gets the CV section: a new version
-            with draft(folder, made_by="cv", from_current=True) as d:
-                (d.path / "cv.json").write_text(text)
-                write_model_card(load_bundle(d.path))
-            path = d.published / "cv.json"
-    return CVResult(summary, path)
-
-
-def _cross_validate(cfg: TrainConfig, progress: Progress = silent) -> dict:
-    data = prepare(cfg, progress)
-    pre = get_pretrained_cfg(cfg.model)
-    pool = np.flatnonzero(data.split != "test")
-    oof = {mode: np.full((len(data.y), len(data.labels)), np.nan) for mode in TTA_MODES}
-    folds = []
-    for f in sorted(set(data.fold[pool].tolist())):
-        held = pool[data.fold[pool] == f]
-        fit_idx = pool[data.fold[pool] != f]
-        model, _, _ = fit_model(cfg, data, fit_idx, None, progress)
-        row = {"fold": f, "n": len(held)}
-        for mode in TTA_MODES:
-            logits = predict_logits(model, data.table.pixels[held], pre.mean, pre.std, mode, mirror=_mirror(data))
-            oof[mode][held] = softmax(logits)
-            m = classification_metrics([data.labels[i] for i in data.y[held]], oof[mode][held], data.labels)
-            row[mode] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-        row |= row[cfg.tta]
-        folds.append(row)
-        log.info("fold %d: %s", f, row)
-    keys = [s.key for s in data.table.samples]
-    per_dataset: dict[str, dict[str, dict]] = {}
-    for mode in TTA_MODES:
-        for ds in sorted({data.table.samples[i].dataset for i in pool}):
-            rows = np.array([i for i in pool if data.table.samples[i].dataset == ds])
-            m = classification_metrics([data.labels[i] for i in data.y[rows]], oof[mode][rows], data.labels)
-            per_dataset.setdefault(mode, {})[ds] = {k: m[k] for k in ("n", "accuracy", "macro_f1", "ece")} | {
-                "f1": {label: c["f1"] for label, c in m["per_class"].items() if c["support"]}
-            }
-    acc = np.array([f["accuracy"] for f in folds])
-    f1 = np.array([f["macro_f1"] for f in folds])
-    return {
-        "command": cfg.extra.get("command", ""),
-        "tta": cfg.tta,
-        "folds": folds,
-        "accuracy_mean": float(acc.mean()),
-        "accuracy_std": float(acc.std()),
-        "macro_f1_mean": float(f1.mean()),
-        "macro_f1_std": float(f1.std()),
-        "pooled_out_of_fold": per_dataset,
-        "suspect_threshold": SUSPECT_THRESHOLD,
-        "suspected_label_errors": suspected_label_errors(oof[cfg.tta], data.y, pool, keys, data.labels),
-    }
-
-
-SUSPECT_THRESHOLD = 0.2
-
-
-def suspected_label_errors(
-    oof: np.ndarray, y: np.ndarray, pool: np.ndarray, keys: list[str], labels: list[str]
-) -> list[dict]:
-    """Images whose out-of-fold probability for their own label is below the threshold.
-
-    Cross-validated predictions come from models that never saw the image, so a confident
-    disagreement points at a label worth a human look (confident learning, Northcutt et al.).
-    """
-    suspects = []
-    for i in pool:
-        p_label = float(oof[i, y[i]])
-        if p_label < SUSPECT_THRESHOLD:
-            j = int(np.argmax(oof[i]))
-            suspects.append(
-                {
-                    "key": keys[i],
-                    "label": labels[y[i]],
-                    "predicted": labels[j],
-                    "confidence": round(float(oof[i, j]), 4),
-                    "p_label": round(p_label, 4),
-                }
-            )
-    return sorted(suspects, key=lambda s: s["p_label"])
