@@ -273,19 +273,57 @@ def _fit_into(
     data_dir: Path | None,
     progress: Progress | None,
 ) -> AnomalyFit:
-    held_out, fraction = options["held_out"], options["fraction"]
-    weights, false_alarm_rate = options["weights"], options["false_alarm_rate"]
     predictor = _predictor(probe, None, add_output=True)
-    reference, calibration, described = _reference_images(predictor, data, held_out, fraction, data_dir)
+    reference, calibration, described = _reference_images(
+        predictor, data, options["held_out"], options["fraction"], data_dir
+    )
     ref = embed_samples(predictor, reference, progress, "embedding reference images")
     cal = embed_samples(predictor, calibration, progress, "embedding held-out images")
+    fitted = _fit_and_save(predictor, ref, cal, folder, options, described)
+    if folder.resolve() == (predictor.bundle.path / "detector").resolve():  # the model's own: its card says so
+        write_model_card(dataclasses.replace(load_bundle(predictor.bundle.path), name=probe.bundle.name))
+    return fitted
+
+
+def fit_detector_in_memory(
+    predictor: OnnxPredictor,
+    reference: tuple[np.ndarray, Sequence[str]],
+    calibration: tuple[np.ndarray, Sequence[str]],
+    folder: Path,
+    *,
+    described: str,
+    false_alarm_rate: float = 0.05,
+) -> AnomalyFit:
+    """A model's own detector from images already decoded (training's): (pixels, file SHA-256s) of each side.
+
+    What ``fit_anomalies`` does for a finished model, without reading, hashing and decoding every
+    training image again; the caller writes the model's card afterwards, once.
+    """
+    options = {"weights": None, "false_alarm_rate": false_alarm_rate}
+    sides = []
+    for pixels, hashes in (reference, calibration):
+        logits, embeddings = [], []
+        for start in range(0, len(pixels), 32):
+            z, e = predictor.forward(pixels[start : start + 32], "none")
+            assert e is not None
+            logits.append(z)
+            embeddings.append(e)
+        if not logits:
+            raise DataError("no images to fit or calibrate a detector with")
+        sides.append(Embedded([], list(hashes), np.concatenate(logits), np.concatenate(embeddings)))
+    return _fit_and_save(predictor, sides[0], sides[1], folder, options, described)
+
+
+def _fit_and_save(
+    predictor: OnnxPredictor, ref: Embedded, cal: Embedded, folder: Path, options: dict, described: str
+) -> AnomalyFit:
     detector = fit_detector(
         ref.embeddings,
         ref.logits.argmax(axis=1),
         cal.embeddings,
         cal.logits,
-        weights=weights,
-        false_alarm_rate=false_alarm_rate,
+        weights=options["weights"],
+        false_alarm_rate=options["false_alarm_rate"],
         meta={
             "model": predictor.bundle.name,
             "model_version": predictor.bundle.version,
@@ -299,10 +337,8 @@ def _fit_into(
         writer = csv.writer(fh)
         writer.writerow(["sha256", "role"])
         writer.writerows([(h[:16], "reference") for h in ref.sha256] + [(h[:16], "held_out") for h in cal.sha256])
-    if folder.resolve() == (predictor.bundle.path / "detector").resolve():  # the model's own: its card says so
-        write_model_card(dataclasses.replace(load_bundle(predictor.bundle.path), name=probe.bundle.name))
     flagged = float(detector.score(detector.projection.compact(cal.embeddings), cal.logits).unusual.mean())
-    return AnomalyFit(detector, folder, len(ref.samples), len(cal.samples), flagged, ref.failed + cal.failed)
+    return AnomalyFit(detector, folder, len(ref.sha256), len(cal.sha256), flagged, ref.failed + cal.failed)
 
 
 def _reference_images(

@@ -85,11 +85,12 @@ def score_split(
     }
 
 
-def finish(bundle: Bundle, test: Mapping[str, Scored], *, metrics: dict | None = None) -> Bundle:
+def finish(bundle: Bundle, test: Mapping[str, Scored], *, metrics: dict | None = None, card: bool = True) -> Bundle:
     """Keep the test scores in ``model.json``, draw the test plots and the training curve, write the card.
 
     ``metrics``: further entries of ``model.json``'s ``metrics`` (training adds its
-    validation scores); the test scopes replace what the folder held.
+    validation scores); the test scopes replace what the folder held. ``card=False``: the
+    caller adds more to the model first and writes the card once itself.
     """
     kept = dict(bundle.meta.get("metrics") or {}) | (metrics or {})
     kept["test"] = {scope: s.metrics for scope, s in test.items()}
@@ -101,7 +102,8 @@ def finish(bundle: Bundle, test: Mapping[str, Scored], *, metrics: dict | None =
     history = bundle.path / "history.json"
     if history.is_file():
         write_training_plot(json.loads(history.read_text()), bundle.path / "history.png")
-    write_model_card(bundle)
+    if card:
+        write_model_card(bundle)
     return bundle
 
 

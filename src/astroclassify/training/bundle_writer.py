@@ -36,11 +36,14 @@ def finish_bundle(
     best_epoch: int,
     seconds: float,
     extra_meta: dict | None = None,
+    card: bool = True,
 ) -> Bundle:
     """Export ONNX with the model's classes and preprocessing into ``out`` (a draft version), then finish it.
 
     Validation and test images are already decoded in memory, so they are scored from there
-    through the exported graph rather than read again.
+    through the exported graph rather than read again, and the model's own anomaly detector is
+    fitted from them too (training images as reference, validation ones calibrating) before the
+    card is written, once (``card=False``: the caller writes it after adding to the model).
     """
     pre = get_pretrained_cfg(cfg.model)
     export_onnx(model, out / "model.onnx", data.size)
@@ -100,10 +103,12 @@ def finish_bundle(
         test_logits = predictor.logits(data.table.pixels[idx["test"]], cfg.tta)
         scored["test"] = _scored(data, idx["test"], test_logits, bundle.temperature)
     val = {scope: s.metrics for scope, s in scored["val"].items()}
+    _own_detector(predictor, data, out, cfg)
     bundle = finish(
         bundle,
         scored.get("test", {}),
         metrics={"temperature_fitted_on": "val", "tta": cfg.tta} | ({"val": val} if val else {}),
+        card=card,
     )
     log.info(
         "temperature %.3f; test %s",
@@ -111,6 +116,23 @@ def finish_bundle(
         {k: v.metrics["accuracy"] for k, v in scored.get("test", {}).items()},
     )
     return bundle
+
+
+def _own_detector(predictor: OnnxPredictor, data, out: Path, cfg: TrainConfig) -> None:
+    """The model's anomaly detector from the decoded training (reference) and validation (calibration) images."""
+    from astroclassify.discovery.fitting import fit_detector_in_memory
+    from astroclassify.errors import AstroClassifyError
+
+    sides = []
+    for split in ("train", "val"):
+        rows = np.flatnonzero(data.split == split)
+        sides.append((data.table.pixels[rows], [data.table.sha256[i] for i in rows]))
+    described = f"the model's training images ({', '.join(map(str, cfg.data))}); its validation images calibrate"
+    try:
+        fitted = fit_detector_in_memory(predictor, sides[0], sides[1], out / "detector", described=described)
+        log.info("%r", fitted)
+    except AstroClassifyError as exc:  # too few validation images, say: the model works without one
+        log.warning("no anomaly detector for this model: %s", exc)
 
 
 def _scored(data, rows: np.ndarray, logits: np.ndarray, temperature: float) -> dict[str, Scored]:

@@ -533,7 +533,6 @@ def _write_head(
     from astroclassify.modelfolder.versions import adopt, draft
     from astroclassify.preparation.prepare import write_split_file
     from astroclassify.training.bundle_writer import finish_bundle
-    from astroclassify.training.train import _fit_detector
 
     classes = next(p for p in parts if p.role == "classes")
     tags = next((p for p in parts if p.role == "tags"), None)
@@ -597,6 +596,7 @@ def _write_head(
             best_epoch=best_epoch,
             seconds=seconds,
             extra_meta=extra,
+            card=False,  # written once, below, with the tags' metrics
         )
         if tags is not None:
             bundle.meta["tag_metrics"] = _tag_metrics(net, tags) | {"temperatures_fitted_on": "val"}
@@ -606,7 +606,6 @@ def _write_head(
             write_split_file(d.path / "tag_splits.csv", tags.data)  # which tag images were held out
         bundle.save()
         write_model_card(bundle)
-        _fit_detector(d.path, Path(cfg.data_dir) if cfg.data_dir else None)
         test = bundle.meta.get("metrics", {}).get("test", {}).get("all", {})
         d.info["scores"] = {k: test[k] for k in ("n", "accuracy", "macro_f1") if k in test}
     return d.published

@@ -443,23 +443,10 @@ def train(cfg: TrainConfig, progress: Progress = silent, *, resume: bool = True,
         (d.path / "history.json").write_text(json.dumps(history, indent=1) + "\n")
         name = cfg.name or home.name
         bundle = finish_bundle(cfg, data, model, d.path, name=name, best_epoch=best_epoch, seconds=seconds)
-        _fit_detector(d.path, Path(cfg.data_dir) if cfg.data_dir else None)
         test = bundle.meta.get("metrics", {}).get("test", {}).get("all", {})
         d.info["scores"] = {k: test[k] for k in ("n", "accuracy", "macro_f1") if k in test}
     skipped = bundle.meta["data"].get("manifest_problems", []) + bundle.meta["data"].get("undecodable", [])
     return TrainResult(d.published, load_bundle(d.published), seconds, skipped)
-
-
-def _fit_detector(out: Path, data_dir: Path | None) -> None:
-    """The model's own anomaly detector: its training images as reference, validation ones calibrating."""
-    from astroclassify.discovery.fitting import fit_anomalies
-    from astroclassify.errors import AstroClassifyError
-
-    try:
-        fitted = fit_anomalies(out, out=out / "detector", data_dir=data_dir)
-        log.info("%r", fitted)
-    except AstroClassifyError as exc:  # too few validation images, say: the model works without one
-        log.warning("no anomaly detector for this model: %s", exc)
 
 
 def prepare(cfg: TrainConfig, progress: Progress = silent) -> PreparedData:
