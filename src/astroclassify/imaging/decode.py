@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 # MPO is the multi-picture JPEG of phone cameras (stereo, depth): its first frame is the photo.
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", "FITS"})
 DRAFTABLE = frozenset({"JPEG", "MPO"})
-DEFAULT_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
-DEFAULT_MAX_BYTES = DEFAULT_MAX_FILE_BYTES
 
 # Never decode a truncated file silently; we check pixel counts ourselves, so Pillow's own
 # bomb guard (a warning, then an error at twice the limit) is disabled in favour of ours.
@@ -70,7 +68,7 @@ def sniff_format(data: bytes) -> str | None:
         return None
 
 
-def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
     """Read a file (or pass bytes through), refusing empty and oversized input."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
@@ -99,8 +97,8 @@ def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX
 def decode_image(
     source: str | Path | bytes,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     draft_size: int | None = None,
     fits_display: FitsDisplay | None = None,
 ) -> np.ndarray:
@@ -114,8 +112,8 @@ def decode_image(
 def decode_pil(
     source: str | Path | bytes,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     draft_size: int | None = None,
     draft_shape: str = "letterbox",
     fits_display: FitsDisplay | None = None,
@@ -298,8 +296,8 @@ def preview_jpeg(
     *,
     size: int = 320,
     fits_display: FitsDisplay | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> bytes:
     """A JPEG of the image at most ``size`` px a side, as a model would see it (FITS stretched
     with ``fits_display``): what a browser shows for files it cannot display itself."""

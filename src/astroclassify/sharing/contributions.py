@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.errors import ImageDecodeError, RecordNotFoundError
-from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_pil, sniff_format
+from astroclassify.imaging.decode import decode_pil, sniff_format
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions, installation_id
 from astroclassify.store.images import existing_file
@@ -33,7 +34,7 @@ class ImageIdentity:
 
 
 def identify_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, max_bytes: int = DEFAULT_MAX_FILE_BYTES
 ) -> ImageIdentity:
     """Decode ``data`` safely (pixel and byte limits) and digest it; raises ``ImageDecodeError``."""
     image = decode_pil(data, max_pixels=max_pixels, max_bytes=max_bytes)
@@ -43,7 +44,7 @@ def identify_image(
     return ImageIdentity(hashlib.sha256(data).hexdigest(), hashlib.sha256(image.tobytes()).hexdigest(), fmt)
 
 
-def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> int:
     """Turn corrections made here into contributions (each once); returns how many were new.
 
     Only corrections their maker chose to share are published: those made without a key (the

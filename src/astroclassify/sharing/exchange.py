@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.errors import DataError, ImageDecodeError
-from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from astroclassify.sharing.contributions import LABEL, ImageIdentity, identify_image
 from astroclassify.sharing.votes import aggregate_votes
 from astroclassify.sizes import format_bytes
@@ -105,8 +105,8 @@ def import_collection(
     *,
     question: str = "class",
     name: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_rows: int = MAX_ROWS,
     max_table_bytes: int = MAX_TABLE_BYTES,
 ) -> ExchangeResult:

@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from astroclassify.errors import AstroClassifyError, PeerError, StoreFullError
-from astroclassify.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from astroclassify.net.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
 from astroclassify.store import DatabaseError, Store
@@ -92,8 +92,8 @@ def sync(
     timeout: float = 30.0,
     max_seconds: float = 900.0,
     max_total_bytes: int = 2 * 1024**3,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     transport: httpx.BaseTransport | None = None,
 ) -> SyncResult:
     """Pull ``peer``'s contributions after our cursor for it; idempotent and resumable.
