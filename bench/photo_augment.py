@@ -60,7 +60,9 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "astroclassify.cli", *command], check=True, env=env)
             row = {"seed": seed, "val": {}}
             for dataset in ("hubble-dso", "nasa-planets-galaxies", "stellarium-dso"):
-                ev = astroclassify.evaluate(out / "dso", dataset, split="val", data_dir=Path(data_dir))
+                ev = astroclassify.evaluate(
+                    out / "dso", dataset, split="val", folders=astroclassify.Folders(data_dir=Path(data_dir))
+                )
                 m = ev.metrics
                 row["val"][dataset] = {
                     "n": m["n"],

@@ -6,6 +6,7 @@ cache, user models), so tests and users can isolate one with a single export.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,21 @@ __all__ = [
 # Decoding limits, in one place: larger images are refused before their pixels are decoded.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where names are looked up: user models (``models_dir``) and named collections (``data_dir``).
+
+    One value rather than two loose parameters on every function that resolves a name; an
+    ``Installation`` hands out its own (``Installation.folders()``).
+    """
+
+    models_dir: Path | None = None
+    data_dir: Path | None = None
+
+
+BUNDLED_ONLY = Folders()  # no models folder, no data folder: bundled models and explicit paths only
 
 
 class Settings(BaseSettings):

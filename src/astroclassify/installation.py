@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
-from astroclassify.config import Settings, get_settings
+from astroclassify.config import Folders, Settings, get_settings
 
 if TYPE_CHECKING:
     from astroclassify.classifier import Classifier
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from astroclassify.store import Store
 
 __all__ = ["Folders", "Installation", "load"]
-
-
-class Folders(TypedDict):
-    """Where names are looked up: user models, and named collections."""
-
-    models_dir: Path
-    data_dir: Path | None
 
 
 @dataclass(frozen=True)
@@ -62,8 +55,8 @@ class Installation:
         return self.settings.data_dir
 
     def folders(self) -> Folders:
-        """``models_dir`` and ``data_dir`` as keyword arguments: where names of models and collections are looked up."""
-        return {"models_dir": self.models_dir, "data_dir": self.data_dir}
+        """Where this installation looks up names of models and collections."""
+        return Folders(self.models_dir, self.data_dir)
 
     def predictor_options(self) -> dict[str, Any]:
         """What every predictor of this installation is made with: limits, threads and the models folder."""

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from astroclassify.config import Folders
 from astroclassify.learning.loop import learn, learn_history
 from astroclassify.learning.promotion import compare_paired
 from astroclassify.learning.snapshot import LabelRow, archive_label, gather_labels, write_snapshot
@@ -219,7 +220,12 @@ def test_the_model_page_shows_versions_and_decisions(champion, tmp_path):
             return client.post("/api/classify", files=files, data={"model": "sky"}).json()["model_version"]
 
         before = answered_by()
-        turn = learn("sky", imported=[_labelled(tmp_path / "new", 24, 4000)], epochs=1, models_dir=settings.models_dir)
+        turn = learn(
+            "sky",
+            imported=[_labelled(tmp_path / "new", 24, 4000)],
+            epochs=1,
+            folders=Folders(models_dir=settings.models_dir),
+        )
         # the running app answers with whatever the pointer names now: the new version only if promoted
         assert answered_by() == current_version(home) == (turn.challenger if turn.decision == "promoted" else before)
         page = client.get("/models/sky")
@@ -263,7 +269,7 @@ def test_a_person_settles_suspects_and_they_join_the_gold_set(champion, tmp_path
     home = settings.models_dir / "sky"
     shutil.copytree(champion, home)
     new = _labelled(tmp_path / "new", 40, 1000, flip=0.25)
-    plan = learn("sky", imported=[new], dry_run=True, models_dir=settings.models_dir)
+    plan = learn("sky", imported=[new], dry_run=True, folders=Folders(models_dir=settings.models_dir))
     assert len(plan.suspects) >= 2
     first = plan.suspects[0]
     with TestClient(create_app(settings), client=LOCAL, headers={"Origin": "http://testserver"}) as client:
@@ -282,7 +288,7 @@ def test_a_person_settles_suspects_and_they_join_the_gold_set(champion, tmp_path
         assert left.count('class="rank-item review-item') == len(plan.suspects) - 1
     gold = (home / "learn" / "gold" / "manifest.csv").read_text().splitlines()
     assert len(gold) == 2 and gold[1].split(",")[1] == first.predicted
-    turn = learn("sky", imported=[new], epochs=1, models_dir=settings.models_dir)
+    turn = learn("sky", imported=[new], epochs=1, folders=Folders(models_dir=settings.models_dir))
     test_split = [r for r in read_splits(home / "splits.csv") if r.split == "test"]
     assert turn.gold == len(test_split) + 1 and turn.comparison.n == turn.gold  # the settled image judges too
     trained = {r.sha256 for r in read_splits(home / "versions" / turn.challenger / "splits.csv")}
@@ -324,7 +330,12 @@ def test_a_promotion_reaches_a_running_server_and_rolls_back(tmp_path):
             }
 
         champion = versions()
-        turn = learn("sky", imported=[_labelled(tmp_path / "new", 80, 500)], epochs=6, models_dir=inst / "models")
+        turn = learn(
+            "sky",
+            imported=[_labelled(tmp_path / "new", 80, 500)],
+            epochs=6,
+            folders=Folders(models_dir=inst / "models"),
+        )
         assert turn.decision == "promoted", turn.message
         assert turn.comparison.difference_ci[0] > 0
         assert versions() == {turn.challenger}  # no restart

@@ -57,7 +57,7 @@ def fit(
             held_out=held_out,
             fraction=fraction,
             false_alarm_rate=false_alarm_rate,
-            **inst.folders(),
+            folders=inst.folders(),
             progress=bars,
         )
     for line in result.failed:
@@ -87,7 +87,7 @@ def evaluate(
             in_data,
             out_data,
             detector=detector,
-            **inst.folders(),
+            folders=inst.folders(),
             progress=bars,
         )
     m = result.metrics
@@ -142,7 +142,7 @@ def simulate(
             rounds=rounds,
             seed=seed,
             detector=detector,
-            **inst.folders(),
+            folders=inst.folders(),
             progress=bars,
         )
     if as_json:

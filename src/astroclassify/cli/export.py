@@ -35,7 +35,7 @@ def export(
             out_dir,
             calibration_images=calibration_images,
             name=name,
-            **installation().folders(),
+            folders=installation().folders(),
             progress=bars,
         )
     f, q = result.fp32, result.int8

@@ -156,7 +156,9 @@ def _learner(model: str, store, minutes: float, notifiers):
 
     def turn(_results) -> None:
         try:
-            result = learn(model, store=store, max_minutes=minutes, notifiers=notifiers, **installation().folders())
+            result = learn(
+                model, store=store, max_minutes=minutes, notifiers=notifiers, folders=installation().folders()
+            )
             err.print(f"learn {model}: {result.decision}: {result.message}", markup=False, highlight=False)
         except AstroClassifyError as exc:
             err.print(f"learn {model} failed: {exc}", markup=False, highlight=False)

@@ -86,7 +86,7 @@ def card(
 
     with Bars() as bars:
         inst = installation()
-        path = refresh_model_card(model, limits=limit, **inst.folders(), progress=bars)
+        path = refresh_model_card(model, limits=limit, folders=inst.folders(), progress=bars)
     out.print(f"model card rewritten: {path}")
 
 
@@ -111,7 +111,7 @@ def ensemble(
             name=name,
             tta=tta,
             command=command,
-            **inst.folders(),
+            folders=inst.folders(),
             progress=bars,
         )
     table = Table("model", "n", "accuracy", "macro-F1", "ECE")

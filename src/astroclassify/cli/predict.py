@@ -182,7 +182,7 @@ def evaluate(
     with Bars(enabled=not as_json) as bars:
         predictor = installation().predictor(model)
         result = run_evaluation(
-            predictor, data, split=split, tta=tta, taxonomy=taxonomy, data_dir=installation().data_dir, progress=bars
+            predictor, data, split=split, tta=tta, taxonomy=taxonomy, folders=installation().folders(), progress=bars
         )
     for line in result.problems:  # valid inputs were scored regardless; the exit code flags the rest
         error(line)

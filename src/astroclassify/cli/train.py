@@ -163,7 +163,7 @@ def learn(
             clean=clean,
             notifiers=inst.notifiers(),
             progress=bars,
-            **inst.folders(),
+            folders=inst.folders(),
         )
     if json_out:
         out.print_json(json.dumps(result.to_dict()))

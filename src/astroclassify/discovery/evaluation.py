@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.discovery.fitting import embed_samples, fitted_hashes, select_images, unseen, with_detector
 from astroclassify.discovery.ranking import rerank
 from astroclassify.errors import ConfigError, DataError
@@ -51,8 +52,7 @@ def evaluate_anomalies(
     out_data: str | Path | Sequence[str | Path],
     *,
     detector: Detector | str | Path | None = None,
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> AnomalyEvaluation:
     """Score typical (``in_data``) against unusual (``out_data``) images, never fitted ones.
@@ -64,10 +64,10 @@ def evaluate_anomalies(
         interval), ``fpr_at_95_tpr``, ``precision_at_k`` (k = 10, 20, 50), ``unusual_rate``
         (in and out), the same per detector under ``detectors``, and what was left out.
     """
-    predictor, det, folder = with_detector(model, detector, models_dir)
+    predictor, det, folder = with_detector(model, detector, folders.models_dir)
     fitted = fitted_hashes(folder)
-    ins, skipped_in = unseen(select_images(in_data, data_dir=data_dir), fitted)
-    outs, skipped_out = unseen(select_images(out_data, data_dir=data_dir), fitted)
+    ins, skipped_in = unseen(select_images(in_data, data_dir=folders.data_dir), fitted)
+    outs, skipped_out = unseen(select_images(out_data, data_dir=folders.data_dir), fitted)
     if not ins or not outs:
         raise DataError(
             f"nothing to score: {len(ins)} 'in' and {len(outs)} 'out' image(s) left after leaving out "
@@ -148,8 +148,7 @@ def simulate_marks(
     rounds: int = 3,
     seed: int = 0,
     detector: Detector | str | Path | None = None,
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> Simulation:
     """Replay active learning: each round marks the top-ranked unmarked images, then re-ranks.
@@ -162,8 +161,8 @@ def simulate_marks(
     if rounds < 1 or marks < rounds:
         raise ConfigError(f"need at least one mark per round; got {marks} marks in {rounds} rounds")
     targets = {target} if isinstance(target, str) else set(target)
-    predictor, det, folder = with_detector(model, detector, models_dir)
-    samples, skipped = unseen(select_images(pool, data_dir=data_dir), fitted_hashes(folder))
+    predictor, det, folder = with_detector(model, detector, folders.models_dir)
+    samples, skipped = unseen(select_images(pool, data_dir=folders.data_dir), fitted_hashes(folder))
     labels = {s.label for s in samples}
     if not targets & labels:
         raise DataError(

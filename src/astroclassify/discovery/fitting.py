@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.evaluation.card import write_model_card
 from astroclassify.inference.chunks import in_chunks
@@ -207,8 +208,7 @@ def fit_anomalies(
     fraction: float = 1.0,
     weights: dict[str, float] | None = None,
     false_alarm_rate: float = 0.05,
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> AnomalyFit:
     """Fit anomaly detectors for ``model`` and write them to ``out``.
@@ -243,7 +243,7 @@ def fit_anomalies(
         raise ConfigError(f"held_out must be between 0 and 1; got {held_out}")
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1]; got {fraction}")
-    probe = OnnxPredictor(model, models_dir=models_dir, detector=False)
+    probe = OnnxPredictor(model, models_dir=folders.models_dir, detector=False)
     if out is None and is_packaged(probe.bundle.path):
         raise ConfigError(
             f"model {probe.bundle.name!r} is bundled and ships its detector; give --out to fit another one elsewhere"
@@ -255,13 +255,13 @@ def fit_anomalies(
                 f"model {probe.bundle.name!r} has no embedding output; fit its own detector first "
                 "(without --out), which adds the output in a new version"
             )
-        return _fit_into(probe, Path(out), data, options, data_dir, progress)
+        return _fit_into(probe, Path(out), data, options, folders.data_dir, progress)
     # The model's own detector is part of the model: a new version, the served one untouched until it is done.
-    home, bundled = model_home(model, models_dir=models_dir)
+    home, bundled = model_home(model, models_dir=folders.models_dir)
     with draft(home, made_by="anomalies", from_current=True, bundled=bundled) as d:
         own = OnnxPredictor(d.path, detector=False)
         own.bundle = dataclasses.replace(own.bundle, name=probe.bundle.name)
-        fitted = _fit_into(own, d.path / "detector", data, options, data_dir, progress)
+        fitted = _fit_into(own, d.path / "detector", data, options, folders.data_dir, progress)
     return dataclasses.replace(fitted, path=d.published / "detector")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.errors import ConfigError, DataError
 from astroclassify.evaluation.calibration import expected_calibration_error, softmax
 from astroclassify.evaluation.metrics import classification_metrics, with_interval
@@ -139,8 +140,7 @@ def evaluate(
     split: str = "auto",
     tta: str | None = None,
     taxonomy: str | None = None,
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> Evaluation:
     """Score ``model`` on dataset folders or collection names, honestly.
@@ -158,8 +158,8 @@ def evaluate(
         Test-time augmentation (default: the model's own).
     taxonomy : str, optional
         Map dataset labels with this taxonomy (default: the one the model was trained with).
-    models_dir, data_dir : Path, optional
-        Where model and collection names are looked up.
+    folders : Folders, optional
+        Where model names and collection names are looked up (an installation's ``folders()``).
 
     Returns
     -------
@@ -180,11 +180,11 @@ def evaluate(
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    predictor = model if isinstance(model, OnnxPredictor) else OnnxPredictor(model, models_dir=models_dir)
+    predictor = model if isinstance(model, OnnxPredictor) else OnnxPredictor(model, models_dir=folders.models_dir)
     sources = [data] if isinstance(data, str | Path) else list(data)
     bundle = predictor.bundle
     space = _LabelSpace.of(bundle, taxonomy)
-    rows = _select(sources, bundle, space, split, data_dir)
+    rows = _select(sources, bundle, space, split, folders.data_dir)
     scored = _score(predictor, rows, tta, progress)
     temperature = bundle.temperature_for(tta)
     probs = space.collapse(softmax(scored.logits, temperature))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.errors import ModelError
 from astroclassify.evaluation.calibration import fit_temperature
 from astroclassify.evaluation.card import write_model_card
@@ -80,7 +81,7 @@ def score_split(
     if by_source and len(sources) > 1:
         scopes |= {str(s): [s] for s in sources}
     return {
-        scope: Scored.of(evaluate(model, data, split=split, data_dir=data_dir, progress=progress))
+        scope: Scored.of(evaluate(model, data, split=split, folders=Folders(data_dir=data_dir), progress=progress))
         for scope, data in scopes.items()
     }
 
@@ -111,8 +112,7 @@ def refresh_model_card(
     model: str | Path,
     *,
     limits: list[str] | None = None,
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> Path:
     """A new version of ``model`` with its test split re-scored (all sources, then each) and its card rewritten.
@@ -138,14 +138,14 @@ def refresh_model_card(
         When the model has no ``splits.csv`` (nothing says which images are held out), or a
         point figure changes (the stored metrics and the card would disagree).
     """
-    source = load_bundle(model, models_dir=models_dir)
+    source = load_bundle(model, models_dir=folders.models_dir)
     if not (source.path / "splits.csv").is_file():
         raise ModelError(f"{source.path}: no splits.csv, so its test split is unknown; re-train it to get a card")
-    home, bundled = model_home(model, models_dir=models_dir)
+    home, bundled = model_home(model, models_dir=folders.models_dir)
     sources = list(source.meta.get("training", {}).get("config", {}).get("data", []))
     with draft(home, made_by="card", from_current=True, bundled=bundled) as d:
         bundle = dataclasses.replace(load_bundle(d.path), name=source.name)
-        test = score_split(bundle, sources, by_source=True, data_dir=data_dir, progress=progress)
+        test = score_split(bundle, sources, by_source=True, data_dir=folders.data_dir, progress=progress)
         before = bundle.meta.get("metrics", {}).get("test", {})
         for scope, s in test.items():
             old, new = before.get(scope), s.metrics

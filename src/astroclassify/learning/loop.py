@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.errors import AstroClassifyError, ModelError
 from astroclassify.learning.cleaning import Suspect, find_label_errors
 from astroclassify.learning.promotion import Comparison, compare_paired, ensure_gold
@@ -81,8 +82,7 @@ def learn(
     *,
     store: Store | None = None,
     imported: Sequence[str | Path] = (),
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     max_minutes: float = 0.0,
     epochs: int = 0,
     dry_run: bool = False,
@@ -118,9 +118,9 @@ def learn(
 
     started = time.perf_counter()
     alerting = _Alerting(store, tuple(notifiers))
-    home, bundled = model_home(name, models_dir=models_dir)
+    home, bundled = model_home(name, models_dir=folders.models_dir)
     with _one_turn(home, name):
-        champion_path = resolve_bundle(name, models_dir=models_dir)
+        champion_path = resolve_bundle(name, models_dir=folders.models_dir)
         champion = _version_of(champion_path) or champion_path.name
         bundle = load_bundle(champion_path)
         recipe = bundle.meta.get("training", {}).get("config")
@@ -141,7 +141,7 @@ def learn(
             if r.sha256 in excluded
         )
         rows = [r for r in rows if r.sha256 not in excluded]
-        copies = _gold_copies(rows, learn_dir, champion_path, gold, home, recipe, data_dir)
+        copies = _gold_copies(rows, learn_dir, champion_path, gold, home, recipe, folders.data_dir)
         dropped["copy of a gold image (never trains)"] += len(copies)
         rows = [r for i, r in enumerate(rows) if i not in copies]
         dropped = +dropped
@@ -164,7 +164,7 @@ def learn(
 
         predictor = OnnxPredictor(champion_path, detector=False)
         if clean:
-            result.suspects = find_label_errors(predictor, rows, _reference(champion_path, recipe, data_dir))
+            result.suspects = find_label_errors(predictor, rows, _reference(champion_path, recipe, folders.data_dir))
         _write_suspects(snapshot.path / "suspects.csv", result.suspects)
         doubted = {s.row.sha256 for s in result.suspects}
         kept = [r for r in rows if r.sha256 not in doubted]
@@ -185,7 +185,7 @@ def learn(
             )
 
         training = write_snapshot(kept, learn_dir / "training", tag=f"clean:{snapshot.id}")
-        cfg = _challenger_config(recipe, home, training, champion_path, gold, data_dir, max_minutes, epochs)
+        cfg = _challenger_config(recipe, home, training, champion_path, gold, folders.data_dir, max_minutes, epochs)
         from astroclassify.training.train import TrainingPaused, train
 
         try:
@@ -196,7 +196,7 @@ def learn(
             _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, alerting)
             raise
         result.challenger = trained.path.name
-        result.comparison = _compare(champion_path, trained.path, gold, recipe, models_dir, data_dir, home)
+        result.comparison = _compare(champion_path, trained.path, gold, recipe, folders, home)
         if result.comparison.promote:
             from astroclassify.modelfolder.versions import use_version
 
@@ -413,7 +413,7 @@ def _challenger_config(recipe, home, training, champion, gold, data_dir, max_min
     )
 
 
-def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_dir, home: Path) -> Comparison:
+def _compare(champion: Path, challenger: Path, gold, recipe, folders: Folders, home: Path) -> Comparison:
     """Both models on the gold set, paired by image: the frozen split of the champion's data, and
     every image a person settled on the review page."""
     import numpy as np
@@ -431,8 +431,8 @@ def _compare(champion: Path, challenger: Path, gold, recipe, models_dir, data_di
     y, probs_a, probs_b, groups = [], [], [], []
     labels: list[str] = []
     for sources, split in parts:
-        a = evaluate(champion, sources, split=split, models_dir=models_dir, data_dir=data_dir)
-        b = evaluate(challenger, sources, split=split, models_dir=models_dir, data_dir=data_dir)
+        a = evaluate(champion, sources, split=split, folders=folders)
+        b = evaluate(challenger, sources, split=split, folders=folders)
         labels = list(a.bundle.labels) if a.bundle else []
         if not b.bundle or list(b.bundle.labels) != labels:
             raise ModelError(f"the challenger's classes differ from the champion's ({labels}); not comparable")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.evaluation.calibration import fit_temperature
 from astroclassify.evaluation.evaluate import Evaluation, evaluate
 from astroclassify.evaluation.finish import Scored, finish
@@ -48,8 +49,7 @@ def build_ensemble(
     tta: str | None = None,
     calibrate: bool = True,
     command: str = "",
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> EnsembleResult:
     """One ONNX model averaging its members' calibrated probabilities; it loads like any model.
@@ -73,10 +73,10 @@ def build_ensemble(
     """
     out = Path(out)
     with draft(out, made_by="ensemble", info={"members": [str(m) for m in members]}) as d:
-        bundle = merge_models(list(members), d.path, name=name or out.name, tta=tta, models_dir=models_dir)
+        bundle = merge_models(list(members), d.path, name=name or out.name, tta=tta, models_dir=folders.models_dir)
         sources = bundle.meta["training"]["config"]["data"]
         if calibrate:
-            val = evaluate(bundle, sources, split="val", data_dir=data_dir, progress=progress)
+            val = evaluate(bundle, sources, split="val", folders=folders, progress=progress)
             if val.metrics["n"]:
                 y_val = np.array([bundle.labels.index(t) for t in val.y_true])
                 temperature = fit_temperature(np.log(np.maximum(val.probs, 1e-12)), y_val)
@@ -84,10 +84,10 @@ def build_ensemble(
                 bundle.meta["temperature_fitted_on"] = "val"
                 bundle.save()
         scores = {
-            m["name"]: evaluate(m["path"], sources, split="auto", data_dir=data_dir, progress=progress)
+            m["name"]: evaluate(m["path"], sources, split="auto", folders=folders, progress=progress)
             for m in bundle.meta["ensemble"]["members"]
         }
-        scores[bundle.name] = result = evaluate(bundle, sources, split="auto", data_dir=data_dir, progress=progress)
+        scores[bundle.name] = result = evaluate(bundle, sources, split="auto", folders=folders, progress=progress)
         bundle.meta["training"]["command"] = command
         # Its "logits" are log mean probabilities: no uncalibrated reliability curve to draw.
         finish(bundle, {"all": dataclasses.replace(Scored.of(result), logits=None)})

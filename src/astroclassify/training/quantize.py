@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.evaluation.finish import finish, score_split
 from astroclassify.imaging.transforms import to_tensor_layout
@@ -63,8 +64,7 @@ def quantize_model(
     *,
     calibration_images: int = CALIBRATION_IMAGES,
     name: str | None = None,
-    models_dir: Path | None = None,
-    data_dir: Path | None = None,
+    folders: Folders = BUNDLED_ONLY,
     progress: Progress | None = None,
 ) -> QuantizeResult:
     """Write an INT8 copy of ``model`` to ``out``, calibrated on its training images, and score it.
@@ -92,13 +92,13 @@ def quantize_model(
     DataError
         The model's training images cannot be found (they calibrate).
     """
-    source = load_bundle(model, models_dir=models_dir)
+    source = load_bundle(model, models_dir=folders.models_dir)
     out = Path(out)
     if out.resolve() == source.path.resolve() or source.path.resolve().is_relative_to(out.resolve()):
         raise ConfigError("--out must be a new folder, not the model's own")
     if (out / "model.json").exists() or is_home(out):
         raise ConfigError(f"{out} already holds a model; choose an empty folder")
-    samples = _training_samples(source, calibration_images, data_dir)
+    samples = _training_samples(source, calibration_images, folders.data_dir)
     fp32_predictor = OnnxPredictor(source, detector=False)
     name = name or f"{source.name}-int8"
     info = {"derived_from": f"{source.name}@{source.version}", "data": {"calibration_images": len(samples)}}
@@ -123,8 +123,10 @@ def quantize_model(
         (d.path / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         int8 = load_bundle(d.path)
         sources = (source.meta.get("data") or {}).get("sources") or []
-        after_test = score_split(OnnxPredictor(int8, detector=False), sources, data_dir=data_dir)
-        before = _summary(score_split(OnnxPredictor(source, detector=False), sources, data_dir=data_dir)["all"].metrics)
+        after_test = score_split(OnnxPredictor(int8, detector=False), sources, data_dir=folders.data_dir)
+        before = _summary(
+            score_split(OnnxPredictor(source, detector=False), sources, data_dir=folders.data_dir)["all"].metrics
+        )
         after = _summary(after_test["all"].metrics)
         before["images_per_second"] = _throughput(fp32_predictor)
         after["images_per_second"] = _throughput(OnnxPredictor(int8, detector=False))
