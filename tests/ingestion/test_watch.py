@@ -20,6 +20,9 @@ from astroclassify.store.archive import IngestedItems, now
 from astroclassify.store.db import make_engine, make_sessionmaker
 from astroclassify.store.tables import IngestedItem
 
+# The watch reads the archive as of this day: no test depends on the day it runs.
+TODAY = dt.date(2026, 11, 30)
+
 
 class Receiver:
     """A local webhook endpoint that records each POST and can be told to fail."""
@@ -96,12 +99,12 @@ def receiver():
 
 @pytest.mark.slow
 def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tmp_path):
-    today = dt.date.today()
+    today = TODAY
     site.add_day(today, "A brand new picture")
     mbox = tmp_path / "alerts.mbox"
     common = (
         "--base-url", f"{site.url}/apod/", "--webhook", receiver.url, "--mailbox", str(mbox), "--json",
-        "--no-alert-unusual",  # low-confidence alerts only here; anomaly alerts have their own test
+        "--no-alert-unusual", "--as-of", TODAY.isoformat(),  # low-confidence alerts only here; anomaly alerts have their own test
     )  # fmt: skip
     # Every confidence is under 1.01, so every new image raises an alert.
     first = cli("watch", "--once", "--alert-below", "1.01", *common)
@@ -149,12 +152,12 @@ def test_new_day_is_ingested_classified_and_alerted_once(site, cli, receiver, tm
 def test_unusual_images_raise_one_anomaly_alert(site, cli, receiver):
     """The test site's pictures are drawn, not photographed: the dso detector flags them.
 
-    The picture is drawn from its path, so the path is fixed (drawn from today's date, 19 of
-    30 dates scored usual): the watch polls today, the picture is the same every day.
+    The picture is drawn from its path, so the path is fixed (drawn from the date, 19 of 30
+    dates scored usual), and the watch reads the archive as of a fixed day.
     """
-    today = dt.date.today()
-    site.add_day(today, "Something odd", image="image/odd/Odd_09.jpg")  # 0.97 at both sizes the page links
+    site.add_day(TODAY, "Something odd", image="image/odd/Odd_09.jpg")  # 0.97 at both sizes the page links
     common = ("--base-url", f"{site.url}/apod/", "--webhook", receiver.url, "--json", "--alert-below", "0")
+    common += ("--as-of", TODAY.isoformat())
     first = cli("watch", "--once", *common)
     assert first.returncode == 0, first.stderr
     (row,) = [json.loads(line) for line in first.stdout.splitlines()]
@@ -222,8 +225,11 @@ def test_a_hostile_receiver_costs_a_few_kib_and_one_deadline(receiver):
 
 
 def test_watch_learn_runs_a_turn_of_the_loop_after_each_poll(site, cli, tmp_path):
-    site.add_day(dt.date.today(), "A picture to learn from")
-    polled = cli("watch", "--once", "--base-url", f"{site.url}/apod/", "--no-alert-unusual", "--learn", "dso")
+    site.add_day(TODAY, "A picture to learn from")
+    polled = cli(
+        "watch", "--once", "--base-url", f"{site.url}/apod/", "--no-alert-unusual", "--learn", "dso",
+        "--as-of", TODAY.isoformat(),
+    )  # fmt: skip
     assert polled.returncode == 0, polled.stderr
     # APOD gives no class labels and no one corrected anything yet: the turn says so and trains nothing
     assert "learn dso: nothing new: no new labels" in polled.stderr

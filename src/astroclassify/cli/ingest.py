@@ -118,6 +118,12 @@ def watch(
         str | None, typer.Option("--learn", metavar="MODEL", help="After each poll, run a turn of `learn MODEL`.")
     ] = None,
     learn_minutes: Annotated[float, typer.Option(min=0, help="Training budget of each learning turn.")] = 30.0,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", metavar="YYYY-MM-DD", help="A first poll looks back a week from this day (default: today)."
+        ),
+    ] = None,
 ) -> None:
     """Poll sources on a schedule, ingest and classify new images, and send alerts for unusual ones."""
     from astroclassify.ingestion.catalog import make_source
@@ -146,6 +152,7 @@ def watch(
             once=once,
             force=force,
             stop=stop,
+            as_of=_date(as_of, "--as-of"),
         )
 
 

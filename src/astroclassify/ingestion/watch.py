@@ -49,6 +49,10 @@ class Watcher:
     predictor: OnnxPredictor | None = None
     on_item: Callable[[ItemOutcome], None] | None = None
     after_poll: Callable[[list[IngestResult]], None] | None = None  # e.g. one turn of the learning loop
+    as_of: dt.date | None = None  # the day a first poll looks back from (a replay or backfill); None: today (UTC)
+
+    def today(self) -> dt.date:
+        return self.as_of or now().date()
 
     def poll_once(self, *, force: bool = False) -> list[IngestResult]:
         """Ingest every source that is due (all of them with ``force``), then deliver due alerts."""
@@ -61,7 +65,7 @@ class Watcher:
             if not force and last is not None and last.finished_at and as_utc(last.finished_at) + w.every > now():
                 continue
             # From the newest day stored, or the oldest that failed (retried), or the lookback.
-            since = min(d for d in (newest, failed) if d) if (newest or failed) else (now() - w.lookback).date()
+            since = min(d for d in (newest, failed) if d) if (newest or failed) else self.today() - w.lookback
             opts = dataclasses.replace(self.options, since=since, notifiers=tuple(n.name for n in self.notifiers))
             result = ingest(
                 w.source, self.store, client=self.client, options=opts, predictor=self.predictor, on_item=self.on_item
@@ -108,6 +112,7 @@ def watch(
     once: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
+    as_of: dt.date | None = None,
 ) -> list[IngestResult]:
     """Poll ``sources`` for new items every ``every``, until ``stop`` is set or once.
 
@@ -141,6 +146,9 @@ def watch(
         With ``once``: poll even the sources that are not due.
     stop : threading.Event, optional
         Set it to end a long-running watch (the CLI sets it on Ctrl-C or SIGTERM).
+    as_of : datetime.date, optional
+        The day a source's first poll looks back a week from (a replay or a backfill);
+        default: today (UTC). Later polls go on from the newest day stored.
 
     Returns
     -------
@@ -148,7 +156,9 @@ def watch(
         One per poll made with ``once``; ``[]`` when a long-running watch is stopped.
     """
     watched = [WatchedSource(s, every) for s in sources]
-    watcher = Watcher(watched, client, store, options or IngestOptions(), notifiers, predictor, on_item, after_poll)
+    watcher = Watcher(
+        watched, client, store, options or IngestOptions(), notifiers, predictor, on_item, after_poll, as_of
+    )
     if once:
         return watcher.poll_once(force=force)
     watcher.run(stop)
