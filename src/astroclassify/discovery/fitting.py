@@ -300,17 +300,18 @@ def fit_detector_in_memory(
     training image again; the caller writes the model's card afterwards, once.
     """
     options = {"weights": None, "false_alarm_rate": false_alarm_rate}
+
+    def infer(batch: np.ndarray, _: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        z, e = predictor.forward(batch, "none")
+        assert e is not None
+        return list(zip(z, e, strict=True))
+
     sides = []
     for pixels, hashes in (reference, calibration):
-        logits, embeddings = [], []
-        for start in range(0, len(pixels), 32):
-            z, e = predictor.forward(pixels[start : start + 32], "none")
-            assert e is not None
-            logits.append(z)
-            embeddings.append(e)
-        if not logits:
+        answers = [c.result for c in in_chunks(range(len(pixels)), pixels.__getitem__, infer) if c.result is not None]
+        if not answers:
             raise DataError("no images to fit or calibrate a detector with")
-        sides.append(Embedded([], list(hashes), np.concatenate(logits), np.concatenate(embeddings)))
+        sides.append(Embedded([], list(hashes), np.stack([z for z, _ in answers]), np.stack([e for _, e in answers])))
     return _fit_and_save(predictor, sides[0], sides[1], folder, options, described)
 
 
