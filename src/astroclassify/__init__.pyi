@@ -87,19 +87,19 @@ from astroclassify.store.api_keys import revoke_api_key as revoke_api_key
 from astroclassify.store.export import ExportResult as ExportResult
 from astroclassify.store.export import export_dataset as export_dataset
 from astroclassify.store.export import export_feedback as export_feedback
+from astroclassify.training.config import HeadSpec as HeadSpec
 from astroclassify.training.config import TrainConfig as TrainConfig
 from astroclassify.training.crossval import CVResult as CVResult
 from astroclassify.training.crossval import cross_validate as cross_validate
 from astroclassify.training.ensemble import EnsembleResult as EnsembleResult
 from astroclassify.training.ensemble import build_ensemble as build_ensemble
+from astroclassify.training.loop import TrainingPaused as TrainingPaused
 from astroclassify.training.multitask import EncoderConfig as EncoderConfig
 from astroclassify.training.multitask import EncoderResult as EncoderResult
-from astroclassify.training.multitask import HeadSpec as HeadSpec
 from astroclassify.training.multitask import load_encoder_recipe as load_encoder_recipe
 from astroclassify.training.multitask import train_encoder as train_encoder
 from astroclassify.training.quantize import QuantizeResult as QuantizeResult
 from astroclassify.training.quantize import quantize_model
-from astroclassify.training.train import TrainingPaused as TrainingPaused
 from astroclassify.training.train import TrainResult as TrainResult
 from astroclassify.training.train import train as train
 from astroclassify.web.server import serve as serve

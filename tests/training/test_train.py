@@ -7,7 +7,8 @@ import pytest
 from astroclassify.errors import ConfigError
 from astroclassify.modelfolder.folder import resolve_bundle as served
 from astroclassify.training.config import TrainConfig, apply_overrides
-from astroclassify.training.train import lr_at, train
+from astroclassify.training.loop import lr_at
+from astroclassify.training.train import train
 from tests.conftest import make_sky, run_cli, small_cnn_config, write_image
 
 
@@ -248,7 +249,8 @@ def test_frozen_epochs_leave_the_backbone_untouched(tiny_dataset, tmp_path):
     import torch
 
     from astroclassify.models import create_model
-    from astroclassify.training.train import _seed_everything, fit_model
+    from astroclassify.training.loop import seed_everything as _seed_everything
+    from astroclassify.training.train import fit_model
     from astroclassify.training.train import prepare as prepare_data
 
     cfg = TrainConfig(

@@ -45,7 +45,7 @@ def write_training_plot(history: list[dict], path: Path) -> None:
     """Losses on the left, scores on the right: whatever each epoch's row recorded.
 
     A single-task run records ``train_loss``/``val_loss`` and accuracies; a shared encoder
-    (training/multitask.py) one loss and one validation score per head.
+    (training/multitask.py) one loss and validation scores per part (a head's classes or tags).
     """
     plt = _plt()
     epochs = [h["epoch"] for h in history]

@@ -10,7 +10,7 @@ from typing import Any
 
 from astroclassify.errors import ConfigError
 
-__all__ = ["TrainConfig", "apply_overrides"]
+__all__ = ["HEAD_FIELDS", "HeadSpec", "TrainConfig", "apply_overrides"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     balanced_sampling: bool = True  # sample each class equally often per epoch
     balance_power: float = 1.0  # with balanced sampling: weight 1/count**power (0.5 = square-root balancing)
+    tag_weight: float = 1.0  # a head with tags (vote fractions, multi-label): the tags' loss relative to a class loss
     flips: bool = True  # mirror flips preserve these labels (a taxonomy's mirror map overrides: flip and swap)
     taxonomy: str = ""  # label mapping (built-in name or YAML file); "" = the data's default or labels as they are
     crop: float = 1.0  # keep this central fraction of each image before resizing (centred survey cutouts)
@@ -59,6 +60,17 @@ class TrainConfig:
         """The fields a model records as how it was made: not where this machine keeps data, not free-form extras."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("extra", "data_dir")}
 
+    def head(self) -> HeadSpec:
+        """The one head this config trains (the loop steps over heads; a plain model has one)."""
+        from pathlib import Path
+
+        values = {h: getattr(self, t) for t, h in HEAD_FIELDS.items()}
+        return HeadSpec(**(values | {"name": self.name or Path(self.out).name}))
+
+    def for_head(self, head: HeadSpec, **changes: Any) -> TrainConfig:
+        """This config with one head's data and preprocessing in place of its own."""
+        return dataclasses.replace(self, **{t: getattr(head, h) for t, h in HEAD_FIELDS.items()}, **changes)
+
     def __post_init__(self) -> None:
         # TrainConfig(data="my-dataset") would otherwise be read one character at a time.
         data = (self.data,) if isinstance(self.data, str | PathLike) else self.data
@@ -71,6 +83,50 @@ class TrainConfig:
             check_filters(self.filters.split(","))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One head: a model users load by name, with its classes, tags, preprocessing and sampling."""
+
+    name: str
+    classes: tuple[str, ...] = ()  # datasets whose labels are this head's classes
+    tags: tuple[str, ...] = ()  # datasets that train only this head's tags
+    image_size: int = 224
+    crop: float = 1.0
+    taxonomy: str = ""
+    tta: str = "none"
+    flips: bool = True  # a taxonomy's mirror map overrides (flip and swap)
+    photo: bool = False  # imitate amateur photographs in augmentation (imaging/augment.py)
+    per_epoch: int = 0  # images drawn from each class part per epoch, with replacement (0: as many as it has)
+    balanced: bool = True  # draw each class about equally often (weights 1/count**balance_power)
+    balance_power: float = 1.0
+    splits: str = ""  # reuse a splits.csv for the class datasets (e.g. the old model's split)
+
+    def __post_init__(self) -> None:
+        from astroclassify.imaging.tta import TTA_MODES
+
+        for name in ("classes", "tags"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if not self.classes:
+            raise ConfigError(f"head {self.name!r}: needs at least one dataset under `classes`")
+        if self.tta not in TTA_MODES:
+            raise ConfigError(f"head {self.name!r}: tta must be one of {', '.join(TTA_MODES)}; got {self.tta!r}")
+
+
+# TrainConfig's per-head fields and their HeadSpec names: a shared encoder's recipe sets them per head.
+HEAD_FIELDS = {
+    "data": "classes",
+    "image_size": "image_size",
+    "crop": "crop",
+    "taxonomy": "taxonomy",
+    "tta": "tta",
+    "flips": "flips",
+    "balanced_sampling": "balanced",
+    "balance_power": "balance_power",
+    "splits": "splits",
+}
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:

@@ -1,6 +1,6 @@
 """Grouped K-fold cross-validation of a recipe: per-fold and pooled scores per TTA mode, and suspected label errors.
 
-Each fold trains with ``training.train.fit_model`` (the one training loop) for exactly
+Each fold trains with ``training.train.fit_model`` (through the one training loop) for exactly
 ``cfg.epochs``, so no fold peeks at its held-out part.
 """
 
@@ -20,7 +20,8 @@ from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.progress import Progress, silent
 from astroclassify.training.config import TrainConfig
-from astroclassify.training.train import _mirror, fit_model, predict_logits, prepare
+from astroclassify.training.loop import class_mirror, network_outputs
+from astroclassify.training.train import fit_model, prepare
 
 __all__ = ["CVResult", "cross_validate"]
 
@@ -94,13 +95,14 @@ def _cross_validate(cfg: TrainConfig, progress: Progress = silent) -> dict:
     pool = np.flatnonzero(data.split != "test")
     oof = {mode: np.full((len(data.y), len(data.labels)), np.nan) for mode in TTA_MODES}
     folds = []
+    mirror = class_mirror(data)
     for f in sorted(set(data.fold[pool].tolist())):
         held = pool[data.fold[pool] == f]
         fit_idx = pool[data.fold[pool] != f]
         model, _, _ = fit_model(cfg, data, fit_idx, None, progress)
         row = {"fold": f, "n": len(held)}
         for mode in TTA_MODES:
-            logits = predict_logits(model, data.table.pixels[held], pre.mean, pre.std, mode, mirror=_mirror(data))
+            logits, _ = network_outputs(model, data.table.pixels[held], pre.mean, pre.std, mode, mirror=mirror)
             oof[mode][held] = softmax(logits)
             m = classification_metrics([data.labels[i] for i in data.y[held]], oof[mode][held], data.labels)
             row[mode] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
