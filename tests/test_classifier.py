@@ -78,7 +78,7 @@ def test_predict_iter_streams_a_result_or_an_error_per_input(shared_data, tmp_pa
 def test_load_takes_limits_and_the_estimator_clones(shared_data):
     from sklearn.base import clone
 
-    small = astroclassify.load("dso", max_pixels=10_000, threads=1)
+    small = astroclassify.load("dso", limits=astroclassify.DecodeLimits(max_pixels=10_000), threads=1)
     with pytest.raises(astroclassify.ImageDecodeError, match="over the 0.01 Mpx limit"):
         small.predict(shared_data / "hubble-dso/galaxy/heic0506a.jpg")
     clf = astroclassify.Classifier(model="small_cnn", taxonomy="gz1-coarse", epochs=3)

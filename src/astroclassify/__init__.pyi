@@ -11,6 +11,7 @@ from astroclassify.batching.batch import batch as batch
 from astroclassify.classifier import Classifier as Classifier
 from astroclassify.classifier import FailedPrediction as FailedPrediction
 from astroclassify.classifier import Prediction as Prediction
+from astroclassify.config import DecodeLimits as DecodeLimits
 from astroclassify.config import Folders as Folders
 
 # discovery

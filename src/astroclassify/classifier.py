@@ -118,7 +118,7 @@ class Classifier:
     ) -> Classifier:
         """A fitted classifier from a bundled model's name, a model folder, or a name in ``models_dir=``.
 
-        ``predictor_options``: ``models_dir``, ``max_pixels``, ``max_bytes``, ``threads`` (see
+        ``predictor_options``: ``models_dir``, ``limits``, ``threads`` (see
         ``OnnxPredictor``). ``astroclassify.load`` fills them from the installation.
         """
         from astroclassify.inference.predictor import OnnxPredictor

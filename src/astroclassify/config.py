@@ -15,8 +15,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
+    "DecodeLimits",
     "Settings",
     "get_settings",
 ]
@@ -24,6 +26,27 @@ __all__ = [
 # Decoding limits, in one place: larger images are refused before their pixels are decoded.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What decoding one image from outside may cost, checked before its pixels are decoded.
+
+    ``max_bytes`` bounds the file read, ``max_pixels`` the pixels it may decode to (every
+    FITS axis counts): the pair every path that decodes travels with, as one value.
+    """
+
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def within(self, other: DecodeLimits | None) -> DecodeLimits:
+        """These limits, lowered (never raised) to ``other``'s: a web upload's under the server's."""
+        if other is None:
+            return self
+        return DecodeLimits(min(self.max_pixels, other.max_pixels), min(self.max_bytes, other.max_bytes))
+
+
+DEFAULT_LIMITS = DecodeLimits()
 
 
 @dataclass(frozen=True)
@@ -145,14 +168,19 @@ class Settings(BaseSettings):
         """The one rule for the views a web request gets: the server's choice, else the model's own."""
         return self.tta_override or model_tta
 
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """What one image may cost to decode: the CLI's and the library's limit."""
+        return DecodeLimits(self.max_image_pixels, self.max_file_bytes)
+
+    @property
+    def upload_limits(self) -> DecodeLimits:
+        """What one web upload may cost to decode: lower, because a server decodes for anyone."""
+        return DecodeLimits(self.max_upload_pixels, self.max_upload_bytes).within(self.decode_limits)
+
     def predictor_options(self) -> dict[str, Any]:
         """``OnnxPredictor``/``PredictorPool`` keyword arguments: these settings' limits, threads and models."""
-        return {
-            "threads": self.inference_threads,
-            "max_pixels": self.max_image_pixels,
-            "max_bytes": self.max_file_bytes,
-            "models_dir": self.models_dir,
-        }
+        return {"threads": self.inference_threads, "limits": self.decode_limits, "models_dir": self.models_dir}
 
     @property
     def resolved_database_url(self) -> str:

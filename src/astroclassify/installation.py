@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from astroclassify.config import Folders, Settings, get_settings
+from astroclassify.config import DecodeLimits, Folders, Settings, get_settings
 
 if TYPE_CHECKING:
     from astroclassify.classifier import Classifier
@@ -132,8 +132,7 @@ def load(
     *,
     models_dir: Path | None = None,
     detector: str | Path | None = None,
-    max_pixels: int | None = None,
-    max_bytes: int | None = None,
+    limits: DecodeLimits | None = None,
     threads: int | None = None,
 ) -> Classifier:
     """Load a trained model for prediction, with this installation's models folder and limits.
@@ -148,8 +147,9 @@ def load(
     detector : str or Path, optional
         An anomaly detector folder (``astroclassify anomalies fit --out``); default: the
         model's own, if it has one.
-    max_pixels, max_bytes : int, optional
-        Decoding limits: larger images are refused before their pixels are decoded.
+    limits : DecodeLimits, optional
+        What one image may cost to decode: larger ones are refused before their pixels are
+        decoded (default: the installation's, 50 Mpx and 64 MiB).
     threads : int, optional
         ONNX Runtime threads (0: all cores).
 
@@ -165,6 +165,6 @@ def load(
     """
     from astroclassify.classifier import Classifier
 
-    given = {"models_dir": models_dir, "max_pixels": max_pixels, "max_bytes": max_bytes, "threads": threads}
+    given = {"models_dir": models_dir, "limits": limits, "threads": threads}
     options = Installation.current().predictor_options() | {k: v for k, v in given.items() if v is not None}
     return Classifier.load(name_or_path, detector=detector, **options)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from astroclassify.config import DecodeLimits
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import decode_image, sniff_format
 from astroclassify.imaging.transforms import letterbox, to_tensor_layout
@@ -70,7 +71,7 @@ def test_oversized_file_refused(tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(make_sky("galaxy", 64)).save(path)
     with pytest.raises(ImageDecodeError, match="over the"):
-        decode_image(path, max_bytes=100)
+        decode_image(path, limits=DecodeLimits(max_bytes=100))
 
 
 def test_sixteen_bit_and_alpha_images():
@@ -172,10 +173,10 @@ def test_pixel_limit_counts_the_pixels_actually_decoded():
     jpeg, png = io.BytesIO(), io.BytesIO()
     big.save(jpeg, format="JPEG")
     big.save(png, format="PNG")
-    out = decode_image(jpeg.getvalue(), max_pixels=1_000_000, draft_size=224)
+    out = decode_image(jpeg.getvalue(), limits=DecodeLimits(max_pixels=1_000_000), draft_size=224)
     assert min(out.shape[:2]) >= 224
     with pytest.raises(ImageDecodeError, match="3000x2000 = 6 Mpx is over the 1 Mpx limit"):
-        decode_image(png.getvalue(), max_pixels=1_000_000, draft_size=224)
+        decode_image(png.getvalue(), limits=DecodeLimits(max_pixels=1_000_000), draft_size=224)
 
 
 def test_a_large_transparent_png_costs_one_copy_to_decode(tmp_path):
@@ -284,7 +285,7 @@ def test_fits_cube_counts_every_axis_before_reading_a_pixel():
     for data in (header.tostring().encode(), _cube_bytes(50, 400)):
         start = time.perf_counter()
         with pytest.raises(ImageDecodeError, match="every axis counts"):
-            decode_image(data, max_pixels=4_000_000 if len(data) > 2880 else 40_000_000)
+            decode_image(data, limits=DecodeLimits(max_pixels=4_000_000 if len(data) > 2880 else 40_000_000))
         assert time.perf_counter() - start < 1
 
 
@@ -297,12 +298,13 @@ def test_fits_cube_reads_only_the_plane_it_shows(tmp_path):
     path.write_bytes(_cube_bytes(20, 2000))
     code = f"""
 import resource, warnings
+from astroclassify.config import DecodeLimits
 from astroclassify.imaging.decode import decode_image
 data = open({str(path)!r}, "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    out = decode_image(data, max_pixels=100_000_000)
+    out = decode_image(data, limits=DecodeLimits(max_pixels=100_000_000))
 print(out.shape[0], out[-200:].max(), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, len(caught))
 """
     side, band, extra_mb, warned = subprocess.run(

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import ConfigError, DataError, ModelError
 from astroclassify.imaging.tta import TTA, tta_mode
 
@@ -149,8 +150,7 @@ def batch(
     detector: str | Path | None = None,
     partition_size: int | None = None,
     models_dir: Path | None = None,
-    max_pixels: int | None = None,
-    max_bytes: int | None = None,
+    limits: DecodeLimits | None = None,
     progress: Callable[[str, int], Callable[[int], Any]] | None = None,
 ) -> BatchResult:
     """Classify every input on Dask and write a Parquet dataset, one file per partition.
@@ -174,6 +174,8 @@ def batch(
         Add each image's compact embedding (needs a detector) as an ``embedding`` column.
     partition_size : int
         Files per task and per output file.
+    limits : DecodeLimits, optional
+        What one image may cost to decode (default: 50 Mpx, 64 MiB).
 
     Returns
     -------
@@ -213,8 +215,7 @@ def batch(
     # What each worker needs: the run's settings that shape the answers, and its limits.
     options = {k: settings[k] for k in ("model", "model_version", "detector", "tta", "embeddings")} | {
         "threads": threads_per_worker,
-        "max_pixels": max_pixels,
-        "max_bytes": max_bytes,
+        "limits": limits or DEFAULT_LIMITS,
     }
     advance = progress("classifying", len(inputs)) if progress else (lambda n=1: None)
     advance(sum(len(parts[p]) for p in done))
@@ -403,18 +404,13 @@ _SESSIONS: dict[tuple, Any] = {}
 
 def _session(options: dict):
     """This worker process's predictor for ``options``: loaded on its first task, then kept."""
-    key = tuple(options[k] for k in ("model", "model_version", "detector", "threads", "max_pixels", "max_bytes"))
+    key = tuple(options[k] for k in ("model", "model_version", "detector", "threads", "limits"))
     predictor = _SESSIONS.get(key)
     if predictor is None:
-        from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
         from astroclassify.inference.predictor import OnnxPredictor
 
         predictor = OnnxPredictor(
-            options["model"],
-            threads=options["threads"],
-            detector=options["detector"],
-            max_pixels=options["max_pixels"] or DEFAULT_MAX_IMAGE_PIXELS,
-            max_bytes=options["max_bytes"] or DEFAULT_MAX_FILE_BYTES,
+            options["model"], threads=options["threads"], detector=options["detector"], limits=options["limits"]
         )
         if predictor.bundle.version != options["model_version"]:  # replaced since the run was claimed
             raise ModelError(
@@ -448,7 +444,7 @@ def _classify(predictor, files: list[str], options: dict) -> list[dict]:
     from astroclassify.inference.chunks import in_chunks
 
     def prepare(path: str) -> np.ndarray:
-        return predictor.prepare(_read(path, predictor.max_bytes) if "://" in path else path)
+        return predictor.prepare(_read(path, predictor.limits.max_bytes) if "://" in path else path)
 
     def infer(batch: np.ndarray, paths: list[str]) -> list:
         return predictor.outcomes(batch, options["tta"])

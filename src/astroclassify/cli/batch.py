@@ -52,8 +52,7 @@ def batch(
             detector=detector,
             partition_size=partition_size,
             models_dir=settings.models_dir,
-            max_pixels=settings.max_image_pixels,
-            max_bytes=settings.max_file_bytes,
+            limits=settings.decode_limits,
             progress=bars,
         )
     for line in result.first_errors:

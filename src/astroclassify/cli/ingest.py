@@ -202,8 +202,7 @@ def _options(settings, since, until, limit, alert_below, alert_unusual=False):
         since=_date(since, "--since"),
         until=_date(until, "--until"),
         limit=limit,
-        max_pixels=settings.max_image_pixels,
-        max_bytes=settings.max_file_bytes,
+        limits=settings.decode_limits,
         alert_below=alert_below,
         alert_unusual=alert_unusual,
     )

@@ -37,8 +37,7 @@ def sync(
             timeout=timeout,
             max_seconds=max_minutes * 60,
             max_total_bytes=max_mb * 1024 * 1024,
-            max_bytes=s.max_file_bytes,
-            max_pixels=s.max_image_pixels,
+            limits=s.decode_limits,
         )
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
@@ -108,7 +107,7 @@ def labels_import(
 
     s = installation().settings
     with installation().open_store() as store:
-        result = import_collection(store, folder, name=name, max_bytes=s.max_file_bytes, max_pixels=s.max_image_pixels)
+        result = import_collection(store, folder, name=name, limits=s.decode_limits)
     out.print(f"{result.votes} new vote(s) on {result.images} image(s) from {folder}", markup=False, highlight=False)
     for reason, n in result.refused.items():
         out.print(f"  refused {n}: {reason}", markup=False, highlight=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.config import DEFAULT_LIMITS, DEFAULT_MAX_FILE_BYTES, DecodeLimits
 from astroclassify.errors import AstroClassifyWarning, FileTooLargeError, ImageDecodeError
 from astroclassify.imaging.stretch import FitsDisplay, stretch_to_uint8
 from astroclassify.sizes import format_bytes
@@ -97,23 +97,19 @@ def read_image_bytes(source: str | Path | bytes, *, max_bytes: int = DEFAULT_MAX
 def decode_image(
     source: str | Path | bytes,
     *,
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    limits: DecodeLimits = DEFAULT_LIMITS,
     draft_size: int | None = None,
     fits_display: FitsDisplay | None = None,
 ) -> np.ndarray:
     """Decode an image file into an RGB ``uint8`` array of shape (H, W, 3); see ``decode_pil``."""
-    img = decode_pil(
-        source, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=draft_size, fits_display=fits_display
-    )
+    img = decode_pil(source, limits=limits, draft_size=draft_size, fits_display=fits_display)
     return np.asarray(img, dtype=np.uint8)
 
 
 def decode_pil(
     source: str | Path | bytes,
     *,
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    limits: DecodeLimits = DEFAULT_LIMITS,
     draft_size: int | None = None,
     draft_shape: str = "letterbox",
     fits_display: FitsDisplay | None = None,
@@ -124,10 +120,9 @@ def decode_pil(
     ----------
     source : path or bytes
         The image. Its format is detected from its content.
-    max_pixels : int, default=50_000_000
-        Images with more pixels are refused before decoding (decompression bombs).
-    max_bytes : int, default=64 MiB
-        Larger files are refused before reading.
+    limits : DecodeLimits, default 50 Mpx and 64 MiB
+        Larger files are refused before reading, and images with more pixels before decoding
+        (decompression bombs).
     draft_size : int, optional
         If given, the image may be decoded at a reduced scale whose longer side is still at
         least this many pixels, enough for a letterbox of that size (JPEG: DCT scaling, 2-4x
@@ -145,7 +140,8 @@ def decode_pil(
         Empty, truncated, corrupt, non-image, too large or unsupported input.
     """
     name = "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
-    data = read_image_bytes(source, max_bytes=max_bytes)
+    data = read_image_bytes(source, max_bytes=limits.max_bytes)
+    max_pixels = limits.max_pixels
     if data.startswith(_FITS_MAGIC):
         return Image.fromarray(_decode_fits(data, name, max_pixels, fits_display or FitsDisplay()))
     try:
@@ -296,12 +292,11 @@ def preview_jpeg(
     *,
     size: int = 320,
     fits_display: FitsDisplay | None = None,
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> bytes:
     """A JPEG of the image at most ``size`` px a side, as a model would see it (FITS stretched
     with ``fits_display``): what a browser shows for files it cannot display itself."""
-    img = decode_pil(source, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=size, fits_display=fits_display)
+    img = decode_pil(source, limits=limits, draft_size=size, fits_display=fits_display)
     img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)

@@ -32,7 +32,7 @@ class PredictorPool:
     detector : Path, optional
         An anomaly detector folder for the default model (instead of its own).
     **predictor_options
-        Passed to every ``OnnxPredictor`` (``threads``, ``max_pixels``, ``max_bytes``).
+        Passed to every ``OnnxPredictor`` (``threads``, ``limits``).
     """
 
     def __init__(

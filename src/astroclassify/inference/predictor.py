@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import check_filters, letterbox_filtered
@@ -98,15 +98,14 @@ class OnnxPredictor:
         bundle: Bundle | str | Path,
         *,
         threads: int = 0,
-        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        limits: DecodeLimits = DEFAULT_LIMITS,
         models_dir: Path | None = None,
         detector: Detector | str | Path | Literal[False] | None = None,
     ) -> None:
         """Load ``bundle`` (a ``Bundle``, a model folder or a model name) into an ONNX Runtime session.
 
-        ``threads`` is ONNX Runtime's intra-op thread count (0: all cores); ``max_pixels`` and
-        ``max_bytes`` are the decoding limits; ``models_dir`` is where names are looked up
+        ``threads`` is ONNX Runtime's intra-op thread count (0: all cores); ``limits`` what
+        one image may cost to decode; ``models_dir`` is where names are looked up
         besides the bundled models. ``detector`` scores how unusual each image is (a
         ``Detector`` or its folder); default: the model's own ``detector/``, if it has one;
         ``False``: none.
@@ -114,8 +113,7 @@ class OnnxPredictor:
         import onnxruntime as ort
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, models_dir=models_dir)
-        self.max_pixels = max_pixels
-        self.max_bytes = max_bytes
+        self.limits = limits
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -187,10 +185,10 @@ class OnnxPredictor:
     def labels(self) -> tuple[str, ...]:
         return self.bundle.labels
 
-    def prepare(self, source: str | Path | bytes | np.ndarray, *, max_pixels: int | None = None) -> np.ndarray:
+    def prepare(self, source: str | Path | bytes | np.ndarray, *, limits: DecodeLimits | None = None) -> np.ndarray:
         """Decode (if needed) and letterbox one input to (S, S, 3) uint8.
 
-        ``max_pixels`` lowers the decoding limit for this input (a web upload) below the predictor's.
+        ``limits`` lowers the decoding limits for this input (a web upload) below the predictor's.
         """
         size = self.bundle.image_size
         if isinstance(source, np.ndarray):
@@ -205,15 +203,13 @@ class OnnxPredictor:
                 image = center_crop(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.crop)
                 return letterbox_filtered(image, size, self.filters)
             return letterbox_filtered(arr[..., :3], size, self.filters)
-        return letterbox_filtered(self._decode(source, size, max_pixels), size, self.filters)
+        return letterbox_filtered(self._decode(source, size, limits), size, self.filters)
 
-    def _decode(self, source: str | Path | bytes, draft_size: int, max_pixels: int | None = None) -> Image.Image:
+    def _decode(self, source: str | Path | bytes, draft_size: int, limits: DecodeLimits | None = None) -> Image.Image:
         draft = math.ceil(draft_size / self.crop)
-        limit = self.max_pixels if max_pixels is None else min(max_pixels, self.max_pixels)
         img = decode_pil(
             source,
-            max_pixels=limit,
-            max_bytes=self.max_bytes,
+            limits=self.limits.within(limits),
             draft_size=draft,
             draft_shape=self.draft_shape,
             fits_display=self.fits_display,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from astroclassify.config import DecodeLimits
 from astroclassify.errors import ImageDecodeError
 from astroclassify.imaging.decode import sniff_format
 from astroclassify.inference.answer import answer_of
@@ -66,7 +67,7 @@ class _Target:
     predictor: OnnxPredictor
     tta: str
     owner: str | None
-    max_pixels: int | None
+    limits: DecodeLimits | None
     run: Callable[..., Any]
 
     def earlier(self, sha: str, key: str | None = None) -> Classification | None:
@@ -76,7 +77,7 @@ class _Target:
         )
 
     def decode(self, data: bytes) -> np.ndarray:
-        return self.run(self.predictor.prepare, data, max_pixels=self.max_pixels)
+        return self.run(self.predictor.prepare, data, limits=self.limits)
 
     def save(self, data: bytes) -> tuple[str, str]:
         """The file under a generated name: (stored name, format)."""
@@ -117,7 +118,7 @@ def classify_upload(
     tta: str,
     owner: str | None = None,
     idempotency_key: str | None = None,
-    max_pixels: int | None = None,
+    limits: DecodeLimits | None = None,
     run: Callable[..., Any] = _here,
 ) -> UploadResult:
     """Classify one upload and store it (or return the record it repeats).
@@ -125,11 +126,11 @@ def classify_upload(
     Raises
     ------
     ImageDecodeError
-        The upload is not an image we can decode within ``max_pixels`` (message names ``name``).
+        The upload is not an image we can decode within ``limits`` (message names ``name``).
     IdempotencyKeyReusedError
         ``idempotency_key`` was first sent with other bytes.
     """
-    target = _Target(session, images, predictor, tta, owner, max_pixels, run)
+    target = _Target(session, images, predictor, tta, owner, limits, run)
     sha = hashlib.sha256(data).hexdigest()
     earlier = target.earlier(sha, idempotency_key)
     if earlier is not None:
@@ -168,7 +169,7 @@ def classify_batch(
     *,
     tta: str,
     owner: str | None = None,
-    max_pixels: int | None = None,
+    limits: DecodeLimits | None = None,
     run: Callable[..., Any] = _here,
 ) -> list[BatchOutcome]:
     """Classify many uploads, one file at a time; each gets its result or its error, in order.
@@ -176,7 +177,7 @@ def classify_batch(
     Files are decoded and stored as they come and classified in chunks of ``BATCH_CHUNK``,
     so a batch never sits in memory whole.
     """
-    target = _Target(session, images, predictor, tta, owner, max_pixels, run)
+    target = _Target(session, images, predictor, tta, owner, limits, run)
 
     def prepare(p: _Pending) -> np.ndarray | None:
         if p.data is None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import AstroClassifyError
 from astroclassify.imaging.decode import decode_pil, sniff_format
 from astroclassify.inference.answer import answer_of
@@ -56,8 +56,7 @@ class IngestOptions:
     since: dt.date | None = None
     until: dt.date | None = None
     limit: int | None = None  # most new items to handle (already-stored ones do not count)
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES
+    limits: DecodeLimits = DEFAULT_LIMITS  # what one downloaded image may cost to decode
     alert_below: float | None = None  # raise a low-confidence alert under this confidence
     alert_unusual: bool = False  # raise an anomaly alert for images the detector flags unusual
     notifiers: tuple[str, ...] = ()  # names of the notifiers each new alert is queued for
@@ -329,7 +328,7 @@ class _Run:
     def download(self, url: str, row: IngestedItem) -> tuple[bytes, Image.Image] | ItemOutcome:
         try:
             response = self.client.get_image(url)
-            image = decode_pil(response.content, max_pixels=self.options.max_pixels, max_bytes=self.options.max_bytes)
+            image = decode_pil(response.content, limits=self.options.limits)
         except AstroClassifyError as exc:  # FetchError, ImageDecodeError
             return self.fail(row, str(exc).replace("<bytes>", url))
         return response.content, image

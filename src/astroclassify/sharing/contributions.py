@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import ImageDecodeError, RecordNotFoundError
 from astroclassify.imaging.decode import decode_pil, sniff_format
 from astroclassify.store import Store
@@ -33,18 +33,16 @@ class ImageIdentity:
     image_format: str
 
 
-def identify_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, max_bytes: int = DEFAULT_MAX_FILE_BYTES
-) -> ImageIdentity:
+def identify_image(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> ImageIdentity:
     """Decode ``data`` safely (pixel and byte limits) and digest it; raises ``ImageDecodeError``."""
-    image = decode_pil(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    image = decode_pil(data, limits=limits)
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageDecodeError("not an image format this installation stores")
     return ImageIdentity(hashlib.sha256(data).hexdigest(), hashlib.sha256(image.tobytes()).hexdigest(), fmt)
 
 
-def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> int:
+def publish_local_labels(store: Store, *, limits: DecodeLimits = DEFAULT_LIMITS) -> int:
     """Turn corrections made here into contributions (each once); returns how many were new.
 
     Only corrections their maker chose to share are published: those made without a key (the
@@ -64,7 +62,7 @@ def publish_local_labels(store: Store, *, max_pixels: int = DEFAULT_MAX_IMAGE_PI
                 continue  # free text a peer would refuse: stays a local correction
             path = store.images / c.stored_name
             try:
-                identity = identify_image(path.read_bytes(), max_pixels=max_pixels)
+                identity = identify_image(path.read_bytes(), limits=limits)
             except (OSError, ImageDecodeError):
                 continue  # the image is gone or unreadable: nothing to share
             who = c.owner or "web"

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import DataError, ImageDecodeError
 from astroclassify.sharing.contributions import LABEL, ImageIdentity, identify_image
 from astroclassify.sharing.votes import aggregate_votes
@@ -105,8 +105,7 @@ def import_collection(
     *,
     question: str = "class",
     name: str | None = None,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    limits: DecodeLimits = DEFAULT_LIMITS,
     max_rows: int = MAX_ROWS,
     max_table_bytes: int = MAX_TABLE_BYTES,
 ) -> ExchangeResult:
@@ -145,8 +144,8 @@ def import_collection(
             for batch in parquet.iter_batches(batch_size=IMPORT_BATCH, columns=columns):
                 for row in batch.to_pylist():
                     reason = _import_row(
-                        row, folder, origin, held, votes, images, count_column, repo, store, result, max_bytes,
-                        max_pixels, question,
+                        row, folder, origin, held, votes, images, count_column, repo, store, result, limits,
+                        question,
                     )  # fmt: skip
                     if reason:
                         refused[reason] = refused.get(reason, 0) + 1
@@ -207,7 +206,7 @@ def _scaled(counts: dict[str, int], cap: int) -> dict[str, int]:
 
 
 def _import_row(
-    row, folder, origin, held, votes, images, count_column, repo, store, result, max_bytes, max_pixels, question
+    row, folder, origin, held, votes, images, count_column, repo, store, result, limits, question
 ) -> str | None:
     result.rows += 1
     rel = str(row.get("file") or "")[:1024]
@@ -230,7 +229,7 @@ def _import_row(
     if not counts:
         return f"no {question}_<answer> vote counts"
     if path not in images:
-        images[path] = _identify(path, max_bytes, max_pixels)
+        images[path] = _identify(path, limits)
     identity = images[path]
     if isinstance(identity, str):
         return identity
@@ -275,13 +274,13 @@ def _import_row(
     return None
 
 
-def _identify(path: Path, max_bytes: int, max_pixels: int) -> ImageIdentity | str:
+def _identify(path: Path, limits: DecodeLimits) -> ImageIdentity | str:
     """The image's identity, or why it is refused (each file is read once per import)."""
     if not path.is_file():
         return "image file missing"
-    if path.stat().st_size > max_bytes:
+    if path.stat().st_size > limits.max_bytes:
         return "image over the byte limit"
     try:
-        return identify_image(path.read_bytes(), max_pixels=max_pixels, max_bytes=max_bytes)
+        return identify_image(path.read_bytes(), limits=limits)
     except ImageDecodeError:
         return "not an image we accept"

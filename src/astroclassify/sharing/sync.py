@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from astroclassify.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import AstroClassifyError, PeerError, StoreFullError
 from astroclassify.net.http import ACCEPT_ENCODING, deadline_transport, read_capped, request_deadline
 from astroclassify.sharing.contributions import LABEL, NAME, UID, identify_image
@@ -92,8 +92,7 @@ def sync(
     timeout: float = 30.0,
     max_seconds: float = 900.0,
     max_total_bytes: int = 2 * 1024**3,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    limits: DecodeLimits = DEFAULT_LIMITS,
     transport: httpx.BaseTransport | None = None,
 ) -> SyncResult:
     """Pull ``peer``'s contributions after our cursor for it; idempotent and resumable.
@@ -111,7 +110,7 @@ def sync(
     max_seconds, max_total_bytes : float, int
         Budget of the whole sync: a peer that trickles items or bytes is left there (``stopped``
         says why), what arrived is kept, and the next sync goes on from the cursor.
-    max_bytes, max_pixels : int
+    limits : DecodeLimits
         Our limits for each image (as for uploads).
 
     Raises
@@ -158,8 +157,7 @@ def sync(
                             item,
                             result,
                             timeout,
-                            max_bytes,
-                            max_pixels,
+                            limits,
                             store,
                             budget,
                         )
@@ -293,7 +291,7 @@ def _page(client: httpx.Client, base: str, since: int, limit: int, timeout: floa
     return page
 
 
-def _take(session, client, base, via, ours, item, result, timeout, max_bytes, max_pixels, store, budget) -> str | None:
+def _take(session, client, base, via, ours, item, result, timeout, limits, store, budget) -> str | None:
     """Store one item; returns why it was refused, or None."""
     try:
         uid, origin, contributor = str(item["uid"]), str(item["origin"]), str(item["contributor"])
@@ -330,7 +328,7 @@ def _take(session, client, base, via, ours, item, result, timeout, max_bytes, ma
     else:
         try:
             data = _get(
-                client, f"{base}/api/contributions/{uid}/image", budget.timeout(timeout), max_bytes, None, budget
+                client, f"{base}/api/contributions/{uid}/image", budget.timeout(timeout), limits.max_bytes, None, budget
             )
         except PeerError as exc:
             if "HTTP 404" in str(exc):
@@ -343,7 +341,7 @@ def _take(session, client, base, via, ours, item, result, timeout, max_bytes, ma
         if hashlib.sha256(data).hexdigest() != image_sha:
             return "image bytes do not match their digest"
         try:
-            identity = identify_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+            identity = identify_image(data, limits=limits)
         except AstroClassifyError:  # ImageDecodeError, FileTooLargeError: counted by kind, not by message
             return "not an image we accept"
         if identity.pixels_sha256 != pixels_sha:

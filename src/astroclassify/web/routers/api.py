@@ -95,7 +95,7 @@ def classify(
         tta=served.tta,
         owner=owner,
         idempotency_key=idempotency_key,
-        max_pixels=settings.max_upload_pixels,
+        limits=settings.upload_limits,
         run=decoder.run,
     )
     # Standard Server-Timing header: where each request's time went (bench/serve_latency.py reads it).
@@ -121,7 +121,7 @@ def preview(
     display = served.predictor.fits_display
     data = read_upload(image, settings.max_upload_bytes)
     try:
-        jpeg = decoder.run(preview_jpeg, data, fits_display=display, max_pixels=settings.max_upload_pixels)
+        jpeg = decoder.run(preview_jpeg, data, fits_display=display, limits=settings.upload_limits)
     except ImageDecodeError as exc:
         raise type(exc)(f"{image.filename or 'upload'}: {str(exc).removeprefix('<bytes>: ')}") from None
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -158,7 +158,7 @@ def classify_batch(
         ),
         tta=served.tta,
         owner=owner,
-        max_pixels=settings.max_upload_pixels,
+        limits=settings.upload_limits,
         run=decoder.run,
     )
     items = [
