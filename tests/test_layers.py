@@ -14,7 +14,7 @@ ROOT = Path(astroclassify.__file__).parent
 # only units of a lower rank, never one of its own rank, and there are no exceptions by module.
 RANK = {
     "errors": 0, "_version": 0,
-    "config": 1, "sizes": 1, "urls": 1, "registry": 1, "credits": 1, "zipdir": 1, "extras": 1, "progress": 1,
+    "config": 1, "files": 1, "registry": 1, "progress": 1,
     "store": 2, "models": 2, "imaging": 2,
     "net": 3,
     "preparation": 3, "modelfolder": 3,

@@ -55,7 +55,7 @@ def __getattr__(name: str) -> Any:
     try:
         value = importlib.import_module(module)
     except ImportError as exc:
-        from astroclassify.extras import missing_extra
+        from astroclassify.errors import missing_extra
 
         raise (missing_extra(exc) or exc) from None
     value = value if attr is None else getattr(value, attr)
@@ -73,7 +73,7 @@ def _naming_extras(function: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except ImportError as exc:
-            from astroclassify.extras import missing_extra
+            from astroclassify.errors import missing_extra
 
             missing = missing_extra(exc)
             if missing is None:

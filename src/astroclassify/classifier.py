@@ -145,7 +145,7 @@ class Classifier:
             from astroclassify.training.config import TrainConfig
             from astroclassify.training.train import train
         except ImportError as exc:
-            from astroclassify.extras import missing_extra
+            from astroclassify.errors import missing_extra
 
             raise (missing_extra(exc) or exc) from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from astroclassify.extras import missing_extra
+from astroclassify.errors import missing_extra
 
 __all__ = ["main"]
 

@@ -48,7 +48,7 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except ImportError as exc:  # a command whose optional part is not installed
-        from astroclassify.extras import missing_extra
+        from astroclassify.errors import missing_extra
 
         missing = missing_extra(exc)
         if missing is None or _debug():

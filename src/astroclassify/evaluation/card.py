@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from astroclassify.errors import ModelError
 from astroclassify.evaluation.metrics import with_interval
+from astroclassify.files.sizes import format_bytes
 from astroclassify.modelfolder.folder import Bundle
-from astroclassify.sizes import format_bytes
 
 if TYPE_CHECKING:
     from jinja2 import Environment

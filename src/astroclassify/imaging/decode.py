@@ -18,8 +18,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from astroclassify.config import DEFAULT_LIMITS, DEFAULT_MAX_FILE_BYTES, DecodeLimits
 from astroclassify.errors import AstroClassifyWarning, FileTooLargeError, ImageDecodeError
+from astroclassify.files.sizes import format_bytes
 from astroclassify.imaging.stretch import FitsDisplay, stretch_to_uint8
-from astroclassify.sizes import format_bytes
 
 __all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "has_image_signature", "read_image_bytes", "sniff_format"]
 

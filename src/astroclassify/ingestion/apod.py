@@ -40,7 +40,7 @@ from astroclassify.ingestion.sources import (
     tag_attr,
 )
 from astroclassify.net.http import FetchError, PoliteClient
-from astroclassify.urls import http_url
+from astroclassify.net.urls import http_url
 
 __all__ = [
     "API_URL",

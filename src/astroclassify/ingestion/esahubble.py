@@ -38,7 +38,7 @@ from astroclassify.ingestion.sources import (
     tag_attr,
 )
 from astroclassify.net.http import FetchError, PoliteClient
-from astroclassify.urls import http_url
+from astroclassify.net.urls import http_url
 
 __all__ = ["BASE_URL", "CATEGORIES", "SIZES", "EsaHubbleSource", "parse_image_page", "parse_listing"]
 

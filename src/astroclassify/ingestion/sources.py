@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from astroclassify.errors import IngestError
-from astroclassify.urls import is_http_url
+from astroclassify.net.urls import is_http_url
 
 if TYPE_CHECKING:
     from astroclassify.net.http import PoliteClient

@@ -46,7 +46,7 @@ import httpx
 
 from astroclassify._version import __version__
 from astroclassify.errors import IngestError
-from astroclassify.sizes import format_bytes
+from astroclassify.files.sizes import format_bytes
 
 __all__ = [
     "ACCEPT_ENCODING",

@@ -15,10 +15,10 @@ import zipfile
 from pathlib import Path
 
 from astroclassify.errors import DataError, FileTooLargeError, IngestError
+from astroclassify.files.sizes import format_bytes
+from astroclassify.files.zipdir import open_zip_within
 from astroclassify.preparation.dataset import load_dataset, sha256_file
 from astroclassify.registry import Registry
-from astroclassify.sizes import format_bytes
-from astroclassify.zipdir import open_zip_within
 
 __all__ = ["COLLECTIONS", "DEFAULT_TAXONOMY", "fetch", "resolve_data", "shared_data_dir"]
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import DataError, ImageDecodeError
+from astroclassify.files.sizes import format_bytes
 from astroclassify.sharing.contributions import LABEL, ImageIdentity, identify_image
 from astroclassify.sharing.votes import aggregate_votes
-from astroclassify.sizes import format_bytes
 from astroclassify.store import Store
 from astroclassify.store.contributions import Contributions
 from astroclassify.store.images import save_image

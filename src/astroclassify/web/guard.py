@@ -26,7 +26,7 @@ from starlette.middleware.body_limit import RequestBodyLimitResponder
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from astroclassify.config import Settings
-from astroclassify.sizes import format_bytes
+from astroclassify.files.sizes import format_bytes
 from astroclassify.web.ratelimit import RateLimiter
 
 __all__ = ["LOOPBACK_HOSTS", "Caller", "RequestGuard", "is_loopback"]

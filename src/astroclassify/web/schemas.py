@@ -7,9 +7,9 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from astroclassify.credits import Credit
 from astroclassify.discovery.collection import Neighbour, Ranked
 from astroclassify.store.tables import Classification
+from astroclassify.web.credit import Credit
 
 __all__ = [
     "BatchItem",

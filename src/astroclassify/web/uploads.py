@@ -9,9 +9,9 @@ from typing import BinaryIO
 from fastapi import UploadFile
 
 from astroclassify.errors import FileTooLargeError
+from astroclassify.files.sizes import format_bytes
+from astroclassify.files.zipdir import open_zip_within
 from astroclassify.inference.uploads import Upload
-from astroclassify.sizes import format_bytes
-from astroclassify.zipdir import open_zip_within
 
 __all__ = ["batch_entries", "count_batch_entries", "read_upload"]
 

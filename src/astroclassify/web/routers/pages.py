@@ -12,13 +12,13 @@ from fastapi.templating import Jinja2Templates
 
 from astroclassify.errors import ImageDecodeError, ModelError, NoEmbeddingError, UnknownNameError
 from astroclassify.evaluation.metrics import with_interval
+from astroclassify.files.sizes import format_bytes
 from astroclassify.imaging.stretch import FitsDisplay
-from astroclassify.sizes import format_bytes
+from astroclassify.net.urls import http_url
 from astroclassify.store.alerts import Alerts
 from astroclassify.store.archive import IngestedItems, IngestRuns
 from astroclassify.store.classifications import Classifications
 from astroclassify.store.images import derived_image, existing_file
-from astroclassify.urls import http_url
 from astroclassify.web.credit import record_credit
 from astroclassify.web.deps import (
     CallerDep,

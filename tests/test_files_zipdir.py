@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from astroclassify.errors import FileTooLargeError
-from astroclassify.zipdir import open_zip_within, read_zip_directory
+from astroclassify.files.zipdir import open_zip_within, read_zip_directory
 
 
 def directory_only_zip(entries: int, *, stated: int | None = None, zip64: bool = False) -> bytes:
