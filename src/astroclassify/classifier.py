@@ -202,25 +202,11 @@ class Classifier:
         return self.predictor_.predict_proba(batch, tta)
 
     def predict(self, X: Inputs, *, tta: str | None = None) -> list[Prediction]:
-        """Typed predictions, one per input, in input order.
+        """Typed predictions, one per input, in input order: ``label``, calibrated ``confidence``
+        and every class's ``probabilities`` (``X`` and ``tta`` as for ``predict_proba``).
 
-        Parameters
-        ----------
-        X : sequence of path, bytes or array
-            Image files, encoded image bytes, or decoded RGB arrays (H, W, 3); one path,
-            bytes or array alone is one input.
-        tta : {"none", "rot4", "rot4flip"}, optional
-            Test-time augmentation; default: the model's own mode.
-
-        Returns
-        -------
-        list of Prediction
-            ``label``, calibrated ``confidence`` and every class's ``probabilities``.
-
-        Raises
-        ------
-        ImageDecodeError
-            If an input cannot be decoded; the message names it.
+        Raises ``ImageDecodeError`` naming an input that cannot be decoded; ``predict_iter``
+        gives such an input a ``FailedPrediction`` of its own instead.
         """
         self._check_fitted()
         results = []

@@ -88,7 +88,7 @@ def test_fetch_caps_what_an_archive_unpacks(small_set, tmp_path):
     """Limits are checked from the listing, before a byte is written."""
     import tarfile
 
-    from tests.test_zipdir import directory_only_zip
+    from tests.files.test_zipdir import directory_only_zip
 
     archive = _zip(small_set, tmp_path / "set.zip", {"wrapped/big.bin": b"\0" * 200_000})
     with pytest.raises(IngestError, match="unpacks to at least 2[0-9.]+ KiB, over the 100 KiB limit"):

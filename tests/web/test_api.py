@@ -262,7 +262,7 @@ def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, sh
 
 
 def test_a_zip_listing_too_many_entries_is_refused_from_its_end_record(api):
-    from tests.test_zipdir import directory_only_zip
+    from tests.files.test_zipdir import directory_only_zip
 
     listing = directory_only_zip(1_000_000, zip64=True)  # 47 MB of directory, under the batch byte limit
     res = api.post("/api/classify/batch", files={"images": ("many.zip", listing, "application/zip")})

@@ -235,12 +235,3 @@ class RankingOut(BaseModel):
         description="True while the ranking is re-learned from newer marks in the background (large collections); "
         "marked images already sort to either end.",
     )
-
-
-class MapPointOut(BaseModel):
-    id: int
-    x: float
-    y: float
-    label: str
-    anomaly_score: float | None
-    interesting: bool | None

@@ -9,13 +9,13 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from astroclassify.discovery.collection import (
     MAP_POINTS,
+    MapPoint,
     export_marks,
     mark_image,
 )
 from astroclassify.web.deps import CurrentUser, DiscoveryDep, QueriedModelDep, RecordId, StoreDep
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
-    MapPointOut,
     MarkIn,
     MarkOut,
     NeighbourOut,
@@ -87,7 +87,7 @@ def anomalies(
     )
 
 
-@router.get("/anomalies/map", response_model=list[MapPointOut])
+@router.get("/anomalies/map", response_model=list[MapPoint])
 def anomalies_map(
     discovery: DiscoveryDep,
     served: QueriedModelDep,
@@ -95,7 +95,7 @@ def anomalies_map(
     limit: Annotated[int, Query(ge=1, le=20_000, description="Most points returned: marked ones, then a sample.")] = (
         MAP_POINTS
     ),
-) -> list[MapPointOut]:
+) -> list[MapPoint]:
     """Stored images on a 2-D map of the embeddings (x and y in [0, 1]).
 
     The ``X-Map-Layout`` header says how: ``tsne``, or ``pca`` while the t-SNE of a large
