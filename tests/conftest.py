@@ -159,7 +159,7 @@ def cli(tmp_path):
         ASTROCLASSIFY_INGEST_MIN_INTERVAL="0",
         ASTROCLASSIFY_INGEST_BACKOFF="0.05",
         ASTROCLASSIFY_INGEST_RETRIES="1",
-        ASTROCLASSIFY_INGEST_TIMEOUT="1.5",
+        ASTROCLASSIFY_INGEST_TIMEOUT="0.75",
     )
 
     def run(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -247,9 +247,8 @@ def test_interrupted_run_resumes(site, cli):
     import signal
     import subprocess
     import sys
-    import time
 
-    site.image_delay_s = 0.7
+    site.image_delay_s = 0.3  # well inside the client's deadline: slow, not failing
     since = ("--since", "2023-02-01")  # 11 listed days and the 2 saved newer ones: 12 images, 1 video
     proc = subprocess.Popen(
         [sys.executable, "-m", "astroclassify.cli", "ingest", "apod", "--base-url", f"{site.url}/apod/", *since, "--json"],
@@ -258,9 +257,14 @@ def test_interrupted_run_resumes(site, cli):
         # give the child Python's default, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    time.sleep(4)
+    first = ""
+    for line in proc.stdout:  # up to the first image stored, then interrupt the run midway
+        first += line
+        if json.loads(line)["status"] == "stored":
+            break
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    out = first + out
     assert proc.returncode == 130, err
     done = [json.loads(x) for x in out.splitlines()]
     assert 1 <= sum(r["status"] == "stored" for r in done) < 12

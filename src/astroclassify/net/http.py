@@ -461,7 +461,7 @@ class PoliteClient:
                 }
                 return Response(str(r.url), r.status_code, b"".join(chunks), r.headers.get("content-type", "")), meta
         except httpx.TimeoutException as exc:
-            raise type(exc)(f"no complete answer within {self.timeout:.0f} s ({exc})") from None
+            raise type(exc)(f"no complete answer within {self.timeout:g} s ({exc})") from None
         except httpx.DecodingError as exc:
             raise FetchError(f"{url}: {exc}", url=url) from None
 
