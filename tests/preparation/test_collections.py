@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 
-from astroclassify.errors import IngestError, UnknownNameError
+from astroclassify.errors import DataError, IngestError, UnknownNameError
 from astroclassify.preparation.collections import fetch, resolve_data
 from tests.conftest import make_sky, write_image
 
@@ -107,3 +107,15 @@ def test_fetch_caps_what_an_archive_unpacks(small_set, tmp_path):
     with pytest.raises(IngestError, match="over 10 members"):
         fetch(str(many), tmp_path / "out", max_files=10)
     assert not (tmp_path / "out").exists()
+
+
+def test_any_dataset_folder_in_the_data_folder_is_a_collection(tmp_path, small_set):
+    import shutil
+
+    shutil.copytree(small_set, tmp_path / "my-survey")
+    assert resolve_data("my-survey", data_dir=tmp_path) == tmp_path / "my-survey"  # not registered, still found
+    (tmp_path / "no-manifest").mkdir()
+    with pytest.raises(UnknownNameError):
+        resolve_data("no-manifest", data_dir=tmp_path)
+    with pytest.raises(DataError, match="not found"):
+        resolve_data("../my-survey", data_dir=tmp_path / "elsewhere")

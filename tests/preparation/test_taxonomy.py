@@ -65,5 +65,43 @@ def test_bad_taxonomy_files_say_what_is_wrong(tmp_path, text, needle):
 
 
 def test_unknown_name_lists_the_builtins():
-    with pytest.raises(UnknownNameError, match="built-in: gz1-6class"):
+    with pytest.raises(UnknownNameError, match="built-in: galaxy-type, gz1-6class"):
         load_taxonomy("gz2")
+
+
+def test_galaxy_type_takes_each_source_by_its_label_column_or_vote_fractions(shared_data):
+    """Hubble types from four sources: archive folders, a catalogue column, GZ1 labels, DECaLS votes."""
+    t = load_taxonomy("galaxy-type")
+    counts = {}
+    for name in ("hubble-galaxy-types", "stellarium-dso", "gz1-sdss", "gz-decals-rings"):
+        kept, left = t.apply(load_dataset(shared_data / name).samples)
+        counts[name] = Counter(s.label for s in kept)
+        if name == "stellarium-dso":
+            assert set(left) == {"nebula", "star_cluster"}  # its galaxies all map, by catalogue type
+    assert counts["stellarium-dso"] == {"spiral": 66, "irregular": 22, "elliptical": 11, "lenticular": 6}
+    assert counts["gz1-sdss"]["irregular"] > 0 and "lenticular" not in counts["gz1-sdss"]
+    assert set(counts["gz-decals-rings"]) == {"lenticular"}  # face-on disks without arms, by their votes
+    assert sum(c["lenticular"] for c in counts.values()) == 111
+
+
+def test_conditions_on_manifest_columns(tmp_path):
+    from astroclassify.preparation.dataset import Sample
+
+    path = tmp_path / "t.yaml"
+    path.write_text("classes:\n  disk: ['disk_fraction>=0.6&arms<=0.2', 'type=S0']\n  blob: [blob]\n")
+    t = load_taxonomy(path)
+    rows = [
+        ({"disk_fraction": "0.7", "arms": "0.1"}, "x", "disk"),
+        ({"disk_fraction": "0.7", "arms": "0.5"}, "x", None),  # one condition fails
+        ({"disk_fraction": "", "arms": "0.1"}, "x", None),  # no answer is not 0
+        ({"type": "S0"}, "x", "disk"),
+        ({"type": "S0"}, "blob", "disk"),  # a column that decides wins over the label
+        ({}, "blob", "blob"),
+    ]
+    for meta, label, want in rows:
+        assert t.map_sample(label, meta) == want, (meta, label)
+    kept, left = t.apply([Sample(tmp_path / "a.png", "x", "d", {"type": "S0"}), Sample(tmp_path / "b.png", "x", "d")])
+    assert [s.label for s in kept] == ["disk"] and left == {"x": 1}
+    path.write_text("classes:\n  disk: ['disk_fraction>=lots']\n")
+    with pytest.raises(ConfigError, match="compares with 'lots', not a number"):
+        load_taxonomy(path)

@@ -316,3 +316,20 @@ def test_a_checkpoint_that_would_run_code_is_a_one_line_error(tiny_dataset, tmp_
     assert "not a checkpoint this version can resume from" in res.stderr and "--fresh" in res.stderr
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_recipe_file_is_one_command_and_options_given_win(tiny_dataset, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        f"data: [{tiny_dataset}]\nmodel: small_cnn\npretrained: false\nimage_size: 32\nepochs: 1\n"
+        "batch_size: 16\nframing: object\ntta: rot4\n"
+    )
+    res = run_cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "m"), "--set", "tta=none", "--quiet")
+    assert res.returncode == 0, res.stderr
+    config = json.loads((served(tmp_path / "m") / "model.json").read_text())["training"]["config"]
+    assert config["framing"] == "object" and config["image_size"] == 32 and config["tta"] == "none"
+    recipe.write_text("data: [x]\nepoch: 3\n")
+    res = run_cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "n"))
+    assert res.returncode == 2 and f"{recipe}: unknown training option 'epoch'" in res.stderr
+    res = run_cli("train", "--out", str(tmp_path / "n"))
+    assert res.returncode == 2 and "no training data" in res.stderr

@@ -16,14 +16,18 @@ from astroclassify.cli.console import Bars, error, installation, out, setup_logg
 
 @app.command()
 def train(
-    data: Annotated[
-        list[str],
-        typer.Option("--data", "-d", help="Dataset folder or collection name (repeatable; labels merge by name)."),
-    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", "-d", help="Dataset folder or collection name (repeatable; labels merge by name)."),
+    ] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="A YAML recipe of training options (recipes/); options given here win.")
+    ] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Architecture (see `astroclassify models`).")
-    ] = "efficientnet_lite0",
+        str | None,
+        typer.Option("--model", "-m", help="Architecture (see `astroclassify models`; default efficientnet_lite0)."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     image_size: Annotated[int | None, typer.Option(min=32, max=1024)] = None,
     seed: Annotated[int | None, typer.Option()] = None,
@@ -43,11 +47,13 @@ def train(
     _start_training(verbose)
     import dataclasses
 
-    from astroclassify.training.config import TrainConfig, apply_overrides
+    from astroclassify.training.config import TrainConfig, apply_overrides, load_recipe
 
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
+            "data": tuple(data or ()) or None,
+            "model": model,
             "epochs": epochs,
             "image_size": image_size,
             "seed": seed,
@@ -58,10 +64,9 @@ def train(
     }
     command = "astroclassify " + shlex.join(sys.argv[1:])
     data_dir = installation().data_dir
-    cfg = TrainConfig(
-        data=tuple(data),
+    cfg = dataclasses.replace(
+        load_recipe(recipe) if recipe else TrainConfig(),
         out=str(out_dir),
-        model=model,
         data_dir=str(data_dir or ""),
         extra={"command": command},
         **overrides,

@@ -20,8 +20,9 @@ from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import check_filters, letterbox_filtered
+from astroclassify.imaging.framing import Framing, framed
 from astroclassify.imaging.stretch import FitsDisplay
-from astroclassify.imaging.transforms import center_crop, to_tensor_layout
+from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, resolve_tta, tta_views, undo_tta_view
 from astroclassify.inference.detectors import AnomalyScores, Detector
 from astroclassify.inference.embedding import EMBEDDING_OUTPUT
@@ -137,6 +138,7 @@ class OnnxPredictor:
         try:
             self.fits_display = FitsDisplay.from_dict(self.bundle.meta.get("fits"))
             self.filters = check_filters(self.bundle.meta.get("filters") or ())
+            self.framing = Framing.from_dict(self.bundle.meta.get("framing"))
         except (ValueError, TypeError) as exc:  # a model.json edited by hand, or from a newer release
             raise ModelError(f"{self.bundle.path}/model.json: {exc}") from None
         stored = self.bundle.meta.get("taxonomy")
@@ -199,14 +201,14 @@ class OnnxPredictor:
                 raise ImageDecodeError(f"array of shape {arr.shape} is not an (H, W, 3) image")
             if arr.dtype != np.uint8:
                 arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-            if self.crop < 1.0:
-                image = center_crop(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.crop)
+            if self.crop < 1.0 or self.framing.method != "none":
+                image, _ = framed(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.framing, self.crop)
                 return letterbox_filtered(image, size, self.filters)
             return letterbox_filtered(arr[..., :3], size, self.filters)
         return letterbox_filtered(self._decode(source, size, limits), size, self.filters)
 
     def _decode(self, source: str | Path | bytes, draft_size: int, limits: DecodeLimits | None = None) -> Image.Image:
-        draft = math.ceil(draft_size / self.crop)
+        draft = math.ceil(draft_size / self.crop) * (1 if self.framing.method == "none" else 2)
         img = decode_pil(
             source,
             limits=self.limits.within(limits),
@@ -214,7 +216,7 @@ class OnnxPredictor:
             draft_shape=self.draft_shape,
             fits_display=self.fits_display,
         )
-        return center_crop(img, self.crop)
+        return framed(img, self.framing, self.crop)[0]
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch."""

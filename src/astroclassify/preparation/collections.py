@@ -31,6 +31,7 @@ for _name, _about in {
     "gz1-sdss": "SDSS cutouts with Galaxy Zoo 1 morphology, 6 classes, 5665 images",
     "gz-decals-rings": "DECaLS ring galaxies vs others, 376 images",
     "stellarium-dso": "Stellarium's galaxies, nebulae and star clusters from ordinary telescopes, 258 images",
+    "hubble-galaxy-types": "ESA/Hubble press images filed as spiral, elliptical or irregular, 171 images, CC BY 4.0",
 }.items():
     COLLECTIONS.register(_name)(_about)
 
@@ -65,8 +66,15 @@ def resolve_data(source: str | Path, *, data_dir: Path | None = None) -> Path:
     path = Path(source).expanduser()
     if path.is_dir():
         return path
+    base = shared_data_dir(data_dir)
+    if (
+        base
+        and not any(c in source for c in "/\\")
+        and not source.startswith(".")
+        and (base / source / "manifest.csv").is_file()
+    ):
+        return base / source  # any dataset folder in the data folder is a collection, registered or not
     if source in COLLECTIONS:
-        base = shared_data_dir(data_dir)
         if base and (base / source).is_dir():
             return base / source
         raise DataError(

@@ -19,8 +19,8 @@ import numpy as np
 from astroclassify.errors import ConfigError, DataError, ImageDecodeError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import letterbox_filtered
+from astroclassify.imaging.framing import NO_FRAMING, Framing, framed
 from astroclassify.imaging.stretch import FitsDisplay
-from astroclassify.imaging.transforms import center_crop
 from astroclassify.preparation.collections import DEFAULT_TAXONOMY, resolve_data
 from astroclassify.preparation.dataset import Sample, load_dataset, sha256_file
 from astroclassify.preparation.splits import (
@@ -67,6 +67,7 @@ def build_table(
     crop: float = 1.0,
     fits_display: FitsDisplay | None = None,
     filters: Sequence[str] = (),
+    framing: Framing = NO_FRAMING,
 ) -> ImageTable:
     kept: list[Sample] = []
     pixels: list[np.ndarray] = []
@@ -77,10 +78,9 @@ def build_table(
         try:
             # The same decode, crop and resize as inference (OnnxPredictor.prepare).
             # At least FINGERPRINT_SIZE px, so near-duplicate checks do not depend on the network size.
-            full = decode_pil(
-                sample.path, draft_size=max(math.ceil(size / crop), FINGERPRINT_SIZE), fits_display=fits_display
-            )
-            img = center_crop(full, crop)
+            draft = max(math.ceil(size / crop) * (1 if framing.method == "none" else 2), FINGERPRINT_SIZE)
+            full = decode_pil(sample.path, draft_size=draft, fits_display=fits_display)
+            img, _ = framed(full, framing, crop)
         except ImageDecodeError as exc:
             failed.append(f"{sample.key}: {str(exc).split(': ', 1)[-1]}")
         else:
@@ -121,6 +121,7 @@ def prepare_data(
     crop: float = 1.0,
     fits_display: FitsDisplay | None = None,
     filters: Sequence[str] = (),
+    framing: Framing = NO_FRAMING,
     taxonomy: str | None = None,
     seed: int = 0,
     test_frac: float = 0.2,
@@ -140,6 +141,8 @@ def prepare_data(
         Decoded images are letterboxed to this size.
     crop : float, default=1.0
         The central fraction of each image kept before resizing.
+    framing : Framing, optional
+        Crop each picture to its main object (``imaging.framing``); default: as it is.
     taxonomy : str, optional
         Label mapping (a built-in name or a YAML file); default: the collections' own.
     seed, test_frac, val_frac, folds
@@ -175,6 +178,7 @@ def prepare_data(
         crop=crop,
         fits_display=fits_display,
         filters=filters,
+        framing=framing,
     )
     labels = sorted({s.label for s in table.samples})
     if len(labels) < 2:

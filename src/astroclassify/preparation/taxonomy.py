@@ -3,7 +3,11 @@
 One dataset serves several questions: Galaxy Zoo's six labels, a coarse
 elliptical / spiral / edge-on / merger split, or the seed tools' four Hubble types. A
 taxonomy lists, for each model class, the dataset labels it takes in; labels it does not
-list are left out of training and counted, never silently relabelled. ``mirror`` says
+list are left out of training and counted, never silently relabelled. An entry may also
+test a manifest column instead of the label: ``fine_type=spiral_galaxy`` (equal), or
+``featured_or_disk_fraction>=0.6&no_spiral_arms_fraction>=0.7`` (vote fractions deciding, all
+conditions joined by ``&``); a sample whose columns match such an entry takes that class
+before its label is looked at. ``mirror`` says
 which class a mirror image belongs to (a clockwise spiral becomes anticlockwise), so
 training can flip images and swap their labels, and test-time flips can swap logits.
 The taxonomy is stored in the model's ``model.json``.
@@ -12,7 +16,9 @@ The taxonomy is stored in the model's ``model.json``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +39,9 @@ class Taxonomy:
         seen: dict[str, str] = {}
         for target, sources in self.classes.items():
             for source in sources:
+                if _is_condition(source):
+                    _conditions(source, self.name)  # fails at load, not mid-training
+                    continue
                 if source in seen and seen[source] != target:
                     raise ConfigError(
                         f"taxonomy {self.name}: label {source!r} maps to both {seen[source]!r} and {target!r}"
@@ -58,12 +67,20 @@ class Taxonomy:
                 return target
         return label if label in self.classes else None
 
+    def map_sample(self, label: str, meta: dict[str, str]) -> str | None:
+        """The class of a sample: the first entry whose column conditions its manifest row meets, else its label's."""
+        for target, sources in self.classes.items():
+            for source in sources:
+                if _is_condition(source) and all(test(meta) for test in _conditions(source, self.name)):
+                    return target
+        return self.map_label(label)
+
     def apply(self, samples: list[Sample]) -> tuple[list[Sample], Counter]:
         """Samples relabelled into this taxonomy, and a count of the labels left out."""
         kept: list[Sample] = []
         dropped: Counter[str] = Counter()
         for s in samples:
-            target = self.map_label(s.label)
+            target = self.map_sample(s.label, s.meta)
             if target is None:
                 dropped[s.label] += 1
             else:
@@ -104,6 +121,46 @@ class Taxonomy:
             mirror={str(k): str(v) for k, v in mirror.items()},
             description=str(raw.get("description", "")),
         )
+
+
+_OPERATORS = (">=", "<=", "=")
+
+
+def _is_condition(entry: str) -> bool:
+    return any(op in entry for op in _OPERATORS)
+
+
+def _conditions(entry: str, name: str) -> list[Callable[[dict[str, str]], bool]]:
+    """``column=value`` / ``column>=x`` / ``column<=x`` tests, joined by ``&``, as functions of a manifest row."""
+    tests: list[Callable[[dict[str, str]], bool]] = []
+    for part in entry.split("&"):
+        op = next((o for o in _OPERATORS if o in part), "")
+        column, _, value = part.partition(op) if op else ("", "", "")
+        column, value = column.strip(), value.strip()
+        if not column or not value:
+            raise ConfigError(f"taxonomy {name}: cannot read condition {part!r} (column=value, column>=x, column<=x)")
+        if op == "=":
+            tests.append(partial(_equals, column=column, value=value))
+            continue
+        try:
+            bound = float(value)
+        except ValueError:
+            raise ConfigError(f"taxonomy {name}: {part!r} compares with {value!r}, not a number") from None
+        tests.append(partial(_compare, column=column, op=op, bound=bound))
+    return tests
+
+
+def _equals(row: dict[str, str], *, column: str, value: str) -> bool:
+    return row.get(column) == value
+
+
+def _compare(row: dict[str, str], *, column: str, op: str, bound: float) -> bool:
+    cell = row.get(column)
+    try:
+        x = float(cell) if cell not in (None, "") else float("nan")
+    except ValueError:
+        return False
+    return x >= bound if op == ">=" else x <= bound  # NaN (no answer) meets neither
 
 
 def _builtin_root():

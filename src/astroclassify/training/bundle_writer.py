@@ -13,6 +13,7 @@ from astroclassify.evaluation.calibration import expected_calibration_error, sof
 from astroclassify.evaluation.finish import Scored, finish, fit_temperatures
 from astroclassify.evaluation.metrics import classification_metrics
 from astroclassify.imaging.filters import check_filters
+from astroclassify.imaging.framing import Framing
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.inference.predictor import OnnxPredictor
@@ -74,6 +75,7 @@ def finish_bundle(
             },
             "explainable": hasattr(model, "head_gradient"),
             "crop": cfg.crop,
+            "framing": Framing(cfg.framing, cfg.framing_scale).to_dict(),  # done again at inference
             "decode": {"draft": "letterbox"},  # how training decoded its JPEGs (see imaging/decode.py)
             # What training did to the pixels, done again at inference (imaging/stretch.py, filters.py).
             "fits": FitsDisplay(cfg.fits_stretch, cfg.fits_interval).to_dict(),

@@ -10,7 +10,7 @@ from typing import Any
 
 from astroclassify.errors import ConfigError
 
-__all__ = ["HEAD_FIELDS", "HeadSpec", "TrainConfig", "apply_overrides"]
+__all__ = ["HEAD_FIELDS", "HeadSpec", "TrainConfig", "apply_overrides", "load_recipe"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,13 @@ class TrainConfig:
     label_smoothing: float = 0.05
     balanced_sampling: bool = True  # sample each class equally often per epoch
     balance_power: float = 1.0  # with balanced sampling: weight 1/count**power (0.5 = square-root balancing)
+    per_epoch: int = 0  # images drawn per epoch (0: as many as the training split has)
     tag_weight: float = 1.0  # a head with tags (vote fractions, multi-label): the tags' loss relative to a class loss
     flips: bool = True  # mirror flips preserve these labels (a taxonomy's mirror map overrides: flip and swap)
     taxonomy: str = ""  # label mapping (built-in name or YAML file); "" = the data's default or labels as they are
     crop: float = 1.0  # keep this central fraction of each image before resizing (centred survey cutouts)
+    framing: str = "none"  # none | object: crop to the main object found in each picture (imaging/framing.py)
+    framing_scale: float = 6.0  # object framing: the crop's side in semi-major axes of the object
     fits_stretch: str = "asinh"  # FITS display, stored with the model: asinh | log | sqrt | linear
     fits_interval: str = "auto"  # auto (BITPIX 8 as is, else percentile) | percentile | zscale
     filters: str = ""  # image filters in order, comma-separated: background, denoise, clahe (see bench/filters.py)
@@ -76,11 +79,13 @@ class TrainConfig:
         data = (self.data,) if isinstance(self.data, str | PathLike) else self.data
         object.__setattr__(self, "data", tuple(str(d) for d in data))
         from astroclassify.imaging.filters import check_filters
+        from astroclassify.imaging.framing import Framing
         from astroclassify.imaging.stretch import FitsDisplay
 
         try:  # fail when the config is made, not after an hour of decoding
             FitsDisplay(self.fits_stretch, self.fits_interval)
             check_filters(self.filters.split(","))
+            Framing(self.framing, self.framing_scale)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -94,6 +99,8 @@ class HeadSpec:
     tags: tuple[str, ...] = ()  # datasets that train only this head's tags
     image_size: int = 224
     crop: float = 1.0
+    framing: str = "none"  # none | object (imaging/framing.py)
+    framing_scale: float = 6.0
     taxonomy: str = ""
     tta: str = "none"
     flips: bool = True  # a taxonomy's mirror map overrides (flip and swap)
@@ -120,11 +127,14 @@ HEAD_FIELDS = {
     "data": "classes",
     "image_size": "image_size",
     "crop": "crop",
+    "framing": "framing",
+    "framing_scale": "framing_scale",
     "taxonomy": "taxonomy",
     "tta": "tta",
     "flips": "flips",
     "balanced_sampling": "balanced",
     "balance_power": "balance_power",
+    "per_epoch": "per_epoch",
     "splits": "splits",
 }
 
@@ -143,6 +153,25 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise ConfigError(f"unknown training option {key!r}" + (f"; did you mean {close}?" if close else ""))
         changes[key] = _parse(key, hints[key], raw)
     return dataclasses.replace(cfg, **changes)  # each value parsed to its field's type
+
+
+def load_recipe(path: str | PathLike) -> TrainConfig:
+    """A ``TrainConfig`` from a YAML recipe of its fields (``recipes/galaxy-type.yaml``), checked as ``--set`` is."""
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of training options (data: [...], model: ..., ...)")
+    items = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in raw.items()]
+    try:
+        return apply_overrides(TrainConfig(), items)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _parse(key: str, hint: object, raw: str) -> object:

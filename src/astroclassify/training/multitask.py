@@ -31,6 +31,7 @@ import torch
 
 from astroclassify.errors import ConfigError
 from astroclassify.evaluation.tags import tag_scores, tag_scores_with_intervals
+from astroclassify.imaging.framing import Framing
 from astroclassify.models import get_pretrained_cfg
 from astroclassify.models.multihead import HeadView, MultiHeadNet, encoder_id
 from astroclassify.preparation.prepare import PreparedData, prepare_data
@@ -106,6 +107,7 @@ def _prepare_parts(cfg: EncoderConfig, progress: Progress) -> list[Part]:
                 sources,
                 image_size=head.image_size,
                 crop=head.crop,
+                framing=Framing(head.framing, head.framing_scale),
                 taxonomy=taxonomy or None,
                 seed=loop.seed,
                 test_frac=loop.test_frac,

@@ -23,6 +23,7 @@ import torch
 from astroclassify.errors import ConfigError
 from astroclassify.evaluation.metrics import with_interval
 from astroclassify.imaging.filters import check_filters
+from astroclassify.imaging.framing import Framing
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.modelfolder.folder import Bundle
@@ -161,6 +162,7 @@ def prepare(cfg: TrainConfig, progress: Progress = silent) -> PreparedData:
         cfg.data,
         image_size=cfg.image_size or get_pretrained_cfg(cfg.model).input_size,
         crop=cfg.crop,
+        framing=Framing(cfg.framing, cfg.framing_scale),
         fits_display=FitsDisplay(cfg.fits_stretch, cfg.fits_interval),
         filters=check_filters(cfg.filters.split(",")),
         taxonomy=cfg.taxonomy,
