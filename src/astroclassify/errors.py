@@ -154,6 +154,7 @@ EXTRA_OF = {
     "albumentations": "train",
     "skimage": "train",
     "efficientnet_lite_pytorch": "train",
+    "h5py": "train",
 }
 
 

@@ -18,6 +18,7 @@ from astroclassify.errors import DataError, FileTooLargeError, IngestError
 from astroclassify.files.sizes import format_bytes
 from astroclassify.files.zipdir import open_zip_within
 from astroclassify.preparation.dataset import load_dataset, sha256_file
+from astroclassify.preparation.galaxy10 import GALAXY10, h5_to_dataset
 from astroclassify.registry import Registry
 
 __all__ = ["COLLECTIONS", "DEFAULT_TAXONOMY", "fetch", "resolve_data", "shared_data_dir"]
@@ -34,6 +35,8 @@ for _name, _about in {
     "hubble-galaxy-types": "ESA/Hubble press images filed as spiral, elliptical or irregular, 171 images, CC BY 4.0",
 }.items():
     COLLECTIONS.register(_name)(_about)
+for _name, _h5 in GALAXY10.items():  # published as one HDF5 file each: `data fetch NAME` converts it
+    COLLECTIONS.register(_name)(_h5.about)
 
 
 # Taxonomy used when training on a collection without --taxonomy. gz1-sdss needs one: its
@@ -105,7 +108,9 @@ def fetch(
     Parameters
     ----------
     source : str or Path
-        A collection name, a folder, an archive (.zip, .tar, .tar.gz) or an http(s) URL to one.
+        A collection name, a folder, an archive (.zip, .tar, .tar.gz) or an http(s) URL to one;
+        or a Galaxy10-layout ``.h5`` file (``galaxy10-decals``, ``galaxy10-sdss``, a path or a
+        URL), written out as one PNG per row and a manifest.
     out : str or Path
         The folder to fill.
     timeout : float
@@ -138,7 +143,10 @@ def fetch(
         raise IngestError(f"{out}: output folder exists and is not empty")
     with tempfile.TemporaryDirectory(prefix="astroclassify-fetch-") as tmp:
         staging = Path(tmp) / "data"
-        if source.startswith(("http://", "https://")):
+        h5 = _hdf5_source(source, Path(tmp), timeout=timeout, max_bytes=max_bytes)
+        if h5 is not None:
+            h5_to_dataset(h5, staging, progress=progress)
+        elif source.startswith(("http://", "https://")):
             archive = Path(tmp) / Path(source.split("?")[0]).name
             _download(source, archive, timeout=timeout, max_bytes=max_bytes)
             _extract(archive, staging, max_bytes=max_extracted_bytes, max_files=max_files)
@@ -155,6 +163,27 @@ def fetch(
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(root, out, dirs_exist_ok=True)
     return count
+
+
+def _hdf5_source(source: str, tmp: Path, *, timeout: float, max_bytes: int) -> Path | None:
+    """The HDF5 file a Galaxy10 name, URL or path stands for, its published checksum checked; None for others."""
+    known = GALAXY10.get(source)
+    if known is None and not source.split("?")[0].endswith(".h5"):
+        return None
+    url = known.url if known else source
+    if url.startswith(("http://", "https://")):
+        path = tmp / Path(url.split("?")[0]).name
+        _download(url, path, timeout=timeout, max_bytes=max_bytes)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise IngestError(f"{source}: no such file")
+    published = known or next((c for c in GALAXY10.values() if Path(c.url).name == path.name), None)
+    if published is not None:  # a file by a published name must be that file
+        digest = sha256_file(path)
+        if digest != published.sha256:
+            raise IngestError(f"{path.name}: SHA-256 {digest[:12]}... is not the published {published.sha256[:12]}...")
+    return path
 
 
 def verify_checksums(root: Path, progress=None) -> int:
