@@ -333,3 +333,28 @@ def test_a_recipe_file_is_one_command_and_options_given_win(tiny_dataset, tmp_pa
     assert res.returncode == 2 and f"{recipe}: unknown training option 'epoch'" in res.stderr
     res = run_cli("train", "--out", str(tmp_path / "n"))
     assert res.returncode == 2 and "no training data" in res.stderr
+
+
+def test_balancing_by_dataset_gives_each_look_its_share():
+    """Each class of each dataset is a cell drawn about equally often: a small collection is not drowned."""
+    from types import SimpleNamespace
+
+    from astroclassify.training.config import HeadSpec
+    from astroclassify.training.loop import Part, _epoch_batches
+
+    datasets = ["survey"] * 900 + ["press"] * 60 + ["press"] * 40
+    y = np.array([0] * 800 + [1] * 100 + [0] * 60 + [1] * 40)
+    samples = [SimpleNamespace(dataset=d) for d in datasets]
+    data = SimpleNamespace(y=y, labels=["elliptical", "spiral"], table=SimpleNamespace(samples=samples))
+    rows = np.arange(len(y))
+    cfg = TrainConfig(batch_size=1000, seed=0)
+    drawn = {}
+    for by in ("label", "dataset"):
+        head = HeadSpec("h", classes=("x",), balance_by=by, per_epoch=4000)
+        part = Part(head, "classes", data, rows, rows[:0])  # type: ignore[arg-type]
+        order = np.concatenate([b for _, b in _epoch_batches(cfg, [part], np.random.default_rng(0))])
+        drawn[by] = sum(datasets[i] == "press" for i in order) / len(order)
+    assert 0.15 < drawn["label"] < 0.35  # classes balanced: press is what its share of each class gives
+    assert 0.45 < drawn["dataset"] < 0.55  # each (dataset, class) cell a quarter: press half
+    with pytest.raises(ConfigError, match="balance_by must be label or dataset"):
+        HeadSpec("h", classes=("x",), balance_by="look")

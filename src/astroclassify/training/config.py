@@ -35,8 +35,10 @@ class TrainConfig:
     balanced_sampling: bool = True  # sample each class equally often per epoch
     balance_power: float = 1.0  # with balanced sampling: weight 1/count**power (0.5 = square-root balancing)
     per_epoch: int = 0  # images drawn per epoch (0: as many as the training split has)
+    balance_by: str = "label"  # label | dataset: balance each class, or each class within each dataset (a look)
     tag_weight: float = 1.0  # a head with tags (vote fractions, multi-label): the tags' loss relative to a class loss
     flips: bool = True  # mirror flips preserve these labels (a taxonomy's mirror map overrides: flip and swap)
+    photo: bool = False  # augmentation also imitates amateur telescope photographs (imaging/augment.py)
     taxonomy: str = ""  # label mapping (built-in name or YAML file); "" = the data's default or labels as they are
     crop: float = 1.0  # keep this central fraction of each image before resizing (centred survey cutouts)
     framing: str = "none"  # none | object: crop to the main object found in each picture (imaging/framing.py)
@@ -86,6 +88,8 @@ class TrainConfig:
             FitsDisplay(self.fits_stretch, self.fits_interval)
             check_filters(self.filters.split(","))
             Framing(self.framing, self.framing_scale)
+            if self.balance_by not in ("label", "dataset"):
+                raise ValueError(f"balance_by must be label or dataset; got {self.balance_by!r}")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -108,6 +112,7 @@ class HeadSpec:
     per_epoch: int = 0  # images drawn from each class part per epoch, with replacement (0: as many as it has)
     balanced: bool = True  # draw each class about equally often (weights 1/count**balance_power)
     balance_power: float = 1.0
+    balance_by: str = "label"  # or "dataset": each class of each dataset (press images, photos, cutouts) a cell
     splits: str = ""  # reuse a splits.csv for the class datasets (e.g. the old model's split)
 
     def __post_init__(self) -> None:
@@ -120,6 +125,8 @@ class HeadSpec:
             raise ConfigError(f"head {self.name!r}: needs at least one dataset under `classes`")
         if self.tta not in TTA_MODES:
             raise ConfigError(f"head {self.name!r}: tta must be one of {', '.join(TTA_MODES)}; got {self.tta!r}")
+        if self.balance_by not in ("label", "dataset"):
+            raise ConfigError(f"head {self.name!r}: balance_by must be label or dataset; got {self.balance_by!r}")
 
 
 # TrainConfig's per-head fields and their HeadSpec names: a shared encoder's recipe sets them per head.
@@ -132,9 +139,11 @@ HEAD_FIELDS = {
     "taxonomy": "taxonomy",
     "tta": "tta",
     "flips": "flips",
+    "photo": "photo",
     "balanced_sampling": "balanced",
     "balance_power": "balance_power",
     "per_epoch": "per_epoch",
+    "balance_by": "balance_by",
     "splits": "splits",
 }
 

@@ -265,9 +265,7 @@ def _epoch_batches(cfg: TrainConfig, parts: list[Part], rng: np.random.Generator
             continue
         n = part.head.per_epoch or len(part.train)
         if part.role == "classes" and part.head.balanced:
-            y = part.data.y[part.train]
-            counts = np.bincount(y, minlength=len(part.data.labels))
-            w = np.maximum(counts[y], 1) ** -part.head.balance_power
+            w = _cell_sizes(part) ** -part.head.balance_power
             order = rng.choice(part.train, size=n, replace=True, p=w / w.sum())
         elif n >= len(part.train):
             order = rng.permutation(part.train)
@@ -275,6 +273,17 @@ def _epoch_batches(cfg: TrainConfig, parts: list[Part], rng: np.random.Generator
             order = rng.choice(part.train, size=n, replace=False)
         batches += [(p, order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size)]
     return batches if len(parts) == 1 else [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _cell_sizes(part: Part) -> np.ndarray:
+    """For each training row, how many training rows share its cell: its class, or its class in its dataset."""
+    y = part.data.y[part.train]
+    if part.head.balance_by == "dataset":
+        samples = part.data.table.samples
+        keys = [f"{samples[i].dataset}\0{label}" for i, label in zip(part.train, y, strict=True)]
+        _, cell, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        return counts[cell].astype(float)
+    return np.bincount(y, minlength=len(part.data.labels))[y].astype(float)
 
 
 def _train_epoch(
