@@ -62,7 +62,17 @@ def score(model: str, look: str, split: str) -> dict:
     draws = [figures(rows) for rows in group_resamples(groups, 1000)]
     ci = {k: [float(np.nanpercentile([d[k] for d in draws], q)) for q in (2.5, 97.5)] for k in point}
     support = {lab: int((y == i).sum()) for i, lab in enumerate(labels)}
-    return {"model": model, "look": look, "split": split, "n": len(y), "support": support, "point": point, "ci": ci}
+    wrong = [
+        {"file": str(p), "true": labels[t], "predicted": labels[q], "confidence": round(float(ev.probs[i, q]), 3)}
+        for i, (p, t, q) in enumerate(zip(ev.paths, y, pred, strict=True))
+        if t != q
+    ]
+    return {
+        "model": model, "look": look, "split": split, "n": len(y), "support": support, "point": point, "ci": ci,
+        "confusion": {f"{labels[t]}->{labels[q]}": int(((y == t) & (pred == q)).sum())
+                      for t in range(len(labels)) for q in range(len(labels)) if t != q and ((y == t) & (pred == q)).any()},
+        "wrong": wrong,
+    }  # fmt: skip
 
 
 def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
@@ -81,6 +91,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--errors", action="store_true", help="list the misclassified images of the small looks")
     args = parser.parse_args()
     results = []
     for model in args.models:
@@ -97,6 +108,10 @@ def main() -> None:
                 f"{model} | {look:6} | {args.split} n={r['n']:4} | spiral+elliptical {fmt('spiral_elliptical')} | "
                 f"irregular {fmt('irregular')} | macro-F1 {fmt('macro_f1')} | {recalls}"
             )
+            print(f"    confusions: {r['confusion']}")
+            if args.errors and look != "survey":
+                for w in r["wrong"]:
+                    print(f"    {w['file']}: {w['true']} -> {w['predicted']} ({w['confidence']})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nreproduce: python bench/galaxy_type.py {' '.join(args.models)} --split {args.split}")

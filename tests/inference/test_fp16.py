@@ -27,7 +27,7 @@ def _outputs(model: bytes, x: np.ndarray) -> list[np.ndarray]:
     return session.run(None, {session.get_inputs()[0].name: x})
 
 
-@pytest.mark.parametrize("name", ["dso", "morphology"])
+@pytest.mark.parametrize("name", ["dso", "galaxy-type", "morphology"])
 def test_bundled_models_answer_bit_for_bit_as_with_onnx(name):
     b = load_bundle(name)
     raw = b.onnx_path.read_bytes()

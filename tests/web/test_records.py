@@ -89,8 +89,8 @@ def test_revoked_key_names_can_be_reused(tmp_path):
 
 def test_every_model_is_served_and_chosen_per_request(client, galaxy, shared_data):
     models = client.get("/api/models").json()
-    assert [m["name"] for m in models] == ["dso", "morphology"]
-    assert [m["default"] for m in models] == [True, False]
+    assert [m["name"] for m in models] == ["dso", "galaxy-type", "morphology"]
+    assert [m["default"] for m in models] == [True, False, False]
     sdss = next((shared_data / "gz1-sdss/images").iterdir()).read_bytes()
     by_field = upload(client, sdss, data={"model": "morphology"}).json()
     by_query = client.post(
@@ -103,7 +103,7 @@ def test_every_model_is_served_and_chosen_per_request(client, galaxy, shared_dat
     explained = client.get(f"/api/classifications/{by_field['id']}/explanation.png", params={"label": "merger"})
     assert explained.status_code == 200  # explained by the model that answered, which knows "merger"
     unknown = upload(client, galaxy, data={"model": "nope"})
-    assert unknown.status_code == 404 and "this server has: dso, morphology" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404 and "this server has: dso, galaxy-type, morphology" in unknown.json()["error"]["message"]
     page = client.get("/models", headers=PAGE).text
     assert 'href="/models/dso"' in page and 'href="/models/morphology"' in page
     picker = client.get("/", headers=PAGE).text
