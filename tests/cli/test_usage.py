@@ -15,7 +15,7 @@ from tests.conftest import run_cli
         (["predcit"], "No such command 'predcit'"),
         (["predict"], "Missing argument"),
         (["predict", "--bogus", "x.jpg"], "No such option: --bogus"),
-        (["train", "--out", "x"], "Missing option '--data'"),
+        (["train", "--data", "x"], "Missing option '--out'"),
         (["evaluate", "--model", "dso", "--data", "d", "--split"], "requires an argument"),
     ],
 )
