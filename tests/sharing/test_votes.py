@@ -33,7 +33,9 @@ def test_skill_on_gold_weighs_votes_and_a_flood_counts_once(tmp_path):
     i3 = votes["pixels-i3"]
     assert i3.counts == {"galaxy": 1, "nebula": 1} and i3.contributors == 2
     assert i3.fractions == {"galaxy": 0.75, "nebula": 0.25} and i3.consensus == "galaxy"  # 3/4 against 1/4
-    assert unweighted["pixels-i3"].fractions == {"galaxy": 0.5, "nebula": 0.5}  # no gold: equal weights
+    tie = unweighted["pixels-i3"]
+    assert tie.fractions == {"galaxy": 0.5, "nebula": 0.5}  # no gold: equal weights
+    assert tie.consensus == "" and tie.agreement == 0.5  # a tie has no consensus (not the first name)
     assert votes["pixels-i2"].consensus == "nebula" and votes["pixels-i2"].gold == "nebula"
     weights = contributor_weights({("a", "p"): "x", ("b", "p"): "y", ("c", "q"): "x"}, {"a": "x", "b": "x"})
     assert weights == {"p": 0.5, "q": 0.5}  # p: 1 of 2 right -> (1+1)/(2+2); q: never checked -> prior
@@ -64,3 +66,21 @@ def test_a_peer_weighs_as_one_installation_with_its_record_on_gold(tmp_path):
     assert i3.counts == {"galaxy": 10, "nebula": 30}
     assert i3.fractions == {"galaxy": 0.75, "nebula": 0.25} and i3.consensus == "galaxy"  # A: 3/4 on gold, B: 1/4
     assert blind["pixels-i3"].fractions == {"galaxy": 0.5, "nebula": 0.5}  # without gold: one installation each
+
+
+def test_the_votes_command_prints_json_lines_names_files_and_says_when_nothing_is_disputed(tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    env = {"ASTROCLASSIFY_HOME": str(tmp_path / "home")}
+    assert run_cli("labels", "votes", env=env).stdout.strip() == "no votes yet"
+    with open_store(tmp_path / "home") as store, store.session() as session:
+        session.add_all([_vote("1", "ann", "i1", "galaxy"), _vote("2", "bob", "i1", "galaxy")])
+        session.commit()
+    quiet = run_cli("labels", "votes", "--disputed", env=env)
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "no disputed images"
+    lines = run_cli("labels", "votes", "--json", env=env).stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["consensus"] == "galaxy"  # one image, one line
+    table = run_cli("labels", "votes", env=env).stdout
+    assert "people" in table and "i1.png" in table and " 2 " in table.splitlines()[1]

@@ -268,3 +268,12 @@ def test_a_zip_listing_too_many_entries_is_refused_from_its_end_record(api):
     res = api.post("/api/classify/batch", files={"images": ("many.zip", listing, "application/zip")})
     assert res.status_code == 413, res.text
     assert "lists 1000000 entries" in res.json()["error"]["message"]
+
+
+def test_an_unknown_query_parameter_is_an_error_not_ignored(api):
+    """`?page_size=` on a route that reads `per_page` used to be ignored: the default page came back."""
+    reply = api.get("/api/classifications", params={"page_size": 5})
+    assert reply.status_code == 422
+    assert "unknown query parameter(s): page_size" in reply.text and "per_page" in reply.text
+    assert api.get("/api/classifications", params={"per_page": 5}).status_code == 200
+    assert api.get("/api/models").status_code == 200  # no parameters at all: still fine

@@ -103,7 +103,10 @@ def test_every_model_is_served_and_chosen_per_request(client, galaxy, shared_dat
     explained = client.get(f"/api/classifications/{by_field['id']}/explanation.png", params={"label": "merger"})
     assert explained.status_code == 200  # explained by the model that answered, which knows "merger"
     unknown = upload(client, galaxy, data={"model": "nope"})
-    assert unknown.status_code == 404 and "this server has: dso, galaxy-type, morphology" in unknown.json()["error"]["message"]
+    assert (
+        unknown.status_code == 404
+        and "this server has: dso, galaxy-type, morphology" in unknown.json()["error"]["message"]
+    )
     page = client.get("/models", headers=PAGE).text
     assert 'href="/models/dso"' in page and 'href="/models/morphology"' in page
     picker = client.get("/", headers=PAGE).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -71,16 +72,20 @@ def labels_votes(
     with installation().open_store() as store:
         rows = [r for r in aggregate_votes(store, gold=gold) if r.disputed or not disputed]
     if json_out:
-        for r in rows:
-            out.print_json(json.dumps({k: v for k, v in r.__dict__.items()}))
+        for r in rows:  # JSON lines: one image per line
+            sys.stdout.write(json.dumps(r.__dict__) + "\n")
         return
-    t = Table("image", "votes", "fractions", "consensus", "agreement", "credit", box=None)
+    if not rows:
+        out.print("no disputed images" if disputed else "no votes yet", highlight=False)
+        return
+    t = Table("image (stored file)", "people", "votes", "fractions", "consensus", "agreement", "credit", box=None)
     for r in rows:
         t.add_row(
-            r.pixels_sha256[:12],
+            r.stored_name,
+            str(r.contributors),
             ", ".join(f"{a} {n}" for a, n in r.counts.items()),
             ", ".join(f"{a} {f:.2f}" for a, f in r.fractions.items()),
-            r.consensus + (" (gold)" if r.gold else ""),
+            (r.consensus or "none (no answer has over half)") + (" (gold)" if r.gold else ""),
             f"{r.agreement:.2f}",
             "; ".join(r.credits + r.licences)[:80],
         )

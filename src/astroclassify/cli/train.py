@@ -82,7 +82,7 @@ def train(
         out.print(
             f"{len(s['folds'])}-fold grouped CV: accuracy {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}, "
             f"macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}; "
-            f"{len(s['suspected_label_errors'])} suspected label errors; written to {result.path}"
+            f"{len(s['suspected_label_errors'])} suspected label error{'' if len(s['suspected_label_errors']) == 1 else 's'}; written to {result.path}"
         )
         return
     with Bars() as bars:

@@ -169,8 +169,8 @@ def learn(
         doubted = {s.row.sha256 for s in result.suspects}
         kept = [r for r in rows if r.sha256 not in doubted]
         plan = (
-            f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label errors kept out; "
-            f"a {recipe.get('model')} challenger on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
+            f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label error{'' if len(result.suspects) == 1 else 's'} kept out; "
+            f"a challenger ({recipe.get('model')}) trained on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
         )
         if dry_run:
             return _finish(result, "dry run", plan, started, None, None)

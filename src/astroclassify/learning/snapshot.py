@@ -192,7 +192,7 @@ def _shared(store: Store, classes: Sequence[str], left: Counter[str], gold: dict
     for v in aggregate_votes(store, gold=gold):
         if not v.from_elsewhere:
             continue
-        if v.agreement <= SHARED_AGREEMENT:
+        if not v.consensus or v.agreement <= SHARED_AGREEMENT:
             left["shared votes without a clear consensus"] += 1
             continue
         path = store.images / v.stored_name

@@ -93,6 +93,8 @@ def export_collection(
         w = csv.writer(fh)
         w.writerow(["file", "label", "release", *(f"{a}_fraction" for a in answers)])
         for i, r in enumerate(rows):
+            if not r.consensus:  # a tie trains nothing: its counts stay in labels.parquet
+                continue
             w.writerow(
                 [table["file"][i], r.consensus, r.pixels_sha256[:16], *(r.fractions.get(a, 0.0) for a in answers)]
             )

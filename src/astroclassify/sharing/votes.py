@@ -47,8 +47,8 @@ class ImageVotes:
     stored_name: str
     counts: dict[str, int]  # raw votes per answer (one per contributor)
     fractions: dict[str, float]  # skill-weighted vote fractions
-    consensus: str
-    agreement: float  # the consensus answer's weighted fraction
+    consensus: str  # "" when no answer carries more than half the weighted votes
+    agreement: float  # the consensus answer's weighted fraction (without one: the leading answer's)
     contributors: int
     gold: str | None = None  # the gold label, when this image is in the gold set
     credits: list[str] = field(default_factory=list)
@@ -149,7 +149,9 @@ def aggregate_votes(
     for image, counts in sorted(per_image.items()):
         total = sum(weighted[image].values()) or 1.0
         fractions = {a: round(v / total, 4) for a, v in sorted(weighted[image].items())}
-        consensus = gold.get(image) or max(sorted(fractions), key=lambda a: fractions[a])
+        top = max(sorted(fractions), key=lambda a: fractions[a])
+        # A consensus carries more than half the weighted votes (a tie has none); a gold label wins.
+        consensus = gold.get(image) or (top if fractions[top] > 0.5 else "")
         out.append(
             ImageVotes(
                 image,
@@ -157,7 +159,7 @@ def aggregate_votes(
                 dict(sorted(counts.items())),
                 fractions,
                 consensus,
-                fractions.get(consensus, 0.0),
+                fractions.get(consensus or top, 0.0),
                 sum(counts.values()),
                 gold.get(image),
                 sorted(credits[image]),

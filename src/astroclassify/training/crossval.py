@@ -40,7 +40,7 @@ class CVResult:
         return (
             f"CVResult({len(s['folds'])} folds: accuracy {s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}, "
             f"macro-F1 {s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}; "
-            f"{len(s['suspected_label_errors'])} suspected label errors)"
+            f"{len(s['suspected_label_errors'])} suspected label error{'' if len(s['suspected_label_errors']) == 1 else 's'})"
         )
 
 

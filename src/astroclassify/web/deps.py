@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Form, Path, Query, Request
 
@@ -21,6 +21,30 @@ from astroclassify.store import Session, Store
 from astroclassify.store.classifications import ClassificationQuery
 from astroclassify.web.decoding import DecodePool
 from astroclassify.web.guard import Caller
+
+
+def known_query_only(request: Request) -> None:
+    """422 for a query parameter the route does not take: ``?page_size=`` on a route that reads
+    ``per_page`` was silently ignored. The API routers depend on it; pages do not."""
+    from fastapi import HTTPException
+
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)}; this endpoint takes: {takes}")
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route reads, its dependencies' included (FastAPI's ``Dependant`` tree)."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def _pool(request: Request) -> PredictorPool:

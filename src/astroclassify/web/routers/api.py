@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Header, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Header, HTTPException, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from astroclassify.config import Settings
@@ -33,6 +33,7 @@ from astroclassify.web.deps import (
     SessionDep,
     SettingsDep,
     StoreDep,
+    known_query_only,
 )
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
@@ -47,7 +48,7 @@ from astroclassify.web.uploads import batch_entries, count_batch_entries, read_u
 
 __all__ = ["router", "seed_router"]
 
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(known_query_only)])
 seed_router = APIRouter(tags=["api"])  # the seed tool's form endpoint, /predict (the same as /api/classify)
 
 IdempotencyKey = Annotated[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.responses import FileResponse, JSONResponse
 
 from astroclassify.discovery.collection import (
@@ -13,7 +13,7 @@ from astroclassify.discovery.collection import (
     export_marks,
     mark_image,
 )
-from astroclassify.web.deps import CurrentUser, DiscoveryDep, QueriedModelDep, RecordId, StoreDep
+from astroclassify.web.deps import CurrentUser, DiscoveryDep, QueriedModelDep, RecordId, StoreDep, known_query_only
 from astroclassify.web.downloads import dataset_zip
 from astroclassify.web.schemas import (
     MarkIn,
@@ -26,7 +26,7 @@ from astroclassify.web.schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["discovery"])
+router = APIRouter(prefix="/api", tags=["discovery"], dependencies=[Depends(known_query_only)])
 
 
 @router.get("/classifications/{record_id}/similar", response_model=SimilarOut)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
 from astroclassify.errors import RecordNotFoundError
 from astroclassify.sharing.contributions import PAGE_LIMIT, contribution_image, contributions_page
 from astroclassify.store.images import MEDIA_TYPES
-from astroclassify.web.deps import CurrentUser, StoreDep
+from astroclassify.web.deps import CurrentUser, StoreDep, known_query_only
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/contributions", tags=["sharing"])
+router = APIRouter(prefix="/api/contributions", tags=["sharing"], dependencies=[Depends(known_query_only)])
 
 
 def _peer(owner: str | None) -> None:
