@@ -78,7 +78,7 @@ def labels_votes(
     if not rows:
         out.print("no disputed images" if disputed else "no votes yet", highlight=False)
         return
-    t = Table("image (stored file)", "people", "votes", "fractions", "consensus", "agreement", "credit", box=None)
+    t = Table("stored file", "people", "votes", "fractions", "consensus", "agreement", "credit", box=None)
     for r in rows:
         t.add_row(
             r.stored_name,
