@@ -13,7 +13,7 @@ from astroclassify.learning.snapshot import LabelRow, archive_label, gather_labe
 from astroclassify.modelfolder.versions import current_version, rollback
 from astroclassify.preparation.splits import read_splits
 from astroclassify.store import open_store
-from tests.conftest import make_sky, write_image
+from tests.conftest import make_sky, run_cli, write_image
 
 
 def test_paired_comparison_promotes_only_a_clear_gain_and_guards_each_class():
@@ -125,6 +125,12 @@ def test_a_turn_freezes_gold_judges_paired_and_records_why(champion, tmp_path):
     assert record["decision"] == turn.decision and record["comparison"]["difference_ci"] == list(
         turn.comparison.to_dict()["difference_ci"]
     )
+
+    shown = run_cli("learn", str(home), "--history").stdout  # the figures behind the verdict, not only its reason
+    c = turn.comparison
+    assert f"macro-F1 {c.champion_macro_f1:.3f} -> {c.challenger_macro_f1:.3f}" in shown and "recall " in shown
+    lines = run_cli("learn", str(home), "--history", "--json").stdout.splitlines()
+    assert [json.loads(line)["decision"] for line in lines][-1] == "kept"  # JSON lines, one decision each
 
     again = learn(home, imported=[new], epochs=2)
     assert again.decision == "already decided"  # no second training on the same labels

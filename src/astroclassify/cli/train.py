@@ -153,7 +153,12 @@ def learn(
     if history:
         home, _ = model_home(model, models_dir=inst.models_dir)
         for d in learn_history(home):
-            out.print(f"{d['at']}  {d['decision']:<15} {d['message']}", markup=False, highlight=False)
+            if json_out:  # JSON lines: one decision each
+                sys.stdout.write(json.dumps(d) + "\n")
+                continue
+            out.print(f"{d['at']}  {d['decision']:<15} {d['message']}", markup=False, highlight=False, soft_wrap=True)
+            for line in _comparison_lines(d.get("comparison")):
+                out.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
         return
     if not dry_run:
         _start_training(verbose)
@@ -174,12 +179,29 @@ def learn(
         out.print_json(json.dumps(result.to_dict()))
         return
     out.print(f"{result.decision}: {result.message}", markup=False, highlight=False)
+    for line in _comparison_lines(result.comparison.to_dict() if result.comparison else None):
+        out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     for s in result.suspects[:20]:
         out.print(
             f"  suspect: {s.row.source} labelled {s.row.label}, looks like {s.predicted} (p(label) {s.p_label:.2f})",
             markup=False,
             highlight=False,
         )
+
+
+def _comparison_lines(c: dict | None) -> list[str]:
+    """The figures behind a verdict: macro-F1 on gold with the paired interval, and each class's recall."""
+    if not c:
+        return []
+    lo, hi = c["difference_ci"]
+    lines = [
+        f"gold set ({c['n']} images): macro-F1 {c['champion_macro_f1']:.3f} -> {c['challenger_macro_f1']:.3f}, "
+        f"difference {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    ]
+    for label, r in c.get("recall", {}).items():
+        a, b = r["difference_ci"]
+        lines.append(f"recall {label}: {r['champion']:.2f} -> {r['challenger']:.2f} (difference [{a:+.2f}, {b:+.2f}])")
+    return lines
 
 
 def _start_training(verbose: bool) -> None:
