@@ -187,3 +187,11 @@ def test_the_pointer_keeps_the_homes_mode_a_bounded_history_and_no_temporary_fil
     assert len(pointer["served"]) == 100 and pointer["current"] == b
     assert oct((home / "pointer.json").stat().st_mode & 0o777) == oct(0o644)
     assert not list(home.glob(".pointer-*"))
+
+
+def test_rolling_back_a_bundled_model_says_which_version_it_serves(tmp_path):
+    """`models` marks the bundled version served; rollback said "served: none" of the same model."""
+    from astroclassify.modelfolder.folder import rollback_model
+
+    with pytest.raises(ConfigError, match="dso serves version 1 and has no earlier version to roll back to"):
+        rollback_model("dso", models_dir=tmp_path / "models")

@@ -297,5 +297,5 @@ def use_model_version(ref: str, *, models_dir: Path | None = None) -> VersionInf
 def rollback_model(name_or_path: str | Path, *, models_dir: Path | None = None) -> VersionInfo:
     """Serve the version served before the current one; returns it."""
     home, bundled = model_home(name_or_path, models_dir=models_dir)
-    vid = rollback(home)
+    vid = rollback(home, bundled=bundled)
     return next(v for v in list_versions(home, bundled=bundled) if v.version == vid)

@@ -200,11 +200,12 @@ def use_version(home: Path, version: str, *, bundled: Path | None = None) -> str
     return vid
 
 
-def rollback(home: Path) -> str:
+def rollback(home: Path, *, bundled: Path | None = None) -> str:
     """Serve the version served before the current one; the current one stays, to ``use`` again."""
-    served = _read_pointer(home)["served"]
+    served = _read_pointer(home)["served"] or ([BUNDLED_VERSION] if bundled is not None else [])
     if len(served) < 2:
-        raise ConfigError(f"{home.name} has no earlier version to roll back to (served: {', '.join(served) or 'none'})")
+        now = f"serves version {served[-1]}" if served else "serves no version yet"
+        raise ConfigError(f"{home.name} {now} and has no earlier version to roll back to")
     _write_pointer(home, served[:-1])
     return served[-2]
 
