@@ -358,3 +358,27 @@ def test_balancing_by_dataset_gives_each_look_its_share():
     assert 0.45 < drawn["dataset"] < 0.55  # each (dataset, class) cell a quarter: press half
     with pytest.raises(ConfigError, match="balance_by must be label or dataset"):
         HeadSpec("h", classes=("x",), balance_by="look")
+
+
+def test_the_time_budget_holds_between_steps_and_a_paused_run_goes_on_from_its_step(tiny_dataset, tmp_path, caplog):
+    """A budget checked only at epoch ends overran by most of an epoch (a 5-minute turn took 375 s)."""
+    import time
+
+    from astroclassify.training.loop import TrainingPaused, load_checkpoint
+
+    out = tmp_path / "m"
+    budget = 3.0  # seconds; an epoch of 400 draws takes longer
+    cfg = small_cnn_config(tiny_dataset, out, image_size=96, epochs=3, batch_size=8, per_epoch=400)
+    cfg = dataclasses.replace(cfg, max_minutes=budget / 60)
+    started = time.monotonic()
+    with pytest.raises(TrainingPaused, match=r"in epoch 1 of 3, after step \d+") as paused:
+        train(cfg)
+    elapsed = time.monotonic() - started  # decoding included: the budget counts from train()'s start
+    assert elapsed < 1.1 * budget, elapsed  # within 10%, not an epoch late
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck["step"] == paused.value.step > 0 and ck["epoch"] == -1
+    # Another epoch count resumes the same run, from its step (it used to start afresh).
+    with caplog.at_level("INFO", logger="astroclassify.training.loop"):
+        result = train(dataclasses.replace(cfg, max_minutes=0.0, epochs=1))
+    assert f"at epoch 1, step {paused.value.step + 1}" in caplog.text
+    assert [row["epoch"] for row in json.loads((result.path / "history.json").read_text())] == [1]

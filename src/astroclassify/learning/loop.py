@@ -185,7 +185,9 @@ def learn(
             )
 
         training = write_snapshot(kept, learn_dir / "training", tag=f"clean:{snapshot.id}")
-        cfg = _challenger_config(recipe, home, training, champion_path, gold, folders.data_dir, max_minutes, epochs)
+        # The turn's budget: what gathering, snapshot and cleaning left of it goes to training.
+        budget = max(1e-6, max_minutes - (time.perf_counter() - started) / 60) if max_minutes > 0 else 0.0
+        cfg = _challenger_config(recipe, home, training, champion_path, gold, folders.data_dir, budget, epochs)
         from astroclassify.training.train import TrainingPaused, train
 
         try:

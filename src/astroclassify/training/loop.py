@@ -157,10 +157,11 @@ def network_outputs(
 class TrainingPaused(AstroClassifyError):
     """Training reached its time budget (``max_minutes``) before its last epoch; the checkpoint resumes it."""
 
-    def __init__(self, done: int, epochs: int, checkpoint: Path | None) -> None:
+    def __init__(self, done: int, epochs: int, checkpoint: Path | None, step: int = 0) -> None:
         where = f"; {checkpoint} resumes it" if checkpoint else ""
-        super().__init__(f"time budget reached after epoch {done} of {epochs}{where}")
-        self.done, self.epochs, self.checkpoint = done, epochs, checkpoint
+        at = f"in epoch {done + 1} of {epochs}, after step {step}" if step else f"after epoch {done} of {epochs}"
+        super().__init__(f"time budget reached {at}{where}")
+        self.done, self.epochs, self.checkpoint, self.step = done, epochs, checkpoint, step
 
 
 @dataclass
@@ -171,6 +172,14 @@ class _Run:
     best: dict[str, Any]  # score, epoch, state (the weights to keep)
     plateau: dict[str, Any]  # plateau schedule: LR factor and the epoch it last changed
     start_epoch: int = 0
+    start_step: int = 0  # steps of start_epoch already taken (a run paused mid-epoch)
+
+
+class _OutOfTime(Exception):
+    """The time budget ran out between two steps, after ``steps`` of the epoch."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
 
 
 def fit(
@@ -180,10 +189,14 @@ def fit(
     progress: Progress = silent,
     checkpoint: Path | None = None,
     recipe: dict | None = None,
+    deadline: float | None = None,
 ) -> tuple[torch.nn.Module, list[dict], int]:
     """Train ``net`` on ``parts``. Returns (the network with the best validation weights, history, best epoch).
 
-    ``recipe`` is what must match for ``checkpoint`` to be resumed (plain values).
+    ``recipe`` is what must match for ``checkpoint`` to be resumed (plain values). The time
+    budget (``deadline``, a ``time.monotonic()`` instant; default ``cfg.max_minutes`` from now)
+    is checked between steps: a run out of time saves where it is, mid-epoch, and the next
+    run goes on from that step, so a budget holds within one step and every run progresses.
     """
     pre = get_pretrained_cfg(cfg.model)
     pretrained = cfg.pretrained and pre.weights is not None
@@ -202,7 +215,8 @@ def fit(
     run = _resume(checkpoint, recipe, net, optimizer, ema, cfg.epochs)
     validating = any(len(p.val) for p in parts)
     steps_per_epoch = len(_epoch_batches(cfg, parts, np.random.default_rng(0)))
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
+    if deadline is None and cfg.max_minutes > 0:
+        deadline = time.monotonic() + 60 * cfg.max_minutes
     for epoch in range(run.start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         # Linear probe first, then fine-tune (LP-FT): a frozen pretrained backbone keeps its
@@ -212,7 +226,15 @@ def fit(
         for p in body_params:
             p.requires_grad_(not frozen)
         net.train(not frozen)
-        row = _train_epoch(cfg, parts, epoch, steps_per_epoch, net, optimizer, ema, run.plateau, progress)
+        skip, run.start_step = (run.start_step, 0) if epoch == run.start_epoch else (0, 0)
+        try:
+            row = _train_epoch(
+                cfg, parts, epoch, steps_per_epoch, net, optimizer, ema, run.plateau, progress, skip, deadline
+            )
+        except _OutOfTime as out:
+            if checkpoint:
+                _save_checkpoint(checkpoint, recipe, epoch - 1, net, optimizer, ema, run, stopped=False, step=out.steps)
+            raise TrainingPaused(epoch, cfg.epochs, checkpoint, out.steps) from None
         if validating:
             scores, score = _validate(scored, parts, pre.mean, pre.std)
             row |= scores | ({"val_score": score} if len(parts) > 1 else {})
@@ -235,7 +257,7 @@ def fit(
             log.info("early stop: no validation improvement for %d epochs", cfg.patience)
             break
         if deadline is not None and time.monotonic() > deadline and epoch + 1 < cfg.epochs:
-            raise TrainingPaused(epoch + 1, cfg.epochs, checkpoint)
+            raise TrainingPaused(epoch + 1, cfg.epochs, checkpoint)  # out of time at an epoch's end
     if run.best["state"] is not None:
         scored.load_state_dict(run.best["state"])
     return scored.eval(), run.history, run.best["epoch"]
@@ -296,8 +318,11 @@ def _train_epoch(
     ema: Any,
     plateau: dict[str, Any],
     progress: Progress,
+    skip: int = 0,
+    deadline: float | None = None,
 ) -> dict:
-    """One pass over the epoch's draws: its steps. Returns the epoch's training losses (and accuracy)."""
+    """One pass over the epoch's draws: its steps (the first ``skip`` taken by a paused run). Returns
+    the epoch's training losses (and accuracy); raises ``_OutOfTime`` when ``deadline`` passes."""
     pre = get_pretrained_cfg(cfg.model)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -313,8 +338,15 @@ def _train_epoch(
     advance = progress(f"epoch {epoch + 1}/{cfg.epochs}", len(batches))
     sums: dict[str, list[float]] = {p.name: [0.0, 0.0, 0.0] for p in parts}  # loss, correct, seen
     lr = cfg.lr
+    advance(min(skip, len(batches)))
     for step_in_epoch, (p, rows) in enumerate(batches):
         part, mirror = parts[p], mirrors[p]
+        if step_in_epoch < skip:  # taken before a pause: draw its flips, so the rest sees the same stream
+            if mirror is not None:
+                rng.random(len(rows))
+            continue
+        if deadline is not None and time.monotonic() > deadline and step_in_epoch > skip:
+            raise _OutOfTime(step_in_epoch)
         lr = lr_at(epoch * steps_per_epoch + step_in_epoch, total_steps, warmup, cfg.lr, cfg.schedule)
         lr *= plateau["scale"]
         for group in optimizer.param_groups:
@@ -396,8 +428,9 @@ def _resume(checkpoint: Path | None, recipe: dict, net: Any, optimizer: Any, ema
         ema.load_state_dict(ck["ema"])
     # Stopped early: resuming trains no more, it only writes the model again.
     start = epochs if ck.get("stopped") else ck["epoch"] + 1
-    run = _Run(ck["history"], ck["best"], ck.get("plateau", run.plateau), start)
-    log.info("resumed from %s at epoch %d", checkpoint, run.start_epoch + 1)
+    run = _Run(ck["history"], ck["best"], ck.get("plateau", run.plateau), start, int(ck.get("step", 0)))
+    where = f", step {run.start_step + 1}" if run.start_step else ""
+    log.info("resumed from %s at epoch %d%s", checkpoint, run.start_epoch + 1, where)
     return run
 
 
@@ -437,15 +470,17 @@ def plain(value: Any) -> Any:
 
 
 def resume_key(cfg: TrainConfig) -> dict:
-    """Config fields that must match to resume (the split file, data folder, command line and time budget may differ)."""
+    """Config fields that must match to resume (not ``_MAY_DIFFER``'s)."""
     return {k: v for k, v in plain(dataclasses.asdict(cfg)).items() if k not in _MAY_DIFFER}
 
 
-_MAY_DIFFER = {"splits", "extra", "max_minutes", "data_dir"}
+# A run resumes whatever these say now: where data and splits are, the command line, the time
+# budget, and the epoch count (more or fewer epochs stretch or shorten the schedule from here).
+_MAY_DIFFER = {"splits", "extra", "max_minutes", "data_dir", "epochs"}
 
 
 def _save_checkpoint(
-    path: Path, recipe: dict, epoch: int, net: Any, optimizer: Any, ema: Any, run: _Run, stopped: bool
+    path: Path, recipe: dict, epoch: int, net: Any, optimizer: Any, ema: Any, run: _Run, stopped: bool, step: int = 0
 ) -> None:
     """State dicts and plain values only, so that ``load_checkpoint`` can read it weights-only."""
     torch.save(
@@ -459,6 +494,7 @@ def _save_checkpoint(
             "best": {k: (v if k == "state" else plain(v)) for k, v in run.best.items()},
             "plateau": plain(run.plateau),
             "stopped": stopped,
+            "step": step,  # steps of epoch + 1 already taken (a pause mid-epoch)
         },
         path,
     )

@@ -53,6 +53,7 @@ def fit_model(
     val_idx: np.ndarray | None,
     progress: Progress = silent,
     checkpoint: Path | None = None,
+    deadline: float | None = None,
 ) -> tuple[torch.nn.Module, list[dict], int]:
     """A zoo model for ``data``'s classes through the one loop: (best validation weights, history, best epoch)."""
     seed_everything(cfg.seed)
@@ -60,7 +61,7 @@ def fit_model(
     model = create_model(cfg.model, pretrained=cfg.pretrained and pre.weights is not None, num_classes=len(data.labels))
     empty = np.zeros(0, np.int64)
     part = Part(cfg.head(), "classes", data, train_idx, empty if val_idx is None else val_idx)
-    return fit(cfg, model, [part], progress, checkpoint, resume_key(cfg))
+    return fit(cfg, model, [part], progress, checkpoint, resume_key(cfg), deadline)
 
 
 @dataclass
@@ -118,6 +119,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, *, resume: bool = True,
     if cfg.schedule not in SCHEDULES:
         raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {cfg.schedule!r}")
     started = time.perf_counter()
+    # The budget counts from here: decoding the images is part of what it pays for.
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     home = Path(cfg.out)  # the model's home: its versions, and training's working files
@@ -136,7 +139,9 @@ def train(cfg: TrainConfig, progress: Progress = silent, *, resume: bool = True,
     val_idx = np.flatnonzero(data.split == "val")
     log.info("split: %d train, %d val, %d test images", len(train_idx), len(val_idx), int((data.split == "test").sum()))
 
-    model, history, best_epoch = fit_model(cfg, data, train_idx, val_idx, progress, checkpoint=home / "checkpoint.pt")
+    model, history, best_epoch = fit_model(
+        cfg, data, train_idx, val_idx, progress, checkpoint=home / "checkpoint.pt", deadline=deadline
+    )
     seconds = time.perf_counter() - started
     snapshot = hashlib.sha256((home / "splits.csv").read_bytes()).hexdigest()
     info = {
