@@ -42,7 +42,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
+            close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.6)  # 0.5 offered unrelated names
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             known = ", ".join(sorted(self._items))
             raise UnknownNameError(f"unknown {self.kind} {name!r}{hint} (known: {known})") from None

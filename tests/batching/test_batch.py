@@ -149,7 +149,7 @@ def test_a_model_retrained_in_place_is_not_mixed_into_its_earlier_answers(inputs
     meta["version"] = "209901010000"  # `train --out model` again, at the same path
     (model / "model.json").write_text(json.dumps(meta))
     with pytest.raises(
-        ConfigError, match=r"holds answers of model .* version .*; this run's model is version 209901010000"
+        ConfigError, match=r"holds answers of model .* version .*; this run's model .* is version 209901010000"
     ):
         batch(sorted(list_inputs(inputs))[:3], out, model=str(model), workers=1, partition_size=8, tta="none")
 

@@ -365,7 +365,8 @@ def _claim(fs, root: str, settings: dict) -> None:
                 was = f"version {earlier.get('model_version', 'unknown')} ({str(earlier.get('model_sha256'))[:12]})"
                 now = f"version {settings['model_version']} ({settings['model_sha256'][:12]})"
                 raise ConfigError(
-                    f"{root} holds answers of model {earlier.get('model')} {was}; this run's model is {now}. "
+                    f"{root} holds answers of model {earlier.get('model')} {was}; this run's model "
+                    f"{settings.get('model')} is {now}. "
                     "Their answers would be mixed: choose another --out, or remove the folder to classify again"
                 )
             raise ConfigError(
