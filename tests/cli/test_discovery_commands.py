@@ -19,6 +19,8 @@ def test_similar_mark_and_export_from_the_command_line(tmp_path, shared_data):
     )
     with TestClient(create_app(Settings(home=home, allowed_hosts=["testserver"])), client=LOCAL) as client:
         ids = [upload(client, p.read_bytes(), p.name).json()["id"] for p in files]
+        fixed = client.post(f"/api/classifications/{ids[1]}/feedback", json={"label": "star_cluster"})
+        assert fixed.status_code == 200, fixed.text
     env = {"ASTROCLASSIFY_HOME": str(home)}
 
     by_record = run_cli("similar", f"#{ids[0]}", "--k", "3", "--json", env=env)
@@ -26,6 +28,10 @@ def test_similar_mark_and_export_from_the_command_line(tmp_path, shared_data):
     result = json.loads(by_record.stdout)
     assert result["query"] == f"#{ids[0]}" and len(result["hits"]) == 3
     assert ids[0] not in [h["id"] for h in result["hits"]]
+    everyone = json.loads(run_cli("similar", f"#{ids[0]}", "--k", "5", "--json", env=env).stdout)["hits"]
+    assert {h["id"]: h["corrected"] for h in everyone}[ids[1]] == "star_cluster"  # a person's word, beside the model's
+    shown = run_cli("similar", f"#{ids[0]}", "--k", "5", env=env).stdout
+    assert "star_cluster" in shown and "(corrected;" in shown  # the table wraps the cell: both parts shown
     by_file = json.loads(run_cli("similar", str(files[-1]), "--k", "1", "--json", env=env).stdout)
     assert by_file["hits"][0]["id"] == ids[-1] and by_file["hits"][0]["distance"] < 1e-2  # itself, stored
 

@@ -183,7 +183,8 @@ def similar(
     table = Table("#", "record", "file", "label", "anomaly", "distance")
     for rank, hit in enumerate(result.hits, 1):
         score = "" if hit.anomaly_score is None else f"{hit.anomaly_score:.2f}"
-        table.add_row(str(rank), str(hit.id), hit.filename, hit.label, score, f"{hit.distance:.3f}")
+        label = f"{hit.corrected} (corrected; model: {hit.label})" if hit.corrected else hit.label
+        table.add_row(str(rank), str(hit.id), hit.filename, label, score, f"{hit.distance:.3f}")
     out.print(table)
 
 

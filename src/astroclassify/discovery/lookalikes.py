@@ -39,6 +39,7 @@ class Neighbour:
     anomaly_score: float | None
     interesting: bool | None
     distance: float
+    corrected: str | None = None  # the newest correction a person made, which outranks the model's label
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,8 +153,11 @@ def neighbours(
         r = records.get(i)
         if r is None or i == exclude or (owner is not None and r.owner != owner):
             continue
+        corrected = r.feedback[-1].label if r.feedback else None
         out.append(
-            Neighbour(i, r.filename, r.label, r.confidence, r.anomaly_score, marks.get(i), round(float(dist), 4))
+            Neighbour(
+                i, r.filename, r.label, r.confidence, r.anomaly_score, marks.get(i), round(float(dist), 4), corrected
+            )
         )
     return out
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from astroclassify.store.tables import Classification, Embedding, IngestedItem, Mark
 
@@ -61,7 +61,14 @@ class DiscoveryRows:
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start : start + IN_CHUNK]
             out.update(
-                {r.id: r for r in self.session.scalars(select(Classification).where(Classification.id.in_(chunk)))}
+                {
+                    r.id: r
+                    for r in self.session.scalars(
+                        select(Classification)
+                        .where(Classification.id.in_(chunk))
+                        .options(selectinload(Classification.feedback))  # corrections shown beside each
+                    )
+                }
             )
         return out
 

@@ -163,6 +163,7 @@ class NeighbourOut(BaseModel):
     interesting: bool | None
     distance: float = Field(description="Euclidean distance between compact embeddings (smaller: more alike).")
     image_url: str
+    corrected: str | None = Field(None, description="The newest correction a person made; it outranks `label`.")
 
     @classmethod
     def of(cls, n: Neighbour) -> NeighbourOut:
@@ -175,6 +176,7 @@ class NeighbourOut(BaseModel):
             interesting=n.interesting,
             distance=n.distance,
             image_url=f"/api/classifications/{n.id}/image",
+            corrected=n.corrected,
         )
 
 

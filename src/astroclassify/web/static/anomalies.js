@@ -35,7 +35,7 @@ function item(r) {
   li.querySelector(".neighbours").replaceChildren(...r.neighbours.map((n) => {
     const a = document.createElement("a");
     a.href = `/classifications/${n.id}`;
-    a.title = `${n.file}: ${n.label}, distance ${n.distance.toFixed(2)}`;
+    a.title = `${n.file}: ${n.corrected ? `${n.corrected} (corrected)` : n.label}, distance ${n.distance.toFixed(2)}`;
     const t = document.createElement("img");
     t.src = `/thumbs/${n.id}.jpg`; t.alt = n.file; t.loading = "lazy"; t.width = 48; t.height = 48;
     a.append(t);
