@@ -45,7 +45,8 @@ def test_predict_table_fits_80_columns_without_cutting_labels(shared_data, tmp_p
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), res.stdout
-    rows = [line for line in lines[1:] if "unusual (!)" not in line]
+    assert "tags not shown at this width: use --json or a wider terminal" in lines  # not dropped silently
+    rows = [line for line in lines[1:] if "unusual (!)" not in line and "tags not shown" not in line]
     assert len(rows) == 4  # one line per image: no path wrapped over several lines
     assert "…" not in res.stdout
     labels = {"dont_know", "edge_on", "elliptical", "merger", "spiral_acw", "spiral_cw"}

@@ -57,6 +57,9 @@ def predict(
         failures += _emit(result, table, as_json, names.get(result.source))
     if not as_json and table.row_count:
         out.print(table)
+        tags = clf.predictor.tag_names
+        if tags and "tags" not in [c.header for c in table.columns]:
+            out.print("tags not shown at this width: use --json or a wider terminal", highlight=False)
         unusual = [r for r in results if isinstance(r, Prediction) and r.unusual]
         if unusual:  # one short line; which ones are marked ! in the anomaly column
             out.print(f"{len(unusual)} of {len(results)} image(s) unusual (!): unlike what the model was trained on")
