@@ -277,3 +277,10 @@ def test_an_unknown_query_parameter_is_an_error_not_ignored(api):
     assert "unknown query parameter(s): page_size" in reply.text and "per_page" in reply.text
     assert api.get("/api/classifications", params={"per_page": 5}).status_code == 200
     assert api.get("/api/models").status_code == 200  # no parameters at all: still fine
+
+
+def test_swagger_names_each_classify_endpoint_apart_and_links_back_to_the_site(api):
+    spec = api.get("/openapi.json").json()
+    summaries = [spec["paths"][p]["post"]["summary"] for p in ("/api/classify", "/predict", "/api/classify/batch")]
+    assert len(set(summaries)) == 3  # both used to read "Classify"
+    assert "[Back to the site](/)" in spec["info"]["description"]

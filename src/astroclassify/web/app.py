@@ -129,7 +129,13 @@ def _openapi_with_keys(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            routes=app.routes,
+            description="Classify astronomical images and browse what was classified. "
+            "[Back to the site](/) · [the same reference in ReDoc](/redoc)",
+        )
         schema.setdefault("components", {})["securitySchemes"] = {
             "APIKey": {
                 "type": "apiKey",

@@ -67,8 +67,8 @@ def classification_out(row, settings: Settings, session, **kw) -> Classification
     )
 
 
-@router.post("/classify", response_model=ClassificationOut)
-@seed_router.post("/predict", response_model=ClassificationOut)
+@router.post("/classify", response_model=ClassificationOut, summary="Classify one image")
+@seed_router.post("/predict", response_model=ClassificationOut, summary="Classify one image (the seed tools' /predict)")
 def classify(
     response: Response,
     served: ServedModelDep,
@@ -128,7 +128,7 @@ def preview(
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/classify/batch", response_model=BatchResult)
+@router.post("/classify/batch", response_model=BatchResult, summary="Classify many images, or a zip of them")
 def classify_batch(
     served: ServedModelDep,
     store: StoreDep,
