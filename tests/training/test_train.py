@@ -332,7 +332,7 @@ def test_a_recipe_file_is_one_command_and_options_given_win(tiny_dataset, tmp_pa
     res = run_cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "n"))
     assert res.returncode == 2 and f"{recipe}: unknown training option 'epoch'" in res.stderr
     res = run_cli("train", "--out", str(tmp_path / "n"))
-    assert res.returncode == 2 and "no training data" in res.stderr
+    assert res.returncode == 2 and "no training data" in res.stderr and not (tmp_path / "n").exists()
 
 
 def test_balancing_by_dataset_gives_each_look_its_share():

@@ -116,6 +116,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, *, resume: bool = True,
 
     if cfg.tta not in TTA_MODES:
         raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}; got {cfg.tta!r}")
+    if not cfg.data:  # before any folder is made
+        raise ConfigError("no training data: pass --data DIR (a dataset folder or collection name)")
     if cfg.schedule not in SCHEDULES:
         raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {cfg.schedule!r}")
     started = time.perf_counter()
