@@ -110,3 +110,15 @@ def test_reading_the_collection_searches_archive_items_by_index(tmp_path):
         sql = str(DiscoveryRows.embeddings_query("d", 0).compile(compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(row[-1]) for row in session.execute(text("EXPLAIN QUERY PLAN " + sql)))
     assert "SCAN ingested_items" not in plan and "ix_ingested_items_classification_id" in plan
+
+
+def test_a_map_of_two_or_three_images_spreads_them_apart_inside_the_frame():
+    """They were all drawn at the centre, on top of one another (t-SNE needs four or more)."""
+    from astroclassify.discovery.layout import layout
+
+    vectors = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0]], np.float32)
+    for n in (2, 3):
+        rows, xy = layout(vectors[:n])
+        assert list(rows) == list(range(n)) and len({tuple(np.round(p, 3)) for p in xy}) == n
+        assert xy.min() >= 0.25 and xy.max() <= 0.75  # away from the edges
+    assert layout(vectors[:1])[1].tolist() == [[0.5, 0.5]]

@@ -24,8 +24,15 @@ def layout(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
     v = np.asarray(vectors, dtype=np.float32)
     n = len(v)
-    if n < 4 or float(np.ptp(v, axis=0).max()) < 1e-6:  # too few, or all alike: nothing to lay out
+    if n < 2 or float(np.ptp(v, axis=0).max()) < 1e-6:  # one image, or all alike: nothing to lay out
         return np.arange(n), np.full((n, 2), 0.5)
+    if n < 4:  # too few for t-SNE: their two principal axes, in the middle half of the map
+        centred = v - v.mean(axis=0)
+        axes = np.linalg.svd(centred, full_matrices=False)[2][:2]
+        xy = np.zeros((n, 2))
+        xy[:, : len(axes)] = centred @ axes.T
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        return np.arange(n), 0.25 + 0.5 * (xy - lo) / np.where(hi - lo > 1e-9, hi - lo, 1.0)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(n, LAYOUT_POINTS), replace=False))
     perplexity = float(min(30, max(2, (len(rows) - 1) // 3)))

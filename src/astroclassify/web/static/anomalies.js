@@ -90,6 +90,13 @@ function scoreColour(s) {  // dark blue (typical) to yellow (unusual)
   return `hsl(${230 - 180 * t}, 90%, ${35 + 30 * t}%)`;
 }
 
+// Where a point sits: [0, 1] coordinates inside a margin, so that a few points (which the
+// layout spreads to the corners) are drawn whole, away from the canvas edge.
+function place(p, width, height) {
+  const pad = Math.max(16, 0.08 * Math.min(width, height));
+  return [pad + p.x * (width - 2 * pad), pad + p.y * (height - 2 * pad)];
+}
+
 function draw() {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth, height = canvas.clientHeight;
@@ -99,7 +106,7 @@ function draw() {
   ctx.clearRect(0, 0, width, height);
   const labels = [...new Set(points.map((p) => p.label))].sort();
   for (const p of points) {
-    const x = 8 + p.x * (width - 16), y = 8 + p.y * (height - 16);
+    const [x, y] = place(p, width, height);
     ctx.beginPath();
     ctx.arc(x, y, p.interesting ? 5 : 3.5, 0, 2 * Math.PI);
     ctx.fillStyle = colourBy.value === "score" ? scoreColour(p.anomaly_score) : PALETTE[labels.indexOf(p.label) % PALETTE.length];
@@ -121,7 +128,7 @@ function nearest(e) {
   const mx = e.clientX - r.left, my = e.clientY - r.top;
   let best = null, bestD = 100;
   for (const p of points) {
-    const x = 8 + p.x * (r.width - 16), y = 8 + p.y * (r.height - 16);
+    const [x, y] = place(p, r.width, r.height);
     const d = (x - mx) ** 2 + (y - my) ** 2;
     if (d < bestD) { best = p; bestD = d; }
   }
