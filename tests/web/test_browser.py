@@ -334,8 +334,9 @@ def test_anomalies_page_marks_move_the_ranking_and_the_map_opens_images(browser,
         points = browser.execute_script("return fetch('/api/anomalies/map').then(r => r.json())")
         p = points[0]
         w, h = canvas.size["width"], canvas.size["height"]
-        x = 8 + p["x"] * (w - 16) - w / 2
-        y = 8 + p["y"] * (h - 16) - h / 2
+        pad = max(16, 0.08 * min(w, h))  # anomalies.js: place()
+        x = pad + p["x"] * (w - 2 * pad) - w / 2
+        y = pad + p["y"] * (h - 2 * pad) - h / 2
         ActionChains(browser).move_to_element_with_offset(canvas, int(x), int(y)).perform()
         tip = browser.find_element(By.ID, "map-tip")
         WebDriverWait(browser, 10).until(lambda d: tip.is_displayed())
