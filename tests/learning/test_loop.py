@@ -471,3 +471,31 @@ def test_snapshots_written_at_once_are_whole_and_a_broken_one_is_rewritten(tmp_p
     next((snap / "images").iterdir()).unlink()  # a snapshot broken by a crash
     again = write_snapshot(rows, root, tag="t")
     assert again.path == snap and len(list((snap / "images").iterdir())) == 30
+
+
+def test_a_correction_that_contradicts_a_training_label_goes_to_review(champion, tiny_dataset, tmp_path):
+    """Corrections of images the champion trained on were 'nothing new', silently: they doubt the training data."""
+    from astroclassify.learning.review import CONTRADICTS, pending_reviews
+    from astroclassify.preparation.splits import read_splits
+
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    trained = [r for r in read_splits(home / "splits.csv") if r.split == "train"][:3]
+    folder = tmp_path / "relabelled"
+    lines = ["file,label"]
+    for r in trained:  # the same files, the other label
+        src = tiny_dataset / r.key.partition("/")[2]
+        (folder / src.name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, folder / src.name)
+        lines.append(f"{src.name},{'nebula' if r.label == 'galaxy' else 'galaxy'}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    turn = learn(home, imported=[folder])
+    assert turn.decision == "nothing new" and "contradicts its training label: sent to review: 3" in turn.message
+    waiting = [it for it in pending_reviews(home) if it.kind == CONTRADICTS]
+    assert sorted(it.sha256 for it in waiting) == sorted(r.sha256 for r in trained)
+    assert all(
+        it.label == r.label
+        for it, r in zip(sorted(waiting, key=lambda i: i.sha256), sorted(trained, key=lambda t: t.sha256), strict=True)
+    )
+    learn(home, imported=[folder])  # a second turn lists them once
+    assert len([it for it in pending_reviews(home) if it.kind == CONTRADICTS]) == 3

@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -196,3 +197,20 @@ def test_archive_urls_are_never_live_links_unless_http(client, home):
     assert 'href="javascript:' not in page
     assert "javascript:alert(document.cookie)//ap240106.html" in page  # shown, escaped, as text
     assert 'href="https://apod.nasa.gov/apod/ap240105.html"' in page
+
+
+def test_correcting_an_image_the_model_trained_on_says_it_goes_to_review(client, shared_data):
+    """Such a correction was 'nothing new' to learn, and the page said nothing of it."""
+    from astroclassify.modelfolder.folder import load_bundle
+    from astroclassify.preparation.splits import read_splits
+
+    row = next(r for r in read_splits(load_bundle("dso").path / "splits.csv") if r.split == "train")
+    data = (shared_data / row.key).read_bytes()
+    record = upload(client, data, Path(row.key).name).json()
+    other = "nebula" if row.label == "galaxy" else "galaxy"
+    page = client.get(f"/classifications/{record['id']}")
+    assert 'id="contradicts"' not in page.text  # no correction yet
+    client.post(f"/api/classifications/{record['id']}/feedback", json={"label": other})
+    page = client.get(f"/classifications/{record['id']}")
+    assert 'id="contradicts"' in page.text and f"trained dso as <b>{row.label}</b>" in page.text
+    assert "/models/dso/review" in page.text

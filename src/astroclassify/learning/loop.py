@@ -25,7 +25,7 @@ from astroclassify.config import BUNDLED_ONLY, Folders
 from astroclassify.errors import AstroClassifyError, ModelError
 from astroclassify.learning.cleaning import Suspect, find_label_errors
 from astroclassify.learning.promotion import Comparison, compare_paired, ensure_gold
-from astroclassify.learning.review import settled_labels
+from astroclassify.learning.review import flag_contradictions, settled_labels
 from astroclassify.learning.snapshot import Snapshot, gather_labels, write_snapshot
 from astroclassify.preparation.splits import SplitAssignment, read_splits, write_splits
 from astroclassify.progress import Progress, silent
@@ -134,9 +134,18 @@ def learn(
         result.gold += len(settled)
         gold_known = {g.sha256: g.label for g in gold} | settled
         rows, left = gather_labels(store, bundle.labels, imported=imported, gold=gold_known)
-        excluded = {r.sha256 for r in read_splits(champion_path / "splits.csv")} | set(gold_known)
+        split_rows = read_splits(champion_path / "splits.csv")
+        excluded = {r.sha256 for r in split_rows} | set(gold_known)
+        trained_as = {r.sha256: r.label for r in split_rows if r.split != "test"}
+        contradicting = {r.sha256 for r in rows if r.sha256 in trained_as and trained_as[r.sha256] != r.label}
+        if contradicting and not dry_run:
+            flag_contradictions(home, rows, trained_as)
         dropped = Counter(
-            "gold image (never trains)" if r.sha256 in gold_known else "already in the champion's data"
+            "gold image (never trains)"
+            if r.sha256 in gold_known
+            else "contradicts its training label: sent to review"
+            if r.sha256 in contradicting
+            else "already in the champion's data"
             for r in rows
             if r.sha256 in excluded
         )

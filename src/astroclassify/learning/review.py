@@ -13,14 +13,27 @@ import datetime as dt
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from astroclassify.errors import DataError, RecordNotFoundError
+from astroclassify.learning.snapshot import LabelRow
 
-__all__ = ["ReviewItem", "gold_extra", "pending_reviews", "review_image", "review_label", "settled_labels"]
+__all__ = [
+    "ReviewItem",
+    "flag_contradictions",
+    "gold_extra",
+    "pending_reviews",
+    "review_image",
+    "review_label",
+    "settled_labels",
+    "training_label",
+]
 
 GOLD_DIR = "gold"
+CONTRADICTIONS = "contradictions"  # under learn/snapshots/, listed on the review page like any suspects
+CONTRADICTS = "correction contradicts the training label"
 REVIEWS = "reviews.jsonl"
 SHA = re.compile(r"^[0-9a-f]{64}$")
 
@@ -73,6 +86,46 @@ def pending_reviews(home: Path) -> list[ReviewItem]:
                         r["source"],
                     )
     return sorted(found.values(), key=lambda it: it.p_label)
+
+
+def flag_contradictions(home: Path, rows: Sequence[LabelRow], trained: dict[str, str]) -> int:
+    """Send labels that contradict the label an image trained with to a person; returns how many are new.
+
+    A correction of an image the champion trained on under another label is a suspected error
+    in the training data, not "nothing new": it waits on the review page (the data's label
+    against the correction), and a person's answer joins the gold set.
+    """
+    folder = home / "learn" / "snapshots" / CONTRADICTIONS
+    listed = folder / "suspects.csv"
+    held = set()
+    if listed.is_file():
+        with listed.open(newline="") as fh:
+            held = {r.get("sha256", "") for r in csv.DictReader(fh)}
+    new = [r for r in rows if r.sha256 in trained and trained[r.sha256] != r.label and r.sha256 not in held]
+    if not new:
+        return 0
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    fresh = not listed.is_file()
+    with listed.open("a", newline="") as fh:
+        w = csv.writer(fh)
+        if fresh:
+            w.writerow(["file", "label", "predicted", "confidence", "p_label", "kind", "source", "sha256"])
+        for r in new:
+            name = f"images/{r.sha256[:16]}{r.path.suffix.lower()}"
+            shutil.copyfile(r.path, folder / name)
+            w.writerow([name, trained[r.sha256], r.label, "", 0.0, CONTRADICTS, r.source, r.sha256])
+            held.add(r.sha256)
+    return len(new)
+
+
+def training_label(model_folder: Path, sha256: str) -> str | None:
+    """The label an image (by its file's digest) trained a model with, or None (never trained, or a test image)."""
+    from astroclassify.preparation.splits import read_splits
+
+    path = model_folder / "splits.csv"
+    if not path.is_file():
+        return None
+    return next((r.label for r in read_splits(path) if r.sha256 == sha256 and r.split != "test"), None)
 
 
 def review_image(home: Path, sha256: str) -> Path:

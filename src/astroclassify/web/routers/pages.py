@@ -220,6 +220,8 @@ def detail(
     caller: CallerDep,
     record_id: RecordId,
 ) -> HTMLResponse:
+    from astroclassify.learning.review import training_label
+
     _browsable(caller)
     row = Classifications(session).get(record_id)
     try:
@@ -243,6 +245,8 @@ def detail(
         "credit": record_credit(session, row),
         "explainable": bundle is not None and bool(bundle.meta.get("explainable", True)) and row.label in bundle.labels,
         "low_confidence": settings.low_confidence_threshold,
+        # A correction of an image the model trained on under another label doubts its training data.
+        "trained_as": training_label(bundle.path, row.sha256) if bundle is not None and latest is not None else None,
     }
     return templates.TemplateResponse(request, "detail.html", context)
 
