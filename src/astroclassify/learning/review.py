@@ -15,6 +15,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from astroclassify.errors import DataError, RecordNotFoundError
@@ -114,18 +115,23 @@ def flag_contradictions(home: Path, rows: Sequence[LabelRow], trained: dict[str,
             name = f"images/{r.sha256[:16]}{r.path.suffix.lower()}"
             shutil.copyfile(r.path, folder / name)
             w.writerow([name, trained[r.sha256], r.label, "", 0.0, CONTRADICTS, r.source, r.sha256])
-            held.add(r.sha256)
     return len(new)
 
 
 def training_label(model_folder: Path, sha256: str) -> str | None:
     """The label an image (by its file's digest) trained a model with, or None (never trained, or a test image)."""
-    from astroclassify.preparation.splits import read_splits
-
     path = model_folder / "splits.csv"
     if not path.is_file():
         return None
-    return next((r.label for r in read_splits(path) if r.sha256 == sha256 and r.split != "test"), None)
+    return _trained_labels(path, path.stat().st_mtime_ns).get(sha256)
+
+
+@lru_cache(maxsize=8)
+def _trained_labels(path: Path, mtime_ns: int) -> dict[str, str]:
+    """A model's train and validation labels by digest, read once per splits file (a page view asks again)."""
+    from astroclassify.preparation.splits import read_splits
+
+    return {r.sha256: r.label for r in read_splits(path) if r.split != "test"}
 
 
 def review_image(home: Path, sha256: str) -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -130,7 +130,8 @@ def _is_condition(entry: str) -> bool:
     return any(op in entry for op in _OPERATORS)
 
 
-def _conditions(entry: str, name: str) -> list[Callable[[dict[str, str]], bool]]:
+@cache  # parsed once per entry, not once per sample
+def _conditions(entry: str, name: str) -> tuple[Callable[[dict[str, str]], bool], ...]:
     """``column=value`` / ``column>=x`` / ``column<=x`` tests, joined by ``&``, as functions of a manifest row."""
     tests: list[Callable[[dict[str, str]], bool]] = []
     for part in entry.split("&"):
@@ -147,7 +148,7 @@ def _conditions(entry: str, name: str) -> list[Callable[[dict[str, str]], bool]]
         except ValueError:
             raise ConfigError(f"taxonomy {name}: {part!r} compares with {value!r}, not a number") from None
         tests.append(partial(_compare, column=column, op=op, bound=bound))
-    return tests
+    return tuple(tests)
 
 
 def _equals(row: dict[str, str], *, column: str, value: str) -> bool:

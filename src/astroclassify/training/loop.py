@@ -226,7 +226,7 @@ def fit(
         for p in body_params:
             p.requires_grad_(not frozen)
         net.train(not frozen)
-        skip, run.start_step = (run.start_step, 0) if epoch == run.start_epoch else (0, 0)
+        skip = run.start_step if epoch == run.start_epoch else 0  # steps a paused run already took
         try:
             row = _train_epoch(
                 cfg, parts, epoch, steps_per_epoch, net, optimizer, ema, run.plateau, progress, skip, deadline
