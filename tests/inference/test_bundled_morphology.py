@@ -64,6 +64,13 @@ def test_predict_and_explain_from_the_cli(shared_data, tmp_path):
         "spiral_cw",
     )
     out = tmp_path / "why.png"
-    assert run_cli("explain", "--model", "morphology", str(image), "--out", str(out)).returncode == 0
-    with Image.open(out) as overlay:
-        assert overlay.size == (169, 169)  # the central 40% of the 423 px cutout: what the model sees
+    res = run_cli("explain", "--model", "morphology", str(image), "--out", str(out))
+    assert res.returncode == 0 and "saw the central 40% of the picture (outlined)" in res.stdout
+    with Image.open(out) as overlay, Image.open(image) as src:
+        # The whole cutout, the central 40% it saw (127..296 of 423 px) outlined in white, the rest dimmed.
+        assert overlay.size == src.size == (423, 423)
+        drawn, original = np.asarray(overlay, dtype=float), np.asarray(src.convert("RGB"), dtype=float)
+    assert (drawn[127, 140:280] == 255).all() and (drawn[140:280, 295] == 255).all()
+    outside = np.ones((423, 423), bool)
+    outside[120:303, 120:303] = False
+    assert np.allclose(drawn[outside], 0.4 * original[outside], atol=1.0)

@@ -67,11 +67,39 @@ def test_overlay_puts_model_frame_heat_on_the_right_image_pixels(width, height):
     assert centre == pytest.approx((0.375, 0.375), abs=0.02)
 
 
+def test_overlay_fills_only_the_box_the_model_saw():
+    from astroclassify.inference.overlay import render_overlay
+
+    image = Image.new("RGB", (1000, 600), (100, 100, 100))  # drawn at 512 x 307
+    heat = np.ones((7, 7), dtype=np.float32)
+    overlay = np.asarray(render_overlay(image, heat, 224, box=(500, 300, 800, 600), cmap="gray"), dtype=float)
+    assert overlay.shape[:2] == (307, 512)
+    assert np.allclose(overlay[50, 50], 40, atol=1)  # outside the box: dimmed to 40%
+    assert np.allclose(overlay[230, 330], 0.5 * 100 + 0.5 * 255, atol=2)  # inside: the heat blended in
+    assert (overlay[154, 300:400] == 255).all()  # its outline, white, on the box's top edge (300 * 307 / 600)
+    whole = np.asarray(render_overlay(image, heat, 224, box=(0, 0, 1000, 600), cmap="gray"), dtype=float)
+    assert np.allclose(whole, 0.5 * 100 + 0.5 * 255, atol=2)  # the whole picture: no box, nothing dimmed
+
+
+def test_a_framed_box_is_in_the_pictures_own_pixels():
+    from astroclassify.imaging.framing import NO_FRAMING, Framing, framed
+
+    image = Image.new("RGB", (400, 200), (10, 10, 10))
+    seen, frame = framed(image, NO_FRAMING, crop=0.5)
+    assert seen.size == (200, 100) and frame.box == (100, 50, 300, 150) and not frame.found
+    assert frame.note == "the central 50% of the picture"
+    seen, frame = framed(image, Framing("object"), crop=0.5)  # a blank sky: no object, the crop kept
+    assert frame.box == (100, 50, 300, 150) and frame.note.startswith("the central 50% of the picture; no ")
+    seen, frame = framed(image, NO_FRAMING)
+    assert seen is image and frame.box == (0, 0, 400, 200)
+
+
 def test_explain_another_class_and_bad_labels(clf, shared_data):
     path = shared_data / "hubble-dso/galaxy/heic0506a.jpg"
     galaxy, nebula = clf.explain(path, "galaxy"), clf.explain(path, "nebula")
     assert (galaxy.label, nebula.label) == ("galaxy", "nebula")
     assert not np.allclose(galaxy.heatmap, nebula.heatmap)
+    assert galaxy.seen == "the whole picture" and galaxy.frame.box == (0, 0, *galaxy.image.size)
     assert np.allclose(galaxy.probabilities, clf.predict_proba([path])[0], atol=1e-6)
     with pytest.raises(UnknownNameError, match="unknown label 'comet'"):
         clf.explain(path, "comet")

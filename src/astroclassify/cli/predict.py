@@ -156,7 +156,8 @@ def explain(
     target.parent.mkdir(parents=True, exist_ok=True)
     result.overlay().save(target, format="PNG")
     probs = ", ".join(f"{name} {p:.3f}" for name, p in zip(predictor.labels, result.probabilities, strict=True))
-    out.print(f"{image}: explained {result.label} ({probs}); overlay written to {target}")
+    seen = "" if result.seen == "the whole picture" else f"; the model saw {result.seen} (outlined)"
+    out.print(f"{image}: explained {result.label} ({probs}); overlay written to {target}{seen}")
 
 
 @app.command()

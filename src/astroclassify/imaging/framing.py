@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from astroclassify.imaging.transforms import center_crop
+from astroclassify.imaging.transforms import center_box
 
 __all__ = ["FRAMINGS", "NO_FRAMING", "Frame", "Framing", "frame_object", "framed"]
 
@@ -108,9 +108,18 @@ def frame_object(image: Image.Image, framing: Framing) -> Frame:
 
 
 def framed(image: Image.Image, framing: Framing, crop: float = 1.0) -> tuple[Image.Image, Frame]:
-    """What a model sees of ``image``: its central ``crop`` fraction, then its framing (training and inference alike)."""
-    image = center_crop(image, crop)
-    frame = frame_object(image, framing)
-    if frame.box == (0, 0, *image.size):
+    """What a model sees of ``image``: its central ``crop`` fraction, then its framing (training and inference alike).
+
+    The ``Frame`` is in ``image``'s own pixels, so an overlay can show the box the model saw.
+    """
+    left, top, right, bottom = center_box(*image.size, crop)
+    frame = frame_object(image.crop((left, top, right, bottom)) if crop < 1.0 else image, framing)
+    l, t, r, b = frame.box
+    box = (left + l, top + t, left + r, top + b)
+    if crop < 1.0 and not frame.found:
+        frame = Frame(box, False, f"the central {crop:.0%} of the picture" + (f"; {frame.note}" if frame.note != "framing off" else ""))
+    else:
+        frame = Frame(box, frame.found, frame.note)
+    if box == (0, 0, *image.size):
         return image, frame
-    return image.crop(frame.box), frame
+    return image.crop(box), frame

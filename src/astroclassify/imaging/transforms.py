@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["center_crop", "letterbox", "letterbox_box", "to_tensor_layout"]
+__all__ = ["center_box", "center_crop", "letterbox", "letterbox_box", "to_tensor_layout"]
 
 
 def center_crop(image: Image.Image, fraction: float) -> Image.Image:
@@ -16,10 +16,16 @@ def center_crop(image: Image.Image, fraction: float) -> Image.Image:
     """
     if fraction >= 1.0:
         return image
-    w, h = image.size
-    cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
-    left, top = (w - cw) // 2, (h - ch) // 2
-    return image.crop((left, top, left + cw, top + ch))
+    return image.crop(center_box(*image.size, fraction))
+
+
+def center_box(width: int, height: int, fraction: float) -> tuple[int, int, int, int]:
+    """The box ``center_crop`` keeps: (left, top, right, bottom)."""
+    if fraction >= 1.0:
+        return 0, 0, width, height
+    cw, ch = max(1, round(width * fraction)), max(1, round(height * fraction))
+    left, top = (width - cw) // 2, (height - ch) // 2
+    return left, top, left + cw, top + ch
 
 
 def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:

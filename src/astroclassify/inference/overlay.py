@@ -15,6 +15,7 @@ def render_overlay(
     heatmap: np.ndarray,
     image_size: int,
     *,
+    box: tuple[int, int, int, int] | None = None,
     max_side: int = 512,
     alpha: float = 0.5,
     cmap: str = "turbo",
@@ -23,21 +24,42 @@ def render_overlay(
 
     The map is upsampled to the model's input size, the letterbox padding is cut away,
     and what remains is stretched over the image, so each heat pixel lands on the image
-    pixel the network saw there.
+    pixel the network saw there. ``box`` (left, top, right, bottom in ``image``'s pixels) is
+    the part a cropping or framing model saw: the heat fills it, a white line outlines it and
+    the rest of the picture is dimmed, so the user sees what the model was shown.
     """
     import matplotlib
 
     image = image.convert("RGB")
+    full = image.size
     if max(image.size) > max_side:
         image = image.copy()
         image.thumbnail((max_side, max_side))
+    w, h = image.size
+    if box is None or tuple(box) == (0, 0, *full):
+        region = (0, 0, w, h)
+    else:
+        sx, sy = w / full[0], h / full[1]
+        l, t = max(0, round(box[0] * sx)), max(0, round(box[1] * sy))
+        region = (l, t, max(l + 1, min(w, round(box[2] * sx))), max(t + 1, min(h, round(box[3] * sy))))
+    rw, rh = region[2] - region[0], region[3] - region[1]
     heat = Image.fromarray(np.clip(heatmap, 0, 1).astype(np.float32))  # mode "F"
     heat = heat.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    left, top, nw, nh = letterbox_box(*image.size, image_size)
-    heat = heat.crop((left, top, left + nw, top + nh)).resize(image.size, Image.Resampling.BILINEAR)
+    left, top, nw, nh = letterbox_box(rw, rh, image_size)
+    heat = heat.crop((left, top, left + nw, top + nh)).resize((rw, rh), Image.Resampling.BILINEAR)
     # A uniform blend with a blue-to-red map, the usual Grad-CAM look: on a mostly black
     # sky a map that fades to transparent (or to black) would be invisible.
     colours = matplotlib.colormaps[cmap](np.asarray(heat))[..., :3]
     base = np.asarray(image, dtype=np.float32) / 255.0
-    blended = (1 - alpha) * base + alpha * colours
-    return Image.fromarray((blended * 255).round().astype(np.uint8))
+    out = base * (0.4 if region != (0, 0, w, h) else 1.0)
+    inside = base[region[1] : region[3], region[0] : region[2]]
+    out[region[1] : region[3], region[0] : region[2]] = (1 - alpha) * inside + alpha * colours
+    result = Image.fromarray((out * 255).round().astype(np.uint8))
+    if region != (0, 0, w, h):
+        from PIL import ImageDraw
+
+        line = max(1, round(max(w, h) / 256))
+        ImageDraw.Draw(result).rectangle(
+            (region[0], region[1], region[2] - 1, region[3] - 1), outline=(255, 255, 255), width=line
+        )
+    return result

@@ -20,7 +20,7 @@ from astroclassify.config import DEFAULT_LIMITS, DecodeLimits
 from astroclassify.errors import ImageDecodeError, ModelError, UnknownNameError
 from astroclassify.imaging.decode import decode_pil
 from astroclassify.imaging.filters import check_filters, letterbox_filtered
-from astroclassify.imaging.framing import Framing, framed
+from astroclassify.imaging.framing import Frame, Framing, framed
 from astroclassify.imaging.stretch import FitsDisplay
 from astroclassify.imaging.transforms import to_tensor_layout
 from astroclassify.imaging.tta import TTA_MODES, merge_views, resolve_tta, tta_views, undo_tta_view
@@ -67,18 +67,31 @@ class Explanation:
     label: str
     probabilities: np.ndarray
     heatmap: np.ndarray  # (h, w) in [0, 1], over the letterboxed (S, S) input
-    image: Image.Image  # the decoded image, for drawing the overlay
+    image: Image.Image  # the whole decoded picture, for drawing the overlay
     image_size: int = 0  # the model's input size S (the heat map is laid over a letterbox of it)
+    frame: Frame | None = None  # the part of ``image`` the model saw (its crop or object framing)
 
     def __repr__(self) -> str:  # not the whole heat map and image
         h, w = self.heatmap.shape[:2]
         return f"Explanation(label={self.label!r}, p={float(self.probabilities.max()):.3f}, heatmap {h}x{w}, image {self.image.size[0]}x{self.image.size[1]})"
 
     def overlay(self, image_size: int | None = None, **kwargs) -> Image.Image:
-        """The heat map blended over the image, at the image's size (at most 512 px a side)."""
+        """The heat map blended over the image, at the image's size (at most 512 px a side).
+
+        A model that crops or frames its pictures gets the heat inside the box it saw, outlined,
+        and the rest of the picture dimmed.
+        """
         from astroclassify.inference.overlay import render_overlay
 
-        return render_overlay(self.image, self.heatmap, image_size or self.image_size, **kwargs)
+        box = self.frame.box if self.frame is not None else None
+        return render_overlay(self.image, self.heatmap, image_size or self.image_size, box=box, **kwargs)
+
+    @property
+    def seen(self) -> str:
+        """What the model saw, in words: the whole picture, a central crop, or the framed object."""
+        if self.frame is None or self.frame.box == (0, 0, *self.image.size):
+            return "the whole picture" + (f" ({self.frame.note})" if self.frame and self.frame.note not in ("", "framing off") else "")
+        return self.frame.note or "the main object, framed"
 
     def _repr_html_(self) -> str:
         """In a notebook: the overlay itself, with the class and its probability."""
@@ -205,9 +218,12 @@ class OnnxPredictor:
                 image, _ = framed(Image.fromarray(np.ascontiguousarray(arr[..., :3])), self.framing, self.crop)
                 return letterbox_filtered(image, size, self.filters)
             return letterbox_filtered(arr[..., :3], size, self.filters)
-        return letterbox_filtered(self._decode(source, size, limits), size, self.filters)
+        return letterbox_filtered(self._decode(source, size, limits)[0], size, self.filters)
 
-    def _decode(self, source: str | Path | bytes, draft_size: int, limits: DecodeLimits | None = None) -> Image.Image:
+    def _decode(
+        self, source: str | Path | bytes, draft_size: int, limits: DecodeLimits | None = None
+    ) -> tuple[Image.Image, Image.Image, Frame]:
+        """What the model sees at about ``draft_size``, the whole decoded picture, and the box it saw there."""
         draft = math.ceil(draft_size / self.crop) * (1 if self.framing.method == "none" else 2)
         img = decode_pil(
             source,
@@ -216,7 +232,8 @@ class OnnxPredictor:
             draft_shape=self.draft_shape,
             fits_display=self.fits_display,
         )
-        return framed(img, self.framing, self.crop)[0]
+        seen, frame = framed(img, self.framing, self.crop)
+        return seen, img, frame
 
     def logits(self, batch: np.ndarray, tta: str | None = None) -> np.ndarray:
         """Mean logits over the TTA views of a (N, S, S, 3) uint8 batch."""
@@ -310,7 +327,7 @@ class OnnxPredictor:
         # The network sees exactly what predict feeds it (the same draft decode), so the
         # explanation's probabilities are the prediction's; the overlay is drawn on a larger decode.
         pixels = self.prepare(source)
-        image = self._decode(source, max(size, 512))
+        _, image, frame = self._decode(source, max(size, 512))
         views = tta_views(pixels[None], resolve_tta(tta, self.bundle.tta))[:, 0]
         logits, cams = self.session.run(
             ["logits", "cam"], {self.input_name: to_tensor_layout(views, self.bundle.mean, self.bundle.std)}
@@ -322,7 +339,7 @@ class OnnxPredictor:
         heat = np.mean([undo_tta_view(cams[v, k if v < 4 else mirrored_k], v) for v in range(len(views))], axis=0)
         heat = np.maximum(heat, 0)
         peak = float(heat.max())
-        return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image, size)
+        return Explanation(self.labels[k], probabilities, heat / peak if peak > 0 else heat, image, size, frame)
 
     def explanation_key(self, label: str, tta: str | None = None) -> str:
         """A short key naming one rendered explanation: model, version, class and views."""

@@ -70,6 +70,20 @@ class Bundle:
     def onnx_path(self) -> Path:
         return self.path / "model.onnx"
 
+    @property
+    def sees(self) -> str:
+        """What the network is shown of each picture, in words (model pages, the Grad-CAM caption)."""
+        crop = float(self.meta.get("crop", 1.0))
+        framing = self.meta.get("framing") or {}
+        parts = [f"the central {crop:.0%} of each picture"] if crop < 1.0 else []
+        if framing.get("method") == "object":
+            where = "that crop" if parts else "the picture"
+            parts.append(
+                f"the main object found there, framed at {float(framing.get('scale', 6.0)):g}x its size "
+                f"(all of {where} when no main object stands out)"
+            )
+        return ", then ".join(parts) or "the whole picture"
+
     def to_json(self) -> dict:
         return {
             "format": BUNDLE_VERSION,

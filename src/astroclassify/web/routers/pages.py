@@ -244,6 +244,7 @@ def detail(
         "latest": latest,
         "credit": record_credit(session, row),
         "explainable": bundle is not None and bool(bundle.meta.get("explainable", True)) and row.label in bundle.labels,
+        "sees": bundle.sees if bundle is not None else "",
         "low_confidence": settings.low_confidence_threshold,
         # A correction of an image the model trained on under another label doubts its training data.
         "trained_as": training_label(bundle.path, row.sha256) if bundle is not None and latest is not None else None,
