@@ -81,7 +81,7 @@ def test_bundled_model_card_and_metrics_are_reproducible(shared_data):
     bundle_dir = astroclassify.load("dso").bundle_.path
     meta = json.loads((bundle_dir / "model.json").read_text())
     card = (bundle_dir / "MODEL_CARD.md").read_text()
-    assert "astroclassify train-encoder recipes/encoder.yaml" in card and "Shared encoder" in card
+    assert "astroclassify train --recipe recipes/dso.yaml" in card and "## Recipe (chosen on validation)" in card
     res = run_cli("evaluate", "--model", "dso", "--data", "hubble-dso", "--json")
     assert res.returncode == 0, res.stderr
     m = json.loads(res.stdout)

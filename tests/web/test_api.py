@@ -255,6 +255,11 @@ def test_fits_upload_is_classified_and_previewed_with_its_models_stretch(api, sh
     before = api.post("/api/preview", files={"image": ("g.fits", cube, "image/fits")})
     assert before.status_code == 200 and before.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(before.content)).size) == 320
+    # morphology sees the central 40%: the preview outlines that box (96..224 of 320 px), nothing else drawn.
+    gz = fits_cube_bytes(np.asarray(Image.open(next((shared_data / "gz1-sdss/images").glob("*.jpg"))).convert("RGB")))
+    boxed = api.post("/api/preview", params={"model": "morphology"}, files={"image": ("gz.fits", gz, "image/fits")})
+    drawn = np.asarray(Image.open(io.BytesIO(boxed.content)).convert("L")).astype(float)
+    assert drawn.shape == (320, 320) and drawn[96, 110:210].min() > 200 and drawn[20, 20:300].max() < 120
     listed = api.get("/api/classifications").json()["items"]
     assert len([i for i in listed if i["file"] == "g.fits"]) == 1  # a preview stores nothing
     bad = api.post("/api/preview", files={"image": ("x.fits", b"SIMPLE  = broken", "image/fits")})

@@ -12,6 +12,7 @@ import logging
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -20,6 +21,9 @@ from astroclassify.config import DEFAULT_LIMITS, DEFAULT_MAX_FILE_BYTES, DecodeL
 from astroclassify.errors import AstroClassifyWarning, FileTooLargeError, ImageDecodeError
 from astroclassify.files.sizes import format_bytes
 from astroclassify.imaging.stretch import FitsDisplay, stretch_to_uint8
+
+if TYPE_CHECKING:
+    from astroclassify.imaging.framing import Framing
 
 __all__ = ["ALLOWED_FORMATS", "decode_image", "decode_pil", "has_image_signature", "read_image_bytes", "sniff_format"]
 
@@ -293,11 +297,28 @@ def preview_jpeg(
     size: int = 320,
     fits_display: FitsDisplay | None = None,
     limits: DecodeLimits = DEFAULT_LIMITS,
+    framing: Framing | None = None,
+    crop: float = 1.0,
 ) -> bytes:
     """A JPEG of the image at most ``size`` px a side, as a model would see it (FITS stretched
-    with ``fits_display``): what a browser shows for files it cannot display itself."""
+    with ``fits_display``): what a browser shows for files it cannot display itself.
+
+    A model that crops or frames (``crop``, ``framing``) gets the box it would see outlined.
+    """
+    from astroclassify.imaging.framing import NO_FRAMING, framed
+
+    framing = framing or NO_FRAMING
     img = decode_pil(source, limits=limits, draft_size=size, fits_display=fits_display)
+    full = img.size
+    box = framed(img, framing, crop)[1].box if crop < 1.0 or framing.method != "none" else None
     img.thumbnail((size, size))
+    if box is not None and box != (0, 0, *full):
+        from PIL import ImageDraw
+
+        img = img.convert("RGB")
+        sx, sy = img.width / full[0], img.height / full[1]
+        outline = (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx) - 1, round(box[3] * sy) - 1)
+        ImageDraw.Draw(img).rectangle(outline, outline=(255, 255, 255), width=max(1, round(size / 256)))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return buf.getvalue()

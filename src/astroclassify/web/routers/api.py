@@ -117,12 +117,20 @@ def preview(
 ) -> Response:
     """A JPEG of an image before it is classified, FITS stretched as the chosen model shows it.
 
-    For files a browser cannot display (FITS, 16-bit TIFF); nothing is stored.
+    For files a browser cannot display (FITS, 16-bit TIFF); nothing is stored. A model that
+    crops or frames its pictures has the box it will see outlined in white.
     """
-    display = served.predictor.fits_display
+    predictor = served.predictor
     data = read_upload(image, settings.max_upload_bytes)
     try:
-        jpeg = decoder.run(preview_jpeg, data, fits_display=display, limits=settings.upload_limits)
+        jpeg = decoder.run(
+            preview_jpeg,
+            data,
+            fits_display=predictor.fits_display,
+            limits=settings.upload_limits,
+            framing=predictor.framing,
+            crop=predictor.crop,
+        )
     except ImageDecodeError as exc:
         raise type(exc)(f"{image.filename or 'upload'}: {str(exc).removeprefix('<bytes>: ')}") from None
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
