@@ -39,7 +39,7 @@ def measure(path: Path) -> dict[str, float] | None:
     grey = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
     _, median, std = sigma_clipped_stats(grey, sigma=3.0)
     image = grey - median
-    segm = detect_sources(image, 1.5 * max(std, 1.0), npixels=10)
+    segm = detect_sources(image, 1.5 * max(std, 1.0), n_pixels=10)
     if segm is None:
         return None
     cy, cx = (s // 2 for s in image.shape)
@@ -83,8 +83,13 @@ def main() -> None:
     paths = [Path(data) / r.key for r in rows]
     merger = clf.classes_.index("merger")
     p_net = clf.predict_proba([str(p) for p in paths])[:, merger]
+    print(f"network: {len(paths)} images scored", flush=True)
     started = time.perf_counter()
-    measured = [measure(p) for p in paths]
+    measured = []
+    for i, p in enumerate(paths):
+        measured.append(measure(p))
+        if (i + 1) % 100 == 0:
+            print(f"  statmorph: {i + 1}/{len(paths)}", flush=True)
     seconds = (time.perf_counter() - started) / len(paths)
     ok = np.array([m is not None for m in measured])
     y = np.array([r.label == "merger" for r in rows])
