@@ -93,8 +93,10 @@ def main() -> None:
     seconds = (time.perf_counter() - started) / len(paths)
     ok = np.array([m is not None for m in measured])
     y = np.array([r.label == "merger" for r in rows])
-    print(f"{args.split}: {len(rows)} gz1 images, {int(y.sum())} mergers; statmorph measured {int(ok.sum())} "
-          f"({int(y[ok].sum())} mergers), {1000 * seconds:.0f} ms per image")
+    print(
+        f"{args.split}: {len(rows)} gz1 images, {int(y.sum())} mergers; statmorph measured {int(ok.sum())} "
+        f"({int(y[ok].sum())} mergers), {1000 * seconds:.0f} ms per image"
+    )
     X = np.array([[m[f] for f in FEATURES] for m in measured if m is not None])
     X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
     yk, pk = y[ok], p_net[ok]
@@ -104,7 +106,9 @@ def main() -> None:
         "network merger probability": pk,
         "asymmetry A (Conselice)": X[:, FEATURES.index("asymmetry")],
         "Gini-M20 merger statistic (Lotz)": X[:, FEATURES.index("gini_m20_merger")],
-        "logistic regression on statmorph (out-of-fold)": cross_val_predict(lr, X, yk, cv=folds, method="predict_proba")[:, 1],
+        "logistic regression on statmorph (out-of-fold)": cross_val_predict(
+            lr, X, yk, cv=folds, method="predict_proba"
+        )[:, 1],
         "logistic regression on statmorph + network (out-of-fold)": cross_val_predict(
             lr, np.hstack([X, np.log(np.clip(pk, 1e-4, 1))[:, None]]), yk, cv=folds, method="predict_proba"
         )[:, 1],
@@ -113,15 +117,21 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, s in scores.items():
         auc = roc_auc_score(yk, s)
-        draws = [roc_auc_score(yk[i], s[i]) for i in group_resamples(np.arange(len(yk)), 1000) if 0 < yk[i].sum() < len(i)]
+        draws = [
+            roc_auc_score(yk[i], s[i]) for i in group_resamples(np.arange(len(yk)), 1000) if 0 < yk[i].sum() < len(i)
+        ]
         lo, hi = np.percentile(draws, [2.5, 97.5])
         top = np.argsort(-s)[:20]
-        print(f"| {name} | {auc:.3f} [{lo:.2f}, {hi:.2f}] | {average_precision_score(yk, s):.3f} | {yk[top].mean():.2f} |")
+        print(
+            f"| {name} | {auc:.3f} [{lo:.2f}, {hi:.2f}] | {average_precision_score(yk, s):.3f} | {yk[top].mean():.2f} |"
+        )
     a = X[:, FEATURES.index("asymmetry")]
     flagged = a > 0.35
-    print(f"\nA > 0.35 flags {int(flagged.sum())} images: {int((flagged & yk).sum())} mergers "
-          f"(recall {(flagged & yk).sum() / max(1, yk.sum()):.2f}); S(G, M20) > 0 flags "
-          f"{int((X[:, FEATURES.index('gini_m20_merger')] > 0).sum())}")
+    print(
+        f"\nA > 0.35 flags {int(flagged.sum())} images: {int((flagged & yk).sum())} mergers "
+        f"(recall {(flagged & yk).sum() / max(1, yk.sum()):.2f}); S(G, M20) > 0 flags "
+        f"{int((X[:, FEATURES.index('gini_m20_merger')] > 0).sum())}"
+    )
     print(f"\nreproduce: ASTROCLASSIFY_DATA_DIR=../shared/data python bench/statmorph_mergers.py --split {args.split}")
 
 

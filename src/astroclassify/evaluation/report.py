@@ -42,7 +42,7 @@ def _plt():
 
 
 def write_training_plot(history: list[dict], path: Path) -> None:
-    """Losses on the left, scores on the right: whatever each epoch's row recorded.
+    """Losses above, scores below (one column reads on a phone): whatever each epoch's row recorded.
 
     A single-task run records ``train_loss``/``val_loss`` and accuracies; a shared encoder
     (training/multitask.py) one loss and validation scores per part (a head's classes or tags).
@@ -52,15 +52,15 @@ def write_training_plot(history: list[dict], path: Path) -> None:
     keys = list(dict.fromkeys(k for h in history for k in h))
     names = {"train_loss": "train", "val_loss": "validation", "train_accuracy": "train accuracy"}
     names |= {"val_accuracy": "validation accuracy", "val_macro_f1": "validation macro-F1"}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True)
     for k in keys:
         if "loss" in k:
             ax1.plot(epochs, [h.get(k, np.nan) for h in history], label=names.get(k, k.removeprefix("loss_")))
         elif k in ("train_accuracy", "val_accuracy") or k.startswith("val_"):
             style = "--" if k == "val_macro_f1" else "-"
             ax2.plot(epochs, [h.get(k, np.nan) for h in history], label=names.get(k, k), ls=style)
-    ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax2.set(xlabel="epoch", ylim=(0, 1.02), title="Accuracy")
+    ax1.set(ylabel="loss", title="Loss")
+    ax2.set(xlabel="epoch", ylim=(0, 1.02), title="Scores")
     for ax in (ax1, ax2):
         ax.legend()
         ax.grid(alpha=0.3)
@@ -83,10 +83,11 @@ def write_eval_plots(
     plt = _plt()
     labels = metrics["confusion_matrix"]["labels"]
     cm = np.array(metrics["confusion_matrix"]["matrix"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2.5, 1.1 * len(labels) + 2))
+    # Sized so that its numbers and labels stay legible when a phone shows it 350 px wide.
+    fig, ax = plt.subplots(figsize=(0.75 * len(labels) + 2.4, 0.7 * len(labels) + 2.1))
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=12, color="white" if v > cm.max() / 2 else "black")
     ax.set(
         xticks=range(len(labels)),
         yticks=range(len(labels)),

@@ -114,10 +114,14 @@ def framed(image: Image.Image, framing: Framing, crop: float = 1.0) -> tuple[Ima
     """
     left, top, right, bottom = center_box(*image.size, crop)
     frame = frame_object(image.crop((left, top, right, bottom)) if crop < 1.0 else image, framing)
-    l, t, r, b = frame.box
-    box = (left + l, top + t, left + r, top + b)
+    x0, y0, x1, y1 = frame.box
+    box = (left + x0, top + y0, left + x1, top + y1)
     if crop < 1.0 and not frame.found:
-        frame = Frame(box, False, f"the central {crop:.0%} of the picture" + (f"; {frame.note}" if frame.note != "framing off" else ""))
+        frame = Frame(
+            box,
+            False,
+            f"the central {crop:.0%} of the picture" + (f"; {frame.note}" if frame.note != "framing off" else ""),
+        )
     else:
         frame = Frame(box, frame.found, frame.note)
     if box == (0, 0, *image.size):

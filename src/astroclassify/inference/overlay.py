@@ -40,8 +40,8 @@ def render_overlay(
         region = (0, 0, w, h)
     else:
         sx, sy = w / full[0], h / full[1]
-        l, t = max(0, round(box[0] * sx)), max(0, round(box[1] * sy))
-        region = (l, t, max(l + 1, min(w, round(box[2] * sx))), max(t + 1, min(h, round(box[3] * sy))))
+        x0, y0 = max(0, round(box[0] * sx)), max(0, round(box[1] * sy))
+        region = (x0, y0, max(x0 + 1, min(w, round(box[2] * sx))), max(y0 + 1, min(h, round(box[3] * sy))))
     rw, rh = region[2] - region[0], region[3] - region[1]
     heat = Image.fromarray(np.clip(heatmap, 0, 1).astype(np.float32))  # mode "F"
     heat = heat.resize((image_size, image_size), Image.Resampling.BILINEAR)

@@ -90,7 +90,9 @@ class Explanation:
     def seen(self) -> str:
         """What the model saw, in words: the whole picture, a central crop, or the framed object."""
         if self.frame is None or self.frame.box == (0, 0, *self.image.size):
-            return "the whole picture" + (f" ({self.frame.note})" if self.frame and self.frame.note not in ("", "framing off") else "")
+            return "the whole picture" + (
+                f" ({self.frame.note})" if self.frame and self.frame.note not in ("", "framing off") else ""
+            )
         return self.frame.note or "the main object, framed"
 
     def _repr_html_(self) -> str:
