@@ -159,5 +159,5 @@ def _scored(data, rows: np.ndarray, logits: np.ndarray, temperature: float) -> d
 def _split_rule(cfg) -> str:
     rule = "grouped by release/object and near-duplicate pixels, stratified by dataset and label"
     if cfg.splits:  # the training seed did not make this split
-        return f"{rule}; reused from `{Path(cfg.splits).name}` given with `--set splits=` (shared by ensemble members)"
+        return f"{rule}; reused from `{Path(cfg.splits).name}` (`splits=`), so it is scored on the same held-out images as the models that share that file"
     return f"{rule}, seed {cfg.seed}, test {cfg.test_frac:.0%}, val {cfg.val_frac:.0%}"
