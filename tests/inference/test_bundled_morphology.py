@@ -24,7 +24,9 @@ def test_classes_taxonomy_and_card(clf):
     card = (clf.bundle_.path / "MODEL_CARD.md").read_text()
     assert "gz1-sdss" in card and "spiral_acw ↔ spiral_cw" in card and "### Tags" in card
     dso = astroclassify.load("dso").bundle_.meta
-    assert "encoder" not in dso  # each bundled model took the recipe that measured best: dso's own encoder
+    # Each bundled model took the recipe that measured best on validation: its own encoder (issue 30 §3).
+    assert "encoder" not in dso and list(meta["encoder"]["heads"]) == ["morphology"]
+    assert "## Recipe (chosen on validation)" in card and "Shared encoder" not in card
 
 
 def test_tags_rank_ring_galaxies_above_others(clf, shared_data):
