@@ -7,7 +7,11 @@ flipped. Each scenario starts from a copy of the same champion and runs one turn
 ``learn``: with the label cleaning on, and (flipped labels) with it off, so the gold set alone
 stands between the noise and the users. Prints each decision with its paired interval.
 
-    ASTROCLASSIFY_DATA_DIR=../shared/data python bench/learn_loop.py
+    ASTROCLASSIFY_DATA_DIR=../shared/data python bench/learn_loop.py [--kinds head]
+
+``--kinds``: the challenger of each turn, the whole network fine-tuned (``full``) or the
+champion's encoder kept and its last layer refitted (``head``, training/refit.py); the
+``turn`` column is the verdict's wall time on this machine.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--out", default="runs/learn-loop")
+    ap.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["full", "head"],
+        choices=["full", "head"],
+        help="challengers to run each turn with",
+    )
     args = ap.parse_args()
     from astroclassify.learning.loop import learn
     from astroclassify.training.config import TrainConfig
@@ -74,19 +85,23 @@ def main() -> None:
     champion = train(cfg)
     print(f"champion: {champion!r}, {time.perf_counter() - started:.0f} s")
     print(
-        f"\n| new labels ({len(rows) - args.base} images) | cleaning | suspects | decision | gold n | macro-F1 champion -> challenger | difference [95% paired] | turn |"
+        f"\n| new labels ({len(rows) - args.base} images) | challenger | cleaning | suspects | decision | gold n | macro-F1 champion -> challenger | difference [95% paired] | turn |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, data, clean in (
-        ("correct", correct, True),
-        ("30% flipped", flipped, True),
-        ("30% flipped", flipped, False),
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, data, clean, kind in (
+        (name, data, clean, kind)
+        for kind in args.kinds
+        for name, data, clean in (
+            ("correct", correct, True),
+            ("30% flipped", flipped, True),
+            ("30% flipped", flipped, False),
+        )
     ):
-        home = out / f"turn-{name.replace('% ', '-')}-{'clean' if clean else 'raw'}"
+        home = out / f"turn-{kind}-{name.replace('% ', '-')}-{'clean' if clean else 'raw'}"
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(out / "champion", home)
         t0 = time.perf_counter()
-        r = learn(home, imported=[data], clean=clean)
+        r = learn(home, imported=[data], clean=clean, kind=kind)
         c = r.comparison
         figures = (
             f"{c.champion_macro_f1:.3f} -> {c.challenger_macro_f1:.3f} | {c.difference:+.3f} [{c.difference_ci[0]:+.3f}, {c.difference_ci[1]:+.3f}]"
@@ -94,7 +109,7 @@ def main() -> None:
             else "- | -"
         )
         print(
-            f"| {name} | {'on' if clean else 'off'} | {len(r.suspects)} | **{r.decision}** | {r.gold} | {figures} | {time.perf_counter() - t0:.0f} s |",
+            f"| {name} | {kind} | {'on' if clean else 'off'} | {len(r.suspects)} | **{r.decision}** | {r.gold} | {figures} | {time.perf_counter() - t0:.0f} s |",
             flush=True,
         )
 

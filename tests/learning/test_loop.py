@@ -177,13 +177,58 @@ def test_a_clearly_better_challenger_is_promoted_and_rolls_back(champion, tmp_pa
     assert rollback(home) == before and current_version(home) == before
 
 
+def test_a_head_challenger_gives_a_verdict_in_seconds_and_says_what_it_was(champion, tmp_path):
+    """The champion's encoder kept, its last layer refitted: judged by the same gate, recorded as such."""
+    import time
+
+    import onnx
+    from onnx import numpy_helper
+
+    from astroclassify.errors import ConfigError
+
+    home = tmp_path / "sky"
+    shutil.copytree(champion, home)
+    before = current_version(home)
+    new = _labelled(tmp_path / "new", 40, 1000)
+    with pytest.raises(ConfigError, match="--kind must be one of auto, head, full"):
+        learn(home, imported=[new], kind="fast")
+    started = time.perf_counter()
+    turn = learn(home, imported=[new], kind="head")
+    assert time.perf_counter() - started < 60  # no torch training: embeddings and a logistic regression
+    assert turn.kind == "head" and turn.decision in ("promoted", "kept") and turn.comparison is not None
+    assert turn.comparison.n == len(read_splits(home / "learn" / "gold.csv"))
+    record = learn_history(home)[-1]
+    assert record["challenger_kind"] == "head" and record["decision"] == turn.decision
+    assert (current_version(home) == turn.challenger) == turn.comparison.promote and turn.challenger != before
+    challenger, original = home / "versions" / turn.challenger, home / "versions" / before
+
+    def weights(folder):
+        graph = onnx.load(str(folder / "model.onnx")).graph
+        return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    old, refitted = weights(original), weights(challenger)
+    changed = [k for k in old if not np.array_equal(old[k], refitted[k])]
+    assert len(changed) == 2 and all(old[k].dtype == refitted[k].dtype for k in changed)  # only the head's W and b
+    meta = json.loads((challenger / "model.json").read_text())
+    assert meta["training"]["head_refit"]["images"] > 40 and meta["metrics"]["test"]["all"]["n"] > 0
+    assert json.loads((challenger / "VERSION.json").read_text())["kind"] == "head"
+    shown = run_cli("learn", str(home), "--history").stdout
+    assert "[head challenger]" in shown
+    # auto: a budget shorter than the champion's own training picks the head, none the fine-tune.
+    from astroclassify.learning.loop import _challenger_kind
+
+    assert _challenger_kind("auto", 1.0, {"seconds": 600}) == "head"
+    assert _challenger_kind("auto", 0.0, {"seconds": 600}) == "full"
+    assert _challenger_kind("auto", 30.0, {"seconds": 600}) == "full"
+
+
 def test_a_turn_out_of_time_pauses_and_the_next_resumes(champion, tmp_path):
     home = tmp_path / "sky"
     shutil.copytree(champion, home)
     new = _labelled(tmp_path / "new", 30, 2000)
-    paused = learn(home, imported=[new], epochs=3, max_minutes=1e-6, clean=False)
+    paused = learn(home, imported=[new], epochs=3, max_minutes=1e-6, clean=False, kind="full")
     assert paused.decision == "paused" and "epoch 1 of 3" in paused.message and (home / "checkpoint.pt").is_file()
-    done = learn(home, imported=[new], epochs=3, clean=False)
+    done = learn(home, imported=[new], epochs=3, clean=False, kind="full")
     assert done.decision == "kept"  # seeded: three epochs are not enough to beat the champion clearly
     history = json.loads((home / "versions" / done.challenger / "history.json").read_text())
     assert len(history) == 3  # epoch 1 came from the checkpoint

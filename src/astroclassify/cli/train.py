@@ -136,6 +136,13 @@ def learn(
         float, typer.Option(min=0, help="Training budget; an unfinished challenger resumes next time. 0: none.")
     ] = 0.0,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the champion's epoch count.")] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="The challenger: head (the champion's encoder, its last layer refitted: about a minute), "
+            "full (fine-tune the whole network), auto (head when --max-minutes is shorter than the champion's training)."
+        ),
+    ] = "auto",
     clean: Annotated[bool, typer.Option(help="Keep suspected label errors out of training.")] = True,
     dry_run: Annotated[bool, typer.Option(help="Say what a turn would do; train and change nothing.")] = False,
     history: Annotated[bool, typer.Option(help="Print the decisions recorded so far, then stop.")] = False,
@@ -156,7 +163,10 @@ def learn(
             if json_out:  # JSON lines: one decision each
                 sys.stdout.write(json.dumps(d) + "\n")
                 continue
-            out.print(f"{d['at']}  {d['decision']:<15} {d['message']}", markup=False, highlight=False, soft_wrap=True)
+            made = f" [{d['challenger_kind']} challenger]" if d.get("challenger_kind") else ""
+            out.print(
+                f"{d['at']}  {d['decision']:<15} {d['message']}{made}", markup=False, highlight=False, soft_wrap=True
+            )
             for line in _comparison_lines(d.get("comparison")):
                 out.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
         return
@@ -169,6 +179,7 @@ def learn(
             imported=imported or (),
             max_minutes=max_minutes,
             epochs=epochs or 0,
+            kind=kind,
             dry_run=dry_run,
             clean=clean,
             notifiers=inst.notifiers(),

@@ -8,11 +8,18 @@ logits, metrics and card stay exactly as they were.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from astroclassify.errors import ModelError
 
-__all__ = ["EMBEDDING_OUTPUT", "add_embedding_output", "has_embedding_output"]
+if TYPE_CHECKING:
+    from astroclassify.inference.predictor import OnnxPredictor
+
+__all__ = ["EMBEDDING_OUTPUT", "add_embedding_output", "embed_images", "has_embedding_output"]
 
 EMBEDDING_OUTPUT = "embedding"
 
@@ -55,3 +62,19 @@ def add_embedding_output(onnx_path: Path) -> bool:
     onnx.save(proto, str(tmp))
     tmp.replace(onnx_path)
     return True
+
+
+def embed_images(predictor: OnnxPredictor, paths: Sequence[Path], batch: int = 32) -> np.ndarray:
+    """The model's embedding of each image, as ``predict`` decodes it (no test-time augmentation)."""
+    from astroclassify.inference.chunks import in_chunks
+
+    if not predictor.embedding_size:
+        raise ModelError(f"model {predictor.bundle.name!r} has no embedding output; re-export it to clean labels")
+
+    def infer(x: np.ndarray, items: list[Path]) -> list[np.ndarray]:
+        emb = predictor.forward(x, "none")[1]
+        assert emb is not None
+        return list(emb)
+
+    out = [c.result for c in in_chunks(paths, predictor.prepare, infer, size=batch, errors=()) if c.result is not None]
+    return np.stack(out) if out else np.zeros((0, predictor.embedding_size), np.float32)

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from astroclassify.errors import ModelError
 from astroclassify.evaluation.label_errors import SUSPECT_THRESHOLD, doubted_labels
-from astroclassify.inference.chunks import in_chunks
+from astroclassify.inference.embedding import embed_images
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.learning.snapshot import LabelRow
 
-__all__ = ["SUSPECT_THRESHOLD", "Suspect", "embed_images", "find_label_errors"]
+__all__ = ["SUSPECT_THRESHOLD", "Suspect", "find_label_errors"]
 
 
 @dataclass(frozen=True)
@@ -33,20 +32,6 @@ class Suspect:
     predicted: str
     confidence: float
     p_label: float
-
-
-def embed_images(predictor: OnnxPredictor, paths: Sequence[Path], batch: int = 32) -> np.ndarray:
-    """The model's embedding of each image, as ``predict`` decodes it (no test-time augmentation)."""
-    if not predictor.embedding_size:
-        raise ModelError(f"model {predictor.bundle.name!r} has no embedding output; re-export it to clean labels")
-
-    def infer(x: np.ndarray, items: list[Path]) -> list[np.ndarray]:
-        emb = predictor.forward(x, "none")[1]
-        assert emb is not None
-        return list(emb)
-
-    out = [c.result for c in in_chunks(paths, predictor.prepare, infer, size=batch, errors=()) if c.result is not None]
-    return np.stack(out) if out else np.zeros((0, predictor.embedding_size), np.float32)
 
 
 def find_label_errors(

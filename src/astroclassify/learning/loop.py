@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from astroclassify.config import BUNDLED_ONLY, Folders
-from astroclassify.errors import AstroClassifyError, ModelError
+from astroclassify.errors import AstroClassifyError, ConfigError, ModelError
 from astroclassify.learning.cleaning import Suspect, find_label_errors
 from astroclassify.learning.promotion import Comparison, compare_paired, ensure_gold
 from astroclassify.learning.review import flag_contradictions, settled_labels
@@ -53,6 +53,7 @@ class LearnResult:
     comparison: Comparison | None = None
     gold: int = 0
     seconds: float = 0.0
+    kind: str = ""  # the challenger: "head" (last layer refitted) or "full" (fine-tuned)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class LearnResult:
             ],
             "gold": self.gold,
             "comparison": self.comparison.to_dict() if self.comparison else None,
+            "challenger_kind": self.kind or None,
             "seconds": round(self.seconds, 1),
         }
 
@@ -85,6 +87,7 @@ def learn(
     folders: Folders = BUNDLED_ONLY,
     max_minutes: float = 0.0,
     epochs: int = 0,
+    kind: str = "auto",
     dry_run: bool = False,
     clean: bool = True,
     notifiers: Sequence[Any] = (),
@@ -105,6 +108,12 @@ def learn(
         next turn resumes it.
     epochs : int
         Override the champion's epoch count (0: its own recipe).
+    kind : {"auto", "head", "full"}
+        The challenger: ``head`` keeps the champion's encoder and refits its last layer
+        (about a minute; ``training/refit.py``), ``full`` fine-tunes the whole network with the
+        champion's recipe; ``auto`` takes ``head`` when ``max_minutes`` is shorter than the
+        champion's own training took, else ``full``. The same gold-set gate judges both and the
+        decision records which it was.
     dry_run : bool
         Gather, freeze nothing, train nothing: say what a turn would do.
     clean : bool
@@ -117,6 +126,7 @@ def learn(
     from astroclassify.modelfolder.folder import _version_of, load_bundle, model_home, resolve_bundle
 
     started = time.perf_counter()
+    _challenger_kind(kind, max_minutes, {})  # a bad kind fails before any work
     alerting = _Alerting(store, tuple(notifiers))
     home, bundled = model_home(name, models_dir=folders.models_dir)
     with _one_turn(home, name):
@@ -179,7 +189,8 @@ def learn(
         kept = [r for r in rows if r.sha256 not in doubted]
         plan = (
             f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label error{'' if len(result.suspects) == 1 else 's'} kept out; "
-            f"a challenger ({recipe.get('model')}) trained on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
+            f"a challenger ({recipe.get('model')}, {_kind_words(_challenger_kind(kind, max_minutes, bundle.meta.get('training', {})))}) "
+            f"trained on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
         )
         if dry_run:
             return _finish(result, "dry run", plan, started, None, None)
@@ -197,15 +208,33 @@ def learn(
         # The turn's budget: what gathering, snapshot and cleaning left of it goes to training.
         budget = max(1e-6, max_minutes - (time.perf_counter() - started) / 60) if max_minutes > 0 else 0.0
         cfg = _challenger_config(recipe, home, training, champion_path, gold, folders.data_dir, budget, epochs)
+        result.kind = _challenger_kind(kind, max_minutes, bundle.meta.get("training", {}))
         from astroclassify.training.train import TrainingPaused, train
 
         try:
-            trained = train(cfg, progress, serve=False)
+            if result.kind == "head":
+                from astroclassify.training.refit import refit_head
+
+                roots = _data_roots(recipe, folders.data_dir) | {training.path.name: training.path}
+                refit = refit_head(
+                    champion_path,
+                    home,
+                    _train_rows(Path(cfg.splits), roots),
+                    sources=list(cfg.data),
+                    splits=Path(cfg.splits),
+                    bundled=bundled,
+                    data_dir=folders.data_dir,
+                    progress=progress,
+                )
+                challenger_path = refit.path
+            else:
+                challenger_path = train(cfg, progress, serve=False).path
         except TrainingPaused as exc:
             return _finish(result, "paused", f"{plan}. {exc}", started, learn_dir, None)
         except AstroClassifyError as exc:
             _finish(result, "failed", f"{plan}. Training failed: {exc}", started, learn_dir, alerting)
             raise
+        trained = load_bundle(challenger_path)
         result.challenger = trained.path.name
         result.comparison = _compare(champion_path, trained.path, gold, recipe, folders, home)
         if result.comparison.promote:
@@ -297,6 +326,33 @@ def _gold(learn_dir: Path, champion: Path, dry_run: bool) -> list[SplitAssignmen
     if dry_run and not (learn_dir / "gold.csv").is_file():
         return [r for r in read_splits(champion / "splits.csv") if r.split == "test"]
     return ensure_gold(learn_dir, champion)
+
+
+KINDS = ("auto", "head", "full")
+
+
+def _challenger_kind(kind: str, max_minutes: float, training: dict) -> str:
+    """``auto``: refit the head when the budget is shorter than the champion's own training took."""
+    if kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if kind != "auto":
+        return kind
+    took = float(training.get("seconds") or 0.0) / 60
+    return "head" if max_minutes > 0 and (not took or max_minutes < took) else "full"
+
+
+def _kind_words(kind: str) -> str:
+    return "its last layer refitted on the champion's encoder" if kind == "head" else "fine-tuned"
+
+
+def _train_rows(splits: Path, roots: dict[str, Path]) -> list[tuple[Path, str]]:
+    """The training rows of a challenger's split file, where their images are found here."""
+    out = []
+    for r in read_splits(splits):
+        dataset, _, rel = r.key.partition("/")
+        if r.split == "train" and dataset in roots and (roots[dataset] / rel).is_file():
+            out.append((roots[dataset] / rel, r.label))
+    return out
 
 
 def _left(left: dict[str, int]) -> str:
