@@ -16,7 +16,10 @@ Chosen on ``--split val``; the test split is for the figure after the choice.
 
     ASTROCLASSIFY_DATA_DIR=../shared/data python bench/statmorph_mergers.py --split val --others 300
 
-statmorph takes about a second an image on one core (its Petrosian radii and asymmetry
+Needs ``pip install statmorph`` (0.7; it brings photutils and scikit-image), which is not a
+dependency of astroclassify: this bench found no use for it (docs/benchmarks.md).
+
+statmorph takes about two seconds an image on one core (its Petrosian radii and asymmetry
 minimisation), so ``--others`` scores every merger and a seeded sample of the other images.
 """
 
