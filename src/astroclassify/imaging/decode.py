@@ -305,20 +305,17 @@ def preview_jpeg(
 
     A model that crops or frames (``crop``, ``framing``) gets the box it would see outlined.
     """
-    from astroclassify.imaging.framing import NO_FRAMING, framed
+    from astroclassify.imaging.framing import NO_FRAMING, framed, outline_box, scale_box
 
     framing = framing or NO_FRAMING
     img = decode_pil(source, limits=limits, draft_size=size, fits_display=fits_display)
     full = img.size
     box = framed(img, framing, crop)[1].box if crop < 1.0 or framing.method != "none" else None
     img.thumbnail((size, size))
-    if box is not None and box != (0, 0, *full):
-        from PIL import ImageDraw
-
+    region = scale_box(box, full, img.size) if box is not None else None
+    if region is not None:
         img = img.convert("RGB")
-        sx, sy = img.width / full[0], img.height / full[1]
-        outline = (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx) - 1, round(box[3] * sy) - 1)
-        ImageDraw.Draw(img).rectangle(outline, outline=(255, 255, 255), width=max(1, round(size / 256)))
+        outline_box(img, region)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return buf.getvalue()

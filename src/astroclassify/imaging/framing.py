@@ -21,7 +21,7 @@ from PIL import Image
 
 from astroclassify.imaging.transforms import center_box
 
-__all__ = ["FRAMINGS", "NO_FRAMING", "Frame", "Framing", "frame_object", "framed"]
+__all__ = ["FRAMINGS", "NO_FRAMING", "Frame", "Framing", "frame_object", "framed", "outline_box", "scale_box"]
 
 FRAMINGS = ("none", "object")
 _WORK_SIZE = 256  # the grey copy sources are found on: enough for the main object's moments
@@ -74,7 +74,7 @@ def frame_object(image: Image.Image, framing: Framing) -> Frame:
     w, h = image.size
     whole = (0, 0, w, h)
     if framing.method == "none":
-        return Frame(whole, False, "framing off")
+        return Frame(whole, False)
     import sep
 
     k = min(1.0, _WORK_SIZE / max(w, h))
@@ -120,10 +120,29 @@ def framed(image: Image.Image, framing: Framing, crop: float = 1.0) -> tuple[Ima
         frame = Frame(
             box,
             False,
-            f"the central {crop:.0%} of the picture" + (f"; {frame.note}" if frame.note != "framing off" else ""),
+            f"the central {crop:.0%} of the picture" + (f"; {frame.note}" if frame.note else ""),
         )
     else:
         frame = Frame(box, frame.found, frame.note)
     if box == (0, 0, *image.size):
         return image, frame
     return image.crop(box), frame
+
+
+def scale_box(
+    box: tuple[int, int, int, int], picture_size: tuple[int, int], size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """``box`` (in a ``picture_size`` picture's pixels) in a resized copy of ``size``; None for the whole picture."""
+    if tuple(box) == (0, 0, *picture_size):
+        return None
+    (w, h), (sx, sy) = size, (size[0] / picture_size[0], size[1] / picture_size[1])
+    x0, y0 = max(0, round(box[0] * sx)), max(0, round(box[1] * sy))
+    return x0, y0, max(x0 + 1, min(w, round(box[2] * sx))), max(y0 + 1, min(h, round(box[3] * sy)))
+
+
+def outline_box(image: Image.Image, box: tuple[int, int, int, int]) -> None:
+    """Outline ``box`` in white on ``image``: the part a cropping or framing model sees (overlays, previews)."""
+    from PIL import ImageDraw
+
+    line = max(1, round(max(image.size) / 256))
+    ImageDraw.Draw(image).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=(255, 255, 255), width=line)

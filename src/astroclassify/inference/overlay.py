@@ -30,36 +30,27 @@ def render_overlay(
     """
     import matplotlib
 
+    from astroclassify.imaging.framing import outline_box, scale_box
+
     image = image.convert("RGB")
     full = image.size
     if max(image.size) > max_side:
         image = image.copy()
         image.thumbnail((max_side, max_side))
     w, h = image.size
-    if box is None or tuple(box) == (0, 0, *full):
-        region = (0, 0, w, h)
-    else:
-        sx, sy = w / full[0], h / full[1]
-        x0, y0 = max(0, round(box[0] * sx)), max(0, round(box[1] * sy))
-        region = (x0, y0, max(x0 + 1, min(w, round(box[2] * sx))), max(y0 + 1, min(h, round(box[3] * sy))))
-    rw, rh = region[2] - region[0], region[3] - region[1]
+    region = scale_box(box, full, (w, h)) if box is not None else None
+    x0, y0, x1, y1 = region or (0, 0, w, h)
     heat = Image.fromarray(np.clip(heatmap, 0, 1).astype(np.float32))  # mode "F"
     heat = heat.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    left, top, nw, nh = letterbox_box(rw, rh, image_size)
-    heat = heat.crop((left, top, left + nw, top + nh)).resize((rw, rh), Image.Resampling.BILINEAR)
+    left, top, nw, nh = letterbox_box(x1 - x0, y1 - y0, image_size)
+    heat = heat.crop((left, top, left + nw, top + nh)).resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR)
     # A uniform blend with a blue-to-red map, the usual Grad-CAM look: on a mostly black
     # sky a map that fades to transparent (or to black) would be invisible.
     colours = matplotlib.colormaps[cmap](np.asarray(heat))[..., :3]
     base = np.asarray(image, dtype=np.float32) / 255.0
-    out = base * (0.4 if region != (0, 0, w, h) else 1.0)
-    inside = base[region[1] : region[3], region[0] : region[2]]
-    out[region[1] : region[3], region[0] : region[2]] = (1 - alpha) * inside + alpha * colours
+    out = base * (0.4 if region else 1.0)  # outside the box the model saw: dimmed
+    out[y0:y1, x0:x1] = (1 - alpha) * base[y0:y1, x0:x1] + alpha * colours
     result = Image.fromarray((out * 255).round().astype(np.uint8))
-    if region != (0, 0, w, h):
-        from PIL import ImageDraw
-
-        line = max(1, round(max(w, h) / 256))
-        ImageDraw.Draw(result).rectangle(
-            (region[0], region[1], region[2] - 1, region[3] - 1), outline=(255, 255, 255), width=line
-        )
+    if region:
+        outline_box(result, region)
     return result

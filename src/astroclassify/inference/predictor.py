@@ -89,11 +89,10 @@ class Explanation:
     @property
     def seen(self) -> str:
         """What the model saw, in words: the whole picture, a central crop, or the framed object."""
+        note = self.frame.note if self.frame is not None else ""
         if self.frame is None or self.frame.box == (0, 0, *self.image.size):
-            return "the whole picture" + (
-                f" ({self.frame.note})" if self.frame and self.frame.note not in ("", "framing off") else ""
-            )
-        return self.frame.note or "the main object, framed"
+            return "the whole picture" + (f" ({note})" if note else "")
+        return note or "the main object, framed"
 
     def _repr_html_(self) -> str:
         """In a notebook: the overlay itself, with the class and its probability."""

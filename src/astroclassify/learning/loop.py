@@ -126,7 +126,6 @@ def learn(
     from astroclassify.modelfolder.folder import _version_of, load_bundle, model_home, resolve_bundle
 
     started = time.perf_counter()
-    _challenger_kind(kind, max_minutes, {})  # a bad kind fails before any work
     alerting = _Alerting(store, tuple(notifiers))
     home, bundled = model_home(name, models_dir=folders.models_dir)
     with _one_turn(home, name):
@@ -134,6 +133,7 @@ def learn(
         champion = _version_of(champion_path) or champion_path.name
         bundle = load_bundle(champion_path)
         recipe = bundle.meta.get("training", {}).get("config")
+        challenger_kind = _challenger_kind(kind, max_minutes, bundle.meta.get("training", {}))  # fails before any work
         if not recipe:
             raise ModelError(f"{champion_path}: the model records no training recipe, so a challenger cannot repeat it")
         learn_dir = home / "learn"
@@ -189,7 +189,7 @@ def learn(
         kept = [r for r in rows if r.sha256 not in doubted]
         plan = (
             f"{len(rows)} new labels ({_counts(snapshot.counts)}), {len(result.suspects)} suspected label error{'' if len(result.suspects) == 1 else 's'} kept out; "
-            f"a challenger ({recipe.get('model')}, {_kind_words(_challenger_kind(kind, max_minutes, bundle.meta.get('training', {})))}) "
+            f"a challenger ({recipe.get('model')}, {_kind_words(challenger_kind)}) "
             f"trained on {len(kept)} of them plus the champion's data; judged on {len(gold)} gold images"
         )
         if dry_run:
@@ -208,7 +208,7 @@ def learn(
         # The turn's budget: what gathering, snapshot and cleaning left of it goes to training.
         budget = max(1e-6, max_minutes - (time.perf_counter() - started) / 60) if max_minutes > 0 else 0.0
         cfg = _challenger_config(recipe, home, training, champion_path, gold, folders.data_dir, budget, epochs)
-        result.kind = _challenger_kind(kind, max_minutes, bundle.meta.get("training", {}))
+        result.kind = challenger_kind
         from astroclassify.training.train import TrainingPaused, train
 
         try:
