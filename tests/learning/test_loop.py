@@ -544,3 +544,20 @@ def test_a_correction_that_contradicts_a_training_label_goes_to_review(champion,
     )
     learn(home, imported=[folder])  # a second turn lists them once
     assert len([it for it in pending_reviews(home) if it.kind == CONTRADICTS]) == 3
+
+
+def test_a_plain_model_folder_learns_the_first_time_and_a_refusal_serves_what_it_did(champion, tmp_path):
+    """`learn FOLDER --kind head` on a folder from before versions was an internal error (its files
+    moved under the champion's feet); a refused challenger must leave that same model served."""
+    from astroclassify.modelfolder.folder import resolve_bundle
+
+    plain = tmp_path / "plain"
+    shutil.copytree(champion / "versions" / current_version(champion), plain)
+    (plain / "VERSION.json").unlink()
+    new = _labelled(tmp_path / "new", 40, 1000)
+    turn = learn(plain, imported=[new], kind="head", clean=False)
+    assert turn.decision in ("promoted", "kept") and turn.challenger, turn
+    (adopted,) = (v.name for v in (plain / "versions").iterdir() if v.name != turn.challenger)
+    served = turn.challenger if turn.decision == "promoted" else adopted
+    assert current_version(plain) == served and resolve_bundle(plain) == plain / "versions" / served
+    assert not list(plain.glob(".draft-*")) and (plain / "learn" / "decisions.jsonl").is_file()

@@ -195,3 +195,84 @@ def test_rolling_back_a_bundled_model_says_which_version_it_serves(tmp_path):
 
     with pytest.raises(ConfigError, match="dso serves version 1 and has no earlier version to roll back to"):
         rollback_model("dso", models_dir=tmp_path / "models")
+
+
+def test_a_challenger_written_but_not_served_leaves_the_bundled_model_serving(models_dir, monkeypatch):
+    """A refused challenger (draft with serve=False) in a fresh home: every reader still sees version 1."""
+    with draft(models_dir / "dso", made_by="learn-head", bundled=DSO, serve=False) as d:
+        shutil.copytree(DSO, d.path, dirs_exist_ok=True)
+        (d.path / "note.txt").write_text("challenger")
+    assert d.version is not None and not (models_dir / "dso" / "pointer.json").exists()
+    assert resolve_bundle("dso", models_dir=models_dir) == DSO
+    assert load_bundle("dso", models_dir=models_dir).version == "1"
+    rows = model_versions("dso", models_dir=models_dir)
+    assert [(r.version, r.current) for r in rows] == [("1", True), (d.version, False)]
+    pool = PredictorPool("dso", models_dir=models_dir)
+    assert pool.get().bundle.path == DSO and not pool.broken()
+    with pytest.raises(ConfigError, match="serves version 1 and has no earlier"):
+        rollback_model("dso", models_dir=models_dir)
+    assert use_model_version("dso@1", models_dir=models_dir).current  # agrees with what is served
+    assert use_model_version(f"dso@{d.version}", models_dir=models_dir).current
+    assert resolve_bundle("dso", models_dir=models_dir) == models_dir / "dso" / "versions" / d.version
+    assert rollback_model("dso", models_dir=models_dir).version == "1"
+
+
+def test_a_draft_whose_writer_died_is_swept_and_a_live_one_is_not(models_dir, tmp_path):
+    """kill -9 mid-write leaves a .draft-* folder; the next write removes it, never a live writer's."""
+    import subprocess
+    import sys
+    import time
+
+    from astroclassify.modelfolder.versions import sweep_dead_drafts
+
+    home = models_dir / "mine"
+    _write(home, "a")
+    script = (
+        "import sys, time, pathlib\n"
+        "from astroclassify.modelfolder.versions import draft\n"
+        "with draft(pathlib.Path(sys.argv[1]), made_by='x') as d:\n"
+        "    (d.path / 'big.bin').write_bytes(b'0' * 100000)\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script, str(home)], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            (live,) = home.glob(".draft-*")
+            old = time.time() - 3600
+            os.utime(live, (old, old))
+            assert sweep_dead_drafts(home) == [] and live.is_dir()  # its writer holds it
+        finally:
+            proc.kill()
+    assert live.is_dir()  # killed: nothing cleaned up after it
+    assert sweep_dead_drafts(home) == [live] and not live.exists()
+    young = home / ".draft-young"
+    young.mkdir()
+    assert sweep_dead_drafts(home) == [] and young.is_dir()  # between mkdtemp and its lock: left alone
+    _write(home, "b")
+
+
+def test_a_broken_default_model_does_not_stop_the_others_serving(models_dir):
+    """A pointer damaged by hand: the pool starts, the default answers with why, /health names it."""
+    from fastapi.testclient import TestClient
+
+    from astroclassify.config import Settings
+    from astroclassify.web.app import create_app
+
+    _write(models_dir / "dso", "mine", bundled=DSO)
+    (models_dir / "dso" / "pointer.json").write_text("{not json")
+    pool = PredictorPool("dso", models_dir=models_dir)
+    assert "dso" in pool.broken() and pool.get("morphology").bundle.name == "morphology"
+    with pytest.raises(ModelError, match="pointer.json is unreadable"):
+        pool.get()
+    from tests.web.conftest import LOCAL
+
+    settings = Settings(home=models_dir.parent, allowed_hosts=["testserver"])
+    with TestClient(create_app(settings), client=LOCAL) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and "dso" in health["broken"]
+        png = (Path(__file__).parents[2] / "examples" / "heic0506a.jpg").read_bytes()
+        other = client.post("/api/classify?model=morphology", files={"image": ("m51.jpg", png, "image/jpeg")})
+        assert other.status_code == 200, other.text
+        broken = client.post("/api/classify", files={"image": ("m51.jpg", png, "image/jpeg")})
+        assert broken.status_code == 503 and "pointer.json" in broken.text

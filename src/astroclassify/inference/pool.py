@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
-from astroclassify.errors import UnknownNameError
+from astroclassify.errors import ModelError, UnknownNameError
 from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.modelfolder.folder import (
     Bundle,
@@ -18,6 +19,8 @@ from astroclassify.modelfolder.folder import (
 )
 
 __all__ = ["PredictorPool"]
+
+log = logging.getLogger(__name__)
 
 
 class PredictorPool:
@@ -43,17 +46,26 @@ class PredictorPool:
         self._loaded: dict[str, OnnxPredictor] = {}
         self._lock = threading.Lock()
         # ``detector`` replaces the default model's own; the others keep theirs.
-        first = OnnxPredictor(default, models_dir=models_dir, detector=detector, **predictor_options)
-        self.default = first.bundle.name
-        self._loaded[self.default] = first
+        try:
+            first = OnnxPredictor(default, models_dir=models_dir, detector=detector, **predictor_options)
+        except ModelError:
+            # A damaged home (its pointer edited by hand, say) must not take the other models down
+            # with it: the default answers with its error until it is mended, /health names it.
+            if str(default) not in broken_models(models_dir):
+                raise
+            log.warning("the default model %s cannot serve: %s", default, broken_models(models_dir)[str(default)])
+            self.default = str(default)
+        else:
+            self.default = first.bundle.name
+            self._loaded[self.default] = first
         self._refs: dict[str, tuple[str | Path, Path | None]] = {self.default: (default, detector)}
 
     def entries(self) -> list[ModelEntry]:
         """Every model a request may name (read again each time: new user models appear without a restart)."""
         entries = available_models(self.models_dir)
-        default = self._loaded[self.default].bundle
-        if all(e.name != self.default for e in entries):  # served from a folder path
-            entries.insert(0, ModelEntry(self.default, default.path, "folder"))
+        default = self._loaded.get(self.default)
+        if default is not None and all(e.name != self.default for e in entries):  # served from a folder path
+            entries.insert(0, ModelEntry(self.default, default.bundle.path, "folder"))
         return entries
 
     def broken(self) -> dict[str, str]:

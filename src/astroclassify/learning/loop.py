@@ -124,11 +124,13 @@ def learn(
     """
     from astroclassify.inference.predictor import OnnxPredictor
     from astroclassify.modelfolder.folder import _version_of, load_bundle, model_home, resolve_bundle
+    from astroclassify.modelfolder.versions import adopt
 
     started = time.perf_counter()
     alerting = _Alerting(store, tuple(notifiers))
     home, bundled = model_home(name, models_dir=folders.models_dir)
     with _one_turn(home, name):
+        adopt(home)  # a plain model folder becomes version 1 of its home now, not under the champion's feet
         champion_path = resolve_bundle(name, models_dir=folders.models_dir)
         champion = _version_of(champion_path) or champion_path.name
         bundle = load_bundle(champion_path)

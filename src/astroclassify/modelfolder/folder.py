@@ -181,7 +181,7 @@ def _user_models(models_dir: Path | None) -> dict[str, Path | str]:
 def _served(folder: Path, bundled: Path | None) -> Path | None:
     """The model folder ``folder`` stands for: itself, or the version its pointer names."""
     if is_home(folder):
-        current = current_version(folder)
+        current = current_version(folder, bundled=bundled)
         return None if current is None else version_folder(folder, current, bundled=bundled)
     return folder if (folder / "model.json").is_file() else None
 

@@ -5,6 +5,7 @@ A model's home folder (``$ASTROCLASSIFY_HOME/models/NAME``, or any folder given 
     versions/<id>/      one complete model folder per version, never changed once written
     versions/<id>/VERSION.json   its parent, what made it, the config, the data snapshot, the scores
     pointer.json        {"current": <id>, "served": [<id>, ...]}: the version served, and the ones before it
+    .draft-*/           a version being written (locked by its writer; a dead writer's is swept)
     checkpoint.pt, splits.csv, history.json   training's working files (resumable; not a version)
 
 A version's id is the first 12 hex digits of the SHA-256 over its files (names and contents),
@@ -12,7 +13,9 @@ so writing the same model twice gives the same version. Every write (training, a
 rewritten, a detector fitted, an INT8 copy, an ensemble) makes a new version through
 ``draft``; ``use`` and ``rollback`` only move the pointer, so a promotion is undone in an
 instant and nothing is lost. A bundled model is version ``1`` of its name: a user model of
-the same name starts from it, and rolls back to it.
+the same name starts from it, and rolls back to it. A home with no pointer yet serves its
+bundled model: a challenger written and refused, or a turn killed before the pointer moved,
+leaves what is served as it was.
 
 The pointer is one small JSON file replaced atomically (write, then rename), so a reader
 sees the old version or the new one, never a mixture.
@@ -37,6 +40,11 @@ from pathlib import Path
 
 from astroclassify.errors import ConfigError, ModelError, UnknownNameError
 
+try:
+    import fcntl
+except ImportError:  # Windows: drafts are not locked, so none is swept
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "BUNDLED_VERSION",
     "Draft",
@@ -49,6 +57,8 @@ __all__ = [
     "is_home",
     "list_versions",
     "rollback",
+    "served_versions",
+    "sweep_dead_drafts",
     "use_version",
     "version_folder",
 ]
@@ -132,9 +142,20 @@ def _sweep_stale(home: Path) -> None:
                 tmp.unlink()
 
 
-def current_version(home: Path) -> str | None:
-    """The id of the version ``home`` serves, or None when it has none yet."""
-    return _read_pointer(home)["current"]
+def served_versions(home: Path, *, bundled: Path | None = None) -> list[str]:
+    """The pointer's history, oldest first; with no pointer yet, the bundled model (``["1"]``) or nothing."""
+    served = _read_pointer(home)["served"] if home.is_dir() else []
+    return served or ([BUNDLED_VERSION] if bundled is not None else [])
+
+
+def current_version(home: Path, *, bundled: Path | None = None) -> str | None:
+    """The id of the version ``home`` serves: its pointer's, else ``1`` where a bundled model stands behind it.
+
+    Every reader of "what is served" asks this one function, so ``predict``, ``serve``,
+    ``models`` and ``models use``/``rollback`` cannot disagree.
+    """
+    served = served_versions(home, bundled=bundled)
+    return served[-1] if served else None
 
 
 def version_folder(home: Path, version: str, *, bundled: Path | None = None) -> Path:
@@ -157,10 +178,10 @@ def version_folder(home: Path, version: str, *, bundled: Path | None = None) -> 
 def list_versions(home: Path, *, bundled: Path | None = None, name: str | None = None) -> list[VersionInfo]:
     """Every version in ``home``, oldest first; ``bundled`` adds the packaged model as version 1."""
     name = name or home.name
-    current = _read_pointer(home)["current"] if home.is_dir() else None
+    current = current_version(home, bundled=bundled)
     rows = []
     if bundled is not None:
-        rows.append(VersionInfo(name, BUNDLED_VERSION, bundled, current in (None, BUNDLED_VERSION), made_by="bundled"))
+        rows.append(VersionInfo(name, BUNDLED_VERSION, bundled, current == BUNDLED_VERSION, made_by="bundled"))
     for folder in (home / VERSIONS).iterdir() if (home / VERSIONS).is_dir() else ():
         if not (folder / "model.json").is_file():
             continue
@@ -192,7 +213,7 @@ def use_version(home: Path, version: str, *, bundled: Path | None = None) -> str
     """Serve ``version`` from now on (it becomes the newest entry of the pointer's history)."""
     folder = version_folder(home, version, bundled=bundled)
     vid = BUNDLED_VERSION if folder == bundled else folder.name
-    served = _read_pointer(home)["served"] or ([BUNDLED_VERSION] if bundled is not None else [])
+    served = served_versions(home, bundled=bundled)
     if served and served[-1] == vid:
         return vid
     home.mkdir(parents=True, exist_ok=True)
@@ -202,7 +223,7 @@ def use_version(home: Path, version: str, *, bundled: Path | None = None) -> str
 
 def rollback(home: Path, *, bundled: Path | None = None) -> str:
     """Serve the version served before the current one; the current one stays, to ``use`` again."""
-    served = _read_pointer(home)["served"] or ([BUNDLED_VERSION] if bundled is not None else [])
+    served = served_versions(home, bundled=bundled)
     if len(served) < 2:
         now = f"serves version {served[-1]}" if served else "serves no version yet"
         raise ConfigError(f"{home.name} {now} and has no earlier version to roll back to")
@@ -242,7 +263,7 @@ class Draft:
         return self.home / VERSIONS / self.version
 
 
-WORKING_FILES = ("checkpoint.pt",)  # training's, kept beside the versions
+WORKING_FILES = ("checkpoint.pt", "learn")  # training's and the loop's, kept beside the versions
 
 
 def adopt(home: Path) -> str | None:
@@ -284,10 +305,12 @@ def draft(
     """
     home.mkdir(parents=True, exist_ok=True)
     adopt(home)
-    parent = current_version(home) or (BUNDLED_VERSION if bundled is not None else None)
+    parent = current_version(home, bundled=bundled)
     if from_current and parent is None:
         raise ModelError(f"{home}: no version to start from")
-    staging = Path(tempfile.mkdtemp(dir=home, prefix=".draft-"))
+    sweep_dead_drafts(home)
+    staging = Path(tempfile.mkdtemp(dir=home, prefix=DRAFT_PREFIX))
+    held = _hold(staging)  # released by the kernel if this process dies, so a sweeper knows the draft is dead
     try:
         if from_current:
             assert parent is not None
@@ -299,6 +322,51 @@ def draft(
         d.version = _publish(d, serve=serve)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if held is not None:
+            os.close(held)
+
+
+DRAFT_PREFIX = ".draft-"
+STALE_DRAFT_S = 60.0  # a draft is locked from its first millisecond; the age only guards mkdtemp-to-lock
+
+
+def _hold(folder: Path) -> int | None:
+    """An exclusive lock on ``folder`` held through an open descriptor (flock: freed when the holder dies)."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def sweep_dead_drafts(home: Path) -> list[Path]:
+    """Remove the drafts of writers that died (``kill -9``, power loss) before publishing; return them.
+
+    A live writer holds its draft's lock, so only a draft nobody holds and older than a
+    minute goes: a turn killed mid-training leaves no folder that grows with every kill.
+    """
+    removed: list[Path] = []
+    if fcntl is None:
+        return removed
+    now = time.time()
+    for folder in home.glob(f"{DRAFT_PREFIX}*"):
+        try:
+            if not folder.is_dir() or now - folder.stat().st_mtime < STALE_DRAFT_S:
+                continue
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # its writer is alive
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _publish(d: Draft, *, serve: bool) -> str:

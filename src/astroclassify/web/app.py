@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with store.session() as session:  # uploads saved before a crash, never committed
             sweep_orphans(store.images, stored_names(session))
         app.state.discovery = installation.discovery(store)
-        app.state.discovery.warm_up(app.state.pool.get())  # its arrays, read in the background
+        with contextlib.suppress(ModelError):  # a broken default: the others serve, /health names it
+            app.state.discovery.warm_up(app.state.pool.get())  # its arrays, read in the background
         names = [e.name for e in app.state.pool.entries()]
         log.info("serving models %s (default %s), database %s", names, app.state.pool.default, store.engine.url)
         yield
@@ -203,7 +205,7 @@ def _status(exc: AstroClassifyError) -> int:
     if isinstance(exc, NoEmbeddingError):
         return 409
     if isinstance(exc, ModelError):
-        return 500
+        return 503  # installed but unable to serve now (a damaged home): the other models still answer
     return 400
 
 
