@@ -174,20 +174,15 @@ def builtin_taxonomies() -> list[str]:
 
 def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     """A built-in taxonomy by name (``gz1-coarse``) or a YAML file."""
-    import yaml
+    from astroclassify.files.yamltext import parse_yaml, read_yaml
 
     path = Path(name_or_path).expanduser()
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"{path}: taxonomy file not found")
-        text, origin = path.read_text(), str(path)
-    else:
-        names = builtin_taxonomies()
-        if str(name_or_path) not in names:
-            raise UnknownNameError(f"unknown taxonomy {str(name_or_path)!r}; built-in: {', '.join(names)}")
-        text, origin = (_builtin_root() / f"{name_or_path}.yaml").read_text(), str(name_or_path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML ({exc})".replace("\n", " ")) from None
-    return Taxonomy.from_dict(raw, origin)
+        return Taxonomy.from_dict(read_yaml(path), str(path))
+    names = builtin_taxonomies()
+    if str(name_or_path) not in names:
+        raise UnknownNameError(f"unknown taxonomy {str(name_or_path)!r}; built-in: {', '.join(names)}")
+    text = (_builtin_root() / f"{name_or_path}.yaml").read_text()
+    return Taxonomy.from_dict(parse_yaml(text, str(name_or_path)), str(name_or_path))

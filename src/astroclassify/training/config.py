@@ -85,6 +85,7 @@ class TrainConfig:
         from astroclassify.imaging.stretch import FitsDisplay
 
         try:  # fail when the config is made, not after an hour of decoding
+            _check_ranges(self)
             FitsDisplay(self.fits_stretch, self.fits_interval)
             check_filters(self.filters.split(","))
             Framing(self.framing, self.framing_scale)
@@ -92,6 +93,65 @@ class TrainConfig:
                 raise ValueError(f"balance_by must be label or dataset; got {self.balance_by!r}")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+# Every number's range, however it arrives (Python, --set, a recipe, a checkpoint): a recipe's
+# ``image_size: 100000`` ran out of memory and ``lr: .nan`` failed after 27 s of decoding.
+# (low, high) inclusive; None: unbounded on that side. Floats must also be finite.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "epochs": (1, 10_000),
+    "batch_size": (1, 1024),
+    "lr": (1e-8, 10.0),
+    "backbone_lr_scale": (0.0, 10.0),
+    "freeze_epochs": (0, 10_000),
+    "weight_decay": (0.0, 1.0),
+    "warmup_epochs": (0.0, 10_000),
+    "plateau_patience": (0, 1000),
+    "plateau_factor": (1e-4, 1.0),
+    "label_smoothing": (0.0, 0.99),
+    "balance_power": (0.0, 4.0),
+    "per_epoch": (0, 10_000_000),
+    "tag_weight": (0.0, 100.0),
+    "crop": (0.01, 1.0),
+    "framing_scale": (0.5, 100.0),
+    "patience": (0, 10_000),
+    "ema_decay": (0.0, 0.99999),
+    "test_frac": (0.0, 0.9),
+    "val_frac": (0.0, 0.9),
+    "folds": (1, 100),
+    "seed": (0, 2**32 - 1),
+    "threads": (0, 1024),
+    "max_minutes": (0.0, None),
+}
+IMAGE_SIZES = (32, 1024)  # or 0: the architecture's own
+SCHEDULES = ("cosine", "onecycle", "plateau")
+
+
+def _check_ranges(cfg: TrainConfig | HeadSpec) -> None:
+    """Raise ``ValueError`` naming the first value out of its range."""
+    import math
+
+    for name, (low, high) in RANGES.items():
+        if not hasattr(cfg, name):
+            continue
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number; got {value!r}")
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            span = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
+            raise ValueError(f"{name} must be from {span}; got {value!r}")
+    size = cfg.image_size
+    if isinstance(size, bool) or not isinstance(size, int) or (size != 0 and not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]):
+        raise ValueError(f"image_size must be 0 (the architecture's own) or {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}; got {size!r}")
+    from astroclassify.imaging.tta import TTA_MODES
+
+    if cfg.tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}; got {cfg.tta!r}")
+    if isinstance(cfg, TrainConfig):
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {cfg.schedule!r}")
+        if cfg.test_frac + cfg.val_frac >= 1:
+            raise ValueError(f"test_frac + val_frac must be under 1; got {cfg.test_frac} + {cfg.val_frac}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +183,10 @@ class HeadSpec:
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         if not self.classes:
             raise ConfigError(f"head {self.name!r}: needs at least one dataset under `classes`")
+        try:
+            _check_ranges(self)
+        except ValueError as exc:
+            raise ConfigError(f"head {self.name!r}: {exc}") from None
         if self.tta not in TTA_MODES:
             raise ConfigError(f"head {self.name!r}: tta must be one of {', '.join(TTA_MODES)}; got {self.tta!r}")
         if self.balance_by not in ("label", "dataset"):
@@ -166,14 +230,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 def load_recipe(path: str | PathLike) -> TrainConfig:
     """A ``TrainConfig`` from a YAML recipe of its fields (``recipes/galaxy-type.yaml``), checked as ``--set`` is."""
-    from pathlib import Path
+    from astroclassify.files.yamltext import read_yaml
 
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of training options (data: [...], model: ..., ...)")
     items = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in raw.items()]

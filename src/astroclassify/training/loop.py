@@ -51,9 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("cosine", "onecycle", "plateau")
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -64,12 +64,9 @@ class EncoderConfig:
 
 def load_encoder_recipe(path: str | Path, **overrides: Any) -> EncoderConfig:
     """An ``EncoderConfig`` from a YAML recipe (``recipes/encoder.yaml``); keyword overrides (``TrainConfig`` fields) win."""
-    import yaml
+    from astroclassify.files.yamltext import read_yaml
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the recipe ({exc})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("heads"), dict):
         raise ConfigError(f"{path}: a recipe is a mapping with `heads:` (name: {{classes: [...], ...}})")
     known = {f.name for f in dataclasses.fields(HeadSpec)}

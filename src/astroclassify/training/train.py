@@ -25,14 +25,12 @@ from astroclassify.evaluation.metrics import with_interval
 from astroclassify.imaging.filters import check_filters
 from astroclassify.imaging.framing import Framing
 from astroclassify.imaging.stretch import FitsDisplay
-from astroclassify.imaging.tta import TTA_MODES
 from astroclassify.modelfolder.folder import Bundle
 from astroclassify.models import create_model, get_pretrained_cfg
 from astroclassify.preparation.prepare import PreparedData, prepare_data, write_split_file
 from astroclassify.progress import Progress, silent
 from astroclassify.training.config import TrainConfig
 from astroclassify.training.loop import (
-    SCHEDULES,
     Part,
     TrainingPaused,
     fit,
@@ -114,12 +112,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, *, resume: bool = True,
     from astroclassify.modelfolder.versions import adopt, draft
     from astroclassify.training.bundle_writer import finish_bundle
 
-    if cfg.tta not in TTA_MODES:
-        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}; got {cfg.tta!r}")
     if not cfg.data:  # before any folder is made
         raise ConfigError("no training data: pass --data DIR (a dataset folder or collection name)")
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {cfg.schedule!r}")
     started = time.perf_counter()
     # The budget counts from here: decoding the images is part of what it pays for.
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
