@@ -110,3 +110,34 @@ def test_the_rings_collection_carries_its_vote_fractions(shared_data):
     assert all(0 <= v <= 1 for s in ds.samples for v in s.targets.values())
     report = check_dataset(shared_data / "gz-decals-rings", decode=False)
     assert report.ok and not any("sha256" in w for w in report.warnings)
+
+
+def test_a_manifest_is_refused_while_it_is_read_not_after(tmp_path):
+    """200k columns (1.5 MB) took `data check` to 5.7 GB; 5M rows 2.6 GB; a 20M-field header hung."""
+    import time
+
+    import pytest
+
+    from astroclassify.errors import DataError
+    from astroclassify.preparation.dataset import check_dataset
+
+    def folder(name: str, text: str):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "manifest.csv").write_text(text)
+        return root
+
+    wide = folder("wide", "file,label," + ",".join(f"c{i}" for i in range(120_000)) + "\n" + "a.png,x\n" * 2000)
+    started = time.monotonic()
+    with pytest.raises(DataError, match="120,002 columns, over the 1,000"):
+        check_dataset(wide)
+    long_line = folder("long", "file,label" + "," * 20_000_000 + "\n")
+    with pytest.raises(DataError, match="a line over 1,048,576 characters"):
+        check_dataset(long_line)
+    tall = folder("tall", "file,label\n" + "a.png,x\n" * 1_000_001)
+    with pytest.raises(DataError, match="over 1,000,000 rows of 2 columns"):
+        check_dataset(tall)
+    cells = folder("cells", ",".join(["file", "label", *(f"c{i}" for i in range(998))]) + "\n" + "a.png,x\n" * 5001)
+    with pytest.raises(DataError, match="over 5,000 rows of 1000 columns"):
+        check_dataset(cells)
+    assert time.monotonic() - started < 30

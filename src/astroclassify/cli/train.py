@@ -29,7 +29,9 @@ def train(
         typer.Option("--model", "-m", help="Architecture (see `astroclassify models`; default efficientnet_lite0)."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
-    image_size: Annotated[int | None, typer.Option(min=32, max=1024)] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Input side in pixels, 16 to 1024 (0: the architecture's own).")
+    ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     name: Annotated[str | None, typer.Option(help="Model name shown to users.")] = None,
     taxonomy: Annotated[

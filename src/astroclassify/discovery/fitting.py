@@ -31,7 +31,7 @@ from astroclassify.inference.predictor import OnnxPredictor
 from astroclassify.modelfolder.folder import is_packaged, load_bundle, model_home
 from astroclassify.modelfolder.versions import draft
 from astroclassify.preparation.collections import resolve_data
-from astroclassify.preparation.dataset import Sample, load_dataset, sha256_file
+from astroclassify.preparation.dataset import Sample, load_dataset, read_manifest, sha256_file
 from astroclassify.preparation.splits import read_splits, release_key
 from astroclassify.progress import Progress
 
@@ -167,8 +167,8 @@ def fitted_hashes(folder: Path | None) -> set[str]:
     """SHA-256 prefixes of the images a detector was fitted or calibrated on."""
     if folder is None or not (folder / FITTED_FILE).is_file():
         return set()
-    with (folder / FITTED_FILE).open(newline="") as fh:
-        return {row["sha256"] for row in csv.DictReader(fh)}
+    _, rows = read_manifest(folder / FITTED_FILE)
+    return {row.get("sha256", "") for _, row, _ in rows} - {""}
 
 
 def unseen(samples: list[Sample], fitted: set[str]) -> tuple[list[Sample], int]:

@@ -7,6 +7,7 @@ are refused outright, and a file is never read past ``MAX_YAML_BYTES``.
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ MAX_YAML_BYTES = 1 << 20  # the largest recipe or taxonomy here is 6 KB
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def compose_node(self, parent, index):
         if self.check_event(AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
@@ -46,13 +47,15 @@ def parse_yaml(text: str, origin: str) -> Any:
         loader.dispose()
 
 
-def read_yaml(path: str | Path) -> Any:
+def read_yaml(path: str | PathLike) -> Any:
     """``parse_yaml`` of a file, its size checked before it is read."""
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_YAML_BYTES:
-            raise ConfigError(f"{path}: {format_bytes(size)}, over the {format_bytes(MAX_YAML_BYTES)} a YAML file may have")
+            raise ConfigError(
+                f"{path}: {format_bytes(size)}, over the {format_bytes(MAX_YAML_BYTES)} a YAML file may have"
+            )
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it ({exc})") from None

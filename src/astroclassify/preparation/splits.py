@@ -222,11 +222,14 @@ def write_splits(path: Path, rows: list[SplitAssignment]) -> None:
 
 
 def read_splits(path: Path) -> list[SplitAssignment]:
+    """A split file (a model folder's, or one given with ``--splits``), read within a manifest's bounds."""
+    from astroclassify.preparation.dataset import read_manifest
+
     try:
-        with path.open(newline="") as fh:
-            return [
-                SplitAssignment(r["key"], r["sha256"], r["label"], r["group"], r["split"], int(r["fold"]))
-                for r in csv.DictReader(fh)
-            ]
+        _, rows = read_manifest(path)
+        return [
+            SplitAssignment(r["key"], r["sha256"], r["label"], r["group"], r["split"], int(r["fold"]))
+            for _, r, _ in rows
+        ]
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: unreadable splits file ({exc})") from None

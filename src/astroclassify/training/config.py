@@ -123,7 +123,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "threads": (0, 1024),
     "max_minutes": (0.0, None),
 }
-IMAGE_SIZES = (32, 1024)  # or 0: the architecture's own
+IMAGE_SIZES = (16, 1024)  # or 0: the architecture's own
 SCHEDULES = ("cosine", "onecycle", "plateau")
 
 
@@ -141,8 +141,14 @@ def _check_ranges(cfg: TrainConfig | HeadSpec) -> None:
             span = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
             raise ValueError(f"{name} must be from {span}; got {value!r}")
     size = cfg.image_size
-    if isinstance(size, bool) or not isinstance(size, int) or (size != 0 and not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]):
-        raise ValueError(f"image_size must be 0 (the architecture's own) or {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}; got {size!r}")
+    if (
+        isinstance(size, bool)
+        or not isinstance(size, int)
+        or (size != 0 and not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1])
+    ):
+        raise ValueError(
+            f"image_size must be 0 (the architecture's own) or {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}; got {size!r}"
+        )
     from astroclassify.imaging.tta import TTA_MODES
 
     if cfg.tta not in TTA_MODES:
