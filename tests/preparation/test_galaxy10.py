@@ -78,3 +78,75 @@ def test_the_seed_trains_and_evaluates_from_the_converted_file(tmp_path):
     assert metrics["confusion_matrix"]["labels"] == ["barred_spiral", "round_smooth"]
     table = run_cli("evaluate", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "g10"))
     assert "barred_spiral" in table.stdout and "round_smooth" in table.stdout
+
+
+def test_data_kept_in_other_files_is_refused(tmp_path):
+    """External raw storage, external links and virtual datasets read other files (/etc/shadow's bytes)."""
+    import h5py
+
+    from astroclassify.errors import DataError
+    from astroclassify.preparation.galaxy10 import h5_to_dataset
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"root:$6$hash" * 1000)
+    other = write_galaxy10(tmp_path / "other.h5", n=2, size=8)
+    cases = {}
+    with h5py.File(tmp_path / "external.h5", "w") as f:
+        f.create_dataset("images", (2, 8, 8, 3), np.uint8, external=[(str(secret), 0, 384)])
+        f["ans"] = np.zeros(2, np.uint8)
+    cases["external.h5"] = "keeps its data in other files"
+    with h5py.File(tmp_path / "link.h5", "w") as f:
+        f["images"] = h5py.ExternalLink(str(other), "/images")
+        f["ans"] = np.zeros(2, np.uint8)
+    cases["link.h5"] = "a link to another place"
+    with h5py.File(tmp_path / "virtual.h5", "w") as f:
+        layout = h5py.VirtualLayout((2, 8, 8, 3), np.uint8)
+        layout[:] = h5py.VirtualSource(str(other), "images", shape=(2, 8, 8, 3))
+        f.create_virtual_dataset("images", layout)
+        f["ans"] = np.zeros(2, np.uint8)
+    cases["virtual.h5"] = "keeps its data in other files"
+    for name, says in cases.items():
+        with pytest.raises(DataError, match=says):
+            h5_to_dataset(tmp_path / name, tmp_path / f"out-{name}")
+        assert not list((tmp_path / f"out-{name}").rglob("*.png"))
+
+
+def test_rows_pixels_and_output_are_counted_before_anything_is_written(tmp_path):
+    """A 1.6 KB file declaring 10^8 rows wrote 76,800 images until the disk filled; 4 Mpx rows took 3.2 GB."""
+    import h5py
+
+    from astroclassify.errors import DataError
+    from astroclassify.preparation.galaxy10 import h5_to_dataset
+
+    with h5py.File(tmp_path / "many.h5", "w") as f:
+        f.create_dataset("images", (10**8, 8, 8, 3), np.uint8, chunks=(1, 8, 8, 3))
+        f.create_dataset("ans", (10**8,), np.uint8, chunks=(1024,))
+    assert (tmp_path / "many.h5").stat().st_size < 10_000
+    with pytest.raises(DataError, match="100,000,000 rows of 8 x 8 px; a Galaxy10 file may have up to 100,000 rows"):
+        h5_to_dataset(tmp_path / "many.h5", tmp_path / "many")
+    with h5py.File(tmp_path / "huge.h5", "w") as f:
+        f.create_dataset("images", (4, 2048, 2048, 3), np.uint8, chunks=(1, 256, 256, 3))
+        f.create_dataset("ans", (4,), np.uint8)
+    with pytest.raises(DataError, match="of 1024 px"):
+        h5_to_dataset(tmp_path / "huge.h5", tmp_path / "huge")
+    assert not list(tmp_path.glob("many/**/*.png")) and not list(tmp_path.glob("huge/**/*.png"))
+
+
+def test_labels_and_positions_that_are_not_numbers_are_clear(tmp_path):
+    """NaN or string labels and a string `ra` were internal errors."""
+    import h5py
+
+    from astroclassify.errors import DataError
+    from astroclassify.preparation.galaxy10 import h5_to_dataset
+
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    with h5py.File(tmp_path / "nan.h5", "w") as f:
+        f["images"], f["ans"] = images, np.array([2.0, np.nan, 5.0])
+        f["ra"], f["dec"] = np.array([b"x", b"y", b"z"]), np.zeros(3)
+    assert h5_to_dataset(tmp_path / "nan.h5", tmp_path / "nan") == 2  # the NaN row left out, no positions
+    ds = load_dataset(tmp_path / "nan")
+    assert ds.class_counts() == {"class_2": 1, "class_5": 1} and "group" not in ds.samples[0].meta
+    with h5py.File(tmp_path / "str.h5", "w") as f:
+        f["images"], f["ans"] = images, np.array([b"spiral", b"x", b"y"])
+    with pytest.raises(DataError, match="`ans` must hold integer labels"):
+        h5_to_dataset(tmp_path / "str.h5", tmp_path / "str")

@@ -15,16 +15,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from astroclassify.errors import DataError
+from astroclassify.files.sizes import format_bytes
 
 __all__ = ["GALAXY10", "H5Collection", "h5_to_dataset"]
 
-BLOCK = 256  # rows read from the file at a time
+log = logging.getLogger(__name__)
+
+BLOCK = 256  # rows read from the file at a time (fewer where rows are large: BLOCK_BYTES)
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,48 @@ GALAXY10 = {
 }
 
 
+# What a Galaxy10-layout file may hold, checked from its header before any row is read: both
+# published files fit (21,785 rows of 69 px; 17,736 of 256 px, 3.5 GB of PNGs). A 1.6 KB file
+# can declare 10^8 rows, and its rows 4 Mpx each, without storing a byte of them.
+MAX_ROWS = 100_000
+MAX_SIDE = 1024
+MAX_OUTPUT = 20 * 2**30  # bytes of PNGs, counted as uncompressed pixels (noise barely compresses)
+BLOCK_BYTES = 64 * 2**20  # pixels read from the file at a time
+
+
+def _dataset(f, name: str, h5: Path):  # h5py objects are untyped
+    """``f[name]`` as an array stored in this file: an external link, external raw storage or a
+    virtual dataset would read other files on this machine into the output images."""
+    import h5py
+
+    link = f.get(name, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        raise DataError(f"{h5}: `{name}` is a link to another place ({type(link).__name__}); refused")
+    obj = f.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        return None
+    if obj.external or obj.is_virtual:
+        raise DataError(f"{h5}: `{name}` keeps its data in other files (external or virtual); refused")
+    return obj
+
+
 def h5_to_dataset(h5: Path, out: Path, *, progress=None) -> int:
-    """Write a Galaxy10-layout HDF5 file's rows into ``out`` as PNGs and a manifest; returns the row count.
+    """Write a Galaxy10-layout HDF5 file's rows into ``out`` as PNGs and a manifest; returns the rows written.
+
+    The layout: ``images`` (N x S x S x 3 uint8), ``ans`` (N integer labels), optionally ``ra``
+    and ``dec`` (N numbers, degrees) that group a galaxy listed twice. A row whose label is not
+    a whole number (NaN, say) is left out and counted in the log.
 
     Raises
     ------
     DataError
-        Not an HDF5 file, or not the layout (``images`` N x S x S x 3 uint8, ``ans`` N integers).
+        Not an HDF5 file, not the layout, data kept in other files, or more rows, pixels or
+        output bytes than ``MAX_ROWS``, ``MAX_SIDE`` and ``MAX_OUTPUT`` (or the free disk) allow.
     """
+    import shutil
+
     import h5py
     from PIL import Image
 
@@ -94,25 +132,48 @@ def h5_to_dataset(h5: Path, out: Path, *, progress=None) -> int:
     except OSError as exc:
         raise DataError(f"{h5}: not a readable HDF5 file ({exc})") from None
     with f:
-        images, ans = f.get("images"), f.get("ans")
-        if not isinstance(images, h5py.Dataset) or not isinstance(ans, h5py.Dataset):
+        images, ans = _dataset(f, "images", h5), _dataset(f, "ans", h5)
+        if images is None or ans is None:
             raise DataError(f"{h5}: a Galaxy10 file holds `images` and `ans` arrays; found {sorted(f)}")
-        n = images.shape[0]
+        n = images.shape[0] if images.ndim else 0
         if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8 or ans.shape != (n,):
             raise DataError(
                 f"{h5}: `images` must be N x S x S x 3 uint8 and `ans` N labels; got {images.shape}, {ans.shape}"
             )
-        classes = next((c.classes for c in GALAXY10.values() if c.size == images.shape[1]), None)
-        ra, dec = (f[k] if k in f and f[k].shape == (n,) else None for k in ("ra", "dec"))
+        if ans.dtype.kind not in "iuf":
+            raise DataError(f"{h5}: `ans` must hold integer labels; got {ans.dtype}")
+        side = max(images.shape[1], images.shape[2])
+        if n > MAX_ROWS or side > MAX_SIDE:
+            raise DataError(
+                f"{h5}: {n:,} rows of {images.shape[1]} x {images.shape[2]} px; a Galaxy10 file may have up to "
+                f"{MAX_ROWS:,} rows of {MAX_SIDE} px"
+            )
+        row_bytes = images.shape[1] * images.shape[2] * 3
+        need = n * row_bytes
         out.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(out).free
+        if need > min(MAX_OUTPUT, free):
+            where = (
+                f"the {format_bytes(free)} free in {out}" if need > free else f"the {format_bytes(MAX_OUTPUT)} limit"
+            )
+            raise DataError(f"{h5}: its images need up to {format_bytes(need)}, over {where}")
+        classes = next((c.classes for c in GALAXY10.values() if c.size == images.shape[1]), None)
+        ra, dec = (_dataset(f, k, h5) for k in ("ra", "dec"))
+        if not all(x is not None and x.shape == (n,) and x.dtype.kind in "iuf" for x in (ra, dec)):
+            ra = dec = None  # positions missing or not numbers: each row is its own group
+        block = max(1, min(BLOCK, BLOCK_BYTES // max(1, row_bytes)))
         rows = []
-        for start in range(0, n, BLOCK):
-            block = images[start : start + BLOCK]  # one block in memory, never the whole file
-            labels = ans[start : start + BLOCK]
-            where = [x[start : start + BLOCK] if x is not None else None for x in (ra, dec)]
-            for j, (pixels, k) in enumerate(zip(block, labels, strict=True)):
+        unlabelled = 0
+        for start in range(0, n, block):
+            pixels_block = images[start : start + block]  # one block in memory, never the whole file
+            labels = ans[start : start + block]
+            where = [x[start : start + block] if x is not None else None for x in (ra, dec)]
+            for j, (pixels, value) in enumerate(zip(pixels_block, labels, strict=True)):
                 i = start + j
-                k = int(k)
+                if not np.isfinite(value) or value != int(value):
+                    unlabelled += 1
+                    continue
+                k = int(value)
                 label = classes[k] if classes and 0 <= k < len(classes) else f"class_{k}"
                 buf = io.BytesIO()
                 Image.fromarray(pixels).save(buf, format="PNG")
@@ -122,13 +183,16 @@ def h5_to_dataset(h5: Path, out: Path, *, progress=None) -> int:
                 row = {"file": rel, "label": label, "row": i}
                 if where[0] is not None and where[1] is not None:
                     r, d = float(where[0][j]), float(where[1][j])
-                    row |= {"ra": f"{r:.6f}", "dec": f"{d:.6f}", "group": f"{r:.3f}{d:+.3f}"}  # ~4 arcsec
+                    if np.isfinite(r) and np.isfinite(d):
+                        row |= {"ra": f"{r:.6f}", "dec": f"{d:.6f}", "group": f"{r:.3f}{d:+.3f}"}  # ~4 arcsec
                 rows.append(row | {"sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
                 if progress:
                     progress()
+    if unlabelled:
+        log.warning("%s: %d row(s) without a whole-number label were left out", h5, unlabelled)
     columns = ["file", "label", "row", "ra", "dec", "group", "sha256"]
     with (out / "manifest.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[c for c in columns if any(c in r for r in rows)])
         writer.writeheader()
         writer.writerows(rows)
-    return n
+    return len(rows)
