@@ -144,3 +144,42 @@ def test_an_import_reads_bounded_decodes_each_file_once_and_keeps_what_it_read(t
             import_collection(store, src)
         (kept,) = aggregate_votes(store)
     assert kept.counts == {"nebula": 1}  # the first group's rows (one image) are kept
+
+
+def test_a_dictionary_encoded_text_bomb_is_never_expanded(tmp_path):
+    """40 credits of 1 MB named by 3,000 rows: 40 MB in the footer, 3 GB expanded (took 6.4 GB before)."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "gz"
+    write_image(src / "a.png", make_sky("galaxy", 64, 1))
+    big = pa.array([f"{i}" + "x" * 2**20 for i in range(40)])
+    credit = pa.DictionaryArray.from_arrays(pa.array([i % 40 for i in range(3000)], pa.int32()), big)
+    table = pa.table({"file": ["a.png"] * 3000, "class_galaxy": [1] * 3000, "credit": credit})
+    pq.write_table(table, src / "labels.parquet", compression="zstd", dictionary_pagesize_limit=2**28)
+    assert (src / "labels.parquet").stat().st_size < 100_000
+    script = (
+        "import sys, resource, pathlib\n"
+        "from astroclassify.store import open_store\n"
+        "from astroclassify.sharing.exchange import import_collection\n"
+        "with open_store(pathlib.Path(sys.argv[2])) as store:\n"
+        "    r = import_collection(store, pathlib.Path(sys.argv[1]))\n"
+        "print(r.votes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(src), str(tmp_path / "home")], capture_output=True, text=True, check=True
+    )
+    votes, peak_mb = map(int, done.stdout.split())
+    assert votes == 1 and peak_mb < 1000, done.stdout
+    with open_store(tmp_path / "home") as store:
+        (vote,) = aggregate_votes(store)
+        assert len(vote.credits[0]) == 2000  # kept as stored: its first 2,000 characters
+
+
+def test_a_column_of_the_wrong_type_is_refused_before_it_is_read(tmp_path):
+    src = tmp_path / "gz"
+    write_image(src / "a.png", make_sky("galaxy", 64, 1))
+    nested = pa.table({"file": ["a.png"], "class_galaxy": [1], "credit": pa.array([["a" * 10] * 1000])})
+    pq.write_table(nested, (src / "labels.parquet"))
+    with open_store(tmp_path / "home") as store, pytest.raises(DataError, match="column 'credit' is list<"):
+        import_collection(store, src)

@@ -167,7 +167,7 @@ def h5_to_dataset(h5: Path, out: Path, *, progress=None) -> int:
         for start in range(0, n, block):
             pixels_block = images[start : start + block]  # one block in memory, never the whole file
             labels = ans[start : start + block]
-            where = [x[start : start + block] if x is not None else None for x in (ra, dec)]
+            position = [x[start : start + block] if x is not None else None for x in (ra, dec)]
             for j, (pixels, value) in enumerate(zip(pixels_block, labels, strict=True)):
                 i = start + j
                 if not np.isfinite(value) or value != int(value):
@@ -181,8 +181,8 @@ def h5_to_dataset(h5: Path, out: Path, *, progress=None) -> int:
                 (out / label).mkdir(exist_ok=True)
                 (out / rel).write_bytes(buf.getvalue())
                 row = {"file": rel, "label": label, "row": i}
-                if where[0] is not None and where[1] is not None:
-                    r, d = float(where[0][j]), float(where[1][j])
+                if position[0] is not None and position[1] is not None:
+                    r, d = float(position[0][j]), float(position[1][j])
                     if np.isfinite(r) and np.isfinite(d):
                         row |= {"ra": f"{r:.6f}", "dec": f"{d:.6f}", "group": f"{r:.3f}{d:+.3f}"}  # ~4 arcsec
                 rows.append(row | {"sha256": hashlib.sha256(buf.getvalue()).hexdigest()})

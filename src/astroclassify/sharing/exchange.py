@@ -39,6 +39,7 @@ MAX_ROW_GROUPS = 10_000
 MAX_GROUP_BYTES = 64 * 1024 * 1024  # uncompressed, the columns read
 MAX_TABLE_BYTES = 1024 * 1024 * 1024
 IMPORT_BATCH = 2_000  # rows per read and per commit
+TEXT_CAPS = {"file": 1024, "credit": 2000, "licence": 255}  # characters kept of each text column
 
 
 @dataclass
@@ -126,12 +127,18 @@ def import_collection(
     folder = Path(folder).resolve()
     source = folder / "labels.parquet"
     try:
-        parquet = pq.ParquetFile(source)
-        meta = parquet.metadata
+        schema = pq.read_schema(source)
     except Exception as exc:  # pyarrow raises its own types for a missing or damaged file
         raise DataError(f"{source}: not a readable Parquet table ({type(exc).__name__})") from None
-    columns = _import_columns(parquet.schema_arrow.names, question, source)
-    _check_footer(meta, columns, parquet.schema_arrow.names, source, max_rows, max_table_bytes)
+    columns = _import_columns(schema, question, source)
+    try:
+        # Text stays dictionary-encoded as read: a dictionary of 40 strings of 1 MB named by 3,000
+        # rows is 40 MB in the footer and 3 GB once expanded (see ``_clipped``).
+        parquet = pq.ParquetFile(source, read_dictionary=[c for c in columns if c in TEXT_CAPS])
+        meta = parquet.metadata
+    except Exception as exc:
+        raise DataError(f"{source}: not a readable Parquet table ({type(exc).__name__})") from None
+    _check_footer(meta, columns, schema.names, source, max_rows, max_table_bytes)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name or folder.name).strip("-")[:40] or "collection"
     origin = f"import-{slug}"
     result = ExchangeResult(folder)
@@ -144,7 +151,7 @@ def import_collection(
         votes = Counter(u[: len(origin) + 17] for u in held)  # per image (origin-imageid), across runs
         try:
             for batch in parquet.iter_batches(batch_size=IMPORT_BATCH, columns=columns):
-                for row in batch.to_pylist():
+                for row in _clipped(batch).to_pylist():
                     reason = _import_row(
                         row, folder, origin, held, votes, images, count_column, repo, store, result, limits,
                         question,
@@ -162,15 +169,51 @@ def import_collection(
     return result
 
 
-def _import_columns(names: list[str], question: str, source: Path) -> list[str]:
+def _import_columns(schema, question: str, source: Path) -> list[str]:  # a pyarrow Schema
+    """The columns an import reads, each of a flat type whose decoded size is bounded (text is clipped)."""
+    import pyarrow as pa
+
+    names = schema.names
     if len(names) > MAX_COLUMNS:
         raise DataError(f"{source}: {len(names)} columns, over the {MAX_COLUMNS} a vote table may have")
     prefix = f"{question}_"
-    wanted = [n for n in names if n in ("file", "credit", "licence")]
+    wanted = [n for n in names if n in TEXT_CAPS]
     wanted += [n for n in names if n.startswith(prefix) and not n.endswith(("_fraction", "_total-votes"))]
     if "file" not in wanted:
         raise DataError(f"{source}: no 'file' column naming each image")
+    for name in wanted:
+        kind = schema.field(name).type
+        plain = kind.value_type if pa.types.is_dictionary(kind) else kind
+        if name in TEXT_CAPS:
+            ok = pa.types.is_string(plain) or pa.types.is_large_string(plain) or pa.types.is_null(plain)
+        else:
+            ok = pa.types.is_integer(plain) or pa.types.is_floating(plain) or pa.types.is_null(plain)
+        if not ok:
+            want = "text" if name in TEXT_CAPS else "vote counts (integers)"
+            raise DataError(f"{source}: column {name!r} is {kind}; expected {want}")
     return wanted
+
+
+def _clipped(batch):  # a pyarrow RecordBatch
+    """``batch`` with each text cut to what is stored of it, before any row is expanded.
+
+    A dictionary column is cut in its dictionary (a few entries), so a value repeated on every
+    row is never expanded at full length: decoded bytes stay rows x ``TEXT_CAPS``, whatever
+    the encoding.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        cap = TEXT_CAPS.get(name)
+        if cap is not None and pa.types.is_dictionary(column.type):
+            dictionary = pc.utf8_slice_codeunits(column.dictionary, 0, cap)
+            column = pa.DictionaryArray.from_arrays(column.indices, dictionary).dictionary_decode()
+        elif cap is not None and not pa.types.is_null(column.type):
+            column = pc.utf8_slice_codeunits(column, 0, cap)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def _check_footer(meta, columns: list[str], names: list[str], source: Path, max_rows: int, max_bytes: int) -> None:
@@ -211,7 +254,7 @@ def _import_row(
     row, folder, origin, held, votes, images, count_column, repo, store, result, limits, question
 ) -> str | None:
     result.rows += 1
-    rel = str(row.get("file") or "")[:1024]
+    rel = str(row.get("file") or "")
     try:
         path = (folder / rel).resolve()
     except (OSError, ValueError):
@@ -241,35 +284,38 @@ def _import_row(
     if room <= 0:
         return f"over {MAX_VOTES_PER_IMAGE} votes on one image from this collection"
     counts = _scaled(counts, MAX_VOTES_PER_IMAGE)
-    known = repo.by_digests(identity.sha256, identity.pixels_sha256)
-    stored = known.stored_name if known is not None and (store.images / known.stored_name).is_file() else None
-    new = 0
-    for answer, n in sorted(counts.items()):
-        for k in range(n):
-            uid = f"{origin}-{image_id}-{answer}-{k}"
-            if uid in held or new >= room:
-                continue
-            held.add(uid)
-            if stored is None:
-                stored = save_image(path.read_bytes(), identity.image_format, store.images)
-            repo.session.add(
-                Contribution(
-                    uid=uid,
-                    origin=origin,
-                    contributor=f"{origin}/{image_id}-{answer}-{k}",
-                    question=question,
-                    answer=answer,
-                    image_sha256=identity.sha256,
-                    pixels_sha256=identity.pixels_sha256,
-                    stored_name=stored,
-                    image_format=identity.image_format,
-                    licence=str(row.get("licence") or "")[:255],
-                    credit=str(row.get("credit") or "")[:2000],
-                    made_at=dt.datetime.now(dt.UTC),
-                    via=f"import:{folder.name}"[:255],
-                )
+    fresh = [
+        (answer, k)
+        for answer, n in sorted(counts.items())
+        for k in range(n)
+        if f"{origin}-{image_id}-{answer}-{k}" not in held
+    ][:room]
+    new = len(fresh)
+    if fresh:  # the store is asked only when a vote is added: a million repeats of one row cost no query
+        known = repo.by_digests(identity.sha256, identity.pixels_sha256)
+        stored = known.stored_name if known is not None and (store.images / known.stored_name).is_file() else None
+        if stored is None:
+            stored = save_image(path.read_bytes(), identity.image_format, store.images)
+    for answer, k in fresh:
+        uid = f"{origin}-{image_id}-{answer}-{k}"
+        held.add(uid)
+        repo.session.add(
+            Contribution(
+                uid=uid,
+                origin=origin,
+                contributor=f"{origin}/{image_id}-{answer}-{k}",
+                question=question,
+                answer=answer,
+                image_sha256=identity.sha256,
+                pixels_sha256=identity.pixels_sha256,
+                stored_name=stored,
+                image_format=identity.image_format,
+                licence=str(row.get("licence") or ""),
+                credit=str(row.get("credit") or ""),
+                made_at=dt.datetime.now(dt.UTC),
+                via=f"import:{folder.name}"[:255],
             )
-            new += 1
+        )
     votes[key] += new
     result.votes += new
     result.image_ids.add(key)
