@@ -336,3 +336,29 @@ def test_a_sync_killed_midway_resumes_and_takes_each_label_once(tmp_path):
     assert len(uids) == len(set(uids)) == 24
     assert resumed["received"] + resumed["repeats"] == 24 - before + resumed["repeats"]
     assert resumed["received"] == 24 - before
+
+
+def test_one_peer_fills_no_more_than_its_share_of_our_storage(tmp_path):
+    """Each sync could add its full 2 GiB budget until the disk filled; a peer's share holds across syncs."""
+    home = tmp_path / "home"
+    items, images = [], {}
+    for i in range(12):
+        data = _png(300 + i, size=96)
+        item = _item(i + 1, data, origin="big001", contributor="big001/dan", uid=f"big001-{i}")
+        items.append(item)
+        images[item["uid"]] = data
+    share = sum(len(d) for d in list(images.values())[:5]) + 10  # room for five of them
+    peer = FakePeer(items, images)
+    try:
+        first = _sync(home, peer.url, "k", "--peer-max-mb", f"{share / 1024**2:.6f}")
+        again = run_cli(
+            "sync", "--peer", peer.url, "--key", "k", "--peer-max-mb", f"{share / 1024**2:.6f}",
+            env={"ASTROCLASSIFY_HOME": str(home)},
+        )  # fmt: skip
+    finally:
+        peer.close()
+    assert first["received"] == 5 and first["stopped"] == "peer's storage share", first
+    assert again.returncode == 0 and "used its share of our storage" in again.stdout
+    assert "0 label(s) received" in again.stdout and len(_uids(home)) == 5
+    stored = sum(p.stat().st_size for p in (home / "images").rglob("*") if p.is_file())
+    assert stored <= share

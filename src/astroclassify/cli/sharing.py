@@ -24,9 +24,13 @@ def sync(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds each request may take.")] = 30.0,
     max_minutes: Annotated[float, typer.Option(min=0.05, help="The whole sync's time; the next one goes on.")] = 15.0,
     max_mb: Annotated[int, typer.Option(min=1, help="The whole sync's downloads, in MB; the next one goes on.")] = 2048,
+    peer_max_mb: Annotated[
+        float, typer.Option(min=0.001, help="Images this peer may keep here over all its syncs, in MB.")
+    ] = 4096.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Pull another installation's labels since the last sync (resumable; each label arrives once)."""
+    from astroclassify.sharing.sync import MAX_PEER_ITEMS, PEER_FULL
     from astroclassify.sharing.sync import sync as run_sync
 
     s = installation().settings
@@ -38,6 +42,7 @@ def sync(
             timeout=timeout,
             max_seconds=max_minutes * 60,
             max_total_bytes=max_mb * 1024 * 1024,
+            max_peer_bytes=int(peer_max_mb * 1024**2),
             limits=s.decode_limits,
         )
     if json_out:
@@ -51,7 +56,14 @@ def sync(
     )
     for reason, n in result.refused.items():
         out.print(f"  refused {n}: {reason}", markup=False, highlight=False)
-    if result.stopped:
+    if result.stopped == PEER_FULL:
+        out.print(
+            f"  stopped: this peer has used its share of our storage ({peer_max_mb:g} MB of images or "
+            f"{MAX_PEER_ITEMS:,} labels); raise --peer-max-mb to take more from it",
+            markup=False,
+            highlight=False,
+        )
+    elif result.stopped:
         out.print(f"  stopped at the {result.stopped}; run sync again to go on", markup=False, highlight=False)
 
 

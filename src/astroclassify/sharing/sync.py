@@ -41,13 +41,16 @@ from astroclassify.store.full import FULL_MESSAGE, is_storage_full
 from astroclassify.store.images import save_image
 from astroclassify.store.tables import Contribution
 
-__all__ = ["SyncResult", "peer_identity", "sync"]
+__all__ = ["MAX_PEER_BYTES", "MAX_PEER_ITEMS", "PEER_FULL", "SyncResult", "peer_identity", "sync"]
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 FORMATS = frozenset({"JPEG", "PNG", "TIFF", "FITS", "WEBP", "BMP", "MPO"})
 MAX_PAGE_BYTES = 4 * 1024 * 1024  # a page of 500 items is about 250 KiB
 MAX_VOTES_PER_IMAGE = 50  # from one peer: a flood on one image is refused beyond this
 MAX_SEQ = 2**62  # a cursor is a 64-bit integer in every database we use
+MAX_PEER_BYTES = 4 * 1024**3  # images one peer may have stored here, over all its syncs
+MAX_PEER_ITEMS = 2_000_000  # contributions one peer may have here (Galaxy Zoo 2 has 16M votes in all)
+PEER_FULL = "peer's storage share"
 
 
 @dataclass
@@ -92,6 +95,8 @@ def sync(
     timeout: float = 30.0,
     max_seconds: float = 900.0,
     max_total_bytes: int = 2 * 1024**3,
+    max_peer_bytes: int = MAX_PEER_BYTES,
+    max_peer_items: int = MAX_PEER_ITEMS,
     limits: DecodeLimits = DEFAULT_LIMITS,
     transport: httpx.BaseTransport | None = None,
 ) -> SyncResult:
@@ -110,6 +115,10 @@ def sync(
     max_seconds, max_total_bytes : float, int
         Budget of the whole sync: a peer that trickles items or bytes is left there (``stopped``
         says why), what arrived is kept, and the next sync goes on from the cursor.
+    max_peer_bytes, max_peer_items : int
+        What one peer may keep here over all its syncs: image bytes and contributions. A peer
+        at its share stops here (``stopped`` says so) however many syncs follow, so no peer
+        fills the disk 2 GiB at a time.
     limits : DecodeLimits
         Our limits for each image (as for uploads).
 
@@ -138,6 +147,9 @@ def sync(
             ours = installation_id(session)
             state = Peers(session).get(base)
             result.cursor = state.cursor
+            items, files = Contributions(session).held_from(via)
+            budget.peer_items = max_peer_items - items
+            budget.peer_bytes = max_peer_bytes - sum(_size(store.images / name) for name in files)
             try:
                 while result.received + result.repeats + sum(result.refused.values()) < max_items:
                     if budget.spent():
@@ -226,12 +238,16 @@ class _Budget:
     deadline: float  # perf_counter time
     max_bytes: int
     result: SyncResult
+    peer_bytes: int = MAX_PEER_BYTES  # what is left of the peer's share of our storage, over all syncs
+    peer_items: int = MAX_PEER_ITEMS
 
     def spent(self) -> bool:
         if time.perf_counter() >= self.deadline:
             self.result.stopped = "deadline"
         elif self.result.bytes >= self.max_bytes:
             self.result.stopped = "byte budget"
+        elif self.peer_bytes <= 0 or self.peer_items <= 0:
+            self.result.stopped = PEER_FULL
         return bool(self.result.stopped)
 
     def timeout(self, per_request: float) -> float:
@@ -346,7 +362,10 @@ def _take(session, client, base, via, ours, item, result, timeout, limits, store
             return "not an image we accept"
         if identity.pixels_sha256 != pixels_sha:
             return "decoded pixels do not match their digest"
+        if len(data) > budget.peer_bytes:
+            raise _BudgetSpent(PEER_FULL)
         stored, fmt = save_image(data, identity.image_format, store.images), identity.image_format
+        budget.peer_bytes -= len(data)
         result.images += 1
     row = Contribution(
         uid=uid,
@@ -365,4 +384,12 @@ def _take(session, client, base, via, ours, item, result, timeout, limits, store
     )
     session.add(row)
     result.received += 1
+    budget.peer_items -= 1
     return None
+
+
+def _size(path) -> int:  # a pathlib.Path
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -98,6 +98,12 @@ class Contributions:
         )
         return self.session.scalar(q.limit(1))
 
+    def held_from(self, via: str) -> tuple[int, list[str]]:
+        """How many contributions arrived from one peer, and the image files they brought (each once)."""
+        count = int(self.session.scalar(select(func.count()).where(Contribution.via == via)) or 0)
+        names = self.session.scalars(select(Contribution.stored_name).where(Contribution.via == via).distinct())
+        return count, list(names)
+
     def votes_on(self, pixels_sha256: str, via: str) -> int:
         q = select(func.count()).where(Contribution.pixels_sha256 == pixels_sha256, Contribution.via == via)
         return int(self.session.scalar(q) or 0)
