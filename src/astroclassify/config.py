@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     max_upload_pixels: int = 40_000_000
     # Web decodes running at once (0 = one per CPU core): each may hold a full-size image.
     max_concurrent_decodes: int = Field(default=0, ge=0)
+    # A connection must deliver a request's headers this many seconds after it opens (or after
+    # its next request's first byte); one address may hold this many connections per worker.
+    # Slowloris: 1,100 connections that sent nothing held every file descriptor for ever.
+    header_timeout_s: float = Field(default=20.0, gt=0.0)
+    max_connections_per_address: int = Field(default=64, ge=1)
     # Batch uploads: most files per request, and the most bytes a zip may expand to.
     batch_max_files: int = 100
     batch_max_bytes: int = 256 * 1024 * 1024

@@ -141,3 +141,47 @@ def test_an_idle_connection_outlives_a_clients_pool_expiry(server):
         time.sleep(6)
         sock.sendall(request)
         assert answer(sock).startswith(b"HTTP/1.1 200")  # still open after 6 s idle: no reset, no EOF
+
+
+def test_connections_that_send_nothing_or_trickle_headers_are_closed():
+    """Slowloris: 1,100 silent connections held every descriptor for as long as they liked."""
+    import select
+    import socket
+    from urllib.parse import urlsplit
+
+    from tests.web.conftest import serve_process
+
+    env = {"ASTROCLASSIFY_HEADER_TIMEOUT_S": "4", "ASTROCLASSIFY_MAX_CONNECTIONS_PER_ADDRESS": "12"}
+    with serve_process(env=env, args=("--workers", "1")) as base:  # the cap is per worker
+        url = urlsplit(base)
+        time.sleep(0.5)  # the start-up check's own connection closes
+        silent = [socket.create_connection((url.hostname, url.port)) for _ in range(20)]
+        opened = time.monotonic()
+        closed: dict[socket.socket, float] = {}
+        try:
+            while len(closed) < 20 and time.monotonic() - opened < 10:
+                readable, _, _ = select.select([s for s in silent if s not in closed], [], [], 0.1)
+                for s in readable:
+                    try:
+                        data = s.recv(1024)
+                    except ConnectionResetError:
+                        data = b""
+                    if data == b"":
+                        closed[s] = time.monotonic() - opened
+        finally:
+            for s in silent:
+                s.close()
+        at_once = sorted(t for t in closed.values() if t < 3)
+        assert len(at_once) == 8, sorted(closed.values())  # past the address's cap: closed on arrival
+        assert len(closed) == 20 and max(closed.values()) < 6.5  # the rest at the header deadline
+        with socket.create_connection((url.hostname, url.port)) as trickle:
+            started = time.monotonic()
+            trickle.sendall(b"GET /health HTTP/1.1\r\n")
+            for _ in range(30):  # a header line every half second: never a complete request
+                time.sleep(0.5)
+                try:
+                    trickle.sendall(b"X-a: b\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            assert time.monotonic() - started < 6.5
+        assert httpx.get(f"{base}/health", timeout=5).status_code == 200  # everyone else is served

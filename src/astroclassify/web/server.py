@@ -18,12 +18,21 @@ An idle connection is kept ``KEEP_ALIVE_S`` (uvicorn's default is 5 s): a client
 pooled connection for up to its own expiry (httpx: 5 s, the same as uvicorn's), and a server
 that closes it at that moment resets the request the client has just sent on it. The server
 must hold connections longer than its clients do.
+
+uvicorn times a connection only between requests: one that opens and sends nothing, or
+trickles its headers, is held for ever (slowloris: 1,100 of them held every file descriptor).
+Each connection must deliver its request's headers within ``Settings.header_timeout_s`` of
+opening, or of its next request's first byte, and one address holds at most
+``Settings.max_connections_per_address`` connections in a worker; the others are closed at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import socket
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +45,91 @@ __all__ = ["KEEP_ALIVE_S", "serve", "worker_environment"]
 KEEP_ALIVE_S = 75  # above common clients' pool expiry (httpx 5 s, requests/urllib3 none kept idle, browsers 60 s)
 
 
-class _NoDelay:
-    """Mixin for uvicorn's protocol classes: TCP_NODELAY on every accepted TCP connection."""
+_OPEN: Counter[str] = Counter()  # connections open per client address, in this worker
+
+
+class _Guarded:
+    """Mixin for uvicorn's protocol classes: TCP_NODELAY, a deadline for headers, a cap per address.
+
+    It reads only what uvicorn's protocols have in both implementations (``transport``,
+    ``cycle``, ``loop``, ``app``); the limits come from the app's own settings, so every
+    worker applies what the command line decided.
+    """
+
+    transport: Any
+    cycle: Any
+    loop: Any
+    app: Any
+    _deadline: Any = None
+    _address: str = ""
 
     def connection_made(self, transport) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)  # type: ignore[misc]
+        settings = _settings_of(self.app)
+        self._timeout = getattr(settings, "header_timeout_s", 20.0)
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        _OPEN[self._address] += 1
+        if _OPEN[self._address] > getattr(settings, "max_connections_per_address", 64):
+            transport.close()  # answered by nothing: an address at its cap is holding enough
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and self._deadline is None:  # the first byte of the next request on a kept connection
+            self._arm()
+        before = self.cycle
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not before and self._deadline is not None:  # its headers are complete
+            self._deadline.cancel()
+            self._deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        _OPEN[self._address] -= 1
+        if _OPEN[self._address] <= 0:
+            del _OPEN[self._address]
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self._timeout, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def _settings_of(app: Any) -> Settings | None:
+    """The settings of our app inside whatever middleware uvicorn wrapped it in."""
+    for _ in range(8):
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if isinstance(settings, Settings):
+            return settings
+        app = getattr(app, "app", None)
+    return None
 
 
 # Module-level classes: uvicorn's worker processes receive them pickled, by name.
-class NoDelayH11(_NoDelay, H11Protocol):
+class GuardedH11(_Guarded, H11Protocol):
     pass
 
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class NoDelayHttpTools(_NoDelay, HttpToolsProtocol):
+    class GuardedHttpTools(_Guarded, HttpToolsProtocol):
         pass
 
-    HTTP_PROTOCOL: type = NoDelayHttpTools
+    HTTP_PROTOCOL: type = GuardedHttpTools
 except ImportError:  # httptools is optional; h11 is always there
-    HTTP_PROTOCOL = NoDelayH11
+    HTTP_PROTOCOL = GuardedH11
 
 
 def worker_environment(settings: Settings, workers: int) -> dict[str, str]:
@@ -73,6 +143,8 @@ def worker_environment(settings: Settings, workers: int) -> dict[str, str]:
         "ASTROCLASSIFY_INFERENCE_THREADS": str(settings.inference_threads or (1 if workers > 1 else 0)),
         "ASTROCLASSIFY_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
         "ASTROCLASSIFY_RATE_LIMIT_STORE": str(settings.rate_limit_store or settings.home / "ratelimit.sqlite3"),
+        "ASTROCLASSIFY_HEADER_TIMEOUT_S": str(settings.header_timeout_s),
+        "ASTROCLASSIFY_MAX_CONNECTIONS_PER_ADDRESS": str(settings.max_connections_per_address),
     }
     if settings.require_api_key is not None:
         env["ASTROCLASSIFY_REQUIRE_API_KEY"] = str(settings.require_api_key).lower()
@@ -111,6 +183,7 @@ def serve(
 
         settings = get_settings()
     settings = settings.serving(model, detector)
+    _raise_open_files_limit()
     # Proxy headers are read by the app itself, and only from ASTROCLASSIFY_TRUSTED_PROXIES:
     # uvicorn's default would believe any X-Forwarded-For sent from this machine.
     common: dict[str, Any] = {
@@ -133,3 +206,11 @@ def serve(
         stale.unlink(missing_ok=True)
     os.environ.update(env)
     uvicorn.run("astroclassify.web.app:create_app", factory=True, workers=workers, **common)
+
+
+def _raise_open_files_limit() -> None:
+    """Every descriptor the system allows this process: the soft limit (often 1,024) up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
