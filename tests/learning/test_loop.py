@@ -452,7 +452,7 @@ def test_a_re_encoded_copy_of_a_gold_image_never_trains(champion, tiny_dataset, 
     (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
     plan = learn(home, imported=[folder], dry_run=True)
     assert plan.snapshot is not None
-    assert plan.snapshot.left_out.get("copy of a gold image (never trains)") == 2, plan.snapshot.left_out
+    assert plan.snapshot.left_out.get("copy of a gold or validation image (never trains)") == 2, plan.snapshot.left_out
     assert sum(plan.snapshot.counts.values()) == 6  # the six new images, not the two copies
     assert (home / "learn" / "gold-prints.npz").is_file()
 
@@ -475,6 +475,27 @@ def test_copies_of_finds_resized_and_re_encoded_photographs(shared_data):
     other = Image.open(shared_data / "hubble-dso/galaxy/potw1329a.jpg").convert("RGB")
     candidates = [fingerprint(jpeg(gold, 0.5)), fingerprint(jpeg(gold, 1.3)), fingerprint(other), fingerprint(gold)]
     assert copies_of(candidates, [fingerprint(gold)]) == [0, 1, 3]
+
+
+def test_mirrored_turned_and_cropped_copies_of_gold_are_found_and_other_pictures_are_not(shared_data):
+    """The split file is public: mirrored, flipped, turned and 80-90 % crops passed the copy check (163-165 of 165)."""
+    from PIL import Image, ImageOps
+
+    from astroclassify.preparation.copies import CropIndex, keypoints
+    from astroclassify.preparation.splits import copies_of, fingerprint
+
+    names = ["galaxy/heic0506a.jpg", "galaxy/potw1329a.jpg", "nebula/heic0104a.jpg"]
+    gold = [Image.open(shared_data / "hubble-dso" / n).convert("RGB") for n in names]
+    prints, index = [fingerprint(g) for g in gold], CropIndex.of([keypoints(g) for g in gold])
+    for g in gold:
+        turned = [ImageOps.mirror(g), ImageOps.flip(g), g.transpose(Image.Transpose.ROTATE_90), g.rotate(180)]
+        assert copies_of([fingerprint(t) for t in turned], prints) == [0, 1, 2, 3]
+        w, h = g.size
+        for s, (x, y) in ((0.9, (0.1, 0.0)), (0.8, (0.05, 0.15)), (0.85, (0.0, 0.0))):
+            crop = g.crop((int(w * x), int(h * y), int(w * x + w * s), int(h * y + h * s)))
+            assert index.match(crop) == gold.index(g) and index.match(ImageOps.mirror(crop)) == gold.index(g)
+    others = sorted((shared_data / "hubble-galaxy-types").rglob("*.jpg"))[:40]
+    assert sum(index.match(Image.open(o).convert("RGB")) is not None for o in others) <= 1
 
 
 def test_one_turn_per_model_at_a_time(champion, tmp_path):

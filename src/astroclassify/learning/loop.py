@@ -163,7 +163,7 @@ def learn(
         )
         rows = [r for r in rows if r.sha256 not in excluded]
         copies = _gold_copies(rows, learn_dir, champion_path, gold, home, recipe, folders.data_dir)
-        dropped["copy of a gold image (never trains)"] += len(copies)
+        dropped["copy of a gold or validation image (never trains)"] += len(copies)
         rows = [r for i, r in enumerate(rows) if i not in copies]
         dropped = +dropped
         left = dict(Counter(left) + dropped)
@@ -380,20 +380,23 @@ def _data_roots(recipe: dict, data_dir: Path | None) -> dict[str, Path]:
 
 
 def _gold_copies(rows, learn_dir, champion, gold, home, recipe, data_dir) -> set[int]:
-    """Indices of ``rows`` whose pixels are a gold image's, exactly or nearly (re-encoded, resized).
+    """Indices of ``rows`` that copy an image the gate judges on: gold (frozen or settled) or validation.
 
     Bytes alone would let a re-encoded copy of a gold image, delivered by sync or an import,
-    train on the set that judges the challenger.
+    train on the set that judges the challenger; the split file is public, so copies may also
+    be mirrored, turned or cropped (thumbnails under the eight symmetries, then keypoints).
     """
-    from astroclassify.learning.promotion import gold_fingerprints, image_print
+    from astroclassify.imaging.decode import decode_pil
+    from astroclassify.learning.promotion import gold_fingerprints, gold_keypoints, image_print
     from astroclassify.learning.review import gold_extra
     from astroclassify.preparation.splits import copies_of
 
     if not rows:
         return set()
     roots = _data_roots(recipe, data_dir)
+    judged = [*gold, *(r for r in read_splits(champion / "splits.csv") if r.split == "val")]
     files = []
-    for g in gold:
+    for g in judged:
         dataset, _, rel = g.key.partition("/")
         if dataset in roots:
             files.append((g.sha256, roots[dataset] / rel))
@@ -407,7 +410,12 @@ def _gold_copies(rows, learn_dir, champion, gold, home, recipe, data_dir) -> set
             "%d gold image(s) not found here: new labels are checked against the other %d", unreadable, len(references)
         )
     readable = [(i, p) for i, r in enumerate(rows) if (p := image_print(r.path)) is not None]
-    return {readable[j][0] for j in copies_of([p for _, p in readable], references)}
+    found = {readable[j][0] for j in copies_of([p for _, p in readable], references)}
+    index = gold_keypoints(learn_dir, files)
+    for i, _ in readable:
+        if i not in found and index.match(decode_pil(rows[i].path).convert("RGB")) is not None:
+            found.add(i)
+    return found
 
 
 def _reference(champion: Path, recipe: dict, data_dir: Path | None) -> list[tuple[Path, str]]:

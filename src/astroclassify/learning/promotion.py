@@ -14,12 +14,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from astroclassify.errors import DataError
 from astroclassify.evaluation.metrics import group_resamples
 from astroclassify.preparation.splits import Fingerprint, SplitAssignment, fingerprint, read_splits, write_splits
+
+if TYPE_CHECKING:
+    from astroclassify.preparation.copies import CropIndex
 
 __all__ = ["Comparison", "compare_paired", "ensure_gold", "gold_labels"]
 
@@ -102,6 +106,54 @@ def gold_fingerprints(learn_dir: Path, files: Sequence[tuple[str, Path]]) -> tup
         os.replace(tmp, cache)
     wanted = {sha for sha, _ in files}
     return [known[s] for s in sorted(wanted) if s in known], missing
+
+
+GOLD_KEYPOINTS = "gold-keypoints.npz"
+
+
+def gold_keypoints(learn_dir: Path, files: Sequence[tuple[str, Path]]) -> CropIndex:
+    """A ``CropIndex`` of the held-out images (by file SHA-256 and path), each described once.
+
+    Kept in ``learn_dir/gold-keypoints.npz`` (plain arrays, no pickle) beside the fingerprints.
+    """
+    from astroclassify.errors import AstroClassifyError
+    from astroclassify.imaging.decode import decode_pil
+    from astroclassify.preparation.copies import CropIndex, keypoints
+
+    cache = learn_dir / GOLD_KEYPOINTS
+    known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                bounds = np.concatenate([[0], np.cumsum(z["counts"])])
+                for i, sha in enumerate(z["sha256"]):
+                    a, b = bounds[i], bounds[i + 1]
+                    known[str(sha)] = (z["points"][a:b], z["descriptors"][a:b])
+        except (OSError, ValueError, KeyError):
+            known = {}
+    changed = False
+    for sha, path in files:
+        if sha in known or not path.is_file():
+            continue
+        try:
+            known[sha] = keypoints(decode_pil(path).convert("RGB"))
+        except (AstroClassifyError, OSError):
+            continue
+        changed = True
+    if changed:
+        learn_dir.mkdir(parents=True, exist_ok=True)
+        shas = sorted(known)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
+        np.savez(
+            tmp,
+            sha256=np.array(shas),
+            counts=np.array([len(known[s][1]) for s in shas], int),
+            points=np.concatenate([known[s][0] for s in shas] or [np.zeros((0, 2), np.float32)]),
+            descriptors=np.concatenate([known[s][1] for s in shas] or [np.zeros((0, 32), np.uint8)]),
+        )
+        os.replace(tmp, cache)
+    wanted = sorted({sha for sha, _ in files} & set(known))
+    return CropIndex.of([known[s] for s in wanted])
 
 
 def _recall(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:

@@ -152,10 +152,24 @@ def copies_of(candidates: list[Fingerprint], references: list[Fingerprint]) -> l
         if c.pixels_sha in exact:
             found.append(i)
             continue
-        near = np.nonzero(refs @ c.thumb >= NEAR_DUPLICATE_CORR)[0]
-        if len(near) and float(np.max(ref_detail[near] @ c.detail)) >= DETAIL_CORR:
-            found.append(i)
+        # Mirrored, flipped and rotated copies too: the eight symmetries of the square commute
+        # with resizing to a square thumbnail, so they are found without decoding again.
+        for thumb, detail in zip(_dihedral(c.thumb, THUMB), _dihedral(c.detail, DETAIL), strict=True):
+            near = np.nonzero(refs @ thumb >= NEAR_DUPLICATE_CORR)[0]
+            if len(near) and float(np.max(ref_detail[near] @ detail)) >= DETAIL_CORR:
+                found.append(i)
+                break
     return found
+
+
+def _dihedral(flat: np.ndarray, side: int) -> list[np.ndarray]:
+    """A square image (flattened) under the eight rotations and reflections, itself first."""
+    square = flat.reshape(side, side)
+    out = []
+    for k in range(4):
+        turned = np.rot90(square, k)
+        out += [turned.ravel(), turned.T.ravel()]
+    return out
 
 
 @dataclass(frozen=True)
