@@ -582,3 +582,35 @@ def test_a_plain_model_folder_learns_the_first_time_and_a_refusal_serves_what_it
     served = turn.challenger if turn.decision == "promoted" else adopted
     assert current_version(plain) == served and resolve_bundle(plain) == plain / "versions" / served
     assert not list(plain.glob(".draft-*")) and (plain / "learn" / "decisions.jsonl").is_file()
+
+
+def test_the_gate_refuses_a_challenger_that_won_gold_but_lost_validation_or_a_class():
+    """Altered copies of the public gold set won it (0.948 -> 0.996) while validation fell 0.947 -> 0.932."""
+    y = np.array([0, 1, 2] * 40)
+    groups = [f"g{i}" for i in range(len(y))]
+    labels = ["galaxy", "nebula", "star_cluster"]
+    rng = np.random.default_rng(1)
+    champion = np.eye(3)[np.where(rng.random(len(y)) < 0.7, y, (y + 1) % 3)] * 0.9 + 0.05
+    gold_winner = np.eye(3)[y] * 0.9 + 0.05  # right on every gold image
+    y_val = np.array([0, 1, 2] * 30)
+    val_champion = np.eye(3)[y_val] * 0.9 + 0.05
+    val_worse = val_champion.copy()
+    val_worse[[0, 3, 6, 9]] = np.array([0.05, 0.9, 0.05])  # four galaxies now called nebula
+    honest = compare_paired(y, champion, gold_winner, groups, labels, validation=(y_val, val_champion, val_champion))
+    assert honest.promote and honest.validation["n"] == 90 and "validation 1.000 -> 1.000" in honest.reason
+    poisoned = compare_paired(y, champion, gold_winner, groups, labels, validation=(y_val, val_champion, val_worse))
+    assert not poisoned.promote and "validation macro-F1 falls 1.000 -> 0.9" in poisoned.reason, poisoned.reason
+    # A large validation split: two galaxies lost is under the macro-F1 tolerance, not under the class rule.
+    y_big = np.array([0, 1, 2] * 1000)
+    big = np.eye(3)[y_big] * 0.9 + 0.05
+    big_worse = big.copy()
+    big_worse[[0, 3]] = np.array([0.05, 0.9, 0.05])
+    one_class = compare_paired(y, champion, gold_winner, groups, labels, validation=(y_big, big, big_worse))
+    assert not one_class.promote and "galaxy recall falls on validation" in one_class.reason, one_class.reason
+    # On gold itself: one class two images worse is refused even when the interval cannot show it.
+    lost_two = gold_winner.copy()
+    lost_two[[0, 3]] = np.array([0.05, 0.9, 0.05])
+    near = np.eye(3)[y] * 0.9 + 0.05
+    near[[31, 34, 37, 40, 43, 46]] = np.array([0.05, 0.05, 0.9])  # the champion erred on nebulae: a real gain
+    worse_galaxy = compare_paired(y, near, lost_two, groups, labels)
+    assert not worse_galaxy.promote and worse_galaxy.reason.startswith("galaxy recall falls on gold")

@@ -522,7 +522,21 @@ def _compare(champion: Path, challenger: Path, gold, recipe, folders: Folders, h
                 probs_b.append(b.probs[index_b[k]])
     if not y:
         raise ModelError("no gold image was scored by both models")
-    return compare_paired(y, np.array(probs_a), np.array(probs_b), groups, labels)
+    # The validation split: trained on by neither (it chose the challenger's epoch and temperature).
+    try:
+        val_a = evaluate(champion, list(recipe.get("data", [])), split="val", folders=folders)
+        val_b = evaluate(challenger, list(recipe.get("data", [])), split="val", folders=folders)
+    except AstroClassifyError as exc:  # no validation split here: gold decides alone, and says so
+        log.warning("no validation images to check the challenger on (%s)", exc)
+        return compare_paired(y, np.array(probs_a), np.array(probs_b), groups, labels)
+    index_b = {k: i for i, k in enumerate(val_b.keys)}
+    shared = [(i, index_b[k]) for i, k in enumerate(val_a.keys) if k in index_b and val_a.y_true[i] in labels]
+    validation = (
+        [labels.index(val_a.y_true[i]) for i, _ in shared],
+        np.array([val_a.probs[i] for i, _ in shared]).reshape(len(shared), len(labels)),
+        np.array([val_b.probs[j] for _, j in shared]).reshape(len(shared), len(labels)),
+    )
+    return compare_paired(y, np.array(probs_a), np.array(probs_b), groups, labels, validation=validation)
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ class Comparison:
     recall: dict[str, dict[str, float | list[float]]] = field(default_factory=dict)  # per class
     promote: bool = False
     reason: str = ""
+    validation: dict[str, float] = field(default_factory=dict)  # both models on the validation split
 
     def to_dict(self) -> dict:
         return {
@@ -196,9 +197,25 @@ class Comparison:
             "difference": round(self.difference, 4),
             "difference_ci": [round(v, 4) for v in self.difference_ci],
             "recall": self.recall,
+            "validation": self.validation,
             "promote": self.promote,
             "reason": self.reason,
         }
+
+
+VALIDATION_TOLERANCE = 0.01  # macro-F1 a challenger may lose on validation (noise of a few images)
+
+
+def _fallen(y: np.ndarray, a: np.ndarray, b: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """Classes whose recall falls by more than one of their images from champion ``a`` to challenger ``b``."""
+    k = len(labels)
+    r_a, r_b = _recall(y, a, k), _recall(y, b, k)
+    out = []
+    for c, label in enumerate(labels):
+        n = int((y == c).sum())
+        if n and r_b[c] < r_a[c] - 1.0 / n - 1e-9:
+            out.append(label)
+    return out
 
 
 def compare_paired(
@@ -208,11 +225,19 @@ def compare_paired(
     groups: Sequence[str],
     labels: Sequence[str],
     *,
+    validation: tuple[Sequence[int], np.ndarray, np.ndarray] | None = None,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Comparison:
-    """Promote when the paired interval of the macro-F1 difference lies above zero and no class's
-    recall falls beyond its own interval (that class's difference interval wholly below zero).
+    """Promote only a challenger better on gold that got worse nowhere it can be seen.
+
+    Promoted when (1) the paired interval of the gold macro-F1 difference lies above zero,
+    (2) no class's gold recall falls beyond its own interval or by more than one of its
+    images, and, given ``validation`` (labels and both models' probabilities on the
+    validation split), (3) validation macro-F1 falls by no more than ``VALIDATION_TOLERANCE``
+    and (4) no class's validation recall falls by more than one image. The gold split is
+    public: a poisoner can train altered copies of it (they are searched for, see
+    ``preparation/copies.py``), so gold alone must never be what a promotion rests on.
 
     ``champion`` and ``challenger`` are (N, K) probabilities on the same rows, in ``labels`` order.
     """
@@ -241,11 +266,33 @@ def compare_paired(
         }
         if ci[1] < 0:
             losers.append(label)
+    losers += [c for c in _fallen(y_arr, a, b, labels) if c not in losers]
     diff = f_b - f_a
+    checked: dict[str, float] = {}
+    val_losers: list[str] = []
+    if validation is not None and len(validation[0]):
+        y_val = np.asarray(validation[0])
+        va, vb = validation[1].argmax(1), validation[2].argmax(1)
+        checked = {
+            "n": int(len(y_val)),
+            "champion_macro_f1": round(_macro_f1(y_val, va, k), 4),
+            "challenger_macro_f1": round(_macro_f1(y_val, vb, k), 4),
+        }
+        val_losers = _fallen(y_val, va, vb, labels)
     if losers:
-        reason = f"{', '.join(losers)} recall falls beyond its interval"
+        reason = f"{', '.join(losers)} recall falls on gold (beyond its interval or by more than one image)"
     elif lo <= 0:
         reason = f"macro-F1 difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]: the interval does not lie above zero"
+    elif checked and checked["challenger_macro_f1"] < checked["champion_macro_f1"] - VALIDATION_TOLERANCE:
+        reason = (
+            f"gold macro-F1 {f_a:.3f} -> {f_b:.3f}, but validation macro-F1 falls "
+            f"{checked['champion_macro_f1']:.3f} -> {checked['challenger_macro_f1']:.3f}"
+        )
+    elif val_losers:
+        reason = f"gold macro-F1 {f_a:.3f} -> {f_b:.3f}, but {', '.join(val_losers)} recall falls on validation"
     else:
         reason = f"macro-F1 {f_a:.3f} -> {f_b:.3f}, difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] above zero"
-    return Comparison(len(y_arr), f_a, f_b, diff, (lo, hi), recall, not losers and lo > 0, reason)
+        if checked:
+            reason += f"; validation {checked['champion_macro_f1']:.3f} -> {checked['challenger_macro_f1']:.3f}"
+    promote = reason.startswith("macro-F1 ") and lo > 0
+    return Comparison(len(y_arr), f_a, f_b, diff, (lo, hi), recall, promote, reason, checked)
