@@ -14,6 +14,7 @@ Every rule sees the same embeddings of the champion:
 
 Prints, per rule and poison share, the share of poisoned labels caught and of honest ones doubted.
 
+    pip install cleanlab==2.9.0   # measured here, not a dependency
     ASTROCLASSIFY_DATA_DIR=../shared/data python bench/poisoning.py [--n 200] [--seeds 3]
 """
 
