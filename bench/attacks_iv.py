@@ -39,14 +39,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.attack_mix import start_server  # noqa: E402
-from bench.attacks_iii import HostilePeer, item, png, run  # noqa: E402
+from bench.attacks_iii import HostilePeer, item, png  # noqa: E402
 
 DATA = Path(os.environ.get("ASTROCLASSIFY_DATA_DIR", ROOT.parent / "shared" / "data"))
 os.environ["ASTROCLASSIFY_DATA_DIR"] = str(DATA)
 
 
+EXE = Path(sys.executable).with_name("astroclassify")
+
+
+def run(args: list[str], home: Path, timeout: float = 900) -> tuple[int, str, float, float]:
+    """``astroclassify ARGS`` in its own process: exit code, its JSON or last line, seconds, peak MB (GNU time)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "PEAK-KB %M", str(EXE), *args],
+        env={**os.environ, "ASTROCLASSIFY_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    seconds = time.monotonic() - started
+    lines = done.stderr.strip().splitlines()
+    peak = next((int(x.split()[1]) / 1024 for x in lines if x.startswith("PEAK-KB")), float("nan"))
+    out = done.stdout.strip()
+    if out.startswith("{"):
+        return done.returncode, out, seconds, peak
+    said = [x for x in lines if not x.startswith(("PEAK-KB", "Command exited"))] or out.splitlines()
+    return done.returncode, said[-1].strip() if said else "", seconds, peak
+
+
 def say(name: str, code: int, said: str, seconds: float, peak: float) -> None:
-    print(f"   {name:44s} exit {code}  {seconds:6.1f} s  peak {peak:6.0f} MB  {said[:150]}", flush=True)
+    print(f"   {name:44s} exit {code}  {seconds:6.1f} s  peak {peak:6.0f} MB  {said[:400]}", flush=True)
 
 
 def wrong_labels(folder: Path, n: int = 98) -> Path:
@@ -140,7 +163,13 @@ def gate() -> None:
         code, said, s, peak = run(["learn", "dso", "--kind", "head", "--import", str(folder), "--json"], home)
         try:
             result = json.loads(said)
-            said = f"{result['decision']}: {result['message']} | left out {result['left_out']} | suspects {len(result['suspects'])}"
+            copies = sum(v for k, v in result["left_out"].items() if k.startswith("copy"))
+            c = result.get("comparison") or {}
+            said = (
+                f"{result['decision']}; copies left out {copies}; suspects {len(result['suspects'])} "
+                f"(of them wrong labels: {sum(s['source'].startswith('attack') and s['label'] == 'nebula' for s in result['suspects'])}); "
+                f"gold {c.get('champion_macro_f1')} -> {c.get('challenger_macro_f1')}, validation {c.get('validation')}"
+            )
         except ValueError:
             pass
         say(f"learn dso --kind head ({len(gold) * 6} copies + 98 wrong)", code, said, s, peak)

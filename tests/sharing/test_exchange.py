@@ -162,15 +162,17 @@ def test_a_dictionary_encoded_text_bomb_is_never_expanded(tmp_path):
         "import sys, resource, pathlib\n"
         "from astroclassify.store import open_store\n"
         "from astroclassify.sharing.exchange import import_collection\n"
+        "import pyarrow.parquet\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "with open_store(pathlib.Path(sys.argv[2])) as store:\n"
         "    r = import_collection(store, pathlib.Path(sys.argv[1]))\n"
-        "print(r.votes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(r.votes, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(src), str(tmp_path / "home")], capture_output=True, text=True, check=True
     )
-    votes, peak_mb = map(int, done.stdout.split())
-    assert votes == 1 and peak_mb < 1000, done.stdout
+    votes, grew_mb = map(int, done.stdout.split())
+    assert votes == 1 and grew_mb < 600, done.stdout  # the import's own growth, past the imports
     with open_store(tmp_path / "home") as store:
         (vote,) = aggregate_votes(store)
         assert len(vote.credits[0]) == 2000  # kept as stored: its first 2,000 characters

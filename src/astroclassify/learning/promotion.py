@@ -93,19 +93,24 @@ def gold_fingerprints(learn_dir: Path, files: Sequence[tuple[str, Path]]) -> tup
         known[sha] = found
         changed = True
     if changed and known:
-        learn_dir.mkdir(parents=True, exist_ok=True)
         shas = sorted(known)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
-        np.savez(
-            tmp,
+        _save(
+            cache,
             sha256=np.array(shas),
             pixels=np.array([known[s].pixels_sha for s in shas]),
             thumb=np.stack([known[s].thumb for s in shas]),
             detail=np.stack([known[s].detail for s in shas]),
         )
-        os.replace(tmp, cache)
     wanted = {sha for sha, _ in files}
     return [known[s] for s in sorted(wanted) if s in known], missing
+
+
+def _save(cache: Path, **arrays: np.ndarray) -> None:
+    """Write plain arrays (no pickle) to ``cache`` through a temporary file, so a reader never sees half."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, cache)
 
 
 GOLD_KEYPOINTS = "gold-keypoints.npz"
@@ -125,10 +130,10 @@ def gold_keypoints(learn_dir: Path, files: Sequence[tuple[str, Path]]) -> CropIn
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
-                bounds = np.concatenate([[0], np.cumsum(z["counts"])])
-                for i, sha in enumerate(z["sha256"]):
-                    a, b = bounds[i], bounds[i + 1]
-                    known[str(sha)] = (z["points"][a:b], z["descriptors"][a:b])
+                shas, counts, points, descriptors = z["sha256"], z["counts"], z["points"], z["descriptors"]
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            for i, sha in enumerate(shas):
+                known[str(sha)] = (points[bounds[i] : bounds[i + 1]], descriptors[bounds[i] : bounds[i + 1]])
         except (OSError, ValueError, KeyError):
             known = {}
     changed = False
@@ -141,17 +146,14 @@ def gold_keypoints(learn_dir: Path, files: Sequence[tuple[str, Path]]) -> CropIn
             continue
         changed = True
     if changed:
-        learn_dir.mkdir(parents=True, exist_ok=True)
         shas = sorted(known)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
-        np.savez(
-            tmp,
+        _save(
+            cache,
             sha256=np.array(shas),
             counts=np.array([len(known[s][1]) for s in shas], int),
             points=np.concatenate([known[s][0] for s in shas] or [np.zeros((0, 2), np.float32)]),
             descriptors=np.concatenate([known[s][1] for s in shas] or [np.zeros((0, 32), np.uint8)]),
         )
-        os.replace(tmp, cache)
     wanted = sorted({sha for sha, _ in files} & set(known))
     return CropIndex.of([known[s] for s in wanted])
 
