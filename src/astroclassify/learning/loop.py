@@ -183,9 +183,10 @@ def learn(
                 result, "already decided", f"snapshot {snapshot.id} was judged against {champion}", started, None, None
             )
 
-        predictor = OnnxPredictor(champion_path, detector=False)
         if clean:
+            predictor = OnnxPredictor(champion_path, detector=False)
             result.suspects = find_label_errors(predictor, rows, _reference(champion_path, recipe, folders.data_dir))
+            del predictor  # its session's memory, not held through training and judging
         _write_suspects(snapshot.path / "suspects.csv", result.suspects)
         doubted = {s.row.sha256 for s in result.suspects}
         kept = [r for r in rows if r.sha256 not in doubted]

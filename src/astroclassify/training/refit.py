@@ -91,6 +91,7 @@ def refit_head(
         raise ModelError(f"no training image of {', '.join(missing)} here; the head cannot be refitted")
     advance = progress("embedding training images", len(rows))
     x = embed_images(predictor, [p for p, _ in rows])
+    del predictor  # scoring below opens sessions of its own
     advance(len(rows))
     # Balanced, as the network's own training drew each class equally often.
     head = LogisticRegression(C=regularisation, class_weight="balanced", max_iter=3000).fit(x, y)
