@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.attack_mix import start_server  # noqa: E402
 from bench.attacks_iii import HostilePeer, item, png  # noqa: E402
+from bench.gold_copies import altered_copies  # noqa: E402
 
 DATA = Path(os.environ.get("ASTROCLASSIFY_DATA_DIR", ROOT.parent / "shared" / "data"))
 os.environ["ASTROCLASSIFY_DATA_DIR"] = str(DATA)
@@ -124,7 +125,7 @@ def turn() -> None:
 
 
 def gate() -> None:
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     from astroclassify.modelfolder.folder import bundled_folder
     from astroclassify.preparation.splits import read_splits
@@ -132,22 +133,8 @@ def gate() -> None:
     print("\n== 2. the gate: altered copies of the public gold set plus 98 wrong labels")
     champion = bundled_folder("dso")
     assert champion is not None
-    rng = np.random.default_rng(0)
-
-    def crop(im: Image.Image, s: float) -> Image.Image:
-        w, h = im.size
-        cw, ch = int(w * s), int(h * s)
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        return im.crop((x, y, x + cw, y + ch))
-
-    alter = [
-        ImageOps.mirror,
-        ImageOps.flip,
-        lambda im: im.transpose(Image.Transpose.ROTATE_90),
-        lambda im: im.transpose(Image.Transpose.ROTATE_180),
-        lambda im: crop(im, 0.9),
-        lambda im: crop(im, 0.8),
-    ]
+    copies = altered_copies(np.random.default_rng(0))
+    alter = [copies[k] for k in ("mirrored", "flipped", "turned 90", "turned 180", "cropped 90%", "cropped 80%")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = wrong_labels(Path(tmp) / "attack")
         lines = (folder / "manifest.csv").read_text().splitlines()

@@ -14,12 +14,35 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def altered_copies(rng: np.random.Generator) -> dict[str, Callable[[Image.Image], Image.Image]]:
+    """What a poisoner does to a public gold image so that it passes for a new one."""
+
+    def crop(im: Image.Image, s: float) -> Image.Image:
+        w, h = im.size
+        cw, ch = int(w * s), int(h * s)
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return im.crop((x, y, x + cw, y + ch))
+
+    return {
+        "mirrored": ImageOps.mirror,
+        "flipped": ImageOps.flip,
+        "turned 90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+        "turned 180": lambda im: im.transpose(Image.Transpose.ROTATE_180),
+        "turned 270": lambda im: im.transpose(Image.Transpose.ROTATE_270),
+        "transposed": lambda im: im.transpose(Image.Transpose.TRANSPOSE),
+        "cropped 90%": lambda im: crop(im, 0.9),
+        "cropped 80%": lambda im: crop(im, 0.8),
+        "cropped 85%, mirrored": lambda im: ImageOps.mirror(crop(im, 0.85)),
+    }
 
 
 def main() -> None:
@@ -33,25 +56,7 @@ def main() -> None:
     gold = [Image.open(data / r.key).convert("RGB") for r in read_splits(champion / "splits.csv") if r.split == "test"]
     prints = [fingerprint(g) for g in gold]
     index = CropIndex.of([keypoints(g) for g in gold])
-    rng = np.random.default_rng(0)
-
-    def crop(im: Image.Image, s: float) -> Image.Image:
-        w, h = im.size
-        cw, ch = int(w * s), int(h * s)
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        return im.crop((x, y, x + cw, y + ch))
-
-    alterations = {
-        "mirrored": ImageOps.mirror,
-        "flipped": ImageOps.flip,
-        "turned 90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
-        "turned 180": lambda im: im.transpose(Image.Transpose.ROTATE_180),
-        "turned 270": lambda im: im.transpose(Image.Transpose.ROTATE_270),
-        "transposed": lambda im: im.transpose(Image.Transpose.TRANSPOSE),
-        "cropped 90%": lambda im: crop(im, 0.9),
-        "cropped 80%": lambda im: crop(im, 0.8),
-        "cropped 85%, mirrored": lambda im: ImageOps.mirror(crop(im, 0.85)),
-    }
+    alterations = altered_copies(np.random.default_rng(0))
 
     def found(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         by_thumb = np.zeros(len(images), bool)
