@@ -211,6 +211,7 @@ def serve(
 def _raise_open_files_limit() -> None:
     """Every descriptor the system allows this process: the soft limit (often 1,024) up to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < target:  # never lowered
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
